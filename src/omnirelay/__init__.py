@@ -1,0 +1,1 @@
+"""omnirelay: a self-hostable omnichannel messaging gateway (Infobip OMNI API)."""

@@ -1,0 +1,70 @@
+"""Infobip's error envelope: every 4xx and 5xx answer is ``{"requestError":{"serviceException":{...}}}``."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from omnirelay.domain.model import ApiError, RequestError, ServiceException
+
+_encoder = msgspec.json.Encoder()
+
+TEXTS = {
+    400: ("BAD_REQUEST", "Bad request"),
+    401: ("UNAUTHORIZED", "Unauthorized"),
+    403: ("FORBIDDEN", "Forbidden"),
+    404: ("NOT_FOUND", "Not found"),
+    405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
+    413: ("PAYLOAD_TOO_LARGE", "Request body too large"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"),
+    429: ("TOO_MANY_REQUESTS", "Too many requests"),
+    500: ("GENERAL_ERROR", "Something went wrong. Please contact support."),
+    503: ("SERVICE_UNAVAILABLE", "Service temporarily unavailable. Please retry."),
+}
+
+
+def envelope(status: int, text: str | None = None, validation: dict[str, list[str]] | None = None,
+             message_id: str | None = None) -> web.Response:
+    """An error answer in Infobip's envelope."""
+    default_id, default_text = TEXTS.get(status, ("GENERAL_ERROR", "Error"))
+    body = ApiError(RequestError(ServiceException(
+        messageId=message_id or default_id, text=text or default_text, validationErrors=validation)))
+    return web.Response(status=status, body=_encoder.encode(body), content_type="application/json")
+
+
+class ApiProblem(Exception):
+    """Raised by handlers to answer with an error envelope."""
+
+    def __init__(self, status: int, text: str | None = None,
+                 validation: dict[str, list[str]] | None = None) -> None:
+        super().__init__(text or TEXTS.get(status, ("", ""))[1])
+        self.status = status
+        self.text = text
+        self.validation = validation
+
+    def response(self) -> web.Response:
+        """The envelope for this problem."""
+        return envelope(self.status, self.text, self.validation)
+
+
+def bad_request(validation: dict[str, list[str]], text: str | None = None) -> ApiProblem:
+    """A 400 naming each bad field; the text names the first one so a client's log says what was wrong."""
+    if text is None:
+        field, messages = next(iter(validation.items()))
+        text = f"Invalid '{field}': {messages[0]}"
+    return ApiProblem(400, text, validation)
+
+
+def from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError) -> ApiProblem:
+    """A 400 for a body that is not JSON or whose types are wrong, naming the field."""
+    message = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        path = "body"
+        if " - at `$" in message:
+            message, _, where = message.rpartition(" - at `$")
+            path = where.rstrip("`").lstrip(".") or "body"
+        elif message.startswith("Object missing required field"):
+            field = message.split("`")[1] if "`" in message else "body"
+            path = field
+        return bad_request({path: [message]})
+    return ApiProblem(400, f"Malformed JSON: {message}", {"body": [f"malformed JSON: {message}"]})

@@ -1,0 +1,58 @@
+"""The aiohttp application: middlewares for auth and the error envelope, and every route."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from omnirelay.api.auth import Authenticator
+from omnirelay.api.errors import ApiProblem, envelope
+
+log = logging.getLogger("omnirelay.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_PREFIXES = ("/openapi.json", "/health", "/webhooks/")
+
+
+def error_middleware() -> web.middleware:  # type: ignore[valid-type]
+    """Answer every failure in Infobip's envelope; an unexpected one is logged and becomes a 500."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiProblem as problem:
+            return problem.response()
+        except web.HTTPRequestEntityTooLarge as exc:
+            return envelope(413, f"Request body too large: at most {exc.max_size} bytes")
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return envelope(exc.status, exc.reason)
+        except sqlite3.OperationalError:
+            log.exception("database unavailable during %s %s", request.method, request.path)
+            return envelope(503)
+        except Exception:
+            log.exception("unexpected error during %s %s", request.method, request.path)
+            return envelope(500)
+
+    return middleware
+
+
+def auth_middleware(auth: Authenticator) -> web.middleware:  # type: ignore[valid-type]
+    """Every ``/omni/`` request needs valid credentials; the account goes to ``request["account"]``."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(PUBLIC_PREFIXES):
+            return await handler(request)
+        account = await auth.account(request.headers.get("Authorization"))
+        if account is None:
+            return envelope(401)
+        request["account"] = account
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,147 @@
+"""Settings: a TOML file (``--config`` or ``OMNIRELAY_CONFIG``), then environment variables, then flags.
+
+Every setting, its default and its environment variable are documented in README.md ("Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+
+class AccountConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """An account declared in the config file."""
+
+    username: str
+    password: str | None = None
+    password_hash: str | None = None
+    api_keys: list[str] = msgspec.field(default_factory=list)
+    webhook_secret: str | None = None
+
+
+class SandboxRule(msgspec.Struct, forbid_unknown_fields=True):
+    """One sandbox rule: the first rule that matches a step decides its outcome."""
+
+    outcome: Literal["DELIVERED", "SEEN", "UNDELIVERABLE", "REJECTED", "EXPIRED"]
+    channel: str | None = None
+    to: str | None = None
+    error: str | None = None
+    after_ms: int = 0
+
+
+class SandboxConfig(msgspec.Struct, forbid_unknown_fields=True):
+    rules: list[SandboxRule] | None = None
+
+
+class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True):
+    min_validity_seconds: float = 30.0
+    max_destinations: int = 10_000
+    max_body_mb: float = 16.0
+
+
+class CapabilityConfig(msgspec.Struct, forbid_unknown_fields=True):
+    not_whatsapp_days: float = 7.0
+
+
+class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True):
+    max_attempts: int = 10
+    timeout_seconds: float = 10.0
+    retry_base_seconds: float = 60.0
+
+
+class PriceEntry(msgspec.Struct, forbid_unknown_fields=True):
+    price: float
+    channel: str | None = None
+    country: str | None = None
+
+
+class PricingConfig(msgspec.Struct, forbid_unknown_fields=True):
+    currency: str = "EUR"
+    default: float = 0.0
+    prices: list[PriceEntry] = msgspec.field(default_factory=list)
+
+
+class MccMncConfig(msgspec.Struct, forbid_unknown_fields=True):
+    prefixes: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class EngineConfig(msgspec.Struct, forbid_unknown_fields=True):
+    batch_size: int = 500
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True):
+    """All settings of a gateway."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "./omnirelay-data"
+    database: str | None = None
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    log_level: str = "INFO"
+    accounts: list[AccountConfig] = msgspec.field(default_factory=list)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    sandbox: SandboxConfig = msgspec.field(default_factory=SandboxConfig)
+    capability: CapabilityConfig = msgspec.field(default_factory=CapabilityConfig)
+    webhooks: WebhookConfig = msgspec.field(default_factory=WebhookConfig)
+    pricing: PricingConfig = msgspec.field(default_factory=PricingConfig)
+    mcc_mnc: MccMncConfig = msgspec.field(default_factory=MccMncConfig)
+    engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+
+    def sqlite_path(self) -> Path:
+        """The SQLite file: ``database`` when it names one, else ``omnirelay.db`` in the data folder."""
+        db = self.database
+        if db:
+            if db.startswith("sqlite:///"):
+                return Path(db[len("sqlite:///"):])
+            if db.startswith("sqlite://"):
+                return Path(db[len("sqlite://"):])
+            if "://" not in db:
+                return Path(db)
+            raise ConfigError(f"database: unsupported URL {db!r} (this build supports SQLite: sqlite:///path)")
+        return Path(self.data_dir) / "omnirelay.db"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message says where."""
+
+
+#: Environment variables and the top-level settings they set.
+ENV_VARS = {
+    "OMNIRELAY_HOST": "host",
+    "OMNIRELAY_PORT": "port",
+    "OMNIRELAY_DATA_DIR": "data_dir",
+    "OMNIRELAY_DATABASE": "database",
+    "OMNIRELAY_LOG_LEVEL": "log_level",
+}
+
+
+def load(config_file: str | None = None, overrides: dict[str, Any] | None = None,
+         environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings: file, then environment, then ``overrides`` (the command-line flags that were given)."""
+    env = os.environ if environ is None else environ
+    path = config_file or env.get("OMNIRELAY_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = msgspec.toml.decode(Path(path).read_bytes())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+    for var, key in ENV_VARS.items():
+        if env.get(var):
+            raw[key] = env[var]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path or 'settings'}: {exc}") from exc
+    for account in settings.accounts:
+        if account.password is None and account.password_hash is None and not account.api_keys:
+            raise ConfigError(f"account {account.username!r} needs a password, a password_hash or api_keys")
+    return settings

@@ -1,0 +1,316 @@
+"""Rules a send request must meet beyond its types, and the accepted form it is turned into.
+
+Everything here is pure: a request, its scenario's flow and the clock go in; either a dict of
+``validationErrors`` (field path -> messages) or the :class:`Accepted` plan comes out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from omnirelay.domain.channels import ADDRESS_FIELDS, CONTENT_FIELDS, NEEDS_SENDER, Channel, parse_channel
+from omnirelay.domain.dates import parse_ts
+from omnirelay.domain.model import (
+    UNIT_SECONDS,
+    AdvancedRequest,
+    ChannelData,
+    Destination,
+    ScenarioIn,
+    SimpleRequest,
+    Step,
+    TimeUnit,
+    To,
+    WhatsAppData,
+)
+
+MAX_DESTINATIONS = 10_000
+MAX_VALIDITY_S = 48 * 3600
+MAX_VIBER_VALIDITY_S = 14 * 86400
+MAX_SEND_AHEAD_S = 180 * 86400
+WHATSAPP_TEXT_MAX = 4096
+PUSH_TEXT_MAX = 2000
+KAKAO_ALIM_TEXT_MAX = 1000
+
+PHONE = re.compile(r"^\+?[0-9]{3,20}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
+NOTIFY_CONTENT_TYPES = ("application/json", "application/xml")
+VIBER_FILE_TYPES = frozenset(
+    "doc docx rtf dot dotx odt odf fodt txt info pdf xps pdax eps xls xlsx ods fods csv xlsm xltx".split()
+)
+
+Errors = dict[str, list[str]]
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """Configurable bounds of validation."""
+
+    min_validity_seconds: float = 30.0
+    max_destinations: int = MAX_DESTINATIONS
+
+
+def _add(errors: Errors, path: str, message: str) -> None:
+    errors.setdefault(path, []).append(message)
+
+
+# --- scenarios ---------------------------------------------------------------------------------
+
+
+def validate_scenario(body: ScenarioIn) -> tuple[Errors, list[Step]]:
+    """Check a scenario's flow; returns the errors and the flow with channel aliases resolved."""
+    errors: Errors = {}
+    flow: list[Step] = []
+    if not body.flow:
+        _add(errors, "flow", "must contain at least one step")
+    seen: set[Channel] = set()
+    for i, step in enumerate(body.flow):
+        channel = parse_channel(step.channel.value)
+        if channel in seen:
+            _add(errors, f"flow[{i}].channel", f"channel {channel.value} appears more than once")
+        seen.add(channel)
+        sender = step.from_.strip() if step.from_ else None
+        if channel in NEEDS_SENDER and not sender:
+            _add(errors, f"flow[{i}].from", f"a {channel.value} step needs a sender")
+        if channel is Channel.EMAIL and sender and not EMAIL.match(sender):
+            _add(errors, f"flow[{i}].from", "must be an e-mail address")
+        flow.append(Step(channel=channel.value, from_=sender))
+    if body.name is not None and len(body.name) > 200:
+        _add(errors, "name", "must be at most 200 characters")
+    return errors, flow
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step of a message's plan: its channel, sender and how long it may wait for a report."""
+
+    channel: str
+    sender: str | None
+    validity_s: float
+
+
+@dataclass
+class AcceptedDestination:
+    """One destination that passed validation."""
+
+    message_id: str | None
+    to: To
+    to_json: bytes
+    content_hash: bytes
+
+
+@dataclass
+class Accepted:
+    """A send request that passed validation, ready to be stored."""
+
+    destinations: list[AcceptedDestination]
+    steps: list[PlannedStep]
+    content: dict[str, Any]
+    options: dict[str, Any]
+    bulk_id: str | None
+    send_at: float | None
+    payload: bytes = field(default=b"")
+
+
+def validity_seconds(channel: Channel, data: ChannelData | None, limits: Limits) -> float:
+    """The step's validity period in seconds, clamped to what the channel supports."""
+    ceiling = MAX_VIBER_VALIDITY_S if channel is Channel.VIBER else MAX_VALIDITY_S
+    if data is None or data.validityPeriod is None:
+        return float(ceiling if channel is not Channel.VIBER else MAX_VALIDITY_S)
+    unit = data.validityPeriodTimeUnit or TimeUnit.MINUTES
+    seconds = data.validityPeriod * UNIT_SECONDS[unit]
+    floor = limits.min_validity_seconds
+    if channel is Channel.VIBER:
+        floor = max(floor, 35.0) if floor >= 30.0 else floor
+    return float(min(max(seconds, floor), ceiling))
+
+
+def address_for(channel: Channel, to: To) -> str | None:
+    """The destination's address for a channel, or None when it has none for it."""
+    for name in ADDRESS_FIELDS[channel]:
+        value = getattr(to, name)
+        if value:
+            return str(value)
+    return None
+
+
+def _check_to(errors: Errors, path: str, to: To) -> None:
+    if to.phoneNumber is not None and not PHONE.match(to.phoneNumber):
+        _add(errors, f"{path}.phoneNumber", "must be a phone number in international format, e.g. 41793026727")
+    if to.emailAddress is not None and not EMAIL.match(to.emailAddress):
+        _add(errors, f"{path}.emailAddress", "must be an e-mail address")
+
+
+def _check_whatsapp(errors: Errors, wa: WhatsAppData) -> None:
+    if wa.text is not None and len(wa.text) > WHATSAPP_TEXT_MAX:
+        _add(errors, "whatsApp.text", f"must be at most {WHATSAPP_TEXT_MAX} characters")
+    template_fields = {
+        "templateName": wa.templateName,
+        "templateNamespace": wa.templateNamespace,
+        "templateData": wa.templateData,
+        "language": wa.language,
+    }
+    if wa.templateName is not None or wa.templateNamespace is not None or wa.templateData is not None:
+        for name, value in template_fields.items():
+            if value is None or value == "":
+                _add(errors, f"whatsApp.{name}", "is required for a template message")
+    if wa.policy is not None and wa.policy.lower() not in ("deterministic", "fallback"):
+        _add(errors, "whatsApp.policy", "must be deterministic or fallback")
+    if (wa.latitude is None) != (wa.longitude is None):
+        missing = "latitude" if wa.latitude is None else "longitude"
+        _add(errors, f"whatsApp.{missing}", "a location message needs both latitude and longitude")
+    for name in ("imageUrl", "fileUrl", "audioUrl", "videoUrl"):
+        value = getattr(wa, name)
+        if value is not None and not URL.match(value):
+            _add(errors, f"whatsApp.{name}", "must be an http(s) URL")
+    has_content = any(
+        (
+            wa.text,
+            wa.templateName,
+            wa.imageUrl,
+            wa.fileUrl,
+            wa.audioUrl,
+            wa.videoUrl,
+            wa.latitude is not None,
+            wa.contacts,
+            wa.mediaTemplateData,
+        )
+    )
+    if not has_content:
+        _add(errors, "whatsApp", "needs text, a media URL (imageUrl for an image message), a location, "
+             "contacts or a template")
+
+
+def _check_content(errors: Errors, req: AdvancedRequest) -> None:
+    if req.whatsApp is not None:
+        _check_whatsapp(errors, req.whatsApp)
+    if req.push is not None and req.push.text is not None and len(req.push.text) > PUSH_TEXT_MAX:
+        _add(errors, "push.text", f"must be at most {PUSH_TEXT_MAX} characters")
+    if req.kakaoAlim is not None and req.kakaoAlim.text is not None and len(req.kakaoAlim.text) > KAKAO_ALIM_TEXT_MAX:
+        _add(errors, "kakaoAlim.text", f"must be at most {KAKAO_ALIM_TEXT_MAX} characters")
+    if req.viber is not None:
+        v = req.viber
+        if v.fileType is not None and v.fileType.lower() not in VIBER_FILE_TYPES:
+            _add(errors, "viber.fileType", "is not a supported file type")
+        if v.fileUrl is not None and not URL.match(v.fileUrl):
+            _add(errors, "viber.fileUrl", "must be an http(s) URL")
+        if v.buttonText is not None and v.buttonURL is None:
+            _add(errors, "viber.buttonURL", "is required with buttonText")
+    for name in ("sms", "email", "voice"):
+        data = getattr(req, name)
+        if data is not None and data.text is not None and data.text == "":
+            _add(errors, f"{name}.text", "must not be empty")
+
+
+def _has_content(channel: Channel, req: AdvancedRequest) -> bool:
+    data = getattr(req, CONTENT_FIELDS[channel])
+    if data is None:
+        return False
+    if isinstance(data, WhatsAppData):
+        return True  # _check_whatsapp already required some content
+    return any(v not in (None, "", [], {}) for k, v in msgspec.structs.asdict(data).items()
+               if k not in ("validityPeriod", "validityPeriodTimeUnit"))
+
+
+def simple_to_advanced(req: SimpleRequest) -> AdvancedRequest:
+    """The legacy ``/omni/1/text`` request as an advanced one: its text goes to every channel."""
+    text = req.text
+    common: dict[str, Any] = {"text": text} if text is not None else {}
+    channel_data: dict[str, Any] = {
+        name: common for name in ("sms", "viber", "voice", "push", "line", "vKontakte", "facebook", "parseco")
+    }
+    channel_data["whatsApp"] = common
+    channel_data["email"] = {**common, **({"subject": req.mailSubject} if req.mailSubject else {})}
+    body = {
+        "destinations": msgspec.to_builtins(req.destinations) if req.destinations is not None else None,
+        "scenarioKey": req.scenarioKey,
+        "bulkId": req.bulkId,
+        **(channel_data if text else {}),
+    }
+    return msgspec.convert(body, AdvancedRequest)
+
+
+def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Limits) -> Errors | Accepted:
+    """Validate a send request against its scenario's flow; the errors, or the accepted plan."""
+    errors: Errors = {}
+    destinations: list[Destination] = req.destinations or []
+    if not destinations:
+        _add(errors, "destinations", "must contain at least one destination")
+    elif len(destinations) > limits.max_destinations:
+        _add(errors, "destinations", f"must contain at most {limits.max_destinations} destinations")
+
+    send_at: float | None = None
+    if req.sendAt is not None:
+        try:
+            send_at = parse_ts(req.sendAt)
+        except ValueError as exc:
+            _add(errors, "sendAt", str(exc))
+        else:
+            if send_at - now >= MAX_SEND_AHEAD_S:
+                _add(errors, "sendAt", "must be less than 180 days ahead")
+            elif send_at <= now:
+                send_at = None
+    if req.notifyUrl is not None and not URL.match(req.notifyUrl):
+        _add(errors, "notifyUrl", "must be an http(s) URL")
+    if req.notifyContentType is not None and req.notifyContentType not in NOTIFY_CONTENT_TYPES:
+        _add(errors, "notifyContentType", "must be application/json or application/xml")
+    _check_content(errors, req)
+
+    channels = [parse_channel(s.channel) for s in flow]
+    steps = [
+        PlannedStep(c.value, s.from_, validity_seconds(c, getattr(req, CONTENT_FIELDS[c]), limits))
+        for c, s in zip(channels, flow, strict=True)
+    ]
+    with_content = [c for c in channels if _has_content(c, req)]
+    if flow and not with_content:
+        names = ", ".join(CONTENT_FIELDS[c] for c in channels)
+        _add(errors, CONTENT_FIELDS[channels[0]], f"the scenario's channels need content: give one of {names}")
+
+    content = {
+        CONTENT_FIELDS[c]: msgspec.to_builtins(getattr(req, CONTENT_FIELDS[c]))
+        for c in channels
+        if getattr(req, CONTENT_FIELDS[c]) is not None
+    }
+    options = {
+        k: v
+        for k, v in (
+            ("notify", req.notify),
+            ("intermediateReport", req.intermediateReport),
+            ("notifyUrl", req.notifyUrl),
+            ("notifyContentType", req.notifyContentType),
+            ("callbackData", req.callbackData),
+        )
+        if v is not None
+    }
+    payload = msgspec.json.encode({"steps": [s.__dict__ for s in steps], "content": content, "options": options})
+    shared = hashlib.blake2b(payload + (req.sendAt or "").encode(), digest_size=16).digest()
+
+    accepted: list[AcceptedDestination] = []
+    seen_ids: set[str] = set()
+    for i, dest in enumerate(destinations):
+        path = f"destinations[{i}]"
+        if dest.to is None:
+            _add(errors, f"{path}.to", "is required")
+            continue
+        _check_to(errors, f"{path}.to", dest.to)
+        usable = [c for c in with_content if address_for(c, dest.to) is not None]
+        if with_content and not usable:
+            wanted = sorted({f for c in with_content for f in ADDRESS_FIELDS[c]})
+            _add(errors, f"{path}.to", f"needs an address for the scenario's channels: one of {', '.join(wanted)}")
+        if dest.messageId is not None:
+            if dest.messageId in seen_ids:
+                _add(errors, f"{path}.messageId", "appears more than once in this request")
+            seen_ids.add(dest.messageId)
+        to_json = msgspec.json.encode(dest.to)
+        digest = hashlib.blake2b(shared + to_json, digest_size=16).digest()
+        accepted.append(AcceptedDestination(dest.messageId, dest.to, to_json, digest))
+    if errors:
+        return errors
+    return Accepted(accepted, steps, content, options, req.bulkId, send_at, payload)

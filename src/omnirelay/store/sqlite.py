@@ -1,0 +1,264 @@
+"""The embedded store: one SQLite file in WAL mode, written by a single group-commit writer thread.
+
+Reads run on a connection of the event loop's thread (WAL lets them proceed beside the writer); every
+write goes through :class:`~omnirelay.store.writer.Writer`, so requests arriving together share a commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from omnirelay.domain.model import Step
+from omnirelay.store.base import (
+    Account,
+    ApiKey,
+    MessageIdConflict,
+    NewMessage,
+    ScenarioRecord,
+    Stored,
+)
+from omnirelay.store.writer import Writer
+
+_flow_decoder = msgspec.json.Decoder(list[Step])
+
+
+class SchemaError(RuntimeError):
+    """The database's schema is newer than this program knows."""
+
+
+def migrations() -> list[tuple[int, str]]:
+    """The numbered schema scripts shipped with the package, in order."""
+    folder = resources.files("omnirelay.store") / "sql" / "sqlite"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)
+
+
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the version. Refuses a schema newer than this program."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    known = migrations()
+    latest = known[-1][0]
+    if version > latest:
+        raise SchemaError(
+            f"the database has schema version {version}, but this omnirelay knows only up to {latest}: "
+            "upgrade omnirelay"
+        )
+    for number, script in known:
+        if number > version:
+            conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+            version = number
+    return version
+
+
+def _account(row: Any) -> Account:
+    return Account(id=row[0], username=row[1], password_hash=row[2], webhook_secret=row[3], source=row[4])
+
+
+def _scenario(row: Any) -> ScenarioRecord:
+    return ScenarioRecord(key=row[0], name=row[1], flow=_flow_decoder.decode(row[2]), default=bool(row[3]))
+
+
+_ACCOUNT_COLS = "id, username, password_hash, webhook_secret, source"
+_SCENARIO_COLS = "key, name, flow, is_default"
+
+
+class SqliteStore:
+    """The :class:`~omnirelay.store.base.Store` on a SQLite file."""
+
+    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        setup = _connect(self.path, synchronous)
+        try:
+            migrate(setup)
+        finally:
+            setup.close()
+        self.writer = Writer(lambda: _connect(self.path, synchronous))
+        self.writer.start()
+        self._read = _connect(self.path, synchronous)
+        self._read.execute("PRAGMA query_only=ON")
+
+    async def close(self) -> None:
+        """Finish queued writes and close the file."""
+        self.writer.stop()
+        self._read.close()
+
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        return self._read.execute(sql, tuple(args)).fetchone()
+
+    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        return self._read.execute(sql, tuple(args)).fetchall()
+
+    # --- accounts and keys ---------------------------------------------------------------------
+
+    async def create_account(self, username: str, password_hash: str | None, webhook_secret: str,
+                             source: str) -> Account:
+        def fn(conn: sqlite3.Connection) -> Account:
+            conn.execute(
+                "INSERT INTO accounts(username, password_hash, webhook_secret, source, created_at)"
+                " VALUES (?, ?, ?, ?, CAST(strftime('%s','now') AS REAL))",
+                (username, password_hash, webhook_secret, source),
+            )
+            return _account(conn.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE username = ?",
+                                         (username,)).fetchone())
+
+        return await self.writer.run(fn)
+
+    async def remove_account(self, username: str) -> bool:
+        def fn(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM accounts WHERE username = ?", (username,)).rowcount > 0
+
+        return await self.writer.run(fn)
+
+    async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
+        await self.writer.run(lambda c: c.execute(
+            "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id)))
+
+    async def accounts(self) -> list[Account]:
+        return [_account(r) for r in self._all(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id")]
+
+    async def account_by_username(self, username: str) -> Account | None:
+        row = self._one(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,))
+        return _account(row) if row else None
+
+    async def account_by_key_hash(self, key_hash: str) -> Account | None:
+        row = self._one(
+            f"SELECT {', '.join('a.' + c.strip() for c in _ACCOUNT_COLS.split(','))} FROM api_keys k"
+            " JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ?",
+            (key_hash,),
+        )
+        return _account(row) if row else None
+
+    async def add_key(self, account_id: int, key_id: str, key_hash: str, source: str) -> None:
+        await self.writer.run(lambda c: c.execute(
+            "INSERT INTO api_keys(id, account_id, key_hash, source, created_at)"
+            " VALUES (?, ?, ?, ?, CAST(strftime('%s','now') AS REAL)) ON CONFLICT(key_hash) DO NOTHING",
+            (key_id, account_id, key_hash, source)))
+
+    async def revoke_key(self, key_id: str) -> bool:
+        def fn(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,)).rowcount > 0
+
+        return await self.writer.run(fn)
+
+    async def keys(self) -> list[ApiKey]:
+        rows = self._all("SELECT k.id, k.account_id, a.username, k.source, k.created_at FROM api_keys k"
+                         " JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at")
+        return [ApiKey(*r) for r in rows]
+
+    # --- scenarios -----------------------------------------------------------------------------
+
+    async def create_scenario(self, account_id: int, scenario: ScenarioRecord) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            if scenario.default:
+                conn.execute("UPDATE scenarios SET is_default = 0 WHERE account_id = ? AND is_default = 1",
+                             (account_id,))
+            conn.execute(
+                "INSERT INTO scenarios(key, account_id, name, flow, is_default, created_at)"
+                " VALUES (?, ?, ?, ?, ?, CAST(strftime('%s','now') AS REAL))",
+                (scenario.key, account_id, scenario.name, msgspec.json.encode(scenario.flow), scenario.default),
+            )
+
+        await self.writer.run(fn)
+
+    async def update_scenario(self, account_id: int, scenario: ScenarioRecord) -> bool:
+        def fn(conn: sqlite3.Connection) -> bool:
+            if scenario.default:
+                conn.execute("UPDATE scenarios SET is_default = 0 WHERE account_id = ? AND key <> ?",
+                             (account_id, scenario.key))
+            return conn.execute(
+                "UPDATE scenarios SET name = ?, flow = ?, is_default = ? WHERE account_id = ? AND key = ?",
+                (scenario.name, msgspec.json.encode(scenario.flow), scenario.default, account_id, scenario.key),
+            ).rowcount > 0
+
+        return await self.writer.run(fn)
+
+    async def delete_scenario(self, account_id: int, key: str) -> bool:
+        def fn(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM scenarios WHERE account_id = ? AND key = ?",
+                                (account_id, key)).rowcount > 0
+
+        return await self.writer.run(fn)
+
+    async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
+        row = self._one(f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND key = ?",
+                        (account_id, key))
+        return _scenario(row) if row else None
+
+    async def default_scenario(self, account_id: int) -> ScenarioRecord | None:
+        row = self._one(f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND is_default = 1",
+                        (account_id,))
+        return _scenario(row) if row else None
+
+    async def scenarios(self, account_id: int, is_default: bool | None, limit: int,
+                        page: int) -> list[ScenarioRecord]:
+        where, args = "account_id = ?", [account_id]
+        if is_default is not None:
+            where += " AND is_default = ?"
+            args.append(int(is_default))
+        rows = self._all(
+            f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE {where} ORDER BY rowid LIMIT ? OFFSET ?",
+            [*args, limit, page * limit],
+        )
+        return [_scenario(r) for r in rows]
+
+    # --- sending -------------------------------------------------------------------------------
+
+    async def accept(self, account_id: int, payload: bytes, bulk_id: str | None, messages: list[NewMessage],
+                     start_at: float, now: float) -> list[Stored]:
+        def fn(conn: sqlite3.Connection) -> list[Stored]:
+            answers: list[Stored | None] = [None] * len(messages)
+            supplied = {m.message_id: i for i, m in enumerate(messages) if m.supplied}
+            if supplied:
+                ids = list(supplied)
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    rows = conn.execute(
+                        "SELECT message_id, content_hash, to_json, bulk_id FROM messages WHERE account_id = ?"
+                        f" AND message_id IN ({','.join('?' * len(chunk))})",
+                        [account_id, *chunk],
+                    ).fetchall()
+                    for message_id, content_hash, to_json, old_bulk in rows:
+                        i = supplied[message_id]
+                        if content_hash != messages[i].content_hash:
+                            raise MessageIdConflict(i)
+                        answers[i] = Stored(message_id, to_json, old_bulk)
+            fresh = [(i, m) for i, m in enumerate(messages) if answers[i] is None]
+            if fresh:
+                request_id = conn.execute("INSERT INTO requests(account_id, payload) VALUES (?, ?)",
+                                          (account_id, payload)).lastrowid
+                base = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+                conn.executemany(
+                    "INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json, content_hash,"
+                    " created_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(base + n + 1, account_id, m.message_id, request_id, bulk_id, m.to_json, m.content_hash, now,
+                      m.state) for n, (_i, m) in enumerate(fresh)],
+                )
+                conn.executemany(
+                    "INSERT INTO jobs(message, kind, due_at) VALUES (?, 'start', ?)",
+                    [(base + n + 1, start_at) for n in range(len(fresh))],
+                )
+                for _i, m in fresh:
+                    answers[_i] = Stored(m.message_id, m.to_json, bulk_id)
+            return [a for a in answers if a is not None]
+
+        return await self.writer.run(fn)

@@ -1,0 +1,121 @@
+"""Group commit for SQLite: one writer thread runs every write that arrives while it is busy in one transaction.
+
+Callers hand in a function of the connection and await its result; the writer drains everything queued,
+runs each function under its own savepoint (one failing function does not undo the others), commits once
+and only then wakes the callers. A request is answered only after the commit that made it durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+WriteFn = Callable[[sqlite3.Connection], Any]
+_Item = tuple[WriteFn, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+MAX_BATCH = 2000
+
+
+def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, result, error in items:
+        if fut.done():
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+
+
+class Writer:
+    """The single writer of one SQLite database."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.transactions = 0
+
+    def start(self) -> None:
+        """Open the connection in the writer thread."""
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def stop(self) -> None:
+        """Finish what is queued, then close."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the next group transaction and return its result once committed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put((fn, fut, loop))
+        return await fut
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(conn, batch)
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+        done: list[tuple[WriteFn, asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, fut, loop in batch:
+                conn.execute("SAVEPOINT w")
+                try:
+                    result = fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    done.append((fn, fut, loop, None, exc))
+                else:
+                    conn.execute("RELEASE w")
+                    done.append((fn, fut, loop, result, None))
+            conn.execute("COMMIT")
+            self.transactions += 1
+        except Exception as exc:  # the commit itself failed (disk full, I/O error): nobody's write is durable
+            if conn.in_transaction:
+                conn.rollback()
+            done = [(fn, fut, loop, None, exc) for fn, fut, loop in batch]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]]
+        by_loop = defaultdict(list)
+        for _fn, fut, loop, result, error in done:
+            by_loop[loop].append((fut, result, error))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # that loop is closed; its callers are gone
+                pass
