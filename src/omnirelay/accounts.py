@@ -30,8 +30,9 @@ class NewCredentials:
     api_key: str | None
 
 
-async def add_account(store: Store, username: str, password: str | None, with_key: bool,
-                      source: str = "cli") -> NewCredentials:
+async def add_account(
+    store: Store, username: str, password: str | None, with_key: bool, source: str = "cli"
+) -> NewCredentials:
     """Create an account; a password is generated when none is given. Optionally also an API key."""
     if not username or ":" in username:
         raise AccountError("a username must be non-empty and must not contain ':'")
@@ -54,13 +55,16 @@ async def sync_config_accounts(store: Store, declared: list[AccountConfig]) -> N
     """Make the accounts declared in the config file exist with the declared password and keys."""
     for spec in declared:
         if spec.password_hash is not None and not is_password_hash(spec.password_hash):
-            raise AccountError(f"account {spec.username!r}: password_hash is not of the form omnirelay "
-                               "writes (scrypt$...); run `omnirelay accounts hash-password`")
+            raise AccountError(
+                f"account {spec.username!r}: password_hash is not of the form omnirelay "
+                "writes (scrypt$...); run `omnirelay accounts hash-password`"
+            )
         wanted_hash = spec.password_hash or (hash_password(spec.password) if spec.password else None)
         account = await store.account_by_username(spec.username)
         if account is None:
-            account = await store.create_account(spec.username, wanted_hash,
-                                                 spec.webhook_secret or new_webhook_secret(), "config")
+            account = await store.create_account(
+                spec.username, wanted_hash, spec.webhook_secret or new_webhook_secret(), "config"
+            )
         elif spec.password is not None or spec.password_hash is not None:
             await store.set_password_hash(account.id, wanted_hash)
         for key in spec.api_keys:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,11 +14,20 @@ from aiohttp import web
 from omnirelay.accounts import sync_config_accounts
 from omnirelay.api import openapi
 from omnirelay.api.auth import Authenticator
+from omnirelay.api.reports import ReportRoutes
 from omnirelay.api.scenarios import ScenarioRoutes
 from omnirelay.api.sending import SendRoutes
 from omnirelay.api.server import auth_middleware, error_middleware
+from omnirelay.channels.base import Channel as Connector
+from omnirelay.channels.sandbox import Sandbox
 from omnirelay.config import Settings
+from omnirelay.domain.channels import Channel
+from omnirelay.domain.numbering import MccMncTable
+from omnirelay.domain.pricing import PriceEntry, PriceList
+from omnirelay.domain.reports import Tariffs
 from omnirelay.domain.validation import Limits
+from omnirelay.engine.worker import Engine, EngineSettings
+from omnirelay.notifier.webhooks import Notifier, NotifierSettings
 from omnirelay.store.base import Store
 from omnirelay.store.sqlite import SqliteStore
 
@@ -37,9 +48,35 @@ class Gateway:
     settings: Settings
     store: SqliteStore
     auth: Authenticator = field(init=False)
+    sandbox: Sandbox = field(init=False)
+    engine: Engine = field(init=False)
+    notifier: Notifier = field(init=False)
+    tariffs: Tariffs = field(init=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        s = self.settings
         self.auth = Authenticator(self.store)
+        self.tariffs = tariffs(s)
+        self.sandbox = Sandbox(s.sandbox.rules)
+        channels: dict[str, Connector] = {c.value: self.sandbox for c in Channel}
+        self.engine = Engine(
+            self.store,
+            channels,
+            self.tariffs,
+            EngineSettings(
+                batch_size=s.engine.batch_size, remember_seconds=s.capability.not_whatsapp_days * 86400
+            ),
+        )
+        self.notifier = Notifier(
+            self.store,
+            NotifierSettings(
+                max_attempts=s.webhooks.max_attempts,
+                timeout_seconds=s.webhooks.timeout_seconds,
+                retry_base_seconds=s.webhooks.retry_base_seconds,
+            ),
+        )
+        self.engine.on_progress = self.notifier.wake
 
     def web_app(self) -> web.Application:
         """The HTTP application."""
@@ -54,7 +91,8 @@ class Gateway:
         app[STORE_KEY] = self.store
         store: Store = self.store
         ScenarioRoutes(store).add_to(app)
-        SendRoutes(store, limits).add_to(app)
+        SendRoutes(store, limits, self.engine.wake).add_to(app)
+        ReportRoutes(store, self.tariffs).add_to(app)
         document = msgspec.json.encode(openapi.build())
 
         async def openapi_json(_request: web.Request) -> web.Response:
@@ -71,9 +109,25 @@ class Gateway:
 
     async def _startup(self, _app: web.Application) -> None:
         await sync_config_accounts(self.store, self.settings.accounts)
+        self._tasks = [
+            asyncio.create_task(self.engine.run(), name="engine"),
+            asyncio.create_task(self.notifier.run(), name="notifier"),
+        ]
 
     async def _cleanup(self, _app: web.Application) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.store.close()
+
+
+def tariffs(settings: Settings) -> Tariffs:
+    """Prices and networks from the settings."""
+    p = settings.pricing
+    prices = PriceList(p.currency, p.default, [PriceEntry(e.channel, e.country, e.price) for e in p.prices])
+    return Tariffs(prices, MccMncTable(settings.mcc_mnc.prefixes))
 
 
 def describe(settings: Settings) -> dict[str, Any]:

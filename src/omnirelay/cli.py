@@ -8,7 +8,6 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 
-
 from omnirelay import config
 from omnirelay.accounts import AccountError, add_account, create_key, first_start, sync_config_accounts
 from omnirelay.app import Gateway, open_store
@@ -17,13 +16,20 @@ from omnirelay.store.sqlite import SchemaError, SqliteStore
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML settings file (also OMNIRELAY_CONFIG)")
-    parser.add_argument("--data-dir", dest="data_dir", help="folder of the embedded database "
-                        "(also OMNIRELAY_DATA_DIR; default ./omnirelay-data)")
-    parser.add_argument("--database", help="database: a SQLite path or sqlite:///path (also OMNIRELAY_DATABASE)")
+    parser.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        help="folder of the embedded database (also OMNIRELAY_DATA_DIR; default ./omnirelay-data)",
+    )
+    parser.add_argument(
+        "--database", help="database: a SQLite path or sqlite:///path (also OMNIRELAY_DATABASE)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="omnirelay", description="Omnichannel messaging gateway (Infobip OMNI API)")
+    parser = argparse.ArgumentParser(
+        prog="omnirelay", description="Omnichannel messaging gateway (Infobip OMNI API)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway: HTTP API, engine and webhooks in one process")
@@ -80,9 +86,11 @@ def _with_store(settings: config.Settings, work: Callable[[SqliteStore], Awaitab
 
 
 def _serve(settings: config.Settings) -> int:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
-        import uvloop  # noqa: PLC0415 - optional speed-up
+        import uvloop
 
         uvloop.install()
     except ImportError:
@@ -98,10 +106,13 @@ def _serve(settings: config.Settings) -> int:
             print(f"  username: {created.username}")
             print(f"  password: {created.password}")
             print(f"  API key:  {created.api_key}   (send as 'Authorization: App <key>')")
-        print(f"omnirelay listening on http://{settings.host}:{settings.port} "
-              f"(database {settings.sqlite_path()})", flush=True)
+        print(
+            f"omnirelay listening on http://{settings.host}:{settings.port} "
+            f"(database {settings.sqlite_path()})",
+            flush=True,
+        )
 
-    from aiohttp import web  # noqa: PLC0415
+    from aiohttp import web
 
     app = gateway.web_app()
 
@@ -174,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "keys": _keys,
     }
     if args.command == "accounts" and args.action == "hash-password":
-        from omnirelay.domain.credentials import hash_password  # noqa: PLC0415
+        from omnirelay.domain.credentials import hash_password
 
         print(hash_password(args.password))
         return 0
@@ -188,5 +199,3 @@ def main(argv: list[str] | None = None) -> int:
 async def _migrated(store: SqliteStore) -> int:
     print(f"database {store.path} is up to date")
     return 0
-
-

@@ -95,12 +95,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
         db = self.database
         if db:
             if db.startswith("sqlite:///"):
-                return Path(db[len("sqlite:///"):])
+                return Path(db[len("sqlite:///") :])
             if db.startswith("sqlite://"):
-                return Path(db[len("sqlite://"):])
+                return Path(db[len("sqlite://") :])
             if "://" not in db:
                 return Path(db)
-            raise ConfigError(f"database: unsupported URL {db!r} (this build supports SQLite: sqlite:///path)")
+            raise ConfigError(
+                f"database: unsupported URL {db!r} (this build supports SQLite: sqlite:///path)"
+            )
         return Path(self.data_dir) / "omnirelay.db"
 
 
@@ -118,8 +120,11 @@ ENV_VARS = {
 }
 
 
-def load(config_file: str | None = None, overrides: dict[str, Any] | None = None,
-         environ: dict[str, str] | None = None) -> Settings:
+def load(
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
     """Read the settings: file, then environment, then ``overrides`` (the command-line flags that were given)."""
     env = os.environ if environ is None else environ
     path = config_file or env.get("OMNIRELAY_CONFIG")

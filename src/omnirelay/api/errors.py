@@ -23,20 +23,30 @@ TEXTS = {
 }
 
 
-def envelope(status: int, text: str | None = None, validation: dict[str, list[str]] | None = None,
-             message_id: str | None = None) -> web.Response:
+def envelope(
+    status: int,
+    text: str | None = None,
+    validation: dict[str, list[str]] | None = None,
+    message_id: str | None = None,
+) -> web.Response:
     """An error answer in Infobip's envelope."""
     default_id, default_text = TEXTS.get(status, ("GENERAL_ERROR", "Error"))
-    body = ApiError(RequestError(ServiceException(
-        messageId=message_id or default_id, text=text or default_text, validationErrors=validation)))
+    body = ApiError(
+        RequestError(
+            ServiceException(
+                messageId=message_id or default_id, text=text or default_text, validationErrors=validation
+            )
+        )
+    )
     return web.Response(status=status, body=_encoder.encode(body), content_type="application/json")
 
 
 class ApiProblem(Exception):
     """Raised by handlers to answer with an error envelope."""
 
-    def __init__(self, status: int, text: str | None = None,
-                 validation: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self, status: int, text: str | None = None, validation: dict[str, list[str]] | None = None
+    ) -> None:
         super().__init__(text or TEXTS.get(status, ("", ""))[1])
         self.status = status
         self.text = text

@@ -9,7 +9,14 @@ import msgspec
 from omnirelay.domain import model
 
 _REQUESTS = [model.ScenarioIn, model.AdvancedRequest, model.SimpleRequest]
-_RESPONSES = [model.Scenario, model.ScenarioList, model.SendResponse, model.Reports, model.Logs, model.ApiError]
+_RESPONSES = [
+    model.Scenario,
+    model.ScenarioList,
+    model.SendResponse,
+    model.Reports,
+    model.Logs,
+    model.ApiError,
+]
 
 
 def _ref(t: type) -> dict[str, str]:
@@ -21,7 +28,9 @@ def _json_body(t: type) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    return {str(c): {"description": "Error in Infobip's envelope", **_json_body(model.ApiError)} for c in codes}
+    return {
+        str(c): {"description": "Error in Infobip's envelope", **_json_body(model.ApiError)} for c in codes
+    }
 
 
 def _ok(t: type, description: str = "OK") -> dict[str, Any]:
@@ -38,8 +47,10 @@ def _channel_param() -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     """The whole document."""
-    _, components = msgspec.json.schema_components(_REQUESTS + _RESPONSES, ref_template="#/components/schemas/{name}")
-    security = [{"Basic": []}, {"App": []}]
+    _, components = msgspec.json.schema_components(
+        _REQUESTS + _RESPONSES, ref_template="#/components/schemas/{name}"
+    )
+    security: list[dict[str, list[str]]] = [{"Basic": []}, {"App": []}]
     key_param = {"name": "scenarioKey", "in": "path", "required": True, "schema": {"type": "string"}}
     std = _errors(400, 401, 413, 500)
     paths: dict[str, Any] = {
@@ -47,7 +58,9 @@ def build() -> dict[str, Any]:
             "get": {
                 "operationId": "list-scenarios",
                 "parameters": [
-                    _query("isDefault", {"type": "boolean"}, "Only the default scenario (or only the others)."),
+                    _query(
+                        "isDefault", {"type": "boolean"}, "Only the default scenario (or only the others)."
+                    ),
                     _query("limit", {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}),
                     _query("page", {"type": "integer", "minimum": 0, "default": 0}),
                 ],
@@ -61,7 +74,10 @@ def build() -> dict[str, Any]:
         },
         "/omni/1/scenarios/{scenarioKey}": {
             "parameters": [key_param],
-            "get": {"operationId": "get-scenario", "responses": {**_ok(model.Scenario), **_errors(401, 404, 500)}},
+            "get": {
+                "operationId": "get-scenario",
+                "responses": {**_ok(model.Scenario), **_errors(401, 404, 500)},
+            },
             "put": {
                 "operationId": "update-scenario",
                 "requestBody": {"required": True, **_json_body(model.ScenarioIn)},
@@ -106,8 +122,20 @@ def build() -> dict[str, Any]:
                     _query("to", {"type": "string"}),
                     _query("bulkId", {"type": "array", "items": {"type": "string"}}),
                     _query("messageId", {"type": "array", "items": {"type": "string"}}),
-                    _query("generalStatus", {"type": "string", "enum": [
-                        "ACCEPTED", "PENDING", "UNDELIVERABLE", "DELIVERED", "EXPIRED", "REJECTED"]}),
+                    _query(
+                        "generalStatus",
+                        {
+                            "type": "string",
+                            "enum": [
+                                "ACCEPTED",
+                                "PENDING",
+                                "UNDELIVERABLE",
+                                "DELIVERED",
+                                "EXPIRED",
+                                "REJECTED",
+                            ],
+                        },
+                    ),
                     _channel_param(),
                     _query("sentSince", {"type": "string"}),
                     _query("sentUntil", {"type": "string"}),
@@ -135,8 +163,12 @@ def build() -> dict[str, Any]:
             "schemas": components,
             "securitySchemes": {
                 "Basic": {"type": "http", "scheme": "basic"},
-                "App": {"type": "apiKey", "in": "header", "name": "Authorization",
-                        "description": "App <api key>"},
+                "App": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "App <api key>",
+                },
             },
         },
     }

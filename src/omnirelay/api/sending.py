@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
@@ -10,9 +11,10 @@ from aiohttp import web
 from omnirelay.api.errors import bad_request, from_msgspec
 from omnirelay.api.params import require_json
 from omnirelay.domain import catalogue
+from omnirelay.domain.catalogue import Status
 from omnirelay.domain.ids import uuid7
 from omnirelay.domain.message import initial_state
-from omnirelay.domain.model import AdvancedRequest, SimpleRequest, Status
+from omnirelay.domain.model import AdvancedRequest, SimpleRequest
 from omnirelay.domain.validation import Accepted, Limits, prepare_send, simple_to_advanced
 from omnirelay.store.base import Account, MessageIdConflict, NewMessage, Store
 
@@ -38,9 +40,11 @@ _encoder = msgspec.json.Encoder()
 class SendRoutes:
     """Handlers of the send endpoints."""
 
-    def __init__(self, store: Store, limits: Limits) -> None:
+    def __init__(self, store: Store, limits: Limits, accepted: Callable[[], None]) -> None:
         self.store = store
         self.limits = limits
+        self.accepted = accepted
+        """Called after messages were stored (wakes the engine)."""
 
     def add_to(self, app: web.Application) -> None:
         """Register the routes."""
@@ -87,11 +91,18 @@ class SendRoutes:
             for d in plan.destinations
         ]
         try:
-            stored = await self.store.accept(account.id, plan.payload, bulk_id, messages,
-                                             plan.send_at or now, now)
+            stored = await self.store.accept(
+                account.id, plan.payload, bulk_id, messages, plan.send_at or now, now
+            )
         except MessageIdConflict as exc:
-            raise bad_request({f"destinations[{exc.index}].messageId": [
-                "is already used by another message with different content"]}) from None
+            raise bad_request(
+                {
+                    f"destinations[{exc.index}].messageId": [
+                        "is already used by another message with different content"
+                    ]
+                }
+            ) from None
+        self.accepted()
         answer_bulk = stored[0].bulk_id if stored else bulk_id
         status = catalogue.PENDING_ENROUTE
         response = _ResponseRaw(
@@ -99,5 +110,3 @@ class SendRoutes:
             bulkId=answer_bulk if (answer_bulk is not None and (plan.bulk_id or len(stored) > 1)) else None,
         )
         return web.Response(body=_encoder.encode(response), content_type="application/json")
-
-

@@ -27,7 +27,7 @@ def error_middleware() -> web.middleware:  # type: ignore[valid-type]
         except ApiProblem as problem:
             return problem.response()
         except web.HTTPRequestEntityTooLarge as exc:
-            return envelope(413, f"Request body too large: at most {exc.max_size} bytes")
+            return envelope(413, f"Request body too large: {exc.text}")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -17,10 +17,24 @@ from omnirelay.domain.catalogue import Error, Status
 
 InputChannel = enum.Enum(  # type: ignore[misc]
     "InputChannel",
-    {name: name for name in (
-        "SMS", "EMAIL", "VOICE", "PUSH", "VIBER", "LINE", "VKONTAKTE", "KAKAO_CHINGU", "KAKAO_ALIM",
-        "WHATSAPP", "FACEBOOK", "PARSECO", "VK",
-    )},
+    {
+        name: name
+        for name in (
+            "SMS",
+            "EMAIL",
+            "VOICE",
+            "PUSH",
+            "VIBER",
+            "LINE",
+            "VKONTAKTE",
+            "KAKAO_CHINGU",
+            "KAKAO_ALIM",
+            "WHATSAPP",
+            "FACEBOOK",
+            "PARSECO",
+            "VK",
+        )
+    },
     type=str,
 )
 """Channel names accepted on input: the OMNI enum, legacy values and the alias ``VK``."""
@@ -364,20 +378,20 @@ class Price(msgspec.Struct):
     currency: str
 
 
-class Report(msgspec.Struct, omit_defaults=True):
+class Report(msgspec.Struct, omit_defaults=True, kw_only=True):
     """A delivery report, as pulled from ``/omni/1/reports`` and pushed to ``notifyUrl``."""
 
+    bulkId: str | None = None
     messageId: str
     to: str
+    sentAt: str | None = None
+    doneAt: str | None = None
+    messageCount: int
+    mccMnc: str | None = None
+    price: Price | None = None
     status: Status
     error: Error
     channel: str
-    sentAt: str | None = None
-    doneAt: str | None = None
-    messageCount: int = 1
-    bulkId: str | None = None
-    mccMnc: str | None = None
-    price: Price | None = None
     callbackData: str | None = None
 
 
@@ -387,21 +401,21 @@ class Reports(msgspec.Struct):
     results: list[Report]
 
 
-class LogEntry(msgspec.Struct, omit_defaults=True):
+class LogEntry(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One entry of ``/omni/1/logs``."""
 
+    bulkId: str | None = None
     messageId: str
     to: str
-    status: Status
-    channel: str | None = None
-    sentAt: str | None = None
-    doneAt: str | None = None
-    messageCount: int = 1
-    bulkId: str | None = None
     from_: str | None = msgspec.field(default=None, name="from")
     text: str | None = None
+    sentAt: str | None = None
+    doneAt: str | None = None
+    messageCount: int
     mccMnc: str | None = None
     price: Price | None = None
+    status: Status
+    channel: str | None = None
 
 
 class Logs(msgspec.Struct):

@@ -41,7 +41,29 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 NOTIFY_CONTENT_TYPES = ("application/json", "application/xml")
 VIBER_FILE_TYPES = frozenset(
-    "doc docx rtf dot dotx odt odf fodt txt info pdf xps pdax eps xls xlsx ods fods csv xlsm xltx".split()
+    [
+        "doc",
+        "docx",
+        "rtf",
+        "dot",
+        "dotx",
+        "odt",
+        "odf",
+        "fodt",
+        "txt",
+        "info",
+        "pdf",
+        "xps",
+        "pdax",
+        "eps",
+        "xls",
+        "xlsx",
+        "ods",
+        "fods",
+        "csv",
+        "xlsm",
+        "xltx",
+    ]
 )
 
 Errors = dict[str, list[str]]
@@ -143,7 +165,9 @@ def address_for(channel: Channel, to: To) -> str | None:
 
 def _check_to(errors: Errors, path: str, to: To) -> None:
     if to.phoneNumber is not None and not PHONE.match(to.phoneNumber):
-        _add(errors, f"{path}.phoneNumber", "must be a phone number in international format, e.g. 41793026727")
+        _add(
+            errors, f"{path}.phoneNumber", "must be a phone number in international format, e.g. 41793026727"
+        )
     if to.emailAddress is not None and not EMAIL.match(to.emailAddress):
         _add(errors, f"{path}.emailAddress", "must be an e-mail address")
 
@@ -184,8 +208,11 @@ def _check_whatsapp(errors: Errors, wa: WhatsAppData) -> None:
         )
     )
     if not has_content:
-        _add(errors, "whatsApp", "needs text, a media URL (imageUrl for an image message), a location, "
-             "contacts or a template")
+        _add(
+            errors,
+            "whatsApp",
+            "needs text, a media URL (imageUrl for an image message), a location, contacts or a template",
+        )
 
 
 def _check_content(errors: Errors, req: AdvancedRequest) -> None:
@@ -193,7 +220,11 @@ def _check_content(errors: Errors, req: AdvancedRequest) -> None:
         _check_whatsapp(errors, req.whatsApp)
     if req.push is not None and req.push.text is not None and len(req.push.text) > PUSH_TEXT_MAX:
         _add(errors, "push.text", f"must be at most {PUSH_TEXT_MAX} characters")
-    if req.kakaoAlim is not None and req.kakaoAlim.text is not None and len(req.kakaoAlim.text) > KAKAO_ALIM_TEXT_MAX:
+    if (
+        req.kakaoAlim is not None
+        and req.kakaoAlim.text is not None
+        and len(req.kakaoAlim.text) > KAKAO_ALIM_TEXT_MAX
+    ):
         _add(errors, "kakaoAlim.text", f"must be at most {KAKAO_ALIM_TEXT_MAX} characters")
     if req.viber is not None:
         v = req.viber
@@ -215,8 +246,11 @@ def _has_content(channel: Channel, req: AdvancedRequest) -> bool:
         return False
     if isinstance(data, WhatsAppData):
         return True  # _check_whatsapp already required some content
-    return any(v not in (None, "", [], {}) for k, v in msgspec.structs.asdict(data).items()
-               if k not in ("validityPeriod", "validityPeriodTimeUnit"))
+    return any(
+        v not in (None, "", [], {})
+        for k, v in msgspec.structs.asdict(data).items()
+        if k not in ("validityPeriod", "validityPeriodTimeUnit")
+    )
 
 
 def simple_to_advanced(req: SimpleRequest) -> AdvancedRequest:
@@ -271,7 +305,9 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
     with_content = [c for c in channels if _has_content(c, req)]
     if flow and not with_content:
         names = ", ".join(CONTENT_FIELDS[c] for c in channels)
-        _add(errors, CONTENT_FIELDS[channels[0]], f"the scenario's channels need content: give one of {names}")
+        _add(
+            errors, CONTENT_FIELDS[channels[0]], f"the scenario's channels need content: give one of {names}"
+        )
 
     content = {
         CONTENT_FIELDS[c]: msgspec.to_builtins(getattr(req, CONTENT_FIELDS[c]))
@@ -289,7 +325,9 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
         )
         if v is not None
     }
-    payload = msgspec.json.encode({"steps": [s.__dict__ for s in steps], "content": content, "options": options})
+    payload = msgspec.json.encode(
+        {"steps": [s.__dict__ for s in steps], "content": content, "options": options}
+    )
     shared = hashlib.blake2b(payload + (req.sendAt or "").encode(), digest_size=16).digest()
 
     accepted: list[AcceptedDestination] = []
@@ -303,7 +341,11 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
         usable = [c for c in with_content if address_for(c, dest.to) is not None]
         if with_content and not usable:
             wanted = sorted({f for c in with_content for f in ADDRESS_FIELDS[c]})
-            _add(errors, f"{path}.to", f"needs an address for the scenario's channels: one of {', '.join(wanted)}")
+            _add(
+                errors,
+                f"{path}.to",
+                f"needs an address for the scenario's channels: one of {', '.join(wanted)}",
+            )
         if dest.messageId is not None:
             if dest.messageId in seen_ids:
                 _add(errors, f"{path}.messageId", "appears more than once in this request")

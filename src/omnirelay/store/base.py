@@ -6,8 +6,9 @@ not found. Implementations: :mod:`omnirelay.store.sqlite` (embedded default).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from omnirelay.domain.model import Step
 
@@ -64,6 +65,26 @@ class Stored:
     bulk_id: str | None
 
 
+T = TypeVar("T")
+
+#: Capability memory look-up inside an engine transaction: (account, channel, addresses) -> address -> until.
+CapabilityLookup = Callable[[int, str, list[str]], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Filters of GET /omni/1/logs (already validated)."""
+
+    since: float
+    until: float | None = None
+    bulk_ids: tuple[str, ...] = ()
+    message_ids: tuple[str, ...] = ()
+    status_group: int | None = None
+    channel: str | None = None
+    to: str | None = None
+    limit: int = 50
+
+
 class MessageIdConflict(Exception):
     """A client-supplied message id already names a message with different content."""
 
@@ -78,8 +99,9 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # accounts and keys
-    async def create_account(self, username: str, password_hash: str | None, webhook_secret: str,
-                             source: str) -> Account: ...
+    async def create_account(
+        self, username: str, password_hash: str | None, webhook_secret: str, source: str
+    ) -> Account: ...
     async def remove_account(self, username: str) -> bool: ...
     async def accounts(self) -> list[Account]: ...
     async def account_by_username(self, username: str) -> Account | None: ...
@@ -95,9 +117,101 @@ class Store(Protocol):
     async def delete_scenario(self, account_id: int, key: str) -> bool: ...
     async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None: ...
     async def default_scenario(self, account_id: int) -> ScenarioRecord | None: ...
-    async def scenarios(self, account_id: int, is_default: bool | None, limit: int,
-                        page: int) -> list[ScenarioRecord]: ...
+    async def scenarios(
+        self, account_id: int, is_default: bool | None, limit: int, page: int
+    ) -> list[ScenarioRecord]: ...
 
     # sending
-    async def accept(self, account_id: int, payload: bytes, bulk_id: str | None, messages: list[NewMessage],
-                     start_at: float, now: float) -> list[Stored]: ...
+    async def accept(
+        self,
+        account_id: int,
+        payload: bytes,
+        bulk_id: str | None,
+        messages: list[NewMessage],
+        start_at: float,
+        now: float,
+    ) -> list[Stored]: ...
+
+    # engine
+    async def engine_step(
+        self,
+        now: float,
+        limit: int,
+        events: list[tuple[int, bytes]],
+        handle: Callable[[list[Work], CapabilityLookup], tuple[list[Change], T]],
+        later: list[tuple[int, str, int, float, bytes]] | None = None,
+    ) -> T: ...
+    async def next_due(self) -> float | None: ...
+
+    # reports, logs, webhooks
+    async def take_reports(
+        self, account_id: int, bulk_id: str | None, message_id: str | None, channel: str | None, limit: int
+    ) -> list[bytes]: ...
+    async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]: ...
+    async def message(self, account_id: int, message_id: str) -> MessageView | None: ...
+    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]: ...
+    async def delivered(self, delivery_id: int) -> None: ...
+    async def retry_delivery(self, delivery_id: int, due_at: float | None, error: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Work:
+    """One thing for the engine to decide: a due job (or a channel's event) and its message."""
+
+    job_id: int | None
+    event: bytes
+    message: int
+    account_id: int
+    message_id: str
+    bulk_id: str | None
+    to_json: bytes
+    created_at: float
+    state: bytes
+    request_id: int
+    payload: bytes
+
+
+@dataclass
+class Change:
+    """What the engine writes for one message after a decision."""
+
+    message: int
+    account_id: int
+    state: bytes
+    status_group: int
+    channel: str | None
+    done_at: float | None
+    cancel_expiry: bool = False
+    jobs: list[tuple[str, int, float, bytes]] = field(default_factory=list)
+    """New jobs: (kind, step, due_at, event)."""
+    report: tuple[str, str | None, str, bytes] | None = None
+    """The final report to be pulled once: (message_id, bulk_id, channel, body)."""
+    webhooks: list[tuple[str, str, str, bytes]] = field(default_factory=list)
+    """Webhook deliveries: (report_id, url, content_type, body)."""
+    remember: list[tuple[str, str, float]] = field(default_factory=list)
+    """Capability memory: (channel, address, until)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook delivery claimed by the notifier."""
+
+    id: int
+    account_id: int
+    report_id: str
+    url: str
+    content_type: str
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """A message as the logs and the message endpoint show it."""
+
+    message_id: str
+    bulk_id: str | None
+    to_json: bytes
+    created_at: float
+    state: bytes
+    payload: bytes

@@ -7,10 +7,10 @@ write goes through :class:`~omnirelay.store.writer.Writer`, so requests arriving
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -18,13 +18,20 @@ from omnirelay.domain.model import Step
 from omnirelay.store.base import (
     Account,
     ApiKey,
+    CapabilityLookup,
+    Change,
+    Delivery,
+    LogQuery,
     MessageIdConflict,
+    MessageView,
     NewMessage,
     ScenarioRecord,
     Stored,
+    Work,
 )
 from omnirelay.store.writer import Writer
 
+T = TypeVar("T")
 _flow_decoder = msgspec.json.Decoder(list[Step])
 
 
@@ -110,16 +117,20 @@ class SqliteStore:
 
     # --- accounts and keys ---------------------------------------------------------------------
 
-    async def create_account(self, username: str, password_hash: str | None, webhook_secret: str,
-                             source: str) -> Account:
+    async def create_account(
+        self, username: str, password_hash: str | None, webhook_secret: str, source: str
+    ) -> Account:
         def fn(conn: sqlite3.Connection) -> Account:
             conn.execute(
                 "INSERT INTO accounts(username, password_hash, webhook_secret, source, created_at)"
                 " VALUES (?, ?, ?, ?, CAST(strftime('%s','now') AS REAL))",
                 (username, password_hash, webhook_secret, source),
             )
-            return _account(conn.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE username = ?",
-                                         (username,)).fetchone())
+            return _account(
+                conn.execute(
+                    f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,)
+                ).fetchone()
+            )
 
         return await self.writer.run(fn)
 
@@ -130,8 +141,11 @@ class SqliteStore:
         return await self.writer.run(fn)
 
     async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
-        await self.writer.run(lambda c: c.execute(
-            "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id)))
+        await self.writer.run(
+            lambda c: c.execute(
+                "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id)
+            )
+        )
 
     async def accounts(self) -> list[Account]:
         return [_account(r) for r in self._all(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id")]
@@ -149,10 +163,13 @@ class SqliteStore:
         return _account(row) if row else None
 
     async def add_key(self, account_id: int, key_id: str, key_hash: str, source: str) -> None:
-        await self.writer.run(lambda c: c.execute(
-            "INSERT INTO api_keys(id, account_id, key_hash, source, created_at)"
-            " VALUES (?, ?, ?, ?, CAST(strftime('%s','now') AS REAL)) ON CONFLICT(key_hash) DO NOTHING",
-            (key_id, account_id, key_hash, source)))
+        await self.writer.run(
+            lambda c: c.execute(
+                "INSERT INTO api_keys(id, account_id, key_hash, source, created_at)"
+                " VALUES (?, ?, ?, ?, CAST(strftime('%s','now') AS REAL)) ON CONFLICT(key_hash) DO NOTHING",
+                (key_id, account_id, key_hash, source),
+            )
+        )
 
     async def revoke_key(self, key_id: str) -> bool:
         def fn(conn: sqlite3.Connection) -> bool:
@@ -161,8 +178,10 @@ class SqliteStore:
         return await self.writer.run(fn)
 
     async def keys(self) -> list[ApiKey]:
-        rows = self._all("SELECT k.id, k.account_id, a.username, k.source, k.created_at FROM api_keys k"
-                         " JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at")
+        rows = self._all(
+            "SELECT k.id, k.account_id, a.username, k.source, k.created_at FROM api_keys k"
+            " JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at"
+        )
         return [ApiKey(*r) for r in rows]
 
     # --- scenarios -----------------------------------------------------------------------------
@@ -170,12 +189,20 @@ class SqliteStore:
     async def create_scenario(self, account_id: int, scenario: ScenarioRecord) -> None:
         def fn(conn: sqlite3.Connection) -> None:
             if scenario.default:
-                conn.execute("UPDATE scenarios SET is_default = 0 WHERE account_id = ? AND is_default = 1",
-                             (account_id,))
+                conn.execute(
+                    "UPDATE scenarios SET is_default = 0 WHERE account_id = ? AND is_default = 1",
+                    (account_id,),
+                )
             conn.execute(
                 "INSERT INTO scenarios(key, account_id, name, flow, is_default, created_at)"
                 " VALUES (?, ?, ?, ?, ?, CAST(strftime('%s','now') AS REAL))",
-                (scenario.key, account_id, scenario.name, msgspec.json.encode(scenario.flow), scenario.default),
+                (
+                    scenario.key,
+                    account_id,
+                    scenario.name,
+                    msgspec.json.encode(scenario.flow),
+                    scenario.default,
+                ),
             )
 
         await self.writer.run(fn)
@@ -183,34 +210,52 @@ class SqliteStore:
     async def update_scenario(self, account_id: int, scenario: ScenarioRecord) -> bool:
         def fn(conn: sqlite3.Connection) -> bool:
             if scenario.default:
-                conn.execute("UPDATE scenarios SET is_default = 0 WHERE account_id = ? AND key <> ?",
-                             (account_id, scenario.key))
-            return conn.execute(
-                "UPDATE scenarios SET name = ?, flow = ?, is_default = ? WHERE account_id = ? AND key = ?",
-                (scenario.name, msgspec.json.encode(scenario.flow), scenario.default, account_id, scenario.key),
-            ).rowcount > 0
+                conn.execute(
+                    "UPDATE scenarios SET is_default = 0 WHERE account_id = ? AND key <> ?",
+                    (account_id, scenario.key),
+                )
+            return (
+                conn.execute(
+                    "UPDATE scenarios SET name = ?, flow = ?, is_default = ? WHERE account_id = ? AND key = ?",
+                    (
+                        scenario.name,
+                        msgspec.json.encode(scenario.flow),
+                        scenario.default,
+                        account_id,
+                        scenario.key,
+                    ),
+                ).rowcount
+                > 0
+            )
 
         return await self.writer.run(fn)
 
     async def delete_scenario(self, account_id: int, key: str) -> bool:
         def fn(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM scenarios WHERE account_id = ? AND key = ?",
-                                (account_id, key)).rowcount > 0
+            return (
+                conn.execute(
+                    "DELETE FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key)
+                ).rowcount
+                > 0
+            )
 
         return await self.writer.run(fn)
 
     async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
-        row = self._one(f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND key = ?",
-                        (account_id, key))
+        row = self._one(
+            f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key)
+        )
         return _scenario(row) if row else None
 
     async def default_scenario(self, account_id: int) -> ScenarioRecord | None:
-        row = self._one(f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND is_default = 1",
-                        (account_id,))
+        row = self._one(
+            f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND is_default = 1", (account_id,)
+        )
         return _scenario(row) if row else None
 
-    async def scenarios(self, account_id: int, is_default: bool | None, limit: int,
-                        page: int) -> list[ScenarioRecord]:
+    async def scenarios(
+        self, account_id: int, is_default: bool | None, limit: int, page: int
+    ) -> list[ScenarioRecord]:
         where, args = "account_id = ?", [account_id]
         if is_default is not None:
             where += " AND is_default = ?"
@@ -223,15 +268,22 @@ class SqliteStore:
 
     # --- sending -------------------------------------------------------------------------------
 
-    async def accept(self, account_id: int, payload: bytes, bulk_id: str | None, messages: list[NewMessage],
-                     start_at: float, now: float) -> list[Stored]:
+    async def accept(
+        self,
+        account_id: int,
+        payload: bytes,
+        bulk_id: str | None,
+        messages: list[NewMessage],
+        start_at: float,
+        now: float,
+    ) -> list[Stored]:
         def fn(conn: sqlite3.Connection) -> list[Stored]:
             answers: list[Stored | None] = [None] * len(messages)
             supplied = {m.message_id: i for i, m in enumerate(messages) if m.supplied}
             if supplied:
                 ids = list(supplied)
                 for start in range(0, len(ids), 500):
-                    chunk = ids[start:start + 500]
+                    chunk = ids[start : start + 500]
                     rows = conn.execute(
                         "SELECT message_id, content_hash, to_json, bulk_id FROM messages WHERE account_id = ?"
                         f" AND message_id IN ({','.join('?' * len(chunk))})",
@@ -244,14 +296,27 @@ class SqliteStore:
                         answers[i] = Stored(message_id, to_json, old_bulk)
             fresh = [(i, m) for i, m in enumerate(messages) if answers[i] is None]
             if fresh:
-                request_id = conn.execute("INSERT INTO requests(account_id, payload) VALUES (?, ?)",
-                                          (account_id, payload)).lastrowid
+                request_id = conn.execute(
+                    "INSERT INTO requests(account_id, payload) VALUES (?, ?)", (account_id, payload)
+                ).lastrowid
                 base = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
                 conn.executemany(
                     "INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json, content_hash,"
                     " created_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(base + n + 1, account_id, m.message_id, request_id, bulk_id, m.to_json, m.content_hash, now,
-                      m.state) for n, (_i, m) in enumerate(fresh)],
+                    [
+                        (
+                            base + n + 1,
+                            account_id,
+                            m.message_id,
+                            request_id,
+                            bulk_id,
+                            m.to_json,
+                            m.content_hash,
+                            now,
+                            m.state,
+                        )
+                        for n, (_i, m) in enumerate(fresh)
+                    ],
                 )
                 conn.executemany(
                     "INSERT INTO jobs(message, kind, due_at) VALUES (?, 'start', ?)",
@@ -262,3 +327,195 @@ class SqliteStore:
             return [a for a in answers if a is not None]
 
         return await self.writer.run(fn)
+
+    # --- engine --------------------------------------------------------------------------------
+
+    async def engine_step(
+        self,
+        now: float,
+        limit: int,
+        events: list[tuple[int, bytes]],
+        handle: Callable[[list[Work], CapabilityLookup], tuple[list[Change], T]],
+        later: list[tuple[int, str, int, float, bytes]] | None = None,
+    ) -> T:
+        """Take up to ``limit`` due jobs plus ``events``, let ``handle`` decide, write its changes: one transaction.
+
+        Claimed jobs are deleted in the same transaction that stores their consequences, so a crash
+        either keeps the job (and nothing happened) or has its whole effect.
+        """
+
+        def fn(conn: sqlite3.Connection) -> T:
+            jobs: list[tuple[int | None, int, bytes]] = []
+            if limit > 0:
+                jobs.extend(
+                    conn.execute(
+                        "SELECT id, message, data FROM jobs WHERE due_at <= ? ORDER BY due_at, id LIMIT ?",
+                        (now, limit),
+                    ).fetchall()
+                )
+            jobs.extend((None, message, event) for message, event in events)
+            if later:
+                conn.executemany(
+                    "INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)", later
+                )
+            if not jobs:
+                return handle([], _no_capabilities)[1]
+            ids = sorted({m for _j, m, _e in jobs})
+            records: dict[int, Any] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                for row in conn.execute(
+                    "SELECT m.id, m.account_id, m.message_id, m.bulk_id, m.to_json, m.created_at, m.state,"
+                    " m.request_id, r.payload FROM messages m JOIN requests r ON r.id = m.request_id"
+                    f" WHERE m.id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ):
+                    records[row[0]] = row
+            work = [
+                Work(job_id, event or b'{"type":"start"}', *records[m]) for job_id, m, event in jobs if m in records
+            ]
+
+            def capabilities(account_id: int, channel: str, addresses: list[str]) -> dict[str, float]:
+                rows = conn.execute(
+                    "SELECT address, until FROM capabilities WHERE account_id = ? AND channel = ? AND until > ?"
+                    f" AND address IN ({','.join('?' * len(addresses))})",
+                    [account_id, channel, now, *addresses],
+                ).fetchall()
+                return dict(rows)
+
+            changes, result = handle(work, capabilities)
+            done = [(j,) for j, _m, _e in jobs if j is not None]
+            conn.executemany("DELETE FROM jobs WHERE id = ?", done)
+            _apply(conn, changes, now)
+            return result
+
+        return await self.writer.run(fn)
+
+    async def next_due(self) -> float | None:
+        """When the earliest job is due, or None when there is none."""
+        row = self._one("SELECT MIN(due_at) FROM jobs")
+        return float(row[0]) if row and row[0] is not None else None
+
+    # --- reports, logs, webhooks ----------------------------------------------------------------
+
+    async def take_reports(
+        self, account_id: int, bulk_id: str | None, message_id: str | None, channel: str | None, limit: int
+    ) -> list[bytes]:
+        """The oldest final reports not yet taken, removed as they are taken (each is returned once)."""
+        where: list[str] = ["account_id = ?"]
+        args: list[Any] = [account_id]
+        for column, value in (("bulk_id", bulk_id), ("message_id", message_id), ("channel", channel)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+
+        def fn(conn: sqlite3.Connection) -> list[bytes]:
+            rows = conn.execute(
+                f"SELECT id, body FROM reports WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+                [*args, limit],
+            ).fetchall()
+            conn.executemany("DELETE FROM reports WHERE id = ?", [(r[0],) for r in rows])
+            return [r[1] for r in rows]
+
+        return await self.writer.run(fn)
+
+    async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]:
+        """Messages matching the filters, newest first."""
+        where: list[str] = ["m.account_id = ?", "m.created_at >= ?"]
+        args: list[Any] = [account_id, query.since]
+        if query.until is not None:
+            where.append("m.created_at <= ?")
+            args.append(query.until)
+        for column, values in (("m.bulk_id", query.bulk_ids), ("m.message_id", query.message_ids)):
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                args.extend(values)
+        if query.status_group is not None:
+            where.append("m.status_group = ?")
+            args.append(query.status_group)
+        if query.channel is not None:
+            where.append("m.channel = ?")
+            args.append(query.channel)
+        if query.to is not None:
+            where.append("instr(m.to_json, ?) > 0")
+            args.append(msgspec.json.encode(query.to).decode())
+        rows = self._all(
+            "SELECT m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload FROM messages m"
+            f" JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
+            " ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
+            [*args, query.limit],
+        )
+        return [MessageView(*r) for r in rows]
+
+    async def message(self, account_id: int, message_id: str) -> MessageView | None:
+        """One message of the account, or None."""
+        row = self._one(
+            "SELECT m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload FROM messages m"
+            " JOIN requests r ON r.id = m.request_id WHERE m.account_id = ? AND m.message_id = ?",
+            (account_id, message_id),
+        )
+        return MessageView(*row) if row else None
+
+    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]:
+        """Webhook deliveries that are due, leased for ``lease_s`` so no other notifier takes them meanwhile."""
+
+        def fn(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                "SELECT id, account_id, report_id, url, content_type, body, attempts FROM outbox"
+                " WHERE due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE outbox SET lease_until = ? WHERE id = ?", [(now + lease_s, r[0]) for r in rows]
+            )
+            return [Delivery(*r) for r in rows]
+
+        return await self.writer.run(fn)
+
+    async def delivered(self, delivery_id: int) -> None:
+        """The receiver acknowledged the delivery."""
+        await self.writer.run(lambda c: c.execute("DELETE FROM outbox WHERE id = ?", (delivery_id,)))
+
+    async def retry_delivery(self, delivery_id: int, due_at: float | None, error: str) -> None:
+        """Try again at ``due_at``; None means the tries are used up (kept, marked, never lost silently)."""
+        when = due_at if due_at is not None else float("inf")
+        await self.writer.run(
+            lambda c: c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, due_at = ?, lease_until = 0, last_error = ? WHERE id = ?",
+                (when, error, delivery_id),
+            )
+        )
+
+
+def _no_capabilities(_account: int, _channel: str, _addresses: list[str]) -> dict[str, float]:
+    return {}
+
+
+def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
+    """Write the engine's changes with one statement per kind of row."""
+    conn.executemany(
+        "UPDATE messages SET state = ?, status_group = ?, channel = ?, done_at = ? WHERE id = ?",
+        [(c.state, c.status_group, c.channel, c.done_at, c.message) for c in changes],
+    )
+    conn.executemany(
+        "DELETE FROM jobs WHERE message = ? AND kind = 'expire'",
+        [(c.message,) for c in changes if c.cancel_expiry],
+    )
+    conn.executemany(
+        "INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)",
+        [(c.message, kind, step, due, data) for c in changes for kind, step, due, data in c.jobs],
+    )
+    conn.executemany(
+        "INSERT INTO reports(account_id, message, message_id, bulk_id, channel, body) VALUES (?, ?, ?, ?, ?, ?)",
+        [(c.account_id, c.message, *c.report) for c in changes if c.report is not None],
+    )
+    conn.executemany(
+        "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(report_id) DO NOTHING",
+        [(c.account_id, *w, now) for c in changes for w in c.webhooks],
+    )
+    conn.executemany(
+        "INSERT INTO capabilities(account_id, channel, address, until) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(account_id, channel, address) DO UPDATE SET until = excluded.until",
+        [(c.account_id, *r) for c in changes for r in c.remember],
+    )

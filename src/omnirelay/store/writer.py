@@ -8,6 +8,7 @@ and only then wakes the callers. A request is answered only after the commit tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -90,7 +91,9 @@ class Writer:
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
-        done: list[tuple[WriteFn, asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]] = []
+        done: list[
+            tuple[WriteFn, asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
+        ] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, fut, loop in batch:
@@ -115,7 +118,5 @@ class Writer:
         for _fn, fut, loop, result, error in done:
             by_loop[loop].append((fut, result, error))
         for loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop is closed; its callers are gone
                 loop.call_soon_threadsafe(_settle, items)
-            except RuntimeError:  # that loop is closed; its callers are gone
-                pass

@@ -63,6 +63,7 @@ CREATE TABLE jobs (
     lease_until REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_due ON jobs(due_at);
+CREATE INDEX jobs_message ON jobs(message);
 
 -- Final reports waiting to be pulled once by GET /omni/1/reports.
 CREATE TABLE reports (

@@ -1,0 +1,46 @@
+"""Run ``omnirelay serve`` exactly as the console script does, and also publish the writer's commit count.
+
+Used by ``bench/accept.py`` (unless ``--plain``): a daemon thread writes ``Writer.transactions`` of every
+writer the process starts to a file five times a second, so the benchmark can report how many group
+transactions the load took (and so the mean batch size). Nothing in ``src/`` is changed; the serve code
+path is ``omnirelay.cli.main``, the console script's entry point.
+
+Usage: python bench/_serve_counting.py COUNT_FILE serve --config ... --data-dir ... --port ...
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from omnirelay.cli import main
+from omnirelay.store import writer as writer_module
+
+_writers: list[writer_module.Writer] = []
+_original_start = writer_module.Writer.start
+
+
+def _start(self: writer_module.Writer) -> None:
+    _writers.append(self)
+    _original_start(self)
+
+
+writer_module.Writer.start = _start  # type: ignore[method-assign]
+
+
+def _publish(path: str) -> None:
+    tmp = path + ".tmp"
+    while True:
+        total = sum(w.transactions for w in _writers)
+        with open(tmp, "w") as f:
+            f.write(str(total))
+        os.replace(tmp, path)
+        time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    count_file = sys.argv[1]
+    threading.Thread(target=_publish, args=(count_file,), name="bench-txn-count", daemon=True).start()
+    sys.exit(main(sys.argv[2:]))

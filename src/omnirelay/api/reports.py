@@ -1,0 +1,185 @@
+"""``/omni/1/reports`` (each final report once), ``/omni/1/logs`` (history) and ``/omni/1/messages/{id}``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from omnirelay.api.errors import ApiProblem, bad_request
+from omnirelay.api.params import int_param, list_param, str_param
+from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
+from omnirelay.domain.dates import format_ts, parse_ts
+from omnirelay.domain.message import state_decoder
+from omnirelay.domain.model import LogEntry, Logs, To
+from omnirelay.domain.reports import Tariffs, build_log
+from omnirelay.store.base import Account, LogQuery, MessageView, Store
+
+_encoder = msgspec.json.Encoder()
+_to_decoder = msgspec.json.Decoder(To)
+_payload_decoder = msgspec.json.Decoder(dict[str, Any])
+
+GENERAL_STATUS = {
+    "ACCEPTED": 1,
+    "PENDING": 1,
+    "UNDELIVERABLE": 2,
+    "DELIVERED": 3,
+    "EXPIRED": 4,
+    "REJECTED": 5,
+}
+LOG_WINDOW_S = 48 * 3600
+
+
+def _channel_param(request: web.Request) -> str | None:
+    raw = request.query.get("channel")
+    if not raw:
+        return None
+    try:
+        return parse_channel(raw).value
+    except ValueError:
+        raise bad_request({"channel": [f"unknown channel {raw!r}"]}) from None
+
+
+def _date_param(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return parse_ts(raw)
+    except ValueError as exc:
+        raise bad_request({name: [str(exc)]}) from None
+
+
+def _json(data: bytes) -> web.Response:
+    return web.Response(body=data, content_type="application/json")
+
+
+class ReportRoutes:
+    """Handlers of the report, log and message endpoints."""
+
+    def __init__(self, store: Store, tariffs: Tariffs) -> None:
+        self.store = store
+        self.tariffs = tariffs
+
+    def add_to(self, app: web.Application) -> None:
+        """Register the routes."""
+        app.router.add_get("/omni/1/reports", self.reports)
+        app.router.add_get("/omni/1/logs", self.logs)
+        app.router.add_get("/omni/1/messages/{messageId}", self.message)
+
+    async def reports(self, request: web.Request) -> web.Response:
+        account: Account = request["account"]
+        limit = int_param(request, "limit", 50, 1, 1000)
+        bodies = await self.store.take_reports(
+            account.id,
+            str_param(request, "bulkId"),
+            str_param(request, "messageId"),
+            _channel_param(request),
+            limit,
+        )
+        return _json(b'{"results":[' + b",".join(bodies) + b"]}")
+
+    async def logs(self, request: web.Request) -> web.Response:
+        account: Account = request["account"]
+        limit = int_param(request, "limit", 50, 1, 1000)
+        status = request.query.get("generalStatus")
+        if status and status.upper() not in GENERAL_STATUS:
+            raise bad_request({"generalStatus": [f"must be one of {', '.join(GENERAL_STATUS)}"]})
+        since = _date_param(request, "sentSince")
+        until = _date_param(request, "sentUntil")
+        sender = str_param(request, "from")
+        mcc, mnc = str_param(request, "mcc"), str_param(request, "mnc")
+        query = LogQuery(
+            since=since if since is not None else time.time() - LOG_WINDOW_S,
+            until=until,
+            bulk_ids=tuple(list_param(request, "bulkId")),
+            message_ids=tuple(list_param(request, "messageId")),
+            status_group=GENERAL_STATUS[status.upper()] if status else None,
+            channel=_channel_param(request),
+            to=str_param(request, "to"),
+            limit=limit if not (sender or mcc or mnc) else 1000,
+        )
+        entries = [self._log_entry(v) for v in await self.store.logs(account.id, query)]
+        if sender:
+            entries = [e for e in entries if e.from_ == sender]
+        if mcc:
+            entries = [e for e in entries if e.mccMnc is not None and e.mccMnc.startswith(mcc)]
+        if mnc:
+            entries = [e for e in entries if e.mccMnc is not None and e.mccMnc[3:] == mnc]
+        return _json(_encoder.encode(Logs(entries[:limit])))
+
+    def _log_entry(self, view: MessageView) -> LogEntry:
+        state = state_decoder.decode(view.state)
+        payload = _payload_decoder.decode(view.payload)
+        steps = payload.get("steps", [])
+        index = state.step if 0 <= state.step < len(steps) else 0
+        step = steps[index] if steps else {}
+        channel = state.channel or step.get("channel")
+        to = _to_decoder.decode(view.to_json)
+        address = next((str(v) for v in msgspec.structs.astuple(to) if v), "")
+        if channel and to.phoneNumber and CONTENT_FIELDS[parse_channel(channel)] != "email":
+            address = to.phoneNumber.lstrip("+")
+        elif channel == "EMAIL" and to.emailAddress:
+            address = to.emailAddress
+        return build_log(
+            message_id=view.message_id,
+            bulk_id=view.bulk_id,
+            address=address,
+            sender=step.get("sender"),
+            state=state,
+            content=payload.get("content", {}),
+            channel=channel,
+            content_field=CONTENT_FIELDS[parse_channel(channel)] if channel else None,
+            created_at=view.created_at,
+            tariffs=self.tariffs,
+        )
+
+    async def message(self, request: web.Request) -> web.Response:
+        account: Account = request["account"]
+        view = await self.store.message(account.id, request.match_info["messageId"])
+        if view is None:
+            raise ApiProblem(404, "Message not found")
+        state = state_decoder.decode(view.state)
+        payload = _payload_decoder.decode(view.payload)
+
+        def ts(value: float | None) -> str | None:
+            return format_ts(value) if value is not None else None
+
+        body = {
+            "messageId": view.message_id,
+            "bulkId": view.bulk_id,
+            "to": msgspec.json.decode(view.to_json),
+            "createdAt": format_ts(view.created_at),
+            "phase": state.phase,
+            "status": self._log_entry(view).status,
+            "error": state.error if state.phase == "DONE" else None,
+            "channel": state.channel,
+            "sentAt": ts(state.sent_at),
+            "doneAt": ts(state.done_at),
+            "steps": [
+                {"channel": s.get("channel"), "from": s.get("sender"), "validitySeconds": s.get("validity_s")}
+                for s in payload.get("steps", [])
+            ],
+            "attempts": [
+                {
+                    k: v
+                    for k, v in {
+                        "step": a.step + 1,
+                        "channel": a.channel,
+                        "state": a.state,
+                        "startedAt": ts(a.started_at),
+                        "doneAt": ts(a.done_at),
+                        "status": a.status,
+                        "error": a.error,
+                        "providerId": a.provider_id,
+                        "note": a.note,
+                    }.items()
+                    if v is not None
+                }
+                for a in state.attempts
+            ],
+            "history": [{"at": format_ts(line.at), "text": line.text} for line in state.history],
+        }
+        return _json(_encoder.encode({k: v for k, v in body.items() if v is not None}))

@@ -1,0 +1,109 @@
+"""The sandbox: every OMNI channel, with outcomes decided by rules instead of a real network.
+
+Rules come from the configuration (``[[sandbox.rules]]``); the first that matches a step decides it.
+With no rules configured, :data:`DEFAULT_RULES` apply (documented in README.md); a step that no rule
+matches is delivered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from omnirelay.channels.base import LaterReport, Submission, SubmitResult
+from omnirelay.config import SandboxRule
+from omnirelay.domain import catalogue
+from omnirelay.domain.channels import parse_channel
+
+OUTCOMES = ("DELIVERED", "SEEN", "UNDELIVERABLE", "REJECTED", "EXPIRED")
+
+#: The rules that apply when the configuration declares none: they show failover out of the box.
+DEFAULT_RULES: list[SandboxRule] = [
+    SandboxRule(channel="WHATSAPP", to=r"\+?[0-9]*7", outcome="REJECTED"),
+    SandboxRule(channel="VIBER", to=r"\+?[0-9]*7", outcome="REJECTED"),
+    SandboxRule(to=r"\+?[0-9]*1", outcome="UNDELIVERABLE", error="EC_ABSENT_SUBSCRIBER_SM"),
+    SandboxRule(to=r"\+?[0-9]*2", outcome="EXPIRED"),
+    SandboxRule(channel="WHATSAPP", to=r"\+?[0-9]*3", outcome="SEEN", after_ms=500),
+    SandboxRule(channel="EMAIL", to=r"[^@]*bounce[^@]*@.*", outcome="UNDELIVERABLE", error="EC_HARD_BOUNCE"),
+]
+
+
+class RuleError(ValueError):
+    """A sandbox rule is invalid; the message names the rule and the field."""
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    channel: str | None
+    to: re.Pattern[str] | None
+    outcome: str
+    error: str | None
+    after_s: float
+
+
+def compile_rules(rules: list[SandboxRule]) -> list[_Compiled]:
+    """Check and compile rules; RuleError names the first bad one."""
+    compiled = []
+    for i, rule in enumerate(rules):
+        where = f"sandbox.rules[{i}]"
+        channel = None
+        if rule.channel is not None:
+            try:
+                channel = parse_channel(rule.channel).value
+            except ValueError:
+                raise RuleError(f"{where}.channel: unknown channel {rule.channel!r}") from None
+        if rule.outcome not in OUTCOMES:
+            raise RuleError(f"{where}.outcome: must be one of {', '.join(OUTCOMES)}")
+        if rule.error is not None and not catalogue.is_error_name(rule.error):
+            raise RuleError(f"{where}.error: {rule.error!r} is not an error name of the catalogue")
+        if rule.after_ms < 0:
+            raise RuleError(f"{where}.after_ms: must not be negative")
+        try:
+            pattern = re.compile(rule.to) if rule.to is not None else None
+        except re.error as exc:
+            raise RuleError(f"{where}.to: invalid regular expression: {exc}") from None
+        compiled.append(_Compiled(channel, pattern, rule.outcome, rule.error, rule.after_ms / 1000))
+    return compiled
+
+
+class Sandbox:
+    """A :class:`~omnirelay.channels.base.Channel` for every OMNI channel, driven by rules."""
+
+    def __init__(self, rules: list[SandboxRule] | None) -> None:
+        self.rules = compile_rules(rules if rules else DEFAULT_RULES)
+        self.submissions: Counter[tuple[str, int]] = Counter()
+        """How often each (message id, step) was submitted: tests check that none was submitted twice."""
+
+    def outcome(self, channel: str, address: str) -> _Compiled | None:
+        """The rule deciding a step, or None (delivered)."""
+        for rule in self.rules:
+            if rule.channel is not None and rule.channel != channel:
+                continue
+            if rule.to is not None and rule.to.fullmatch(address) is None:
+                continue
+            return rule
+        return None
+
+    async def submit(self, batch: list[Submission]) -> list[SubmitResult]:
+        """Decide each submission by the rules; an EXPIRED outcome never reports."""
+        results = []
+        for sub in batch:
+            self.submissions[(sub.message_id, sub.step)] += 1
+            rule = self.outcome(sub.channel, sub.address)
+            provider_id = f"sandbox-{sub.message_id}-{sub.step}"
+            if rule is None:
+                results.append(SubmitResult(provider_id, [LaterReport(0.0, "DELIVERED")]))
+            elif rule.outcome == "EXPIRED":
+                results.append(SubmitResult(provider_id))
+            else:
+                not_a_user = rule.outcome == "REJECTED" and sub.channel == "WHATSAPP"
+                results.append(
+                    SubmitResult(
+                        provider_id, [LaterReport(rule.after_s, rule.outcome, rule.error, not_a_user)]
+                    )
+                )
+        return results
+
+    async def close(self) -> None:
+        """Nothing to release."""

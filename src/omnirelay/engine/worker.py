@@ -1,0 +1,348 @@
+"""The engine: claims due work in batches, lets :func:`~omnirelay.domain.failover.decide` rule on it, submits
+steps to their channels and records what comes back.
+
+One cycle is two transactions. The first takes due jobs, decides, and stores the new states with the
+steps to submit marked SUBMITTING (so a crash after it never submits them twice: their validity timer
+fails them over instead). Then the steps go to their channels, and the second transaction records the
+answers. Outcomes that come later are stored as jobs and taken by a later cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from omnirelay.channels.base import Channel, LaterReport, Submission, SubmitResult
+from omnirelay.domain import catalogue
+from omnirelay.domain.channels import ADDRESS_FIELDS, CONTENT_FIELDS, parse_channel
+from omnirelay.domain.failover import (
+    CancelTimers,
+    Context,
+    Event,
+    Final,
+    Intermediate,
+    PlanStep,
+    Remember,
+    Report,
+    Schedule,
+    Submit,
+    Submitted,
+    decide,
+)
+from omnirelay.domain.message import MessageState, state_decoder, state_encoder
+from omnirelay.domain.model import Reports, To
+from omnirelay.domain.reports import Tariffs, build_report
+from omnirelay.store.base import CapabilityLookup, Change, Store, Work
+
+log = logging.getLogger("omnirelay.engine")
+
+_event_decoder = msgspec.json.Decoder(Event)
+_event_encoder = msgspec.json.Encoder()
+_to_decoder = msgspec.json.Decoder(To)
+_report_encoder = msgspec.json.Encoder()
+
+
+class _Payload(msgspec.Struct):
+    steps: list[dict[str, Any]]
+    content: dict[str, Any]
+    options: dict[str, Any]
+
+
+_payload_decoder = msgspec.json.Decoder(_Payload)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Tunables of the engine."""
+
+    batch_size: int = 500
+    remember_seconds: float = 7 * 86400
+    idle_poll_seconds: float = 0.5
+
+
+def _address(channel: str, to: To) -> str | None:
+    for name in ADDRESS_FIELDS[parse_channel(channel)]:
+        value = getattr(to, name)
+        if value:
+            return str(value).lstrip("+") if name == "phoneNumber" else str(value)
+    return None
+
+
+@dataclass
+class _Message:
+    """A message as one cycle sees it."""
+
+    work: Work
+    to: To
+    payload: _Payload
+    plan: list[PlanStep]
+    senders: list[str | None]
+
+
+class Engine:
+    """Walks messages through their scenarios."""
+
+    def __init__(
+        self,
+        store: Store,
+        channels: dict[str, Channel],
+        tariffs: Tariffs,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.tariffs = tariffs
+        self.settings = settings or EngineSettings()
+        self._wake = asyncio.Event()
+        self._payloads: dict[int, _Payload] = {}
+        self.on_progress: Callable[[], None] = lambda: None
+        """Called after each cycle that did something (the notifier's wake-up)."""
+
+    def wake(self) -> None:
+        """New work was stored: look for it now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Cycle until cancelled."""
+        while True:
+            try:
+                busy = await self.cycle()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine cycle failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if not busy:
+                await self._idle()
+
+    async def _idle(self) -> None:
+        due = await self.store.next_due()
+        wait = self.settings.idle_poll_seconds
+        if due is not None:
+            wait = max(0.0, min(wait, due - time.time()))
+        self._wake.clear()
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def cycle(self) -> bool:
+        """One claim-decide-submit-record round; True when it found a full batch (more may be waiting)."""
+        limit = self.settings.batch_size
+        claimed, submissions = await self.store.engine_step(time.time(), limit, [], self._decide)
+        if submissions:
+            await self._submit(submissions)
+        if claimed:
+            self.on_progress()
+        return claimed >= limit
+
+    # --- deciding (runs inside the store's transaction) -----------------------------------------
+
+    def _decide(
+        self, work: list[Work], capabilities: CapabilityLookup
+    ) -> tuple[list[Change], tuple[int, list[Submission]]]:
+        now = time.time()
+        by_message: dict[int, list[Work]] = defaultdict(list)
+        for item in work:
+            by_message[item.message].append(item)
+        messages = {m: self._message(items[0]) for m, items in by_message.items()}
+        blocked = self._blocked(messages, capabilities)
+        changes: list[Change] = []
+        submissions: list[Submission] = []
+        for m, items in by_message.items():
+            msg = messages[m]
+            state = state_decoder.decode(items[-1].state)
+            ctx = Context(
+                now=now,
+                plan=msg.plan,
+                blocked_until=blocked.get(m, {}),
+                remember_seconds=self.settings.remember_seconds,
+            )
+            change = Change(
+                message=m,
+                account_id=msg.work.account_id,
+                state=b"",
+                status_group=1,
+                channel=None,
+                done_at=None,
+            )
+            for item in items:
+                event = _event_decoder.decode(item.event)
+                decision = decide(state, event, ctx)
+                state = decision.state
+                self._act(msg, state, decision.actions, change, submissions, now)
+            change.state = state_encoder.encode(state)
+            change.status_group = catalogue.status(state.status).groupId if state.phase == "DONE" else 1
+            change.channel = state.channel
+            change.done_at = state.done_at
+            changes.append(change)
+        return changes, (len(work), submissions)
+
+    def _message(self, work: Work) -> _Message:
+        payload = self._payloads.get(work.request_id)
+        if payload is None:
+            payload = _payload_decoder.decode(work.payload)
+            if len(self._payloads) > 10_000:
+                self._payloads.clear()
+            self._payloads[work.request_id] = payload
+        to = _to_decoder.decode(work.to_json)
+        plan = []
+        for step in payload.steps:
+            channel = step["channel"]
+            plan.append(
+                PlanStep(
+                    channel=channel,
+                    validity_s=float(step["validity_s"]),
+                    address=_address(channel, to),
+                    has_content=CONTENT_FIELDS[parse_channel(channel)] in payload.content,
+                )
+            )
+        return _Message(work, to, payload, plan, [s.get("sender") for s in payload.steps])
+
+    @staticmethod
+    def _blocked(
+        messages: dict[int, _Message], capabilities: CapabilityLookup
+    ) -> dict[int, dict[str, float]]:
+        wanted: dict[tuple[int, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for m, msg in messages.items():
+            for step in msg.plan:
+                if step.channel == "WHATSAPP" and step.address is not None:
+                    wanted[(msg.work.account_id, step.channel)][step.address].append(m)
+        blocked: dict[int, dict[str, float]] = defaultdict(dict)
+        for (account_id, channel), addresses in wanted.items():
+            names = list(addresses)
+            for start in range(0, len(names), 500):
+                for address, until in capabilities(account_id, channel, names[start : start + 500]).items():
+                    for m in addresses[address]:
+                        blocked[m][channel] = until
+        return blocked
+
+    def _act(
+        self,
+        msg: _Message,
+        state: MessageState,
+        actions: list[Any],
+        change: Change,
+        submissions: list[Submission],
+        now: float,
+    ) -> None:
+        options = msg.payload.options
+        for action in actions:
+            if isinstance(action, Submit):
+                step = msg.plan[action.step]
+                assert step.address is not None
+                submissions.append(
+                    Submission(
+                        message=msg.work.message,
+                        step=action.step,
+                        account_id=msg.work.account_id,
+                        message_id=msg.work.message_id,
+                        channel=step.channel,
+                        sender=msg.senders[action.step],
+                        address=step.address,
+                        content=msg.payload.content,
+                        validity_s=step.validity_s,
+                    )
+                )
+            elif isinstance(action, Schedule):
+                event = action.event
+                step_no = getattr(event, "step", 0)
+                kind = type(event).__name__.lower()
+                change.jobs.append((kind, step_no, action.at, _event_encoder.encode(event)))
+            elif isinstance(action, CancelTimers):
+                change.cancel_expiry = True
+            elif isinstance(action, Final | Intermediate):
+                attempt = next(
+                    a
+                    for a in reversed(state.attempts)
+                    if a.step == action.step and a.state not in ("SKIPPED", "CANCELLED", "PENDING")
+                )
+                address = msg.plan[action.step].address or _any_address(msg.to)
+                report = build_report(
+                    message_id=msg.work.message_id,
+                    bulk_id=msg.work.bulk_id,
+                    attempt=attempt,
+                    address=address,
+                    state=state,
+                    content=msg.payload.content,
+                    callback_data=options.get("callbackData"),
+                    tariffs=self.tariffs,
+                    now=now,
+                )
+                body = _report_encoder.encode(report)
+                final = isinstance(action, Final)
+                if final:
+                    change.report = (msg.work.message_id, msg.work.bulk_id, attempt.channel, body)
+                wants_push = options.get("notifyUrl") and options.get("notify", True) is not False
+                if wants_push and (final or options.get("intermediateReport")):
+                    report_id = f"{msg.work.account_id}.{msg.work.message_id}." + (
+                        "final" if final else f"step{action.step + 1}"
+                    )
+                    change.webhooks.append(
+                        (
+                            report_id,
+                            options["notifyUrl"],
+                            options.get("notifyContentType", "application/json"),
+                            _report_encoder.encode(Reports([report])),
+                        )
+                    )
+            elif isinstance(action, Remember):
+                remembered = next((s.address for s in msg.plan if s.channel == action.channel and s.address), None)
+                if remembered is not None:
+                    change.remember.append((action.channel, remembered, action.until))
+
+    # --- submitting -----------------------------------------------------------------------------
+
+    async def _submit(self, submissions: list[Submission]) -> None:
+        by_channel: dict[str, list[Submission]] = defaultdict(list)
+        for sub in submissions:
+            by_channel[sub.channel].append(sub)
+
+        async def one(channel_name: str, batch: list[Submission]) -> list[tuple[Submission, SubmitResult]]:
+            channel = self.channels.get(channel_name)
+            if channel is None:
+                refused = SubmitResult(None, [_refusal("no connector is configured for this channel")])
+                return [(s, refused) for s in batch]
+            try:
+                results = await channel.submit(batch)
+            except Exception as exc:  # a broken connector must not stall other channels
+                log.exception("channel %s failed to submit %d messages", channel_name, len(batch))
+                refused = SubmitResult(None, [_refusal(f"connector error: {exc}")])
+                return [(s, refused) for s in batch]
+            return list(zip(batch, results, strict=True))
+
+        outcomes = await asyncio.gather(*(one(c, b) for c, b in by_channel.items()))
+        now = time.time()
+        events: list[tuple[int, bytes]] = []
+        later: list[tuple[int, str, int, float, bytes]] = []
+        for pairs in outcomes:
+            for sub, result in pairs:
+                events.append((sub.message, _event_encoder.encode(Submitted(sub.step, result.provider_id))))
+                for r in result.reports:
+                    event = _event_encoder.encode(
+                        Report(sub.step, r.outcome, r.error, r.not_a_user, r.detail)
+                    )
+                    if r.after_s <= 0:
+                        events.append((sub.message, event))
+                    else:
+                        later.append((sub.message, "report", sub.step, now + r.after_s, event))
+        await self.store.engine_step(now, 0, events, self._decide, later)
+
+
+def _refusal(detail: str) -> LaterReport:
+    return LaterReport(0.0, "REJECTED", "EC_NOTSUBMITTEDTOGMSC", detail=detail)
+
+
+def _any_address(to: To) -> str:
+    for value in msgspec.structs.astuple(to):
+        if value:
+            return str(value)
+    return ""

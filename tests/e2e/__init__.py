@@ -1,0 +1,1 @@
+"""End-to-end tests: the CLI and the HTTP API of a real ``omnirelay serve`` process."""
