@@ -5,6 +5,10 @@ writer the process starts to a file five times a second, so the benchmark can re
 transactions the load took (and so the mean batch size). Nothing in ``src/`` is changed; the serve code
 path is ``omnirelay.cli.main``, the console script's entry point.
 
+With ``BENCH_PAUSE_ENGINE=1`` in the environment (``accept.py --pause-engine``, a diagnostic) the engine's
+loop is replaced by one that only sleeps, so the accept path can be measured without the engine sharing
+the writer thread and the GIL. That is not how the product runs: figures for the goals come without it.
+
 Usage: python bench/_serve_counting.py COUNT_FILE serve --config ... --data-dir ... --port ...
 """
 
@@ -40,7 +44,25 @@ def _publish(path: str) -> None:
         time.sleep(0.2)
 
 
+def _pause_engine() -> None:
+    import asyncio  # noqa: PLC0415
+
+    try:
+        from omnirelay.engine.worker import Engine  # noqa: PLC0415
+    except ImportError as exc:
+        print(f"bench: cannot pause the engine ({exc})", file=sys.stderr)
+        return
+
+    async def idle(_self: object) -> None:
+        await asyncio.Event().wait()
+
+    Engine.run = idle  # type: ignore[method-assign,assignment]
+    print("bench: engine paused (diagnostic run)", file=sys.stderr)
+
+
 if __name__ == "__main__":
     count_file = sys.argv[1]
+    if os.environ.get("BENCH_PAUSE_ENGINE") == "1":
+        _pause_engine()
     threading.Thread(target=_publish, args=(count_file,), name="bench-txn-count", daemon=True).start()
     sys.exit(main(sys.argv[2:]))

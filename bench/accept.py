@@ -152,6 +152,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processors spent busy (not idle, not waiting for I/O) since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(limit_s: float, threshold: float = 0.2, window: float = 2.0) -> float:
+    """Wait (at most ``limit_s``) for a ``window`` in which the machine is busy below ``threshold`` cores;
+    returns the last measured load. A shared machine otherwise skews every figure."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        b0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(window)
+        load = (machine_busy_seconds() - b0) / (time.monotonic() - t0)
+        if load < threshold or time.monotonic() >= deadline:
+            return load
+        print(f"machine busy ({load:.2f} cores): waiting for it to calm down", file=sys.stderr, flush=True)
+
+
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
     """CPU of each thread of a live process, by thread id (the main thread's id is the pid)."""
     out: dict[int, float] = {}
@@ -310,6 +331,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="load generator (auto: wrk when installed, else aiohttp)")
     p.add_argument("--plain", action="store_true",
                    help="run the plain `omnirelay` console script (no writer-transaction count)")
+    p.add_argument("--pause-engine", action="store_true",
+                   help="diagnostic: keep the engine from running during the load (not how the product runs), "
+                        "to see what the accept path alone reaches")
     p.add_argument("--graceful", action="store_true",
                    help="stop the server with SIGTERM instead of SIGKILL before counting rows")
     p.add_argument("--profile", type=Path, default=None,
@@ -318,6 +342,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-gil", action="store_true",
                    help="with --profile: sample only the thread holding the GIL (py-spy --gil) instead of "
                         "every thread, idle included (--idle)")
+    p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                   help="first wait up to SECONDS for the machine to be idle (for shared machines)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary data folder and print its path")
     p.add_argument("--verbose", action="store_true", help="print wrk's own output too")
@@ -336,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     elif client == "wrk" and not wrk:
         raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
 
+    if args.wait_quiet > 0:
+        print(f"machine load before the run: {wait_quiet(args.wait_quiet):.2f} cores", flush=True)
     info = machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-bench-"))
@@ -348,7 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     cmd = server_command(args.plain, count_file, serve_args)
     log = folder / "server.log"
     print("server:", " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    env = dict(os.environ)
+    if args.pause_engine:
+        if args.plain:
+            raise SystemExit("--pause-engine needs the launcher: drop --plain")
+        env["BENCH_PAUSE_ENGINE"] = "1"
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     try:
         wait_healthy(base, proc, log)
         status, answer = http("POST", base + "/omni/1/scenarios", json.dumps(SCENARIO).encode())
@@ -364,10 +397,12 @@ def main(argv: list[str] | None = None) -> int:
         txn_before = int(count_file.read_text()) if count_file.exists() else None
 
         profiler = start_profiler(proc.pid, args.seconds, args.profile, args.profile_gil) if args.profile else None
+        busy0 = machine_busy_seconds()
         cpu0, t0, threads0 = cpu_seconds(proc.pid), time.monotonic(), thread_cpu_seconds(proc.pid)
         url = base + "/omni/1/advanced"
         result = run_wrk(wrk, url, body, args, folder) if client == "wrk" else run_aiohttp(url, body, args)
         cpu1, t1, threads1 = cpu_seconds(proc.pid), time.monotonic(), thread_cpu_seconds(proc.pid)
+        busy1 = machine_busy_seconds()
         if profiler is not None:
             _, err = profiler.communicate(timeout=args.seconds + 30)
             if profiler.returncode != 0:
@@ -384,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
         stored_requests = conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
         jobs = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        groups = dict(conn.execute("SELECT status_group, COUNT(*) FROM messages GROUP BY 1").fetchall())
 
     ok = int(result["ok"]) + probe_ok
     duration = result["duration_s"]
@@ -391,8 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     expected_rows = ok * args.destinations
     unanswered = stored_requests - ok  # accepted, but wrk stopped before reading the answer
     in_flight_bound = args.connections if client == "wrk" else 0
-    durable = (rows == stored_requests * args.destinations and jobs == rows
-               and 0 <= unanswered <= in_flight_bound)
+    durable = rows == stored_requests * args.destinations and 0 <= unanswered <= in_flight_bound
     transactions = (txn_after - txn_before) if txn_after is not None and txn_before is not None else None
 
     summary = {
@@ -404,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads if client == "wrk" else 1,
         "seconds": args.seconds,
         "synchronous": args.synchronous or "FULL (default)",
+        "engine": "paused (diagnostic)" if args.pause_engine else "running",
         "requests_per_s": rps,
         "destinations_per_s": rps * args.destinations,
         **{k: result[k] for k in ("requests", "ok", "non2xx", "err_connect", "err_read", "err_write",
@@ -414,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         "message_rows": rows,
         "request_rows": stored_requests,
         "job_rows": jobs,
+        "messages_by_status_group": groups,
         "accepted_unanswered": unanswered,
         "durable": durable,
         "writer_transactions": transactions,
@@ -423,11 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         "server_other_threads_cores": sorted(
             ((threads1[t] - threads0.get(t, 0.0)) / (t1 - t0) for t in threads1 if t != proc.pid), reverse=True),
         "client_cpu_cores": result["client_cpu_s"] / (t1 - t0),
+        "other_processes_cores": max(0.0, (busy1 - busy0) / (t1 - t0) - (cpu1 - cpu0) / (t1 - t0)
+                                     - result["client_cpu_s"] / (t1 - t0)),
         "data_dir": str(data_dir) if args.keep else None,
     }
     print()
     print(f"destinations/request  {args.destinations}   synchronous {summary['synchronous']}   "
-          f"client {client} ({args.connections} connections)")
+          f"client {client} ({args.connections} connections)   engine {summary['engine']}")
     print(f"requests/s            {rps:,.0f}   (2xx answers {int(result['ok']):,} in {duration:.2f} s)")
     print(f"destinations/s        {rps * args.destinations:,.0f}")
     print(f"latency               p50 {result['p50_ms']:.1f} ms   p90 {result['p90_ms']:.1f} ms   "
@@ -435,19 +474,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"non-2xx answers       {int(result['non2xx'])}   socket errors: connect {int(result['err_connect'])}, "
           f"read {int(result['err_read'])}, write {int(result['err_write'])}, timeout {int(result['err_timeout'])}")
     print(f"durability            2xx answers x destinations = {expected_rows:,}   rows in messages = {rows:,}   "
-          f"(requests rows {stored_requests:,}, jobs rows {jobs:,})")
+          f"(requests rows {stored_requests:,})")
     print(f"                      accepted but unanswered when the load stopped: {unanswered} "
           f"(allowed 0..{in_flight_bound}: requests in flight when {client} stopped)   "
           f"-> {'OK' if durable else 'MISMATCH'}")
+    pending = groups.get(1, 0)
+    print(f"engine                {rows - pending:,} of {rows:,} messages already final when the server was killed "
+          f"(status groups {groups}; jobs left {jobs:,})")
     if transactions:
-        print(f"writer transactions   {transactions:,}   (mean {stored_requests / max(transactions, 1):.1f} "
-              "requests per group commit, incl. probe)")
+        print(f"writer transactions   {transactions:,} (accept and engine together; {stored_requests / max(transactions, 1):.1f} "
+              "stored requests per transaction)")
     else:
         print("writer transactions   not counted (--plain)")
     print(f"CPU                   server {summary['server_cpu_cores']:.2f} cores   "
           f"(main thread {summary['server_main_thread_cores']:.2f}, other threads "
           f"{', '.join(f'{c:.2f}' for c in summary['server_other_threads_cores'])})   "
           f"load generator {summary['client_cpu_cores']:.2f} cores   (machine has {info['nproc']})")
+    print(f"other load            {summary['other_processes_cores']:.2f} cores used by other processes during the run "
+          "(above ~0.1 the figures are disturbed: rerun on a quiet machine)")
     if args.keep:
         print(f"kept                  {folder}")
     else:

@@ -64,9 +64,7 @@ class Gateway:
             self.store,
             channels,
             self.tariffs,
-            EngineSettings(
-                batch_size=s.engine.batch_size, remember_seconds=s.capability.not_whatsapp_days * 86400
-            ),
+            EngineSettings(batch_size=s.engine.batch_size, remember_seconds=s.capability.not_whatsapp_days * 86400),
         )
         self.notifier = Notifier(
             self.store,

@@ -21,15 +21,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         dest="data_dir",
         help="folder of the embedded database (also OMNIRELAY_DATA_DIR; default ./omnirelay-data)",
     )
-    parser.add_argument(
-        "--database", help="database: a SQLite path or sqlite:///path (also OMNIRELAY_DATABASE)"
-    )
+    parser.add_argument("--database", help="database: a SQLite path or sqlite:///path (also OMNIRELAY_DATABASE)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="omnirelay", description="Omnichannel messaging gateway (Infobip OMNI API)"
-    )
+    parser = argparse.ArgumentParser(prog="omnirelay", description="Omnichannel messaging gateway (Infobip OMNI API)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway: HTTP API, engine and webhooks in one process")
@@ -86,9 +82,7 @@ def _with_store(settings: config.Settings, work: Callable[[SqliteStore], Awaitab
 
 
 def _serve(settings: config.Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop
 
@@ -107,8 +101,7 @@ def _serve(settings: config.Settings) -> int:
             print(f"  password: {created.password}")
             print(f"  API key:  {created.api_key}   (send as 'Authorization: App <key>')")
         print(
-            f"omnirelay listening on http://{settings.host}:{settings.port} "
-            f"(database {settings.sqlite_path()})",
+            f"omnirelay listening on http://{settings.host}:{settings.port} (database {settings.sqlite_path()})",
             flush=True,
         )
 

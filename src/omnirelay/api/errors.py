@@ -33,9 +33,7 @@ def envelope(
     default_id, default_text = TEXTS.get(status, ("GENERAL_ERROR", "Error"))
     body = ApiError(
         RequestError(
-            ServiceException(
-                messageId=message_id or default_id, text=text or default_text, validationErrors=validation
-            )
+            ServiceException(messageId=message_id or default_id, text=text or default_text, validationErrors=validation)
         )
     )
     return web.Response(status=status, body=_encoder.encode(body), content_type="application/json")
@@ -44,9 +42,7 @@ def envelope(
 class ApiProblem(Exception):
     """Raised by handlers to answer with an error envelope."""
 
-    def __init__(
-        self, status: int, text: str | None = None, validation: dict[str, list[str]] | None = None
-    ) -> None:
+    def __init__(self, status: int, text: str | None = None, validation: dict[str, list[str]] | None = None) -> None:
         super().__init__(text or TEXTS.get(status, ("", ""))[1])
         self.status = status
         self.text = text
@@ -68,13 +64,14 @@ def bad_request(validation: dict[str, list[str]], text: str | None = None) -> Ap
 def from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError) -> ApiProblem:
     """A 400 for a body that is not JSON or whose types are wrong, naming the field."""
     message = str(exc)
-    if isinstance(exc, msgspec.ValidationError):
-        path = "body"
-        if " - at `$" in message:
-            message, _, where = message.rpartition(" - at `$")
-            path = where.rstrip("`").lstrip(".") or "body"
-        elif message.startswith("Object missing required field"):
-            field = message.split("`")[1] if "`" in message else "body"
-            path = field
-        return bad_request({path: [message]})
-    return ApiProblem(400, f"Malformed JSON: {message}", {"body": [f"malformed JSON: {message}"]})
+    if not isinstance(exc, msgspec.ValidationError):
+        return ApiProblem(400, f"Malformed JSON: {message}", {"body": [f"malformed JSON: {message}"]})
+    path = ""
+    if " - at `$" in message:
+        message, _, where = message.rpartition(" - at `$")
+        path = where.rstrip("`").lstrip(".")
+    if message.startswith("Object missing required field `"):
+        field = message.split("`")[1]
+        path = f"{path}.{field}" if path else field
+        message = "is required"
+    return bad_request({path or "body": [message]})

@@ -28,9 +28,7 @@ def _json_body(t: type) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    return {
-        str(c): {"description": "Error in Infobip's envelope", **_json_body(model.ApiError)} for c in codes
-    }
+    return {str(c): {"description": "Error in Infobip's envelope", **_json_body(model.ApiError)} for c in codes}
 
 
 def _ok(t: type, description: str = "OK") -> dict[str, Any]:
@@ -47,9 +45,7 @@ def _channel_param() -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     """The whole document."""
-    _, components = msgspec.json.schema_components(
-        _REQUESTS + _RESPONSES, ref_template="#/components/schemas/{name}"
-    )
+    _, components = msgspec.json.schema_components(_REQUESTS + _RESPONSES, ref_template="#/components/schemas/{name}")
     security: list[dict[str, list[str]]] = [{"Basic": []}, {"App": []}]
     key_param = {"name": "scenarioKey", "in": "path", "required": True, "schema": {"type": "string"}}
     std = _errors(400, 401, 413, 500)
@@ -58,9 +54,7 @@ def build() -> dict[str, Any]:
             "get": {
                 "operationId": "list-scenarios",
                 "parameters": [
-                    _query(
-                        "isDefault", {"type": "boolean"}, "Only the default scenario (or only the others)."
-                    ),
+                    _query("isDefault", {"type": "boolean"}, "Only the default scenario (or only the others)."),
                     _query("limit", {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}),
                     _query("page", {"type": "integer", "minimum": 0, "default": 0}),
                 ],

@@ -7,9 +7,7 @@ from aiohttp import web
 from omnirelay.api.errors import ApiProblem, bad_request
 
 
-def int_param(
-    request: web.Request, name: str, default: int, minimum: int = 0, maximum: int | None = None
-) -> int:
+def int_param(request: web.Request, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     """An integer parameter within bounds."""
     raw = request.query.get(name)
     if raw is None or raw == "":

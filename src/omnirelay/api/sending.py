@@ -15,7 +15,7 @@ from omnirelay.domain.catalogue import Status
 from omnirelay.domain.ids import uuid7
 from omnirelay.domain.message import initial_state
 from omnirelay.domain.model import AdvancedRequest, SimpleRequest
-from omnirelay.domain.validation import Accepted, Limits, prepare_send, simple_to_advanced
+from omnirelay.domain.validation import Accepted, Limits, main_address, prepare_send, simple_to_advanced
 from omnirelay.store.base import Account, MessageIdConflict, NewMessage, Store
 
 
@@ -87,20 +87,16 @@ class SendRoutes:
             bulk_id = uuid7()
         state = initial_state(now, plan.send_at)
         messages = [
-            NewMessage(d.message_id or uuid7(), d.to_json, d.content_hash, state, d.message_id is not None)
+            NewMessage(
+                d.message_id or uuid7(), d.to_json, d.content_hash, state, d.message_id is not None, main_address(d.to)
+            )
             for d in plan.destinations
         ]
         try:
-            stored = await self.store.accept(
-                account.id, plan.payload, bulk_id, messages, plan.send_at or now, now
-            )
+            stored = await self.store.accept(account.id, plan.payload, bulk_id, messages, plan.send_at or now, now)
         except MessageIdConflict as exc:
             raise bad_request(
-                {
-                    f"destinations[{exc.index}].messageId": [
-                        "is already used by another message with different content"
-                    ]
-                }
+                {f"destinations[{exc.index}].messageId": ["is already used by another message with different content"]}
             ) from None
         self.accepted()
         answer_bulk = stored[0].bulk_id if stored else bulk_id

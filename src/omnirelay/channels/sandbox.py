@@ -99,9 +99,7 @@ class Sandbox:
             else:
                 not_a_user = rule.outcome == "REJECTED" and sub.channel == "WHATSAPP"
                 results.append(
-                    SubmitResult(
-                        provider_id, [LaterReport(rule.after_s, rule.outcome, rule.error, not_a_user)]
-                    )
+                    SubmitResult(provider_id, [LaterReport(rule.after_s, rule.outcome, rule.error, not_a_user)])
                 )
         return results
 

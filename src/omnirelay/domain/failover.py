@@ -181,9 +181,7 @@ def _attempt(state: MessageState, step: int) -> Attempt | None:
     return None
 
 
-def _begin_from(
-    state: MessageState, first: int, ctx: Context, actions: list[Action], *, immediate: bool
-) -> None:
+def _begin_from(state: MessageState, first: int, ctx: Context, actions: list[Action], *, immediate: bool) -> None:
     """Move to the first usable step at or after ``first``; finish the message when none is left."""
     now = ctx.now
     for index in range(first, len(ctx.plan)):
@@ -195,9 +193,7 @@ def _begin_from(
             reason = "the request has no content for this channel"
         elif ctx.blocked_until.get(step.channel, 0.0) > now:
             until = format_ts(ctx.blocked_until[step.channel])
-            reason = (
-                f"capability memory: {step.address} is not a {step.channel} user (remembered until {until})"
-            )
+            reason = f"capability memory: {step.address} is not a {step.channel} user (remembered until {until})"
         if reason is not None:
             state.attempts.append(
                 Attempt(
@@ -364,9 +360,7 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
             _log(state, now, f"step {attempt.step + 1} ({attempt.channel}) {event.outcome.lower()}")
             _finish(state, attempt, ctx, actions)
         else:
-            _fail_current(
-                state, attempt, event.outcome, event.error, event.not_a_user, ctx, actions, event.detail
-            )
+            _fail_current(state, attempt, event.outcome, event.error, event.not_a_user, ctx, actions, event.detail)
         return Decision(state, actions)
 
     # A report for a step the message already left.

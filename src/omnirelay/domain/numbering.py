@@ -91,6 +91,13 @@ def region_of(phone: str) -> str | None:
     number = _digits(phone)
     if number is None:
         return None
+    code = _country_code(number)
+    if code is None:
+        return None
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]
+    if len(regions) == 1:  # the common case, without the cost of parsing the number
+        only: str = regions[0]
+        return only if len(only) == 2 and only.isalpha() and only != "ZZ" else None
     try:
         parsed = phonenumbers.parse("+" + number, None)
     except phonenumbers.NumberParseException:

@@ -163,11 +163,19 @@ def address_for(channel: Channel, to: To) -> str | None:
     return None
 
 
+def main_address(to: To) -> str | None:
+    """The destination's main address: its phone number without ``+``, else the first address it has."""
+    if to.phoneNumber:
+        return to.phoneNumber.lstrip("+")
+    for value in (to.whatsAppUserId, to.emailAddress, to.pushRegistrationId, to.lineUserKey, to.facebookUserKey):
+        if value:
+            return value
+    return None
+
+
 def _check_to(errors: Errors, path: str, to: To) -> None:
     if to.phoneNumber is not None and not PHONE.match(to.phoneNumber):
-        _add(
-            errors, f"{path}.phoneNumber", "must be a phone number in international format, e.g. 41793026727"
-        )
+        _add(errors, f"{path}.phoneNumber", "must be a phone number in international format, e.g. 41793026727")
     if to.emailAddress is not None and not EMAIL.match(to.emailAddress):
         _add(errors, f"{path}.emailAddress", "must be an e-mail address")
 
@@ -220,11 +228,7 @@ def _check_content(errors: Errors, req: AdvancedRequest) -> None:
         _check_whatsapp(errors, req.whatsApp)
     if req.push is not None and req.push.text is not None and len(req.push.text) > PUSH_TEXT_MAX:
         _add(errors, "push.text", f"must be at most {PUSH_TEXT_MAX} characters")
-    if (
-        req.kakaoAlim is not None
-        and req.kakaoAlim.text is not None
-        and len(req.kakaoAlim.text) > KAKAO_ALIM_TEXT_MAX
-    ):
+    if req.kakaoAlim is not None and req.kakaoAlim.text is not None and len(req.kakaoAlim.text) > KAKAO_ALIM_TEXT_MAX:
         _add(errors, "kakaoAlim.text", f"must be at most {KAKAO_ALIM_TEXT_MAX} characters")
     if req.viber is not None:
         v = req.viber
@@ -305,9 +309,7 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
     with_content = [c for c in channels if _has_content(c, req)]
     if flow and not with_content:
         names = ", ".join(CONTENT_FIELDS[c] for c in channels)
-        _add(
-            errors, CONTENT_FIELDS[channels[0]], f"the scenario's channels need content: give one of {names}"
-        )
+        _add(errors, CONTENT_FIELDS[channels[0]], f"the scenario's channels need content: give one of {names}")
 
     content = {
         CONTENT_FIELDS[c]: msgspec.to_builtins(getattr(req, CONTENT_FIELDS[c]))
@@ -325,9 +327,7 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
         )
         if v is not None
     }
-    payload = msgspec.json.encode(
-        {"steps": [s.__dict__ for s in steps], "content": content, "options": options}
-    )
+    payload = msgspec.json.encode({"steps": [s.__dict__ for s in steps], "content": content, "options": options})
     shared = hashlib.blake2b(payload + (req.sendAt or "").encode(), digest_size=16).digest()
 
     accepted: list[AcceptedDestination] = []

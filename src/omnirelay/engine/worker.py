@@ -40,7 +40,8 @@ from omnirelay.domain.failover import (
 from omnirelay.domain.message import MessageState, state_decoder, state_encoder
 from omnirelay.domain.model import Reports, To
 from omnirelay.domain.reports import Tariffs, build_report
-from omnirelay.store.base import CapabilityLookup, Change, Store, Work
+from omnirelay.domain.validation import main_address
+from omnirelay.store.base import Change, Store, Work
 
 log = logging.getLogger("omnirelay.engine")
 
@@ -48,6 +49,7 @@ _event_decoder = msgspec.json.Decoder(Event)
 _event_encoder = msgspec.json.Encoder()
 _to_decoder = msgspec.json.Decoder(To)
 _report_encoder = msgspec.json.Encoder()
+_blocked_decoder = msgspec.json.Decoder(dict[str, float])
 
 
 class _Payload(msgspec.Struct):
@@ -103,6 +105,8 @@ class Engine:
         self.settings = settings or EngineSettings()
         self._wake = asyncio.Event()
         self._payloads: dict[int, _Payload] = {}
+        self._events: list[tuple[int, bytes]] = []
+        self._later: list[tuple[int, str, int, float, bytes]] = []
         self.on_progress: Callable[[], None] = lambda: None
         """Called after each cycle that did something (the notifier's wake-up)."""
 
@@ -111,18 +115,28 @@ class Engine:
         self._wake.set()
 
     async def run(self) -> None:
-        """Cycle until cancelled."""
-        while True:
-            try:
-                busy = await self.cycle()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("engine cycle failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            if not busy:
-                await self._idle()
+        """Cycle until cancelled; on cancellation, record the channel answers already received."""
+        try:
+            while True:
+                try:
+                    busy = await self.cycle()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("engine cycle failed; retrying")
+                    await asyncio.sleep(1.0)
+                    continue
+                if not busy:
+                    await self._idle()
+        finally:
+            if self._events or self._later:
+                await asyncio.shield(self.flush())
+
+    async def flush(self) -> None:
+        """Record the channel answers received but not yet stored."""
+        events, later = self._events, self._later
+        self._events, self._later = [], []
+        await self.store.engine_step(time.time(), 0, events, self._decide, later)
 
     async def _idle(self) -> None:
         due = await self.store.next_due()
@@ -135,26 +149,30 @@ class Engine:
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def cycle(self) -> bool:
-        """One claim-decide-submit-record round; True when it found a full batch (more may be waiting)."""
-        limit = self.settings.batch_size
-        claimed, submissions = await self.store.engine_step(time.time(), limit, [], self._decide)
+        """One transaction (record the last answers, claim due jobs, decide), then submit what it chose.
+
+        Returns True when there may be more work right away.
+        """
+        events, later = self._events, self._later
+        self._events, self._later = [], []
+        (_, recorded_subs), (claimed, claimed_subs) = await self.store.engine_step(
+            time.time(), self.settings.batch_size, events, self._decide, later
+        )
+        submissions = recorded_subs + claimed_subs
         if submissions:
-            await self._submit(submissions)
-        if claimed:
+            self._events, self._later = await self._submit(submissions)
+        if claimed or events:
             self.on_progress()
-        return claimed >= limit
+        return claimed >= self.settings.batch_size or bool(self._events or self._later)
 
     # --- deciding (runs inside the store's transaction) -----------------------------------------
 
-    def _decide(
-        self, work: list[Work], capabilities: CapabilityLookup
-    ) -> tuple[list[Change], tuple[int, list[Submission]]]:
+    def _decide(self, work: list[Work]) -> tuple[list[Change], tuple[int, list[Submission]]]:
         now = time.time()
         by_message: dict[int, list[Work]] = defaultdict(list)
         for item in work:
             by_message[item.message].append(item)
         messages = {m: self._message(items[0]) for m, items in by_message.items()}
-        blocked = self._blocked(messages, capabilities)
         changes: list[Change] = []
         submissions: list[Submission] = []
         for m, items in by_message.items():
@@ -163,7 +181,7 @@ class Engine:
             ctx = Context(
                 now=now,
                 plan=msg.plan,
-                blocked_until=blocked.get(m, {}),
+                blocked_until=_blocked_decoder.decode(msg.work.blocked) if msg.work.blocked else {},
                 remember_seconds=self.settings.remember_seconds,
             )
             change = Change(
@@ -206,24 +224,6 @@ class Engine:
                 )
             )
         return _Message(work, to, payload, plan, [s.get("sender") for s in payload.steps])
-
-    @staticmethod
-    def _blocked(
-        messages: dict[int, _Message], capabilities: CapabilityLookup
-    ) -> dict[int, dict[str, float]]:
-        wanted: dict[tuple[int, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-        for m, msg in messages.items():
-            for step in msg.plan:
-                if step.channel == "WHATSAPP" and step.address is not None:
-                    wanted[(msg.work.account_id, step.channel)][step.address].append(m)
-        blocked: dict[int, dict[str, float]] = defaultdict(dict)
-        for (account_id, channel), addresses in wanted.items():
-            names = list(addresses)
-            for start in range(0, len(names), 500):
-                for address, until in capabilities(account_id, channel, names[start : start + 500]).items():
-                    for m in addresses[address]:
-                        blocked[m][channel] = until
-        return blocked
 
     def _act(
         self,
@@ -295,13 +295,16 @@ class Engine:
                         )
                     )
             elif isinstance(action, Remember):
-                remembered = next((s.address for s in msg.plan if s.channel == action.channel and s.address), None)
+                remembered = main_address(msg.to)
                 if remembered is not None:
                     change.remember.append((action.channel, remembered, action.until))
 
     # --- submitting -----------------------------------------------------------------------------
 
-    async def _submit(self, submissions: list[Submission]) -> None:
+    async def _submit(
+        self, submissions: list[Submission]
+    ) -> tuple[list[tuple[int, bytes]], list[tuple[int, str, int, float, bytes]]]:
+        """Hand the steps to their channels; the answers as events to record now and jobs for later."""
         by_channel: dict[str, list[Submission]] = defaultdict(list)
         for sub in submissions:
             by_channel[sub.channel].append(sub)
@@ -327,14 +330,12 @@ class Engine:
             for sub, result in pairs:
                 events.append((sub.message, _event_encoder.encode(Submitted(sub.step, result.provider_id))))
                 for r in result.reports:
-                    event = _event_encoder.encode(
-                        Report(sub.step, r.outcome, r.error, r.not_a_user, r.detail)
-                    )
+                    event = _event_encoder.encode(Report(sub.step, r.outcome, r.error, r.not_a_user, r.detail))
                     if r.after_s <= 0:
                         events.append((sub.message, event))
                     else:
                         later.append((sub.message, "report", sub.step, now + r.after_s, event))
-        await self.store.engine_step(now, 0, events, self._decide, later)
+        return events, later
 
 
 def _refusal(detail: str) -> LaterReport:

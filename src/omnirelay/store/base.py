@@ -54,6 +54,9 @@ class NewMessage:
     content_hash: bytes
     state: bytes
     supplied: bool
+    address: str | None
+    """The destination's main address (phone number without ``+``, else the first one it has): the key of
+    capability memory."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,6 @@ class Stored:
 
 
 T = TypeVar("T")
-
-#: Capability memory look-up inside an engine transaction: (account, channel, addresses) -> address -> until.
-CapabilityLookup = Callable[[int, str, list[str]], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -138,9 +138,9 @@ class Store(Protocol):
         now: float,
         limit: int,
         events: list[tuple[int, bytes]],
-        handle: Callable[[list[Work], CapabilityLookup], tuple[list[Change], T]],
+        handle: Callable[[list[Work]], tuple[list[Change], T]],
         later: list[tuple[int, str, int, float, bytes]] | None = None,
-    ) -> T: ...
+    ) -> tuple[T, T]: ...
     async def next_due(self) -> float | None: ...
 
     # reports, logs, webhooks
@@ -169,6 +169,8 @@ class Work:
     state: bytes
     request_id: int
     payload: bytes
+    blocked: bytes | None
+    """Capability memory of the message's address: JSON ``{channel: until}``, or None."""
 
 
 @dataclass

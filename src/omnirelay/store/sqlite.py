@@ -18,7 +18,6 @@ from omnirelay.domain.model import Step
 from omnirelay.store.base import (
     Account,
     ApiKey,
-    CapabilityLookup,
     Change,
     Delivery,
     LogQuery,
@@ -127,9 +126,7 @@ class SqliteStore:
                 (username, password_hash, webhook_secret, source),
             )
             return _account(
-                conn.execute(
-                    f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,)
-                ).fetchone()
+                conn.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,)).fetchone()
             )
 
         return await self.writer.run(fn)
@@ -142,9 +139,7 @@ class SqliteStore:
 
     async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
         await self.writer.run(
-            lambda c: c.execute(
-                "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id)
-            )
+            lambda c: c.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id))
         )
 
     async def accounts(self) -> list[Account]:
@@ -233,18 +228,13 @@ class SqliteStore:
     async def delete_scenario(self, account_id: int, key: str) -> bool:
         def fn(conn: sqlite3.Connection) -> bool:
             return (
-                conn.execute(
-                    "DELETE FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key)
-                ).rowcount
-                > 0
+                conn.execute("DELETE FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key)).rowcount > 0
             )
 
         return await self.writer.run(fn)
 
     async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
-        row = self._one(
-            f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key)
-        )
+        row = self._one(f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key))
         return _scenario(row) if row else None
 
     async def default_scenario(self, account_id: int) -> ScenarioRecord | None:
@@ -253,9 +243,7 @@ class SqliteStore:
         )
         return _scenario(row) if row else None
 
-    async def scenarios(
-        self, account_id: int, is_default: bool | None, limit: int, page: int
-    ) -> list[ScenarioRecord]:
+    async def scenarios(self, account_id: int, is_default: bool | None, limit: int, page: int) -> list[ScenarioRecord]:
         where, args = "account_id = ?", [account_id]
         if is_default is not None:
             where += " AND is_default = ?"
@@ -302,7 +290,7 @@ class SqliteStore:
                 base = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
                 conn.executemany(
                     "INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json, content_hash,"
-                    " created_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, state, address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             base + n + 1,
@@ -314,6 +302,7 @@ class SqliteStore:
                             m.content_hash,
                             now,
                             m.state,
+                            m.address,
                         )
                         for n, (_i, m) in enumerate(fresh)
                     ],
@@ -335,59 +324,28 @@ class SqliteStore:
         now: float,
         limit: int,
         events: list[tuple[int, bytes]],
-        handle: Callable[[list[Work], CapabilityLookup], tuple[list[Change], T]],
+        handle: Callable[[list[Work]], tuple[list[Change], T]],
         later: list[tuple[int, str, int, float, bytes]] | None = None,
-    ) -> T:
-        """Take up to ``limit`` due jobs plus ``events``, let ``handle`` decide, write its changes: one transaction.
+    ) -> tuple[T, T]:
+        """One engine transaction: record ``events`` (channel answers) and store the ``later`` jobs, then take up
+        to ``limit`` due jobs (those the events just made due included); ``handle`` decides each part.
 
         Claimed jobs are deleted in the same transaction that stores their consequences, so a crash
-        either keeps the job (and nothing happened) or has its whole effect.
+        either keeps a job (and nothing happened) or has its whole effect.
         """
 
-        def fn(conn: sqlite3.Connection) -> T:
-            jobs: list[tuple[int | None, int, bytes]] = []
-            if limit > 0:
-                jobs.extend(
-                    conn.execute(
-                        "SELECT id, message, data FROM jobs WHERE due_at <= ? ORDER BY due_at, id LIMIT ?",
-                        (now, limit),
-                    ).fetchall()
-                )
-            jobs.extend((None, message, event) for message, event in events)
+        def fn(conn: sqlite3.Connection) -> tuple[T, T]:
             if later:
-                conn.executemany(
-                    "INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)", later
-                )
-            if not jobs:
-                return handle([], _no_capabilities)[1]
-            ids = sorted({m for _j, m, _e in jobs})
-            records: dict[int, Any] = {}
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                for row in conn.execute(
-                    "SELECT m.id, m.account_id, m.message_id, m.bulk_id, m.to_json, m.created_at, m.state,"
-                    " m.request_id, r.payload FROM messages m JOIN requests r ON r.id = m.request_id"
-                    f" WHERE m.id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ):
-                    records[row[0]] = row
-            work = [
-                Work(job_id, event or b'{"type":"start"}', *records[m]) for job_id, m, event in jobs if m in records
-            ]
-
-            def capabilities(account_id: int, channel: str, addresses: list[str]) -> dict[str, float]:
-                rows = conn.execute(
-                    "SELECT address, until FROM capabilities WHERE account_id = ? AND channel = ? AND until > ?"
-                    f" AND address IN ({','.join('?' * len(addresses))})",
-                    [account_id, channel, now, *addresses],
+                conn.executemany("INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)", later)
+            recorded = _decide_and_apply(conn, [(None, m, e) for m, e in events], handle, now)
+            jobs: list[tuple[int | None, int, bytes | None]] = []
+            if limit > 0:
+                jobs = conn.execute(
+                    "SELECT id, message, data FROM jobs WHERE due_at <= ? ORDER BY due_at, id LIMIT ?", (now, limit)
                 ).fetchall()
-                return dict(rows)
-
-            changes, result = handle(work, capabilities)
-            done = [(j,) for j, _m, _e in jobs if j is not None]
-            conn.executemany("DELETE FROM jobs WHERE id = ?", done)
-            _apply(conn, changes, now)
-            return result
+                conn.executemany("DELETE FROM jobs WHERE id = ?", [(j[0],) for j in jobs])
+            claimed = _decide_and_apply(conn, jobs, handle, now)
+            return recorded, claimed
 
         return await self.writer.run(fn)
 
@@ -465,9 +423,7 @@ class SqliteStore:
                 " WHERE due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?",
                 (now, now, limit),
             ).fetchall()
-            conn.executemany(
-                "UPDATE outbox SET lease_until = ? WHERE id = ?", [(now + lease_s, r[0]) for r in rows]
-            )
+            conn.executemany("UPDATE outbox SET lease_until = ? WHERE id = ?", [(now + lease_s, r[0]) for r in rows])
             return [Delivery(*r) for r in rows]
 
         return await self.writer.run(fn)
@@ -487,8 +443,30 @@ class SqliteStore:
         )
 
 
-def _no_capabilities(_account: int, _channel: str, _addresses: list[str]) -> dict[str, float]:
-    return {}
+def _decide_and_apply(
+    conn: sqlite3.Connection,
+    jobs: list[tuple[int | None, int, bytes | None]],
+    handle: Callable[[list[Work]], tuple[list[Change], T]],
+    now: float,
+) -> T:
+    """Load the messages of ``jobs``, let ``handle`` decide, write the changes."""
+    ids = sorted({m for _j, m, _e in jobs})
+    records: dict[int, Any] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for row in conn.execute(
+            "SELECT m.id, m.account_id, m.message_id, m.bulk_id, m.to_json, m.created_at, m.state,"
+            " m.request_id, r.payload, (SELECT json_group_object(c.channel, c.until) FROM capabilities c"
+            "  WHERE c.account_id = m.account_id AND c.address = m.address AND c.until > ?)"
+            " FROM messages m JOIN requests r ON r.id = m.request_id"
+            f" WHERE m.id IN ({','.join('?' * len(chunk))})",
+            [now, *chunk],
+        ):
+            records[row[0]] = row
+    work = [Work(job_id, event or b'{"type":"start"}', *records[m]) for job_id, m, event in jobs if m in records]
+    changes, result = handle(work)
+    _apply(conn, changes, now)
+    return result
 
 
 def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
@@ -516,6 +494,6 @@ def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
     )
     conn.executemany(
         "INSERT INTO capabilities(account_id, channel, address, until) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(account_id, channel, address) DO UPDATE SET until = excluded.until",
+        " ON CONFLICT(account_id, address, channel) DO UPDATE SET until = excluded.until",
         [(c.account_id, *r) for c in changes for r in c.remember],
     )

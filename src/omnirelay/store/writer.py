@@ -91,9 +91,7 @@ class Writer:
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
-        done: list[
-            tuple[WriteFn, asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
-        ] = []
+        done: list[tuple[WriteFn, asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, fut, loop in batch:

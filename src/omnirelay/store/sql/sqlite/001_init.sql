@@ -44,6 +44,7 @@ CREATE TABLE messages (
     content_hash BLOB NOT NULL,
     created_at   REAL NOT NULL,
     state        BLOB NOT NULL,
+    address      TEXT,                              -- main address: the key of capability memory
     status_group INTEGER NOT NULL DEFAULT 1,
     channel      TEXT,
     done_at      REAL,
@@ -98,5 +99,5 @@ CREATE TABLE capabilities (
     channel    TEXT NOT NULL,
     address    TEXT NOT NULL,
     until      REAL NOT NULL,
-    PRIMARY KEY (account_id, channel, address)
+    PRIMARY KEY (account_id, address, channel)
 );
