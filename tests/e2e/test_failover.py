@@ -23,7 +23,9 @@ from .conftest import ALADDIN_BASIC, ALADDIN_CONFIG, BOB_KEY, WHATSAPP_SMS_FLOW,
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000")
 
 DELIVERED_TO_HANDSET = {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"}
-UNDELIVERABLE_NOT_DELIVERED = {"groupId": 2, "groupName": "UNDELIVERABLE", "id": 9, "name": "UNDELIVERABLE_NOT_DELIVERED"}
+UNDELIVERABLE_NOT_DELIVERED = {
+    "groupId": 2, "groupName": "UNDELIVERABLE", "id": 9, "name": "UNDELIVERABLE_NOT_DELIVERED",
+}
 REJECTED_DESTINATION = {"groupId": 5, "groupName": "REJECTED", "id": 52, "name": "REJECTED_DESTINATION"}
 EXPIRED_EXPIRED = {"groupId": 4, "groupName": "EXPIRED", "id": 15, "name": "EXPIRED_EXPIRED"}
 NO_ERROR = {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "permanent": False}
@@ -406,7 +408,8 @@ def test_readme_default_rule_table(default_rules_gw: Gateway) -> None:
 def test_readme_default_rule_for_bounced_email(default_rules_gw: Gateway) -> None:
     gw = default_rules_gw
     key = gw.create_scenario([{"channel": "EMAIL", "from": "noreply@example.com"}], name="mail")["key"]
-    r = gw.post("/omni/1/advanced", {"scenarioKey": key, "destinations": [{"to": {"emailAddress": "bounce@example.com"}}],
+    r = gw.post("/omni/1/advanced", {"scenarioKey": key,
+                                     "destinations": [{"to": {"emailAddress": "bounce@example.com"}}],
                                      "email": {"text": "Hello", "subject": "Hi"}})
     assert r.status == 200, r
     mid = r.json["messages"][0]["messageId"]
@@ -523,13 +526,13 @@ def test_sms_message_count_follows_the_encoding(rules_gw: Gateway) -> None:
     key = rules_gw.create_scenario(SMS_FLOW, name="sms only")["key"]
     cases = {"a" * 160: 1, "a" * 161: 2, "a" * 306: 2, "a" * 307: 3, "Ж" * 70: 1, "Ж" * 71: 2, "Ж" * 134: 2,
              "Ж" * 135: 3}
-    ids = {}
+    expected: dict[str, tuple[str, int]] = {}
     for text, parts in cases.items():
         (mid,) = send(rules_gw, ["41799999030"], scenarioKey=key, sms={"text": text})
-        ids[mid] = (len(text), text[0], parts)
+        expected[mid] = (f"{len(text)} x {text[0]}", parts)
     got = {}
-    for mid in ids:
+    for mid, (label, _parts) in expected.items():
         (report,) = wait_reports(rules_gw, 1, messageId=mid)
         assert report["channel"] == "SMS", report
-        got[mid] = report["messageCount"]
-    assert {ids[m]: got[m] for m in ids} == {v: v[2] for v in ids.values()}
+        got[label] = report["messageCount"]
+    assert got == dict(expected.values())

@@ -420,6 +420,15 @@ def test_remembered_whatsapp_only_step_ends_as_not_a_user() -> None:
     assert run.state.channel == "WHATSAPP"
 
 
+def test_no_intermediate_report_when_only_remembered_steps_remain() -> None:
+    """Failing over onto a step capability memory skips is no failover: the message ends, no intermediate."""
+    run = Run([sms(), wa()], blocked_until={"WHATSAPP": T0 + 3600})
+    run.send(Start())
+    actions = run.send(Report(0, "UNDELIVERABLE"))
+    assert of_type(actions, Final) == [Final(0)]
+    assert of_type(actions, Intermediate) == []
+
+
 # --- examples: unusable steps ---------------------------------------------------------------------
 
 
@@ -511,10 +520,13 @@ Scenario = tuple[list[PlanStep], dict[str, float]]
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
+def scenarios(draw: st.DrawFn, remembered: bool = False) -> Scenario:
+    """A plan, and maybe capability memory of WhatsApp (always a still valid one when ``remembered``)."""
     plan = draw(plans())
     blocked: dict[str, float] = {}
-    if draw(st.booleans()):
+    if remembered:
+        blocked["WHATSAPP"] = T0 + 30 * 86400
+    elif draw(st.booleans()):
         blocked["WHATSAPP"] = T0 + draw(st.sampled_from([-10.0, 10.0, 86400.0]))
     return plan, blocked
 
@@ -641,6 +653,24 @@ def test_property_success_is_only_final_on_a_submitted_step(scenario: Scenario, 
         where["step"] = state.step
         if state.phase == "DONE" and state.status == SUCCESS_STATUS:
             assert state.step in submitted, (state.step, submitted)
+
+
+@PROPERTY_SETTINGS
+@given(st.one_of(scenarios(), scenarios(remembered=True)), st.data())
+def test_property_intermediate_only_when_the_message_goes_on(scenario: Scenario, data: st.DataObject) -> None:
+    """An intermediate report is written only when a next step is really going to be tried."""
+    plan, blocked = scenario
+    state = MessageState()
+    now = T0
+    where = {"step": state.step}
+    for delta, event in event_stream(data, plan, lambda: where["step"]):
+        now += delta
+        decision = decide(state, event, Context(now=now, plan=plan, blocked_until=dict(blocked)))
+        state = decision.state
+        where["step"] = state.step
+        if of_type(decision.actions, Intermediate):
+            assert state.phase == "ACTIVE", decision.actions
+            assert Schedule(SubmitStep(state.step), now) in decision.actions
 
 
 @PROPERTY_SETTINGS

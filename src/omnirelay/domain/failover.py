@@ -186,14 +186,7 @@ def _begin_from(state: MessageState, first: int, ctx: Context, actions: list[Act
     now = ctx.now
     for index in range(first, len(ctx.plan)):
         step = ctx.plan[index]
-        reason = None
-        if step.address is None:
-            reason = "the destination has no address for this channel"
-        elif not step.has_content:
-            reason = "the request has no content for this channel"
-        elif ctx.blocked_until.get(step.channel, 0.0) > now:
-            until = format_ts(ctx.blocked_until[step.channel])
-            reason = f"capability memory: {step.address} is not a {step.channel} user (remembered until {until})"
+        reason = _skip_reason(step, ctx)
         if reason is not None:
             state.attempts.append(
                 Attempt(
@@ -293,13 +286,21 @@ def _fail_current(
         actions.append(Remember(attempt.channel, until))
         _log(state, ctx.now, f"remembered: not a {attempt.channel} user until {format_ts(until)}")
     actions.append(CancelTimers(attempt.step))
-    if attempt.step + 1 < len(ctx.plan) and any(_usable_after(attempt.step, ctx)):
+    if any(_skip_reason(later, ctx) is None for later in ctx.plan[attempt.step + 1 :]):
         actions.append(Intermediate(attempt.step))
     _begin_from(state, attempt.step + 1, ctx, actions, immediate=False)
 
 
-def _usable_after(step: int, ctx: Context) -> list[bool]:
-    return [s.address is not None and s.has_content for s in ctx.plan[step + 1 :]]
+def _skip_reason(step: PlanStep, ctx: Context) -> str | None:
+    """Why a step cannot be tried for this message, or None when it can."""
+    if step.address is None:
+        return "the destination has no address for this channel"
+    if not step.has_content:
+        return "the request has no content for this channel"
+    until = ctx.blocked_until.get(step.channel, 0.0)
+    if until > ctx.now:
+        return f"capability memory: {step.address} is not a {step.channel} user (remembered until {format_ts(until)})"
+    return None
 
 
 def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
@@ -361,6 +362,10 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
             _finish(state, attempt, ctx, actions)
         else:
             _fail_current(state, attempt, event.outcome, event.error, event.not_a_user, ctx, actions, event.detail)
+        return Decision(state, actions)
+
+    if event.step >= state.step or attempt.state in ("PENDING", "SKIPPED", "CANCELLED"):
+        _log(state, now, f"report for step {event.step + 1} ({attempt.channel}) ignored: that step was not submitted")
         return Decision(state, actions)
 
     # A report for a step the message already left.
