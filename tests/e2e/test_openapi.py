@@ -132,7 +132,8 @@ def _st_command() -> list[str]:
 
 def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(make_gateway: Any, tmp_path: Path) -> None:
     """Property-based run of every operation: no 5xx, every status code, content type, header and body as
-    documented. Bounded (max 30 examples per operation) to stay near half a minute."""
+    documented. Bounded (max 30 examples per operation) to stay well under a minute. The seed is fixed
+    so a failure reproduces; set OMNIRELAY_ST_SEED to explore others."""
     gw: Gateway = make_gateway()
     # data the generated requests can reach: a scenario to address by key, and a default one to send with
     path_key = gw.create_scenario(name="for path parameters")["key"]
@@ -148,10 +149,11 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(make_gateway:
         "-H", f"Authorization: {app_auth(ALADDIN_KEY)}",
         "--max-examples", "30",
         "--seed", seed,
-        "--workers", "4",
+        # one worker: generating in several threads trips a CPython 3.11 ast.parse race inside hypothesis
+        # ("AST constructor recursion depth mismatch"); --max-time is left out on purpose, it makes the
+        # fuzzing repeat until the budget is spent
+        "--workers", "1",
         "--request-timeout", "20",
-        "--max-time", "150",
-        "--no-shrink",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path,
                           env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"})

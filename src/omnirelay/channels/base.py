@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -53,4 +53,14 @@ class Channel(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class InstantChannel(Channel, Protocol):
+    """A channel that answers without any I/O (the sandbox): the engine asks it inside the transaction that
+    submits the step, so its answer is recorded atomically with the submission and a crash cannot split them."""
+
+    def decide_now(self, submission: Submission) -> SubmitResult:
+        """The answer to one submission, computed on the spot."""
         ...

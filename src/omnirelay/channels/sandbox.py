@@ -85,23 +85,21 @@ class Sandbox:
             return rule
         return None
 
+    def decide_now(self, submission: Submission) -> SubmitResult:
+        """Decide a submission by the rules; an EXPIRED outcome never reports."""
+        self.submissions[(submission.message_id, submission.step)] += 1
+        rule = self.outcome(submission.channel, submission.address)
+        provider_id = f"sandbox-{submission.message_id}-{submission.step}"
+        if rule is None:
+            return SubmitResult(provider_id, [LaterReport(0.0, "DELIVERED")])
+        if rule.outcome == "EXPIRED":
+            return SubmitResult(provider_id)
+        not_a_user = rule.outcome == "REJECTED" and submission.channel == "WHATSAPP"
+        return SubmitResult(provider_id, [LaterReport(rule.after_s, rule.outcome, rule.error, not_a_user)])
+
     async def submit(self, batch: list[Submission]) -> list[SubmitResult]:
-        """Decide each submission by the rules; an EXPIRED outcome never reports."""
-        results = []
-        for sub in batch:
-            self.submissions[(sub.message_id, sub.step)] += 1
-            rule = self.outcome(sub.channel, sub.address)
-            provider_id = f"sandbox-{sub.message_id}-{sub.step}"
-            if rule is None:
-                results.append(SubmitResult(provider_id, [LaterReport(0.0, "DELIVERED")]))
-            elif rule.outcome == "EXPIRED":
-                results.append(SubmitResult(provider_id))
-            else:
-                not_a_user = rule.outcome == "REJECTED" and sub.channel == "WHATSAPP"
-                results.append(
-                    SubmitResult(provider_id, [LaterReport(rule.after_s, rule.outcome, rule.error, not_a_user)])
-                )
-        return results
+        """:meth:`decide_now` for each submission."""
+        return [self.decide_now(sub) for sub in batch]
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from omnirelay.channels.base import Channel, LaterReport, Submission, SubmitResult
+from omnirelay.channels.base import Channel, InstantChannel, LaterReport, Submission, SubmitResult
 from omnirelay.domain import catalogue
 from omnirelay.domain.channels import ADDRESS_FIELDS, CONTENT_FIELDS, parse_channel
 from omnirelay.domain.failover import (
@@ -192,11 +192,11 @@ class Engine:
                 channel=None,
                 done_at=None,
             )
-            for item in items:
-                event = _event_decoder.decode(item.event)
-                decision = decide(state, event, ctx)
+            pending = deque(_event_decoder.decode(item.event) for item in items)
+            while pending:
+                decision = decide(state, pending.popleft(), ctx)
                 state = decision.state
-                self._act(msg, state, decision.actions, change, submissions, now)
+                pending.extendleft(reversed(self._act(msg, state, decision.actions, change, submissions, now)))
             change.state = state_encoder.encode(state)
             change.status_group = catalogue.status(state.status).groupId if state.phase == "DONE" else 1
             change.channel = state.channel
@@ -233,25 +233,38 @@ class Engine:
         change: Change,
         submissions: list[Submission],
         now: float,
-    ) -> None:
+    ) -> list[Event]:
+        """Turn the actions into rows to write and steps to submit; returns the events that follow at once
+        (the answers of instant channels, which decide within this transaction)."""
         options = msg.payload.options
+        follow: list[Event] = []
         for action in actions:
             if isinstance(action, Submit):
                 step = msg.plan[action.step]
                 assert step.address is not None
-                submissions.append(
-                    Submission(
-                        message=msg.work.message,
-                        step=action.step,
-                        account_id=msg.work.account_id,
-                        message_id=msg.work.message_id,
-                        channel=step.channel,
-                        sender=msg.senders[action.step],
-                        address=step.address,
-                        content=msg.payload.content,
-                        validity_s=step.validity_s,
-                    )
+                submission = Submission(
+                    message=msg.work.message,
+                    step=action.step,
+                    account_id=msg.work.account_id,
+                    message_id=msg.work.message_id,
+                    channel=step.channel,
+                    sender=msg.senders[action.step],
+                    address=step.address,
+                    content=msg.payload.content,
+                    validity_s=step.validity_s,
                 )
+                channel = self.channels.get(step.channel)
+                if isinstance(channel, InstantChannel):
+                    result = channel.decide_now(submission)
+                    follow.append(Submitted(action.step, result.provider_id))
+                    for r in result.reports:
+                        answer = Report(action.step, r.outcome, r.error, r.not_a_user, r.detail)
+                        if r.after_s <= 0:
+                            follow.append(answer)
+                        else:
+                            change.jobs.append(("report", action.step, now + r.after_s, _event_encoder.encode(answer)))
+                else:
+                    submissions.append(submission)
             elif isinstance(action, Schedule):
                 event = action.event
                 step_no = getattr(event, "step", 0)
@@ -298,6 +311,7 @@ class Engine:
                 remembered = main_address(msg.to)
                 if remembered is not None:
                     change.remember.append((action.channel, remembered, action.until))
+        return follow
 
     # --- submitting -----------------------------------------------------------------------------
 
