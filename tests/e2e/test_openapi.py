@@ -161,4 +161,5 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(make_gateway:
     assert done.returncode == 0, f"schemathesis failed (seed {seed}):\n{report}"
     generated = re.search(r"(\d+) generated", done.stdout)
     assert generated and int(generated.group(1)) > 100, report
-    assert "Traceback" not in gw.output, gw.output[-5000:]
+    # nothing the server logged as an unexpected error (aiohttp's own log of unparseable probes is fine)
+    assert "unexpected error during" not in gw.output, gw.output[-5000:]

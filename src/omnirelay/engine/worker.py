@@ -194,7 +194,10 @@ class Engine:
             )
             pending = deque(_event_decoder.decode(item.event) for item in items)
             while pending:
-                decision = decide(state, pending.popleft(), ctx)
+                event = pending.popleft()
+                if isinstance(event, Submitted):
+                    change.submitted.append((event.step, msg.plan[event.step].channel, event.provider_id))
+                decision = decide(state, event, ctx)
                 state = decision.state
                 pending.extendleft(reversed(self._act(msg, state, decision.actions, change, submissions, now)))
             change.state = state_encoder.encode(state)

@@ -192,6 +192,8 @@ class Change:
     """Webhook deliveries: (report_id, url, content_type, body)."""
     remember: list[tuple[str, str, float]] = field(default_factory=list)
     """Capability memory: (channel, address, until)."""
+    submitted: list[tuple[int, str, str | None]] = field(default_factory=list)
+    """Steps a channel took: (step, channel, provider id)."""
 
 
 @dataclass(frozen=True)

@@ -14,24 +14,30 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from omnirelay.domain.model import Step
 from omnirelay.store.base import (
     Account,
     ApiKey,
     Change,
     Delivery,
     LogQuery,
-    MessageIdConflict,
     MessageView,
     NewMessage,
     ScenarioRecord,
     Stored,
     Work,
 )
+from omnirelay.store.rows import (
+    ACCOUNT_COLS,
+    SCENARIO_COLS,
+    VIEW_COLS,
+    WORK_COLS,
+    account_from_row,
+    replayed,
+    scenario_from_row,
+)
 from omnirelay.store.writer import Writer
 
 T = TypeVar("T")
-_flow_decoder = msgspec.json.Decoder(list[Step])
 
 
 class SchemaError(RuntimeError):
@@ -74,18 +80,6 @@ def migrate(conn: sqlite3.Connection) -> int:
     return version
 
 
-def _account(row: Any) -> Account:
-    return Account(id=row[0], username=row[1], password_hash=row[2], webhook_secret=row[3], source=row[4])
-
-
-def _scenario(row: Any) -> ScenarioRecord:
-    return ScenarioRecord(key=row[0], name=row[1], flow=_flow_decoder.decode(row[2]), default=bool(row[3]))
-
-
-_ACCOUNT_COLS = "id, username, password_hash, webhook_secret, source"
-_SCENARIO_COLS = "key, name, flow, is_default"
-
-
 class SqliteStore:
     """The :class:`~omnirelay.store.base.Store` on a SQLite file."""
 
@@ -125,8 +119,8 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, CAST(strftime('%s','now') AS REAL))",
                 (username, password_hash, webhook_secret, source),
             )
-            return _account(
-                conn.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,)).fetchone()
+            return account_from_row(
+                conn.execute(f"SELECT {ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,)).fetchone()
             )
 
         return await self.writer.run(fn)
@@ -143,19 +137,19 @@ class SqliteStore:
         )
 
     async def accounts(self) -> list[Account]:
-        return [_account(r) for r in self._all(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id")]
+        return [account_from_row(r) for r in self._all(f"SELECT {ACCOUNT_COLS} FROM accounts ORDER BY id")]
 
     async def account_by_username(self, username: str) -> Account | None:
-        row = self._one(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,))
-        return _account(row) if row else None
+        row = self._one(f"SELECT {ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,))
+        return account_from_row(row) if row else None
 
     async def account_by_key_hash(self, key_hash: str) -> Account | None:
         row = self._one(
-            f"SELECT {', '.join('a.' + c.strip() for c in _ACCOUNT_COLS.split(','))} FROM api_keys k"
+            f"SELECT {', '.join('a.' + c.strip() for c in ACCOUNT_COLS.split(','))} FROM api_keys k"
             " JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ?",
             (key_hash,),
         )
-        return _account(row) if row else None
+        return account_from_row(row) if row else None
 
     async def add_key(self, account_id: int, key_id: str, key_hash: str, source: str) -> None:
         await self.writer.run(
@@ -234,14 +228,12 @@ class SqliteStore:
         return await self.writer.run(fn)
 
     async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
-        row = self._one(f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key))
-        return _scenario(row) if row else None
+        row = self._one(f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key))
+        return scenario_from_row(row) if row else None
 
     async def default_scenario(self, account_id: int) -> ScenarioRecord | None:
-        row = self._one(
-            f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND is_default = 1", (account_id,)
-        )
-        return _scenario(row) if row else None
+        row = self._one(f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND is_default = 1", (account_id,))
+        return scenario_from_row(row) if row else None
 
     async def scenarios(self, account_id: int, is_default: bool | None, limit: int, page: int) -> list[ScenarioRecord]:
         where, args = "account_id = ?", [account_id]
@@ -249,10 +241,10 @@ class SqliteStore:
             where += " AND is_default = ?"
             args.append(int(is_default))
         rows = self._all(
-            f"SELECT {_SCENARIO_COLS} FROM scenarios WHERE {where} ORDER BY rowid LIMIT ? OFFSET ?",
+            f"SELECT {SCENARIO_COLS} FROM scenarios WHERE {where} ORDER BY rowid LIMIT ? OFFSET ?",
             [*args, limit, page * limit],
         )
-        return [_scenario(r) for r in rows]
+        return [scenario_from_row(r) for r in rows]
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -266,22 +258,17 @@ class SqliteStore:
         now: float,
     ) -> list[Stored]:
         def fn(conn: sqlite3.Connection) -> list[Stored]:
-            answers: list[Stored | None] = [None] * len(messages)
-            supplied = {m.message_id: i for i, m in enumerate(messages) if m.supplied}
-            if supplied:
-                ids = list(supplied)
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    rows = conn.execute(
-                        "SELECT message_id, content_hash, to_json, bulk_id FROM messages WHERE account_id = ?"
-                        f" AND message_id IN ({','.join('?' * len(chunk))})",
-                        [account_id, *chunk],
-                    ).fetchall()
-                    for message_id, content_hash, to_json, old_bulk in rows:
-                        i = supplied[message_id]
-                        if content_hash != messages[i].content_hash:
-                            raise MessageIdConflict(i)
-                        answers[i] = Stored(message_id, to_json, old_bulk)
+            existing: dict[str, tuple[bytes, bytes, str | None]] = {}
+            supplied = [m.message_id for m in messages if m.supplied]
+            for start in range(0, len(supplied), 500):
+                chunk = supplied[start : start + 500]
+                for message_id, *found in conn.execute(
+                    "SELECT message_id, content_hash, to_json, bulk_id FROM messages WHERE account_id = ?"
+                    f" AND message_id IN ({','.join('?' * len(chunk))})",
+                    [account_id, *chunk],
+                ):
+                    existing[message_id] = (found[0], found[1], found[2])
+            answers = replayed(messages, existing)
             fresh = [(i, m) for i, m in enumerate(messages) if answers[i] is None]
             if fresh:
                 request_id = conn.execute(
@@ -398,7 +385,7 @@ class SqliteStore:
             where.append("instr(m.to_json, ?) > 0")
             args.append(msgspec.json.encode(query.to).decode())
         rows = self._all(
-            "SELECT m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload FROM messages m"
+            f"SELECT {VIEW_COLS} FROM messages m"
             f" JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
             " ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
             [*args, query.limit],
@@ -408,7 +395,7 @@ class SqliteStore:
     async def message(self, account_id: int, message_id: str) -> MessageView | None:
         """One message of the account, or None."""
         row = self._one(
-            "SELECT m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload FROM messages m"
+            f"SELECT {VIEW_COLS} FROM messages m"
             " JOIN requests r ON r.id = m.request_id WHERE m.account_id = ? AND m.message_id = ?",
             (account_id, message_id),
         )
@@ -455,8 +442,7 @@ def _decide_and_apply(
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         for row in conn.execute(
-            "SELECT m.id, m.account_id, m.message_id, m.bulk_id, m.to_json, m.created_at, m.state,"
-            " m.request_id, r.payload, (SELECT json_group_object(c.channel, c.until) FROM capabilities c"
+            f"SELECT {WORK_COLS}, (SELECT json_group_object(c.channel, c.until) FROM capabilities c"
             "  WHERE c.account_id = m.account_id AND c.address = m.address AND c.until > ?)"
             " FROM messages m JOIN requests r ON r.id = m.request_id"
             f" WHERE m.id IN ({','.join('?' * len(chunk))})",
@@ -496,4 +482,8 @@ def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
         "INSERT INTO capabilities(account_id, channel, address, until) VALUES (?, ?, ?, ?)"
         " ON CONFLICT(account_id, address, channel) DO UPDATE SET until = excluded.until",
         [(c.account_id, *r) for c in changes for r in c.remember],
+    )
+    conn.executemany(
+        "INSERT INTO submissions(message, step, channel, provider_id, at) VALUES (?, ?, ?, ?, ?)",
+        [(c.message, *sub, now) for c in changes for sub in c.submitted],
     )

@@ -101,3 +101,15 @@ CREATE TABLE capabilities (
     until      REAL NOT NULL,
     PRIMARY KEY (account_id, address, channel)
 );
+
+-- Every step a channel took, with the channel's id for it: how delivery receipts find their step, and an
+-- audit of submissions (a step appears once per message).
+CREATE TABLE submissions (
+    message     INTEGER NOT NULL,
+    step        INTEGER NOT NULL,
+    channel     TEXT NOT NULL,
+    provider_id TEXT,
+    at          REAL NOT NULL
+);
+CREATE INDEX submissions_message ON submissions(message);
+CREATE INDEX submissions_provider ON submissions(channel, provider_id);
