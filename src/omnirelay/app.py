@@ -6,12 +6,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from omnirelay.accounts import sync_config_accounts
 from omnirelay.api import openapi
 from omnirelay.api.auth import Authenticator
 from omnirelay.api.reports import ReportRoutes
@@ -33,20 +31,42 @@ from omnirelay.store.sqlite import SqliteStore
 
 log = logging.getLogger("omnirelay")
 
-STORE_KEY = web.AppKey("store", SqliteStore)
+
+def is_postgres(settings: Settings) -> bool:
+    """Whether the settings name a PostgreSQL database."""
+    return (settings.database or "").startswith(("postgresql://", "postgres://"))
 
 
-def open_store(settings: Settings) -> SqliteStore:
-    """The store the settings name."""
+async def open_store(settings: Settings) -> Store:
+    """The store the settings name: PostgreSQL for a ``postgresql://`` URL, else the SQLite file."""
+    if is_postgres(settings):
+        from omnirelay.store.postgres import PostgresStore
+
+        assert settings.database is not None
+        return await PostgresStore.open(settings.database)
     return SqliteStore(settings.sqlite_path(), synchronous=settings.sqlite_synchronous)
+
+
+def describe_database(settings: Settings) -> str:
+    """The database for humans: the SQLite file, or the PostgreSQL URL without its password."""
+    if is_postgres(settings):
+        assert settings.database is not None
+        head, sep, tail = settings.database.rpartition("@")
+        if sep and ":" in head.split("//", 1)[-1]:
+            user = head.split("//", 1)[-1].split(":", 1)[0]
+            return f"{head.split('//', 1)[0]}//{user}:***@{tail}"
+        return settings.database
+    return str(settings.sqlite_path())
 
 
 @dataclass
 class Gateway:
-    """Everything one gateway process runs."""
+    """Everything one gateway process runs: the HTTP API, the engine and the notifier, or some of them."""
 
     settings: Settings
-    store: SqliteStore
+    store: Store
+    api: bool = True
+    worker: bool = True
     auth: Authenticator = field(init=False)
     sandbox: Sandbox = field(init=False)
     engine: Engine = field(init=False)
@@ -77,7 +97,7 @@ class Gateway:
         self.engine.on_progress = self.notifier.wake
 
     def web_app(self) -> web.Application:
-        """The HTTP application."""
+        """The HTTP application (its startup also starts the engine and notifier when this process runs them)."""
         limits = Limits(
             min_validity_seconds=self.settings.limits.min_validity_seconds,
             max_destinations=self.settings.limits.max_destinations,
@@ -86,11 +106,9 @@ class Gateway:
             client_max_size=int(self.settings.limits.max_body_mb * 1024 * 1024),
             middlewares=[error_middleware(), auth_middleware(self.auth)],
         )
-        app[STORE_KEY] = self.store
-        store: Store = self.store
-        ScenarioRoutes(store).add_to(app)
-        SendRoutes(store, limits, self.engine.wake).add_to(app)
-        ReportRoutes(store, self.tariffs).add_to(app)
+        ScenarioRoutes(self.store).add_to(app)
+        SendRoutes(self.store, limits, self.engine.wake if self.worker else lambda: None).add_to(app)
+        ReportRoutes(self.store, self.tariffs).add_to(app)
         document = msgspec.json.encode(openapi.build())
 
         async def openapi_json(_request: web.Request) -> web.Response:
@@ -101,18 +119,21 @@ class Gateway:
 
         app.router.add_get("/openapi.json", openapi_json)
         app.router.add_get("/health", health)
-        app.on_startup.append(self._startup)
-        app.on_cleanup.append(self._cleanup)
+        app.on_startup.append(lambda _app: self.start())
+        app.on_cleanup.append(lambda _app: self.stop())
         return app
 
-    async def _startup(self, _app: web.Application) -> None:
-        await sync_config_accounts(self.store, self.settings.accounts)
-        self._tasks = [
-            asyncio.create_task(self.engine.run(), name="engine"),
-            asyncio.create_task(self.notifier.run(), name="notifier"),
-        ]
+    async def start(self) -> None:
+        """Start the background work of this process."""
+        if self.worker:
+            self.store.subscribe(self.engine.wake, self.notifier.wake)
+            self._tasks = [
+                asyncio.create_task(self.engine.run(), name="engine"),
+                asyncio.create_task(self.notifier.run(), name="notifier"),
+            ]
 
-    async def _cleanup(self, _app: web.Application) -> None:
+    async def stop(self) -> None:
+        """Stop the background work and close the store."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -126,8 +147,3 @@ def tariffs(settings: Settings) -> Tariffs:
     p = settings.pricing
     prices = PriceList(p.currency, p.default, [PriceEntry(e.channel, e.country, e.price) for e in p.prices])
     return Tariffs(prices, MccMncTable(settings.mcc_mnc.prefixes))
-
-
-def describe(settings: Settings) -> dict[str, Any]:
-    """What a starting server tells its operator about itself."""
-    return {"listen": f"http://{settings.host}:{settings.port}", "database": str(settings.sqlite_path())}

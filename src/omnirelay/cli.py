@@ -1,16 +1,25 @@
-"""The ``omnirelay`` command: serve the gateway, manage accounts and API keys, migrate the database."""
+"""The ``omnirelay`` command: run the gateway (whole, or as API and worker processes), manage accounts and API
+keys, migrate the database."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import multiprocessing
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from aiohttp import web
+
 from omnirelay import config
 from omnirelay.accounts import AccountError, add_account, create_key, first_start, sync_config_accounts
-from omnirelay.app import Gateway, open_store
+from omnirelay.app import Gateway, describe_database, is_postgres, open_store
+from omnirelay.domain.credentials import hash_password
+from omnirelay.store import postgres
+from omnirelay.store.base import Store
 from omnirelay.store.sqlite import SchemaError, SqliteStore
 
 
@@ -21,7 +30,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
         dest="data_dir",
         help="folder of the embedded database (also OMNIRELAY_DATA_DIR; default ./omnirelay-data)",
     )
-    parser.add_argument("--database", help="database: a SQLite path or sqlite:///path (also OMNIRELAY_DATABASE)")
+    parser.add_argument(
+        "--database",
+        help="a SQLite path, sqlite:///path or postgresql://user@host/db (also OMNIRELAY_DATABASE)",
+    )
+
+
+def _listen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,8 +47,15 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gateway: HTTP API, engine and webhooks in one process")
     _common(serve)
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    _listen(serve)
+
+    api = sub.add_parser("api", help="run the HTTP API only (PostgreSQL); many may share a database")
+    _common(api)
+    _listen(api)
+    api.add_argument("--processes", type=int, default=1, help="API processes sharing the port (SO_REUSEPORT)")
+
+    worker = sub.add_parser("worker", help="run the engine and webhook delivery only (PostgreSQL)")
+    _common(worker)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     _common(migrate)
@@ -69,9 +93,9 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     return config.load(args.config, overrides)
 
 
-def _with_store(settings: config.Settings, work: Callable[[SqliteStore], Awaitable[int]]) -> int:
+def _with_store(settings: config.Settings, work: Callable[[Store], Awaitable[int]]) -> int:
     async def run() -> int:
-        store = open_store(settings)
+        store = await open_store(settings)
         try:
             await sync_config_accounts(store, settings.accounts)
             return await work(store)
@@ -81,46 +105,120 @@ def _with_store(settings: config.Settings, work: Callable[[SqliteStore], Awaitab
     return asyncio.run(run())
 
 
-def _serve(settings: config.Settings) -> int:
+def _setup(settings: config.Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    except ImportError:
-        pass
-    store = open_store(settings)
-    gateway = Gateway(settings, store)
 
-    async def announce() -> None:
-        await sync_config_accounts(store, settings.accounts)
-        created = await first_start(store)
-        if created is not None:
-            print("No account existed, so one was created. Its credentials are shown only this once:")
-            print(f"  username: {created.username}")
-            print(f"  password: {created.password}")
-            print(f"  API key:  {created.api_key}   (send as 'Authorization: App <key>')")
-        print(
-            f"omnirelay listening on http://{settings.host}:{settings.port} (database {settings.sqlite_path()})",
-            flush=True,
+
+async def _prepare(settings: config.Settings, store: Store) -> None:
+    """Make the configured accounts exist; on a store without accounts, create one and show it once."""
+    await sync_config_accounts(store, settings.accounts)
+    created = await first_start(store)
+    if created is not None:
+        print("No account existed, so one was created. Its credentials are shown only this once:")
+        print(f"  username: {created.username}")
+        print(f"  password: {created.password}")
+        print(f"  API key:  {created.api_key}   (send as 'Authorization: App <key>')")
+
+
+def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False) -> int:
+    """Serve HTTP (and, with ``worker``, run the engine and notifier) until stopped."""
+    _setup(settings)
+
+    async def build() -> web.Application:
+        store = await open_store(settings)
+        try:
+            await _prepare(settings, store)
+        except BaseException:
+            await store.close()
+            raise
+        app = Gateway(settings, store, api=True, worker=worker).web_app()
+        role = "API, engine and webhooks" if worker else "API"
+
+        async def announce(_app: web.Application) -> None:
+            print(
+                f"omnirelay listening on http://{settings.host}:{settings.port}"
+                f" ({role}; database {describe_database(settings)})",
+                flush=True,
+            )
+
+        app.on_startup.append(announce)
+        return app
+
+    web.run_app(build(), host=settings.host, port=settings.port, print=None, access_log=None, reuse_port=reuse_port)
+    return 0
+
+
+def _need_postgres(settings: config.Settings, command: str) -> None:
+    if not is_postgres(settings):
+        raise config.ConfigError(
+            f"omnirelay {command} needs a PostgreSQL database (--database postgresql://...); on the embedded SQLite"
+            " store, omnirelay serve runs everything in one process"
         )
 
-    from aiohttp import web
 
-    app = gateway.web_app()
+def _api(settings: config.Settings, processes: int) -> int:
+    """``omnirelay api``: HTTP only, in one process or in several sharing the port."""
+    _need_postgres(settings, "api")
+    if processes <= 1:
+        return _run_http(settings, worker=False, reuse_port=True)
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_run_http, args=(settings, False, True)) for _ in range(processes)]
+    for child in children:
+        child.start()
 
-    async def on_startup(_app: web.Application) -> None:
-        await announce()
+    def stop(_signum: int, _frame: object) -> None:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
 
-    app.on_startup.append(on_startup)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for child in children:
+        child.join()
+    return max(child.exitcode or 0 for child in children)
+
+
+def _worker(settings: config.Settings) -> int:
+    """``omnirelay worker``: the engine and the webhook notifier, no HTTP."""
+    _need_postgres(settings, "worker")
+    _setup(settings)
+
+    async def run() -> None:
+        store = await open_store(settings)
+        gateway = Gateway(settings, store, api=False, worker=True)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await gateway.start()
+        print(f"omnirelay worker running (database {describe_database(settings)})", flush=True)
+        await stopping.wait()
+        await gateway.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+def _migrate(settings: config.Settings) -> int:
+    if is_postgres(settings):
+        assert settings.database is not None
+        version = asyncio.run(postgres.migrate(settings.database))
+    else:
+        store = SqliteStore(settings.sqlite_path())
+        version = store.version
+        asyncio.run(store.close())
+    print(f"database {describe_database(settings)} is at schema version {version}")
     return 0
 
 
 def _accounts(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
-    async def work(store: SqliteStore) -> int:
+    async def work(store: Store) -> int:
         if args.action == "add":
             made = await add_account(store, args.username, args.password, args.key)
             print(f"account {made.username} created")
@@ -147,7 +245,7 @@ def _accounts(args: argparse.Namespace) -> int:
 def _keys(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
-    async def work(store: SqliteStore) -> int:
+    async def work(store: Store) -> int:
         if args.action == "create":
             account = await store.account_by_username(args.username)
             if account is None:
@@ -171,24 +269,19 @@ def _keys(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``omnirelay`` command."""
     args = _parser().parse_args(argv)
+    if args.command == "accounts" and args.action == "hash-password":
+        print(hash_password(args.password))
+        return 0
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "serve": lambda a: _serve(_settings(a)),
-        "migrate": lambda a: _with_store(_settings(a), _migrated),
+        "serve": lambda a: _run_http(_settings(a), worker=True),
+        "api": lambda a: _api(_settings(a), a.processes),
+        "worker": lambda a: _worker(_settings(a)),
+        "migrate": lambda a: _migrate(_settings(a)),
         "accounts": _accounts,
         "keys": _keys,
     }
-    if args.command == "accounts" and args.action == "hash-password":
-        from omnirelay.domain.credentials import hash_password
-
-        print(hash_password(args.password))
-        return 0
     try:
         return commands[args.command](args)
-    except (config.ConfigError, AccountError, SchemaError) as exc:
+    except (config.ConfigError, AccountError, SchemaError, postgres.SchemaError) as exc:
         print(f"omnirelay: {exc}", file=sys.stderr)
         return 2
-
-
-async def _migrated(store: SqliteStore) -> int:
-    print(f"database {store.path} is up to date")
-    return 0

@@ -100,7 +100,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
                 return Path(db[len("sqlite://") :])
             if "://" not in db:
                 return Path(db)
-            raise ConfigError(f"database: unsupported URL {db!r} (this build supports SQLite: sqlite:///path)")
+            raise ConfigError(f"database: unsupported URL {db!r} (use sqlite:///path or postgresql://...)")
         return Path(self.data_dir) / "omnirelay.db"
 
 

@@ -138,6 +138,10 @@ class Response:
 _DEFAULT = object()
 
 
+class _PortTaken(Exception):
+    """The server could not bind its port."""
+
+
 class Gateway:
     """One ``omnirelay serve`` process with its own config file, data dir and port."""
 
@@ -151,6 +155,7 @@ class Gateway:
         if config is not None:
             self.set_config(config)
         self.host = host
+        self._port_chosen = port is None
         self.port = port or free_port()
         self.default_auth = default_auth
         self.extra_args = extra_args
@@ -200,7 +205,25 @@ class Gateway:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 30.0) -> Gateway:
-        """Start the server and wait until it says it listens and ``/health`` answers 200."""
+        """Start the server and wait until it says it listens and ``/health`` answers 200.
+
+        If the port was taken meanwhile (other test runs share the machine), a first start moves to a
+        new free port; a restart, which must keep its port, tries the same one again for a few seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._start_once(deadline)
+            except _PortTaken:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"port {self.port} stayed in use:\n{self.outputs[-1]}") from None
+                if self._port_chosen and self.starts == 1:
+                    self.port = free_port()
+                    self.starts = 0
+                else:
+                    time.sleep(0.2)
+
+    def _start_once(self, deadline: float) -> Gateway:
         assert not self.running, "already running"
         self._lines = []
         cmd = [*omnirelay_command(), "serve", *self._location_args(), "--host", self.host,
@@ -217,14 +240,15 @@ class Gateway:
 
         self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + timeout
         while "omnirelay listening on" not in self.output:
             if proc.poll() is not None:
                 self._finish()
+                if "address already in use" in self.outputs[-1].lower():
+                    raise _PortTaken
                 raise RuntimeError(f"omnirelay serve exited with {proc.returncode}:\n{self.outputs[-1]}")
             if time.monotonic() > deadline:
                 self.kill9()
-                raise RuntimeError(f"omnirelay serve did not announce itself in {timeout}s:\n{self.outputs[-1]}")
+                raise RuntimeError(f"omnirelay serve did not announce itself in time:\n{self.outputs[-1]}")
             time.sleep(0.02)
         while True:
             try:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from omnirelay.api.auth import Authenticator
 from omnirelay.api.errors import ApiProblem, envelope
+from omnirelay.store.errors import UNAVAILABLE
 
 log = logging.getLogger("omnirelay.api")
 
@@ -32,7 +32,7 @@ def error_middleware() -> web.middleware:  # type: ignore[valid-type]
             if exc.status < 400:
                 raise
             return envelope(exc.status, exc.reason)
-        except sqlite3.OperationalError:
+        except UNAVAILABLE:
             log.exception("database unavailable during %s %s", request.method, request.path)
             return envelope(503)
         except Exception:

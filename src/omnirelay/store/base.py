@@ -97,6 +97,9 @@ class Store(Protocol):
     """What every store implementation provides."""
 
     async def close(self) -> None: ...
+    def subscribe(self, on_jobs: Callable[[], None], on_outbox: Callable[[], None]) -> None:
+        """Be told when other processes store jobs or webhook deliveries (a no-op for one process)."""
+        ...
 
     # accounts and keys
     async def create_account(

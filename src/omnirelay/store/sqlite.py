@@ -89,7 +89,7 @@ class SqliteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         setup = _connect(self.path, synchronous)
         try:
-            migrate(setup)
+            self.version = migrate(setup)
         finally:
             setup.close()
         self.writer = Writer(lambda: _connect(self.path, synchronous))
@@ -101,6 +101,9 @@ class SqliteStore:
         """Finish queued writes and close the file."""
         self.writer.stop()
         self._read.close()
+
+    def subscribe(self, on_jobs: Callable[[], None], on_outbox: Callable[[], None]) -> None:
+        """Nothing to do: an embedded store has one process, which wakes its own workers."""
 
     def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return self._read.execute(sql, tuple(args)).fetchone()

@@ -1,0 +1,634 @@
+"""The scale-out store: PostgreSQL through asyncpg, shared by any number of API and worker processes.
+
+Accepts are group-committed: requests that arrive while a transaction is under way wait for the next one,
+which inserts all their rows with a handful of array statements. The engine claims due jobs with
+``FOR UPDATE SKIP LOCKED`` (no two workers take the same job) and locks the jobs' messages, so two workers
+never decide on one message at once; a claimed job is deleted in the transaction that stores its
+consequences, so a worker killed mid-batch loses nothing: its transaction rolls back and the jobs are due
+again at once. LISTEN/NOTIFY wakes idle workers and notifiers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, TypeAlias, TypeVar
+
+import asyncpg
+import msgspec
+
+from omnirelay.store.base import (
+    Account,
+    ApiKey,
+    Change,
+    Delivery,
+    LogQuery,
+    MessageIdConflict,
+    MessageView,
+    NewMessage,
+    ScenarioRecord,
+    Stored,
+    Work,
+)
+from omnirelay.store.rows import (
+    ACCOUNT_COLS,
+    SCENARIO_COLS,
+    VIEW_COLS,
+    WORK_COLS,
+    account_from_row,
+    replayed,
+    scenario_from_row,
+)
+
+T = TypeVar("T")
+log = logging.getLogger("omnirelay.store")
+
+JOBS_CHANNEL = "omnirelay_jobs"
+OUTBOX_CHANNEL = "omnirelay_outbox"
+
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
+
+
+class SchemaError(RuntimeError):
+    """The database's schema is not the one this program knows."""
+
+
+def migrations() -> list[tuple[int, str]]:
+    """The numbered PostgreSQL schema scripts shipped with the package, in order."""
+    folder = resources.files("omnirelay.store") / "sql" / "postgres"
+    found = [(int(e.name.split("_", 1)[0]), e.read_text()) for e in folder.iterdir() if e.name.endswith(".sql")]
+    return sorted(found)
+
+
+async def schema_version(conn: Conn) -> int:
+    """The version of the schema in the database (0 for an empty one)."""
+    exists = await conn.fetchval("SELECT to_regclass('omnirelay_schema') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM omnirelay_schema"))
+
+
+async def migrate(dsn: str) -> int:
+    """Create or upgrade the schema; returns the version. Safe to run from several machines at once."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock(7301)")
+        await conn.execute("CREATE TABLE IF NOT EXISTS omnirelay_schema (version integer PRIMARY KEY, at timestamptz)")
+        version = await schema_version(conn)
+        known = migrations()
+        if version > known[-1][0]:
+            raise SchemaError(_newer(version, known[-1][0]))
+        for number, script in known:
+            if number > version:
+                async with conn.transaction():
+                    await conn.execute(script)
+                    await conn.execute("INSERT INTO omnirelay_schema VALUES ($1, now())", number)
+                version = number
+        return version
+    finally:
+        await conn.close()
+
+
+def _newer(found: int, latest: int) -> str:
+    return f"the database has schema version {found}, but this omnirelay knows only up to {latest}: upgrade omnirelay"
+
+
+@dataclass
+class _Accept:
+    account_id: int
+    payload: bytes
+    bulk_id: str | None
+    messages: list[NewMessage]
+    start_at: float
+    now: float
+    future: asyncio.Future[list[Stored]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class _Retry(Exception):
+    """Another process inserted one of our client-supplied message ids meanwhile: run the batch again."""
+
+
+class PostgresStore:
+    """The :class:`~omnirelay.store.base.Store` on PostgreSQL."""
+
+    def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
+        self.dsn = dsn
+        self.pool = pool
+        self._queue: list[_Accept] = []
+        self._flushers = 0
+        self._listener: asyncio.Task[None] | None = None
+        self.transactions = 0
+
+    @classmethod
+    async def open(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> PostgresStore:
+        """Connect; refuses a database whose schema is missing or unknown (run ``omnirelay migrate``)."""
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        assert pool is not None
+        async with pool.acquire() as conn:
+            version = await schema_version(conn)
+        latest = migrations()[-1][0]
+        if version != latest:
+            await pool.close()
+            if version > latest:
+                raise SchemaError(_newer(version, latest))
+            raise SchemaError(
+                f"the database has schema version {version}, this omnirelay needs {latest}: run `omnirelay migrate`"
+            )
+        return cls(dsn, pool)
+
+    async def close(self) -> None:
+        """Stop listening and close the connections."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self.pool.close()
+
+    # --- notifications -------------------------------------------------------------------------
+
+    def subscribe(self, on_jobs: Callable[[], None], on_outbox: Callable[[], None]) -> None:
+        """Call ``on_jobs`` / ``on_outbox`` when any process stores new jobs / webhook deliveries."""
+
+        async def listen() -> None:
+            while True:
+                try:
+                    conn = await asyncpg.connect(self.dsn)
+                except (OSError, asyncpg.PostgresError):
+                    await asyncio.sleep(1.0)
+                    continue
+                try:
+                    await conn.add_listener(JOBS_CHANNEL, lambda *_: on_jobs())
+                    await conn.add_listener(OUTBOX_CHANNEL, lambda *_: on_outbox())
+                    while not conn.is_closed():
+                        await asyncio.sleep(1.0)
+                        with contextlib.suppress(Exception):
+                            await conn.execute("SELECT 1")
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+        self._listener = asyncio.create_task(listen(), name="pg-listen")
+
+    # --- accounts and keys ---------------------------------------------------------------------
+
+    async def create_account(
+        self, username: str, password_hash: str | None, webhook_secret: str, source: str
+    ) -> Account:
+        row = await self.pool.fetchrow(
+            "INSERT INTO accounts(username, password_hash, webhook_secret, source, created_at)"
+            f" VALUES ($1, $2, $3, $4, $5) RETURNING {ACCOUNT_COLS}",
+            username,
+            password_hash,
+            webhook_secret,
+            source,
+            time.time(),
+        )
+        return account_from_row(row)
+
+    async def remove_account(self, username: str) -> bool:
+        return str(await self.pool.execute("DELETE FROM accounts WHERE username = $1", username)) != "DELETE 0"
+
+    async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
+        await self.pool.execute("UPDATE accounts SET password_hash = $1 WHERE id = $2", password_hash, account_id)
+
+    async def accounts(self) -> list[Account]:
+        return [account_from_row(r) for r in await self.pool.fetch(f"SELECT {ACCOUNT_COLS} FROM accounts ORDER BY id")]
+
+    async def account_by_username(self, username: str) -> Account | None:
+        row = await self.pool.fetchrow(f"SELECT {ACCOUNT_COLS} FROM accounts WHERE username = $1", username)
+        return account_from_row(row) if row else None
+
+    async def account_by_key_hash(self, key_hash: str) -> Account | None:
+        cols = ", ".join("a." + c.strip() for c in ACCOUNT_COLS.split(","))
+        row = await self.pool.fetchrow(
+            f"SELECT {cols} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1", key_hash
+        )
+        return account_from_row(row) if row else None
+
+    async def add_key(self, account_id: int, key_id: str, key_hash: str, source: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO api_keys(id, account_id, key_hash, source, created_at) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT DO NOTHING",
+            key_id,
+            account_id,
+            key_hash,
+            source,
+            time.time(),
+        )
+
+    async def revoke_key(self, key_id: str) -> bool:
+        return str(await self.pool.execute("DELETE FROM api_keys WHERE id = $1", key_id)) != "DELETE 0"
+
+    async def keys(self) -> list[ApiKey]:
+        rows = await self.pool.fetch(
+            "SELECT k.id, k.account_id, a.username, k.source, k.created_at FROM api_keys k"
+            " JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at"
+        )
+        return [ApiKey(*r) for r in rows]
+
+    # --- scenarios -----------------------------------------------------------------------------
+
+    async def create_scenario(self, account_id: int, scenario: ScenarioRecord) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if scenario.default:
+                await conn.execute(
+                    "UPDATE scenarios SET is_default = false WHERE account_id = $1 AND is_default", account_id
+                )
+            await conn.execute(
+                "INSERT INTO scenarios(key, account_id, name, flow, is_default, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                scenario.key,
+                account_id,
+                scenario.name,
+                msgspec.json.encode(scenario.flow),
+                scenario.default,
+                time.time(),
+            )
+
+    async def update_scenario(self, account_id: int, scenario: ScenarioRecord) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if scenario.default:
+                await conn.execute(
+                    "UPDATE scenarios SET is_default = false WHERE account_id = $1 AND key <> $2 AND is_default",
+                    account_id,
+                    scenario.key,
+                )
+            status = await conn.execute(
+                "UPDATE scenarios SET name = $1, flow = $2, is_default = $3 WHERE account_id = $4 AND key = $5",
+                scenario.name,
+                msgspec.json.encode(scenario.flow),
+                scenario.default,
+                account_id,
+                scenario.key,
+            )
+        return str(status) != "UPDATE 0"
+
+    async def delete_scenario(self, account_id: int, key: str) -> bool:
+        status = await self.pool.execute("DELETE FROM scenarios WHERE account_id = $1 AND key = $2", account_id, key)
+        return str(status) != "DELETE 0"
+
+    async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND key = $2", account_id, key
+        )
+        return scenario_from_row(row) if row else None
+
+    async def default_scenario(self, account_id: int) -> ScenarioRecord | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND is_default", account_id
+        )
+        return scenario_from_row(row) if row else None
+
+    async def scenarios(self, account_id: int, is_default: bool | None, limit: int, page: int) -> list[ScenarioRecord]:
+        rows = await self.pool.fetch(
+            f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND ($2::boolean IS NULL OR is_default = $2)"
+            " ORDER BY seq LIMIT $3 OFFSET $4",
+            account_id,
+            is_default,
+            limit,
+            page * limit,
+        )
+        return [scenario_from_row(r) for r in rows]
+
+    # --- sending (group commit) ------------------------------------------------------------------
+
+    async def accept(
+        self,
+        account_id: int,
+        payload: bytes,
+        bulk_id: str | None,
+        messages: list[NewMessage],
+        start_at: float,
+        now: float,
+    ) -> list[Stored]:
+        """Store one request's messages; answered once the group transaction holding them committed."""
+        item = _Accept(account_id, payload, bulk_id, messages, start_at, now)
+        self._queue.append(item)
+        if self._flushers < 2:
+            self._flushers += 1
+            asyncio.get_running_loop().create_task(self._flush())
+        return await item.future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                for attempt in range(3):
+                    try:
+                        await self._accept_batch(batch)
+                        break
+                    except _Retry:
+                        if attempt == 2:
+                            for item in batch:
+                                if not item.future.done():
+                                    item.future.set_exception(RuntimeError("message id race did not settle"))
+                    except Exception as exc:  # the database is unreachable or failed: nobody's request is durable
+                        for item in batch:
+                            if not item.future.done():
+                                item.future.set_exception(exc)
+                        break
+        finally:
+            self._flushers -= 1
+
+    async def _accept_batch(self, batch: list[_Accept]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            supplied = [(it.account_id, m.message_id) for it in batch for m in it.messages if m.supplied]
+            existing: dict[tuple[int, str], tuple[bytes, bytes, str | None]] = {}
+            if supplied:
+                rows = await conn.fetch(
+                    "SELECT account_id, message_id, content_hash, to_json, bulk_id FROM messages"
+                    " WHERE (account_id, message_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))",
+                    [a for a, _ in supplied],
+                    [m for _, m in supplied],
+                )
+                existing = {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+            plans: list[tuple[_Accept, list[Stored | None]]] = []
+            for it in batch:
+                mine = {mid: v for (acc, mid), v in existing.items() if acc == it.account_id}
+                try:
+                    answers = replayed(it.messages, mine)
+                except MessageIdConflict as exc:
+                    it.future.set_exception(exc)
+                    continue
+                for m, a in zip(it.messages, answers, strict=True):  # a later request of this batch sees it
+                    if a is None and m.supplied:
+                        existing[(it.account_id, m.message_id)] = (m.content_hash, m.to_json, it.bulk_id)
+                plans.append((it, answers))
+            fresh = [(it, m) for it, answers in plans for m, a in zip(it.messages, answers, strict=True) if a is None]
+            requests = [it for it, answers in plans if any(a is None for a in answers)]
+            if fresh:
+                request_ids = await self._ids(conn, "requests_id_seq", len(requests))
+                message_ids = await self._ids(conn, "messages_id_seq", len(fresh))
+                rid = {id(it): r for it, r in zip(requests, request_ids, strict=True)}
+                await conn.execute(
+                    "INSERT INTO requests(id, account_id, payload)"
+                    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
+                    request_ids,
+                    [it.account_id for it in requests],
+                    [it.payload for it in requests],
+                )
+                inserted = await conn.fetch(
+                    "INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json, content_hash,"
+                    " created_at, state, address) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[],"
+                    " $4::bigint[], $5::text[], $6::bytea[], $7::bytea[], $8::float8[], $9::bytea[], $10::text[])"
+                    " ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id",
+                    message_ids,
+                    [it.account_id for it, _ in fresh],
+                    [m.message_id for _, m in fresh],
+                    [rid[id(it)] for it, _ in fresh],
+                    [it.bulk_id for it, _ in fresh],
+                    [m.to_json for _, m in fresh],
+                    [m.content_hash for _, m in fresh],
+                    [it.now for it, _ in fresh],
+                    [m.state for _, m in fresh],
+                    [m.address for _, m in fresh],
+                )
+                if len(inserted) != len(fresh):
+                    raise _Retry
+                await conn.execute(
+                    "INSERT INTO jobs(message, kind, due_at)"
+                    " SELECT m, 'start', d FROM unnest($1::bigint[], $2::float8[]) AS u(m, d)",
+                    message_ids,
+                    [it.start_at for it, _ in fresh],
+                )
+                await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
+        self.transactions += 1
+        for it, answers in plans:
+            done = [
+                a if a is not None else Stored(m.message_id, m.to_json, it.bulk_id)
+                for m, a in zip(it.messages, answers, strict=True)
+            ]
+            if not it.future.done():
+                it.future.set_result(done)
+
+    @staticmethod
+    async def _ids(conn: Conn, sequence: str, count: int) -> list[int]:
+        rows = await conn.fetch(f"SELECT nextval('{sequence}') FROM generate_series(1, $1)", count)
+        return [r[0] for r in rows]
+
+    # --- engine --------------------------------------------------------------------------------
+
+    async def engine_step(
+        self,
+        now: float,
+        limit: int,
+        events: list[tuple[int, bytes]],
+        handle: Callable[[list[Work]], tuple[list[Change], T]],
+        later: list[tuple[int, str, int, float, bytes]] | None = None,
+    ) -> tuple[T, T]:
+        """As :meth:`omnirelay.store.sqlite.SqliteStore.engine_step`, safe with many workers at once."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if later:
+                await conn.execute(
+                    "INSERT INTO jobs(message, kind, step, due_at, data)"
+                    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::bytea[])",
+                    *_columns(later, 5),
+                )
+            recorded = await self._decide_and_apply(conn, [(None, m, e) for m, e in events], handle, now)
+            jobs: list[tuple[int | None, int, bytes | None]] = []
+            if limit > 0:
+                rows = await conn.fetch(
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE due_at <= $1 ORDER BY due_at"
+                    " LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, message, data, due_at",
+                    now,
+                    limit,
+                )
+                jobs = [(r[0], r[1], r[2]) for r in sorted(rows, key=lambda r: (r[3], r[0]))]
+            claimed = await self._decide_and_apply(conn, jobs, handle, now)
+        self.transactions += 1
+        return recorded, claimed
+
+    async def _decide_and_apply(
+        self,
+        conn: Conn,
+        jobs: Sequence[tuple[int | None, int, bytes | None]],
+        handle: Callable[[list[Work]], tuple[list[Change], T]],
+        now: float,
+    ) -> T:
+        ids = sorted({m for _j, m, _e in jobs})
+        records: dict[int, Any] = {}
+        if ids:
+            rows = await conn.fetch(
+                f"SELECT {WORK_COLS}, (SELECT json_object_agg(c.channel, c.until)::text FROM capabilities c"
+                "  WHERE c.account_id = m.account_id AND c.address = m.address AND c.until > $2)"
+                " FROM messages m JOIN requests r ON r.id = m.request_id WHERE m.id = ANY($1::bigint[])"
+                " ORDER BY m.id FOR UPDATE OF m",
+                ids,
+                now,
+            )
+            records = {r[0]: r for r in rows}
+        work = []
+        for job_id, m, event in jobs:
+            r = records.get(m)
+            if r is not None:
+                blocked = r[9].encode() if r[9] else None
+                work.append(
+                    Work(
+                        job_id=job_id,
+                        event=event or b'{"type":"start"}',
+                        message=r[0],
+                        account_id=r[1],
+                        message_id=r[2],
+                        bulk_id=r[3],
+                        to_json=bytes(r[4]),
+                        created_at=r[5],
+                        state=bytes(r[6]),
+                        request_id=r[7],
+                        payload=bytes(r[8]),
+                        blocked=blocked,
+                    )
+                )
+        changes, result = handle(work)
+        if changes:
+            await _apply(conn, changes, now)
+        return result
+
+    async def next_due(self) -> float | None:
+        """When the earliest job is due, or None."""
+        value = await self.pool.fetchval("SELECT MIN(due_at) FROM jobs")
+        return float(value) if value is not None else None
+
+    # --- reports, logs, webhooks ----------------------------------------------------------------
+
+    async def take_reports(
+        self, account_id: int, bulk_id: str | None, message_id: str | None, channel: str | None, limit: int
+    ) -> list[bytes]:
+        """The oldest reports not yet taken, deleted as they are taken; concurrent pollers skip each other's rows."""
+        rows = await self.pool.fetch(
+            "DELETE FROM reports WHERE id IN (SELECT id FROM reports WHERE account_id = $1"
+            " AND ($2::text IS NULL OR bulk_id = $2) AND ($3::text IS NULL OR message_id = $3)"
+            " AND ($4::text IS NULL OR channel = $4) ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING id, body",
+            account_id,
+            bulk_id,
+            message_id,
+            channel,
+            limit,
+        )
+        return [bytes(r[1]) for r in sorted(rows, key=lambda r: r[0])]
+
+    async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]:
+        """Messages matching the filters, newest first."""
+        rows = await self.pool.fetch(
+            f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id"
+            " WHERE m.account_id = $1 AND m.created_at >= $2 AND ($3::float8 IS NULL OR m.created_at <= $3)"
+            " AND (cardinality($4::text[]) = 0 OR m.bulk_id = ANY($4)) AND (cardinality($5::text[]) = 0 OR"
+            " m.message_id = ANY($5)) AND ($6::smallint IS NULL OR m.status_group = $6)"
+            " AND ($7::text IS NULL OR m.channel = $7) AND ($8::text IS NULL OR position($8 in convert_from(m.to_json,"
+            " 'UTF8')) > 0) ORDER BY m.created_at DESC, m.id DESC LIMIT $9",
+            account_id,
+            query.since,
+            query.until,
+            list(query.bulk_ids),
+            list(query.message_ids),
+            query.status_group,
+            query.channel,
+            f'"{query.to}"' if query.to is not None else None,
+            query.limit,
+        )
+        return [_view(r) for r in rows]
+
+    async def message(self, account_id: int, message_id: str) -> MessageView | None:
+        """One message of the account, or None."""
+        row = await self.pool.fetchrow(
+            f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id"
+            " WHERE m.account_id = $1 AND m.message_id = $2",
+            account_id,
+            message_id,
+        )
+        return _view(row) if row else None
+
+    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]:
+        """Due webhook deliveries, leased so that no other notifier takes them meanwhile."""
+        rows = await self.pool.fetch(
+            "UPDATE outbox SET lease_until = $2 WHERE id IN (SELECT id FROM outbox WHERE due_at <= $1"
+            " AND lease_until <= $1 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, account_id, report_id, url, content_type, body, attempts",
+            now,
+            now + lease_s,
+            limit,
+        )
+        return [Delivery(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
+
+    async def delivered(self, delivery_id: int) -> None:
+        """The receiver acknowledged the delivery."""
+        await self.pool.execute("DELETE FROM outbox WHERE id = $1", delivery_id)
+
+    async def retry_delivery(self, delivery_id: int, due_at: float | None, error: str) -> None:
+        """Try again at ``due_at``; None means the tries are used up (kept and marked)."""
+        await self.pool.execute(
+            "UPDATE outbox SET attempts = attempts + 1, due_at = $1, lease_until = 0, last_error = $2 WHERE id = $3",
+            due_at if due_at is not None else float("inf"),
+            error,
+            delivery_id,
+        )
+
+
+def _view(row: Sequence[Any]) -> MessageView:
+    return MessageView(row[0], row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]))
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as column lists, for ``unnest``."""
+    return [[r[i] for r in rows] for i in range(width)]
+
+
+async def _apply(conn: Conn, changes: list[Change], now: float) -> None:
+    """Write the engine's changes with one statement per kind of row."""
+    await conn.execute(
+        "UPDATE messages AS m SET state = u.state, status_group = u.sg, channel = u.ch, done_at = u.done"
+        " FROM unnest($1::bigint[], $2::bytea[], $3::smallint[], $4::text[], $5::float8[])"
+        " AS u(id, state, sg, ch, done)"
+        " WHERE m.id = u.id",
+        *_columns([(c.message, c.state, c.status_group, c.channel, c.done_at) for c in changes], 5),
+    )
+    cancel = [c.message for c in changes if c.cancel_expiry]
+    if cancel:
+        # SKIP LOCKED: a timer another worker has claimed is left to it (its decision will ignore it).
+        await conn.execute(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE message = ANY($1::bigint[]) AND kind = 'expire'"
+            " FOR UPDATE SKIP LOCKED)",
+            cancel,
+        )
+    jobs = [(c.message, kind, step, due, data) for c in changes for kind, step, due, data in c.jobs]
+    if jobs:
+        await conn.execute(
+            "INSERT INTO jobs(message, kind, step, due_at, data)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::bytea[])",
+            *_columns(jobs, 5),
+        )
+    reports = [(c.account_id, c.message, *c.report) for c in changes if c.report is not None]
+    if reports:
+        await conn.execute(
+            "INSERT INTO reports(account_id, message, message_id, bulk_id, channel, body)"
+            " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[])",
+            *_columns(reports, 6),
+        )
+    hooks = [(c.account_id, *w, now) for c in changes for w in c.webhooks]
+    if hooks:
+        await conn.execute(
+            "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[])"
+            " ON CONFLICT (report_id) DO NOTHING",
+            *_columns(hooks, 6),
+        )
+        await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+    remembered = {(c.account_id, address, channel): until for c in changes for channel, address, until in c.remember}
+    if remembered:
+        await conn.execute(
+            "INSERT INTO capabilities(account_id, address, channel, until)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[])"
+            " ON CONFLICT (account_id, address, channel) DO UPDATE SET until = excluded.until",
+            *_columns([(*k, v) for k, v in remembered.items()], 4),
+        )
+    submitted = [(c.message, *s, now) for c in changes for s in c.submitted]
+    if submitted:
+        await conn.execute(
+            "INSERT INTO submissions(message, step, channel, provider_id, at)"
+            " SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::float8[])",
+            *_columns(submitted, 5),
+        )
