@@ -258,6 +258,8 @@ class Gateway:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 self.kill9()
+                if "address already in use" in self.outputs[-1].lower():  # announced, then could not bind
+                    raise _PortTaken
                 raise RuntimeError(f"/health never answered 200:\n{self.outputs[-1]}")
             time.sleep(0.05)
 

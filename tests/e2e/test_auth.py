@@ -347,3 +347,86 @@ def test_first_start_secrets_are_not_on_disk(make_gateway: Any) -> None:
     blob = _disk_bytes(gw.data_dir)
     assert password.encode() not in blob
     assert key.encode() not in blob
+
+
+# --- the config file is the source of truth for what it declares ---------------------------------------------
+
+
+def test_password_changed_in_the_config_takes_effect_on_restart(make_gateway: Any) -> None:
+    gw: Gateway = make_gateway('[[accounts]]\nusername = "ops"\npassword = "old password"\n', default_auth=None)
+    assert gw.get("/omni/1/scenarios", auth=basic_auth("ops", "old password")).status == 200
+    gw.set_config('[[accounts]]\nusername = "ops"\npassword = "new password"\n')
+    gw.restart()
+    assert gw.get("/omni/1/scenarios", auth=basic_auth("ops", "new password")).status == 200
+    assert gw.get("/omni/1/scenarios", auth=basic_auth("ops", "old password")).status == 401
+
+
+def test_key_removed_from_the_config_stops_working_after_restart(make_gateway: Any) -> None:
+    """An operator drops a leaked key from the config file and restarts: the key must no longer work."""
+    leaked, kept = "1eaked00" * 8, "6ood0000" * 8
+    gw: Gateway = make_gateway(f'[[accounts]]\nusername = "ops"\napi_keys = ["{leaked}", "{kept}"]\n',
+                               default_auth=None)
+    assert gw.get("/omni/1/scenarios", auth=app_auth(leaked)).status == 200
+    gw.set_config(f'[[accounts]]\nusername = "ops"\napi_keys = ["{kept}"]\n')
+    gw.restart()
+    assert gw.get("/omni/1/scenarios", auth=app_auth(kept)).status == 200
+    assert gw.get("/omni/1/scenarios", auth=app_auth(leaked)).status == 401
+
+
+def test_password_removed_from_the_config_disables_basic_after_restart(make_gateway: Any) -> None:
+    key = "0a0a0a0a" * 8
+    gw: Gateway = make_gateway(f'[[accounts]]\nusername = "ops"\npassword = "pw"\napi_keys = ["{key}"]\n',
+                               default_auth=None)
+    assert gw.get("/omni/1/scenarios", auth=basic_auth("ops", "pw")).status == 200
+    gw.set_config(f'[[accounts]]\nusername = "ops"\napi_keys = ["{key}"]\n')
+    gw.restart()
+    assert gw.get("/omni/1/scenarios", auth=app_auth(key)).status == 200
+    assert gw.get("/omni/1/scenarios", auth=basic_auth("ops", "pw")).status == 401
+
+
+def test_key_moved_to_another_account_in_the_config(make_gateway: Any) -> None:
+    key = "0b0b0b0b" * 8
+    gw: Gateway = make_gateway(f'[[accounts]]\nusername = "first"\napi_keys = ["{key}"]\n'
+                               '[[accounts]]\nusername = "second"\npassword = "pw2"\n', default_auth=None)
+    mine = gw.create_scenario([{"channel": "SMS"}], name="first's", auth=app_auth(key))
+    gw.set_config('[[accounts]]\nusername = "first"\npassword = "pw1"\n'
+                  f'[[accounts]]\nusername = "second"\napi_keys = ["{key}"]\n')
+    gw.restart()
+    # the key now speaks for "second": it must not reach "first"'s scenario
+    assert gw.get(f"/omni/1/scenarios/{mine['key']}", auth=app_auth(key)).status == 404
+
+
+# --- a removed account leaves nothing behind -------------------------------------------------------------------
+
+
+def test_a_new_account_does_not_inherit_a_removed_accounts_messages(make_gateway: Any) -> None:
+    """``accounts remove`` removes "the account with everything it owns". An account created afterwards must
+    not see or collide with the removed account's messages (ids of accounts must not be reused with old data)."""
+    gw: Gateway = make_gateway(default_auth=None)
+    gw.cli("accounts", "add", "eve", "--password", "eve's pw")
+    eve = basic_auth("eve", "eve's pw")
+    gw.create_scenario([{"channel": "SMS"}], default=True, auth=eve)
+    sent = gw.post("/omni/1/advanced", {"destinations": [{"messageId": "eve-private-1",
+                                                          "to": {"phoneNumber": "41793026727"}}],
+                                        "sms": {"text": "eve's private text"}}, auth=eve)
+    assert sent.status == 200, sent
+
+    gw.cli("accounts", "remove", "eve")
+    gw.cli("accounts", "add", "mallory", "--password", "mallory's pw")
+    mallory = basic_auth("mallory", "mallory's pw")
+    wait_for_status(gw, "/omni/1/scenarios", mallory, 200, within=8.0)
+
+    # no scenario of eve's shows up for mallory
+    assert gw.get("/omni/1/scenarios", auth=mallory).json == {"scenarios": []}
+    # mallory's own message with the same client id is a new message, not eve's (nor a conflict with it)
+    gw.create_scenario([{"channel": "SMS"}], default=True, auth=mallory)
+    r = gw.post("/omni/1/advanced", {"destinations": [{"messageId": "eve-private-1",
+                                                       "to": {"phoneNumber": "41790000000"}}],
+                                     "sms": {"text": "mallory's text"}}, auth=mallory)
+    assert r.status == 200, r
+    assert r.json["messages"][0]["to"] == {"phoneNumber": "41790000000"}
+    # and eve's history is not readable by mallory
+    logs = gw.get("/omni/1/logs", auth=mallory)
+    assert logs.status == 200, logs
+    assert "eve's private text" not in logs.text, logs
+    assert "41793026727" not in logs.text, logs

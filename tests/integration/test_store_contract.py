@@ -1,0 +1,211 @@
+"""The store contract, run against every store: a real SQLite file and a fresh PostgreSQL database.
+
+What the API and the engine rely on: accounts and keys, one default scenario per account, idempotent accepts,
+engine transactions that take each due job once, reports taken exactly once even by concurrent pollers,
+webhook deliveries leased to one notifier at a time, and account isolation everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from omnirelay.domain.model import Step
+from omnirelay.store.base import Change, LogQuery, MessageIdConflict, NewMessage, ScenarioRecord, Store, Work
+from omnirelay.store.postgres import PostgresStore
+from omnirelay.store.sqlite import SqliteStore
+from tests.pg import create_database, drop_database
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        sqlite = SqliteStore(tmp_path / "omnirelay.db")
+        yield sqlite
+        await sqlite.close()
+    else:
+        url = await create_database()
+        pg = await PostgresStore.open(url)
+        yield pg
+        await pg.close()
+        await drop_database(url)
+
+
+def message(message_id: str, content: bytes = b"c", supplied: bool = True, phone: str = "41793026727") -> NewMessage:
+    return NewMessage(
+        message_id=message_id,
+        to_json=f'{{"phoneNumber":"{phone}"}}'.encode(),
+        content_hash=hashlib.blake2b(content, digest_size=16).digest(),
+        state=b'{"phase":"WAITING"}',
+        supplied=supplied,
+        address=phone,
+    )
+
+
+async def accept(store: Store, account: int, *messages: NewMessage, bulk: str | None = None) -> list[str]:
+    now = time.time()
+    stored = await store.accept(account, b'{"steps":[]}', bulk, list(messages), now, now)
+    return [s.message_id for s in stored]
+
+
+async def test_accounts_and_keys(store: Store) -> None:
+    alice = await store.create_account("alice", "hash", "secret", "cli")
+    assert (await store.account_by_username("alice")) == alice
+    await store.add_key(alice.id, "k1", "h1", "cli")
+    assert (await store.account_by_key_hash("h1")) == alice
+    assert [k.id for k in await store.keys()] == ["k1"]
+    assert await store.revoke_key("k1")
+    assert await store.account_by_key_hash("h1") is None
+    assert not await store.revoke_key("k1")
+    assert await store.remove_account("alice")
+    assert await store.account_by_username("alice") is None
+
+
+async def test_one_default_scenario_per_account(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    b = (await store.create_account("b", None, "s", "cli")).id
+    flow = [Step(channel="SMS", from_="Info")]
+    await store.create_scenario(a, ScenarioRecord("K1", "one", flow, True))
+    await store.create_scenario(b, ScenarioRecord("K2", "other account", flow, True))
+    await store.create_scenario(a, ScenarioRecord("K3", "two", flow, True))
+    assert [s.key for s in await store.scenarios(a, True, 100, 0)] == ["K3"]
+    assert (await store.default_scenario(b)) is not None
+    assert await store.scenario(b, "K1") is None  # another account's key is not found
+    assert not await store.update_scenario(b, ScenarioRecord("K1", "x", flow, False))
+    assert await store.update_scenario(a, ScenarioRecord("K1", "one", flow, True))
+    assert [s.key for s in await store.scenarios(a, True, 100, 0)] == ["K1"]
+    assert [s.key for s in await store.scenarios(a, None, 1, 1)] == ["K3"]
+    assert not await store.delete_scenario(b, "K1")
+    assert await store.delete_scenario(a, "K1")
+
+
+async def test_accept_is_idempotent_per_client_message_id(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    b = (await store.create_account("b", None, "s", "cli")).id
+    assert await accept(store, a, message("m1"), message("m2")) == ["m1", "m2"]
+    assert await accept(store, a, message("m1"), message("m3")) == ["m1", "m3"]
+    with pytest.raises(MessageIdConflict) as conflict:
+        await accept(store, a, message("m4"), message("m2", content=b"other"))
+    assert conflict.value.index == 1
+    assert await accept(store, b, message("m1", content=b"b's own")) == ["m1"]  # ids are per account
+    logs = await store.logs(a, LogQuery(since=0, limit=100))
+    assert sorted(v.message_id for v in logs) == ["m1", "m2", "m3"]  # m4 was not stored
+
+
+async def test_concurrent_accepts_all_committed(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    results = await asyncio.gather(*(accept(store, a, message(f"c{i}"), message(f"d{i}")) for i in range(200)))
+    assert len({m for r in results for m in r}) == 400
+    assert len(await store.logs(a, LogQuery(since=0, limit=1000))) == 400
+
+
+def _finisher(seen: list[Work]) -> object:
+    """An engine decision that records the work and finishes every message with a report."""
+
+    def handle(work: list[Work]) -> tuple[list[Change], int]:
+        seen.extend(work)
+        changes = [
+            Change(
+                message=w.message,
+                account_id=w.account_id,
+                state=b'{"phase":"DONE","status":"DELIVERED_TO_HANDSET"}',
+                status_group=3,
+                channel="SMS",
+                done_at=time.time(),
+                report=(w.message_id, w.bulk_id, "SMS", f'{{"messageId":"{w.message_id}"}}'.encode()),
+                submitted=[(0, "SMS", f"p-{w.message_id}")],
+            )
+            for w in work
+        ]
+        return changes, len(work)
+
+    return handle
+
+
+async def test_engine_takes_each_due_job_once_and_reports_once(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    await accept(store, a, *(message(f"e{i}") for i in range(300)))
+    seen: list[Work] = []
+    handle = _finisher(seen)
+    results = await asyncio.gather(*(store.engine_step(time.time(), 40, [], handle) for _ in range(10)))  # type: ignore[arg-type]
+    claimed = sum(r[1] for r in results)
+    while claimed < 300:
+        _, more = await store.engine_step(time.time(), 100, [], handle)  # type: ignore[arg-type]
+        assert more > 0
+        claimed += more
+    assert len(seen) == 300 and len({w.message for w in seen}) == 300
+    assert (await store.engine_step(time.time(), 100, [], handle))[1] == 0  # type: ignore[arg-type]
+
+    async def poll() -> list[bytes]:
+        got: list[bytes] = []
+        while batch := await store.take_reports(a, None, None, None, 7):
+            got.extend(batch)
+        return got
+
+    first, second = await asyncio.gather(poll(), poll())
+    assert len(first) + len(second) == 300
+    assert len(set(first) | set(second)) == 300
+    assert await store.take_reports(a, None, None, None, 50) == []
+    done = await store.logs(a, LogQuery(since=0, status_group=3, channel="SMS", limit=1000))
+    assert len(done) == 300
+
+
+async def test_future_jobs_wait_and_events_apply(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    now = time.time()
+    await store.accept(a, b"{}", None, [message("later")], now + 3600, now)
+    await store.accept(a, b"{}", None, [message("now")], now, now)
+    seen: list[Work] = []
+
+    def record(work: list[Work]) -> tuple[list[Change], int]:
+        seen.extend(work)
+        return [], len(work)
+
+    assert (await store.engine_step(time.time(), 10, [], record))[1] == 1
+    assert [w.message_id for w in seen] == ["now"]
+    assert await store.next_due() == pytest.approx(now + 3600)
+    # an event is decided at once, whatever the message's jobs
+    recorded, claimed = await store.engine_step(
+        time.time(), 10, [(seen[0].message, b'{"type":"expire","step":0}')], record
+    )
+    assert (recorded, claimed) == (1, 0)
+    assert seen[-1].event == b'{"type":"expire","step":0}'
+
+
+async def test_deliveries_are_leased(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    await accept(store, a, message("w1"))
+    seen: list[Work] = []
+
+    def handle(work: list[Work]) -> tuple[list[Change], int]:
+        seen.extend(work)
+        return [
+            Change(
+                w.message,
+                w.account_id,
+                w.state,
+                3,
+                "SMS",
+                time.time(),
+                webhooks=[(f"r-{w.message_id}", "http://127.0.0.1:9/x", "application/json", b"{}")],
+            )
+            for w in work
+        ], len(work)
+
+    await store.engine_step(time.time(), 10, [], handle)
+    now = time.time()
+    first = await store.claim_deliveries(now, 10, 30)
+    assert [d.report_id for d in first] == ["r-w1"]
+    assert await store.claim_deliveries(now, 10, 30) == []  # leased
+    await store.retry_delivery(first[0].id, now - 1, "HTTP 500")
+    again = await store.claim_deliveries(time.time(), 10, 30)
+    assert [d.attempts for d in again] == [1]
+    await store.delivered(again[0].id)
+    assert await store.claim_deliveries(time.time() + 3600, 10, 30) == []

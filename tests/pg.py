@@ -1,0 +1,56 @@
+"""Fresh PostgreSQL databases for tests, on this machine's server (``OMNIRELAY_TEST_PG``, default
+``postgresql://postgres@127.0.0.1:5432/postgres``). Each database gets a unique name and the current schema."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import asyncpg
+
+from omnirelay.store.postgres import migrate
+
+ADMIN_URL = os.environ.get("OMNIRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def create_database(prefix: str = "omnirelay_test") -> str:
+    """A new empty database with the schema migrated in; returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = _url(name)
+    await migrate(url)
+    return url
+
+
+async def drop_database(url: str) -> None:
+    """Drop a database made by :func:`create_database` (connections to it are ended first)."""
+    name = url.rpartition("/")[2]
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await conn.close()
+
+
+def create_database_sync(prefix: str = "omnirelay_test") -> str:
+    """:func:`create_database` for synchronous code."""
+    return asyncio.run(create_database(prefix))
+
+
+def drop_database_sync(url: str) -> None:
+    """:func:`drop_database` for synchronous code."""
+    asyncio.run(drop_database(url))
