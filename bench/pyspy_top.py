@@ -9,7 +9,7 @@ For each thread: how many samples it has, and where they went:
 * ``self``: the leaf Python frame (C code is charged to the Python frame that called it);
 * ``inclusive``: every function on the stack.
 
-Percentages are of the thread's samples, or of all samples (``--all``).
+Percentages are of the thread's samples; ``--combined`` also ranks all threads together (% of all samples).
 
     python bench/pyspy_top.py /tmp/profile.txt --top 25
 """
@@ -40,6 +40,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("profile", type=Path)
     p.add_argument("--top", type=int, default=20)
+    p.add_argument("--combined", action="store_true",
+                   help="also rank all threads together (with --gil profiles: share of the GIL-held time)")
     p.add_argument("--lines", action="store_true", help="keep line numbers (finer: which statement)")
     args = p.parse_args()
 
@@ -79,6 +81,14 @@ def main() -> int:
             print(f"  -- {title}")
             for fn, c in table[thread].most_common(args.top):
                 print(f"  {100 * c / n:5.1f}%  {fn}")
+    if args.combined:
+        merged: Counter[str] = Counter()
+        for thread, table in own.items():
+            for fn, c in table.items():
+                merged[f"{fn}   [{thread}]"] += c
+        print(f"\n=== all threads together, own code (deepest omnirelay frame), % of all {total} samples")
+        for fn, c in merged.most_common(args.top):
+            print(f"  {100 * c / total:5.1f}%  {fn}")
     return 0
 
 

@@ -369,7 +369,7 @@ class Gateway:
 
     def session(self, auth: Any = _DEFAULT) -> Any:
         """An ``aiohttp.ClientSession`` on this gateway (relative URLs), with the default auth header."""
-        import aiohttp  # noqa: PLC0415
+        import aiohttp
 
         if auth is _DEFAULT:
             auth = self.default_auth
@@ -411,7 +411,7 @@ class GatewayPool:
         for gw in self.gateways:
             try:
                 gw.stop(timeout=5)
-            except Exception:  # noqa: BLE001 - teardown must reach every gateway
+            except Exception:
                 gw.kill9()
 
 

@@ -40,7 +40,7 @@ async def send_all(gw: Gateway, bodies: list[dict[str, Any]], concurrency: int =
                     async with session.post("/omni/1/advanced", json=body,
                                             timeout=aiohttp.ClientTimeout(total=30)) as resp:
                         results[i] = (resp.status, json.loads(await resp.read()))
-                except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError) as exc:
+                except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as exc:
                     results[i] = exc
                     return
                 if on_answer is not None:

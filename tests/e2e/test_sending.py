@@ -429,7 +429,7 @@ def test_replay_with_json_reformatted_is_the_same_request(gateway: Gateway, key:
 
 
 def test_concurrent_replays_store_one_message(gateway: Gateway, key: str) -> None:
-    import concurrent.futures  # noqa: PLC0415
+    import concurrent.futures
 
     body = base(key)
     body["destinations"] = [{"messageId": unique(), "to": {"phoneNumber": PHONE}}]

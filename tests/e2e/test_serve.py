@@ -67,3 +67,24 @@ def test_unknown_setting_is_a_clear_error(tmp_path: Path) -> None:
     done = run_serve(tmp_path, "--port", str(free_port()), config=ALADDIN_CONFIG + "\n[limits]\nmax_destination = 5\n")
     assert done.returncode == 2, done
     assert "max_destination" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_unknown_route_is_404_in_the_envelope(gateway: Gateway) -> None:
+    r = gateway.get("/omni/1/nothing-here")
+    assert r.status == 404, r
+    assert r.error()["messageId"] == "NOT_FOUND"
+
+
+def test_wrong_method_is_405_in_the_envelope_with_allow(gateway: Gateway) -> None:
+    """RFC 9110: a 405 names the methods the resource supports in ``Allow``."""
+    r = gateway.request("PATCH", "/omni/1/scenarios", {"flow": []})
+    assert r.status == 405, r
+    assert r.error()["messageId"] == "METHOD_NOT_ALLOWED"
+    allow = {m.strip() for m in r.headers.get("allow", "").split(",") if m.strip()}
+    assert {"GET", "POST"} <= allow, r.headers
+
+
+def test_health_answers_without_credentials(gateway: Gateway) -> None:
+    r = gateway.get("/health", auth=None)
+    assert r.status == 200, r
+    assert r.headers["content-type"].startswith("application/json")

@@ -37,6 +37,7 @@ from omnirelay.store.base import (
 )
 from omnirelay.store.rows import (
     ACCOUNT_COLS,
+    NEXT_DUE,
     SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
@@ -432,13 +433,15 @@ class PostgresStore:
             recorded = await self._decide_and_apply(conn, [(None, m, e) for m, e in events], handle, now)
             jobs: list[tuple[int | None, int, bytes | None]] = []
             if limit > 0:
-                rows = await conn.fetch(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE due_at <= $1 ORDER BY due_at"
-                    " LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, message, data, due_at",
-                    now,
-                    limit,
-                )
-                jobs = [(r[0], r[1], r[2]) for r in sorted(rows, key=lambda r: (r[3], r[0]))]
+                # Messages already under way go before new ones: a failover is not queued behind a burst.
+                for kinds in ("kind <> 'start'", "kind = 'start'"):
+                    rows = await conn.fetch(
+                        f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {kinds} AND due_at <= $1"
+                        " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, message, data, due_at",
+                        now,
+                        limit - len(jobs),
+                    )
+                    jobs += [(r[0], r[1], r[2]) for r in sorted(rows, key=lambda r: (r[3], r[0]))]
             claimed = await self._decide_and_apply(conn, jobs, handle, now)
         self.transactions += 1
         return recorded, claimed
@@ -490,7 +493,7 @@ class PostgresStore:
 
     async def next_due(self) -> float | None:
         """When the earliest job is due, or None."""
-        value = await self.pool.fetchval("SELECT MIN(due_at) FROM jobs")
+        value = await self.pool.fetchval(NEXT_DUE)
         return float(value) if value is not None else None
 
     # --- reports, logs, webhooks ----------------------------------------------------------------

@@ -13,6 +13,11 @@ from omnirelay.store.base import Account, MessageIdConflict, NewMessage, Scenari
 ACCOUNT_COLS = "id, username, password_hash, webhook_secret, source"
 SCENARIO_COLS = "key, name, flow, is_default"
 WORK_COLS = "m.id, m.account_id, m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, m.request_id, r.payload"
+#: When the earliest job is due; one look-up per partial index of ``jobs``.
+NEXT_DUE = (
+    "SELECT MIN(d) FROM (SELECT MIN(due_at) AS d FROM jobs WHERE kind <> 'start'"
+    " UNION ALL SELECT MIN(due_at) FROM jobs WHERE kind = 'start') AS m"
+)
 VIEW_COLS = "m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload"
 
 _flow_decoder = msgspec.json.Decoder(list[Step])

@@ -28,6 +28,7 @@ from omnirelay.store.base import (
 )
 from omnirelay.store.rows import (
     ACCOUNT_COLS,
+    NEXT_DUE,
     SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
@@ -330,9 +331,12 @@ class SqliteStore:
             recorded = _decide_and_apply(conn, [(None, m, e) for m, e in events], handle, now)
             jobs: list[tuple[int | None, int, bytes | None]] = []
             if limit > 0:
-                jobs = conn.execute(
-                    "SELECT id, message, data FROM jobs WHERE due_at <= ? ORDER BY due_at, id LIMIT ?", (now, limit)
-                ).fetchall()
+                # Messages already under way go before new ones: a failover is not queued behind a burst.
+                for kinds in ("kind <> 'start'", "kind = 'start'"):
+                    jobs += conn.execute(
+                        f"SELECT id, message, data FROM jobs WHERE {kinds} AND due_at <= ? ORDER BY due_at, id LIMIT ?",
+                        (now, limit - len(jobs)),
+                    ).fetchall()
                 conn.executemany("DELETE FROM jobs WHERE id = ?", [(j[0],) for j in jobs])
             claimed = _decide_and_apply(conn, jobs, handle, now)
             return recorded, claimed
@@ -341,7 +345,7 @@ class SqliteStore:
 
     async def next_due(self) -> float | None:
         """When the earliest job is due, or None when there is none."""
-        row = self._one("SELECT MIN(due_at) FROM jobs")
+        row = self._one(NEXT_DUE)
         return float(row[0]) if row and row[0] is not None else None
 
     # --- reports, logs, webhooks ----------------------------------------------------------------

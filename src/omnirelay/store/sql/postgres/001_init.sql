@@ -65,7 +65,9 @@ CREATE TABLE jobs (
     due_at  double precision NOT NULL,
     data    bytea
 );
-CREATE INDEX jobs_due ON jobs(due_at);
+-- new messages wait behind those under way: two partial indexes let the claim take them in that order
+CREATE INDEX jobs_due_started ON jobs(due_at) WHERE kind <> 'start';
+CREATE INDEX jobs_due_new ON jobs(due_at) WHERE kind = 'start';
 CREATE INDEX jobs_message ON jobs(message);
 
 CREATE TABLE reports (

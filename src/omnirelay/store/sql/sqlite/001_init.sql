@@ -63,7 +63,9 @@ CREATE TABLE jobs (
     data        BLOB,
     lease_until REAL NOT NULL DEFAULT 0
 );
-CREATE INDEX jobs_due ON jobs(due_at);
+-- new messages wait behind those under way: two partial indexes let the claim take them in that order
+CREATE INDEX jobs_due_started ON jobs(due_at) WHERE kind <> 'start';
+CREATE INDEX jobs_due_new ON jobs(due_at) WHERE kind = 'start';
 CREATE INDEX jobs_message ON jobs(message);
 
 -- Final reports waiting to be pulled once by GET /omni/1/reports.

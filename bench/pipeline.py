@@ -1,0 +1,234 @@
+"""End-to-end throughput: API accept → WhatsApp rejected by the sandbox → SMS delivered → report pulled.
+
+Starts a gateway (``omnirelay serve`` on SQLite, or on PostgreSQL ``omnirelay api`` plus N ``omnirelay worker``
+processes), sends ``--messages`` messages to numbers the default sandbox rules treat as "not a WhatsApp user"
+(ending in 7), pulls the reports until every message has one, and prints messages per second from the first
+send to the last report. It then reads every message's attempts from the database and prints the time from a
+WhatsApp rejection to the SMS step's submission (p50 / p99).
+
+    python bench/pipeline.py --messages 20000
+    python bench/pipeline.py --messages 20000 --database postgresql://postgres@127.0.0.1/postgres --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import msgspec
+
+KEY = "bench-key"
+CONFIG = f"""
+[[accounts]]
+username = "bench"
+password = "bench"
+api_keys = ["{KEY}"]
+"""
+FLOW = [{"from": "WA", "channel": "WHATSAPP"}, {"from": "InfoSMS", "channel": "SMS"}]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _omnirelay() -> list[str]:
+    beside = Path(sys.executable).parent / "omnirelay"
+    return [str(beside)] if beside.exists() else ["omnirelay"]
+
+
+def _wait_health(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit("a gateway process exited at start")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("gateway did not answer /health")
+
+
+async def _create_pg(admin: str) -> str:
+    name = f"omnirelay_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return admin.rpartition("/")[0] + "/" + name
+
+
+async def _drive(url: str, total: int, per_request: int, concurrency: int) -> tuple[float, int]:
+    headers = {"Authorization": f"App {KEY}"}
+    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=concurrency + 2)) as s:
+        async with s.post(f"{url}/omni/1/scenarios", json={"flow": FLOW, "default": True}) as r:
+            key = (await r.json())["key"]
+        requests = total // per_request
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for b in range(requests):
+            queue.put_nowait(b)
+        got = 0
+
+        async def sender() -> None:
+            while not queue.empty():
+                b = queue.get_nowait()
+                body = {
+                    "scenarioKey": key,
+                    "destinations": [{"to": {"phoneNumber": f"4179{b:05d}{i:03d}7"}} for i in range(per_request)],
+                    "whatsApp": {"text": "Hello on WhatsApp"},
+                    "sms": {"text": "Hello by SMS"},
+                }
+                async with s.post(f"{url}/omni/1/advanced", json=body) as r:
+                    assert r.status == 200, await r.text()
+
+        async def poller() -> None:
+            nonlocal got
+            while got < total:
+                async with s.get(f"{url}/omni/1/reports?limit=1000") as r:
+                    n = len((await r.json())["results"])
+                got += n
+                if n == 0:
+                    await asyncio.sleep(0.02)
+
+        started = time.perf_counter()
+        await asyncio.gather(poller(), *(sender() for _ in range(concurrency)))
+        return time.perf_counter() - started, got
+
+
+class _Attempt(msgspec.Struct):
+    step: int
+    state: str
+    started_at: float
+    done_at: float | None = None
+
+
+class _State(msgspec.Struct):
+    attempts: list[_Attempt] = []
+
+
+def _failover_gaps(states: list[bytes]) -> list[float]:
+    """Milliseconds from the WhatsApp rejection to the SMS submission, per message."""
+    decoder = msgspec.json.Decoder(_State)
+    gaps = []
+    for raw in states:
+        attempts = decoder.decode(raw).attempts
+        wa = next((a for a in attempts if a.step == 0 and a.state == "REJECTED"), None)
+        sms = next((a for a in attempts if a.step == 1 and a.state not in ("PENDING", "SKIPPED")), None)
+        if wa is not None and wa.done_at is not None and sms is not None:
+            gaps.append((sms.started_at - wa.done_at) * 1000)
+    return gaps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--per-request", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--database", help="a PostgreSQL server URL to bench on (a fresh database is made on it)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL)")
+    parser.add_argument("--api-processes", type=int, default=2, help="API processes (PostgreSQL)")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="omnirelay-pipeline-"))
+    (root / "omnirelay.toml").write_text(CONFIG)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
+    common = ["--config", str(root / "omnirelay.toml")]
+    procs: list[subprocess.Popen[bytes]] = []
+    pg_url = None
+    if args.database:
+        pg_url = asyncio.run(_create_pg(args.database))
+        subprocess.run([*_omnirelay(), "migrate", *common, "--database", pg_url], check=True, env=env)
+        procs.append(
+            subprocess.Popen(
+                [
+                    *_omnirelay(),
+                    "api",
+                    *common,
+                    "--database",
+                    pg_url,
+                    "--port",
+                    str(port),
+                    "--processes",
+                    str(args.api_processes),
+                ],
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        for _ in range(args.workers):
+            procs.append(
+                subprocess.Popen(
+                    [*_omnirelay(), "worker", *common, "--database", pg_url],
+                    env=env,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+        setup = f"PostgreSQL, {args.api_processes} API processes, {args.workers} worker process(es)"
+    else:
+        procs.append(
+            subprocess.Popen(
+                [*_omnirelay(), "serve", *common, "--data-dir", str(root / "data"), "--port", str(port)],
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        setup = "SQLite, one omnirelay serve process"
+    try:
+        _wait_health(url, procs)
+        seconds, got = asyncio.run(_drive(url, args.messages, args.per_request, args.concurrency))
+        if pg_url:
+
+            async def states() -> list[bytes]:
+                conn = await asyncpg.connect(pg_url)
+                rows = await conn.fetch("SELECT state FROM messages")
+                await conn.close()
+                return [bytes(r[0]) for r in rows]
+
+            raw = asyncio.run(states())
+        else:
+            with sqlite3.connect(root / "data" / "omnirelay.db") as db:
+                raw = [r[0] for r in db.execute("SELECT state FROM messages")]
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(30)
+    gaps = sorted(_failover_gaps(raw))
+    result: dict[str, Any] = {
+        "setup": setup,
+        "messages": args.messages,
+        "reports": got,
+        "seconds": round(seconds, 2),
+        "messages_per_second": round(got / seconds),
+        "failover_gap_ms_p50": round(statistics.median(gaps), 1) if gaps else None,
+        "failover_gap_ms_p99": round(gaps[int(len(gaps) * 0.99) - 1], 1) if gaps else None,
+        "failovers_measured": len(gaps),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
