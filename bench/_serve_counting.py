@@ -8,6 +8,8 @@ path is ``omnirelay.cli.main``, the console script's entry point.
 With ``BENCH_PAUSE_ENGINE=1`` in the environment (``accept.py --pause-engine``, a diagnostic) the engine's
 loop is replaced by one that only sleeps, so the accept path can be measured without the engine sharing
 the writer thread and the GIL. That is not how the product runs: figures for the goals come without it.
+Likewise ``BENCH_SWITCH_INTERVAL=SECONDS`` (``accept.py --switch-interval``) sets ``sys.setswitchinterval``
+to see how much the GIL hand-over between the event loop and the writer thread costs.
 
 Usage: python bench/_serve_counting.py COUNT_FILE serve --config ... --data-dir ... --port ...
 """
@@ -18,7 +20,6 @@ import os
 import sys
 import threading
 import time
-
 from typing import Any
 
 from omnirelay.cli import main
@@ -50,10 +51,10 @@ def _publish(path: str) -> None:
 
 
 def _pause_engine() -> None:
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     try:
-        from omnirelay.engine.worker import Engine  # noqa: PLC0415
+        from omnirelay.engine.worker import Engine
     except ImportError as exc:
         print(f"bench: cannot pause the engine ({exc})", file=sys.stderr)
         return
@@ -69,5 +70,8 @@ if __name__ == "__main__":
     count_file = sys.argv[1]
     if os.environ.get("BENCH_PAUSE_ENGINE") == "1":
         _pause_engine()
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
+        print(f"bench: sys.setswitchinterval({sys.getswitchinterval()}) (diagnostic run)", file=sys.stderr)
     threading.Thread(target=_publish, args=(count_file,), name="bench-txn-count", daemon=True).start()
     sys.exit(main(sys.argv[2:]))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -188,8 +189,7 @@ def send_body(scenario_key: str, destinations: int) -> bytes:
     dests = [{"to": {"phoneNumber": str(41793000000 + i)}} for i in range(destinations)]
     if destinations == 1:
         dests = [{"to": {"phoneNumber": "41793026727"}}]
-    body = {"scenarioKey": scenario_key, "destinations": dests,
-            "whatsApp": {"text": "hi"}, "sms": {"text": "hello"}}
+    body = {"scenarioKey": scenario_key, "destinations": dests, "whatsApp": {"text": "hi"}, "sms": {"text": "hello"}}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -228,8 +228,17 @@ end
 def run_wrk(wrk: str, url: str, body: bytes, args: argparse.Namespace, folder: Path) -> dict[str, float]:
     script = folder / "advanced.lua"
     script.write_text(LUA % {"key": API_KEY, "body": body.decode()})
-    cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--timeout", "30s",
-           "-s", str(script), url]
+    cmd = [
+        wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.seconds}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        url,
+    ]
     print("load:", " ".join(cmd), flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -239,7 +248,7 @@ def run_wrk(wrk: str, url: str, body: bytes, args: argparse.Namespace, folder: P
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
     if line is None:
         raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
-    result: dict[str, float] = json.loads(line[len("BENCH-JSON "):])
+    result: dict[str, float] = json.loads(line[len("BENCH-JSON ") :])
     result["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if args.verbose:
         print(out.stdout)
@@ -247,7 +256,7 @@ def run_wrk(wrk: str, url: str, body: bytes, args: argparse.Namespace, folder: P
 
 
 async def _aiohttp_load(url: str, body: bytes, connections: int, seconds: float) -> dict[str, float]:
-    import aiohttp  # noqa: PLC0415 - only the fallback needs it
+    import aiohttp
 
     latencies: list[float] = []
     counts: Counter[str] = Counter()
@@ -264,7 +273,7 @@ async def _aiohttp_load(url: str, body: bytes, connections: int, seconds: float)
                     async with session.post(url, data=body) as resp:
                         await resp.read()
                         counts["ok" if 200 <= resp.status < 300 else "non2xx"] += 1
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     counts["err_read"] += 1
                     continue
                 latencies.append(time.perf_counter() - t0)
@@ -277,19 +286,31 @@ async def _aiohttp_load(url: str, body: bytes, connections: int, seconds: float)
         return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1e3 if latencies else 0.0
 
     return {
-        "requests": counts["ok"] + counts["non2xx"], "ok": counts["ok"], "non2xx": counts["non2xx"],
-        "duration_s": duration, "err_connect": 0, "err_read": counts["err_read"], "err_write": 0,
-        "err_timeout": 0, "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "p999_ms": pct(99.9),
+        "requests": counts["ok"] + counts["non2xx"],
+        "ok": counts["ok"],
+        "non2xx": counts["non2xx"],
+        "duration_s": duration,
+        "err_connect": 0,
+        "err_read": counts["err_read"],
+        "err_write": 0,
+        "err_timeout": 0,
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "p999_ms": pct(99.9),
         "max_ms": latencies[-1] * 1e3 if latencies else 0.0,
         "mean_ms": sum(latencies) / len(latencies) * 1e3 if latencies else 0.0,
     }
 
 
 def run_aiohttp(url: str, body: bytes, args: argparse.Namespace) -> dict[str, float]:
-    print(f"load: in-process aiohttp client, {args.connections} connections, {args.seconds} s "
-          "(the Python client is itself CPU-bound: figures are a lower bound)", flush=True)
+    print(
+        f"load: in-process aiohttp client, {args.connections} connections, {args.seconds} s "
+        "(the Python client is itself CPU-bound: figures are a lower bound)",
+        flush=True,
+    )
     with contextlib.suppress(ImportError):
-        import uvloop  # noqa: PLC0415
+        import uvloop
 
         uvloop.install()
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -308,8 +329,21 @@ def start_profiler(pid: int, seconds: float, out: Path, gil: bool) -> subprocess
         print("py-spy not found (pip install py-spy): no profile", file=sys.stderr)
         return None
     fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(out.suffix, "raw")
-    cmd = [pyspy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
-           "--threads", "--format", fmt, "--output", str(out)]
+    cmd = [
+        pyspy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(seconds)),
+        "--rate",
+        "100",
+        "--threads",
+        "--format",
+        fmt,
+        "--output",
+        str(out),
+    ]
     cmd += ["--gil"] if gil else ["--idle"]
     print("profile:", " ".join(cmd), flush=True)
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -319,31 +353,64 @@ def start_profiler(pid: int, seconds: float, out: Path, gil: bool) -> subprocess
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seconds", type=int, default=15, help="load duration (default 15)")
     p.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     p.add_argument("--destinations", type=int, default=1, help="destinations per request, e.g. 1 or 1000")
-    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default=None,
-                   help="write sqlite_synchronous into the config (default: none, i.e. the FULL default)")
-    p.add_argument("--client", choices=["auto", "wrk", "aiohttp"], default="auto",
-                   help="load generator (auto: wrk when installed, else aiohttp)")
-    p.add_argument("--plain", action="store_true",
-                   help="run the plain `omnirelay` console script (no writer-transaction count)")
-    p.add_argument("--pause-engine", action="store_true",
-                   help="diagnostic: keep the engine from running during the load (not how the product runs), "
-                        "to see what the accept path alone reaches")
-    p.add_argument("--graceful", action="store_true",
-                   help="stop the server with SIGTERM instead of SIGKILL before counting rows")
-    p.add_argument("--profile", type=Path, default=None,
-                   help="record the server with py-spy during the load: .svg flamegraph, .json speedscope, "
-                        "anything else raw collapsed stacks (also summarised by bench/pyspy_top.py)")
-    p.add_argument("--profile-gil", action="store_true",
-                   help="with --profile: sample only the thread holding the GIL (py-spy --gil) instead of "
-                        "every thread, idle included (--idle)")
-    p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
-                   help="first wait up to SECONDS for the machine to be idle (for shared machines)")
+    p.add_argument(
+        "--synchronous",
+        choices=["FULL", "NORMAL"],
+        default=None,
+        help="write sqlite_synchronous into the config (default: none, i.e. the FULL default)",
+    )
+    p.add_argument(
+        "--client",
+        choices=["auto", "wrk", "aiohttp"],
+        default="auto",
+        help="load generator (auto: wrk when installed, else aiohttp)",
+    )
+    p.add_argument(
+        "--plain", action="store_true", help="run the plain `omnirelay` console script (no writer-transaction count)"
+    )
+    p.add_argument(
+        "--pause-engine",
+        action="store_true",
+        help="diagnostic: keep the engine from running during the load (not how the product runs), "
+        "to see what the accept path alone reaches",
+    )
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="diagnostic: sys.setswitchinterval in the server (Python's default is 0.005)",
+    )
+    p.add_argument(
+        "--graceful", action="store_true", help="stop the server with SIGTERM instead of SIGKILL before counting rows"
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the server with py-spy during the load: .svg flamegraph, .json speedscope, "
+        "anything else raw collapsed stacks (also summarised by bench/pyspy_top.py)",
+    )
+    p.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (py-spy --gil) instead of "
+        "every thread, idle included (--idle)",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the machine to be idle (for shared machines)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary data folder and print its path")
     p.add_argument("--verbose", action="store_true", help="print wrk's own output too")
@@ -357,8 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     if client == "auto":
         client = "wrk" if wrk else "aiohttp"
         if not wrk:
-            print("wrk is not installed: using the slower aiohttp client. For real figures install it:\n"
-                  "    apt-get update && apt-get install -y wrk", file=sys.stderr)
+            print(
+                "wrk is not installed: using the slower aiohttp client. For real figures install it:\n"
+                "    apt-get update && apt-get install -y wrk",
+                file=sys.stderr,
+            )
     elif client == "wrk" and not wrk:
         raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
 
@@ -367,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-bench-"))
+    if not args.keep:  # also when the run fails half-way
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     data_dir = folder / "data"
     config = write_config(folder, args.synchronous)
     port = free_port()
@@ -381,6 +453,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.plain:
             raise SystemExit("--pause-engine needs the launcher: drop --plain")
         env["BENCH_PAUSE_ENGINE"] = "1"
+    if args.switch_interval is not None:
+        if args.plain:
+            raise SystemExit("--switch-interval needs the launcher: drop --plain")
+        env["BENCH_SWITCH_INTERVAL"] = str(args.switch_interval)
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     try:
         wait_healthy(base, proc, log)
@@ -440,11 +516,28 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "synchronous": args.synchronous or "FULL (default)",
         "engine": "paused (diagnostic)" if args.pause_engine else "running",
+        "switch_interval": args.switch_interval,
         "requests_per_s": rps,
         "destinations_per_s": rps * args.destinations,
-        **{k: result[k] for k in ("requests", "ok", "non2xx", "err_connect", "err_read", "err_write",
-                                  "err_timeout", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms",
-                                  "duration_s")},
+        **{
+            k: result[k]
+            for k in (
+                "requests",
+                "ok",
+                "non2xx",
+                "err_connect",
+                "err_read",
+                "err_write",
+                "err_timeout",
+                "p50_ms",
+                "p90_ms",
+                "p99_ms",
+                "p999_ms",
+                "max_ms",
+                "mean_ms",
+                "duration_s",
+            )
+        },
         "answered_2xx_incl_probe": ok,
         "expected_rows": expected_rows,
         "message_rows": rows,
@@ -458,44 +551,62 @@ def main(argv: list[str] | None = None) -> int:
         "server_cpu_cores": (cpu1 - cpu0) / (t1 - t0),
         "server_main_thread_cores": (threads1.get(proc.pid, 0.0) - threads0.get(proc.pid, 0.0)) / (t1 - t0),
         "server_other_threads_cores": sorted(
-            ((threads1[t] - threads0.get(t, 0.0)) / (t1 - t0) for t in threads1 if t != proc.pid), reverse=True),
+            ((threads1[t] - threads0.get(t, 0.0)) / (t1 - t0) for t in threads1 if t != proc.pid), reverse=True
+        ),
         "client_cpu_cores": result["client_cpu_s"] / (t1 - t0),
-        "other_processes_cores": max(0.0, (busy1 - busy0) / (t1 - t0) - (cpu1 - cpu0) / (t1 - t0)
-                                     - result["client_cpu_s"] / (t1 - t0)),
+        "other_processes_cores": max(
+            0.0, (busy1 - busy0) / (t1 - t0) - (cpu1 - cpu0) / (t1 - t0) - result["client_cpu_s"] / (t1 - t0)
+        ),
         "data_dir": str(data_dir) if args.keep else None,
     }
     print()
-    print(f"destinations/request  {args.destinations}   synchronous {summary['synchronous']}   "
-          f"client {client} ({args.connections} connections)   engine {summary['engine']}")
+    print(
+        f"destinations/request  {args.destinations}   synchronous {summary['synchronous']}   "
+        f"client {client} ({args.connections} connections)   engine {summary['engine']}"
+    )
     print(f"requests/s            {rps:,.0f}   (2xx answers {int(result['ok']):,} in {duration:.2f} s)")
     print(f"destinations/s        {rps * args.destinations:,.0f}")
-    print(f"latency               p50 {result['p50_ms']:.1f} ms   p90 {result['p90_ms']:.1f} ms   "
-          f"p99 {result['p99_ms']:.1f} ms   max {result['max_ms']:.1f} ms")
-    print(f"non-2xx answers       {int(result['non2xx'])}   socket errors: connect {int(result['err_connect'])}, "
-          f"read {int(result['err_read'])}, write {int(result['err_write'])}, timeout {int(result['err_timeout'])}")
-    print(f"durability            2xx answers x destinations = {expected_rows:,}   rows in messages = {rows:,}   "
-          f"(requests rows {stored_requests:,})")
-    print(f"                      accepted but unanswered when the load stopped: {unanswered} "
-          f"(allowed 0..{in_flight_bound}: requests in flight when {client} stopped)   "
-          f"-> {'OK' if durable else 'MISMATCH'}")
+    print(
+        f"latency               p50 {result['p50_ms']:.1f} ms   p90 {result['p90_ms']:.1f} ms   "
+        f"p99 {result['p99_ms']:.1f} ms   max {result['max_ms']:.1f} ms"
+    )
+    print(
+        f"non-2xx answers       {int(result['non2xx'])}   socket errors: connect {int(result['err_connect'])}, "
+        f"read {int(result['err_read'])}, write {int(result['err_write'])}, timeout {int(result['err_timeout'])}"
+    )
+    print(
+        f"durability            2xx answers x destinations = {expected_rows:,}   rows in messages = {rows:,}   "
+        f"(requests rows {stored_requests:,})"
+    )
+    print(
+        f"                      accepted but unanswered when the load stopped: {unanswered} "
+        f"(allowed 0..{in_flight_bound}: requests in flight when {client} stopped)   "
+        f"-> {'OK' if durable else 'MISMATCH'}"
+    )
     pending = groups.get(1, 0)
-    print(f"engine                {rows - pending:,} of {rows:,} messages already final when the server was killed "
-          f"(status groups {groups}; jobs left {jobs:,})")
+    print(
+        f"engine                {rows - pending:,} of {rows:,} messages already final when the server was killed "
+        f"(status groups {groups}; jobs left {jobs:,})"
+    )
     if transactions:
-        print(f"writer transactions   {transactions:,} (accept and engine together; {stored_requests / max(transactions, 1):.1f} "
-              "stored requests per transaction)")
+        print(
+            f"writer transactions   {transactions:,} (accept and engine together; "
+            f"{stored_requests / max(transactions, 1):.1f} stored requests per transaction)"
+        )
     else:
         print("writer transactions   not counted (--plain)")
-    print(f"CPU                   server {summary['server_cpu_cores']:.2f} cores   "
-          f"(main thread {summary['server_main_thread_cores']:.2f}, other threads "
-          f"{', '.join(f'{c:.2f}' for c in summary['server_other_threads_cores'])})   "
-          f"load generator {summary['client_cpu_cores']:.2f} cores   (machine has {info['nproc']})")
-    print(f"other load            {summary['other_processes_cores']:.2f} cores used by other processes during the run "
-          "(above ~0.1 the figures are disturbed: rerun on a quiet machine)")
+    print(
+        f"CPU                   server {summary['server_cpu_cores']:.2f} cores   "
+        f"(main thread {summary['server_main_thread_cores']:.2f}, other threads "
+        f"{', '.join(f'{c:.2f}' for c in summary['server_other_threads_cores'])})   "
+        f"load generator {summary['client_cpu_cores']:.2f} cores   (machine has {info['nproc']})"
+    )
+    print(
+        f"other load            {summary['other_processes_cores']:.2f} cores used by other processes during the run "
+        "(above ~0.1 the figures are disturbed: rerun on a quiet machine)"
+    )
     if args.keep:
         print(f"kept                  {folder}")
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0 if durable else 1

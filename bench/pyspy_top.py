@@ -40,8 +40,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("profile", type=Path)
     p.add_argument("--top", type=int, default=20)
-    p.add_argument("--combined", action="store_true",
-                   help="also rank all threads together (with --gil profiles: share of the GIL-held time)")
+    p.add_argument(
+        "--combined",
+        action="store_true",
+        help="also rank all threads together (with --gil profiles: share of the GIL-held time)",
+    )
     p.add_argument("--lines", action="store_true", help="keep line numbers (finer: which statement)")
     args = p.parse_args()
 
@@ -68,16 +71,20 @@ def main() -> int:
         leaf[thread][names[-1]] += count
         for n in set(names):
             incl[thread][n] += count
-        ours = [n for n in names if n.startswith(OURS) and "_serve_counting" not in n
-                and not n.startswith(OURS + "cli.py")]
+        ours = [
+            n for n in names if n.startswith(OURS) and "_serve_counting" not in n and not n.startswith(OURS + "cli.py")
+        ]
         own[thread][ours[-1] if ours else "[lib] " + names[-1]] += count
 
     total = sum(threads.values())
     print(f"{total} samples")
     for thread, n in threads.most_common():
         print(f"\n=== thread {thread}: {n} samples ({100 * n / total:.1f}% of all)")
-        for title, table in (("own code (deepest omnirelay frame)", own), ("self (leaf frame)", leaf),
-                             ("inclusive", incl)):
+        for title, table in (
+            ("own code (deepest omnirelay frame)", own),
+            ("self (leaf frame)", leaf),
+            ("inclusive", incl),
+        ):
             print(f"  -- {title}")
             for fn, c in table[thread].most_common(args.top):
                 print(f"  {100 * c / n:5.1f}%  {fn}")

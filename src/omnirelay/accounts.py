@@ -13,6 +13,7 @@ from omnirelay.domain.credentials import (
     new_api_key,
     new_password,
     new_webhook_secret,
+    verify_password,
 )
 from omnirelay.store.base import Account, Store
 
@@ -52,23 +53,37 @@ async def create_key(store: Store, account: Account, source: str = "cli") -> str
 
 
 async def sync_config_accounts(store: Store, declared: list[AccountConfig]) -> None:
-    """Make the accounts declared in the config file exist with the declared password and keys."""
+    """Make the config file's accounts exist with exactly the declared password and keys.
+
+    The file is the truth for what it declares: a password or key removed from it stops working, a key moved
+    to another account moves. An account the file declared once but no longer does keeps its data but loses
+    the credentials the file gave it.
+    """
+    names = {spec.username for spec in declared}
     for spec in declared:
         if spec.password_hash is not None and not is_password_hash(spec.password_hash):
             raise AccountError(
-                f"account {spec.username!r}: password_hash is not of the form omnirelay "
-                "writes (scrypt$...); run `omnirelay accounts hash-password`"
+                f"account {spec.username!r}: password_hash is not of the form omnirelay writes (scrypt$...);"
+                " run `omnirelay accounts hash-password`"
             )
-        wanted_hash = spec.password_hash or (hash_password(spec.password) if spec.password else None)
         account = await store.account_by_username(spec.username)
         if account is None:
+            wanted = spec.password_hash or (hash_password(spec.password) if spec.password else None)
             account = await store.create_account(
-                spec.username, wanted_hash, spec.webhook_secret or new_webhook_secret(), "config"
+                spec.username, wanted, spec.webhook_secret or new_webhook_secret(), "config"
             )
-        elif spec.password is not None or spec.password_hash is not None:
-            await store.set_password_hash(account.id, wanted_hash)
-        for key in spec.api_keys:
-            await store.add_key(account.id, key_id(key), key_hash(key), "config")
+        elif spec.password_hash is not None:
+            await store.set_password_hash(account.id, spec.password_hash)
+        elif spec.password is not None:
+            if not verify_password(spec.password, account.password_hash):
+                await store.set_password_hash(account.id, hash_password(spec.password))
+        elif account.password_hash is not None:
+            await store.set_password_hash(account.id, None)
+        await store.set_config_keys(account.id, {key_hash(k): key_id(k) for k in spec.api_keys})
+    for account in await store.accounts():
+        if account.source == "config" and account.username not in names:
+            await store.set_password_hash(account.id, None)
+            await store.set_config_keys(account.id, {})
 
 
 async def first_start(store: Store) -> NewCredentials | None:

@@ -125,31 +125,41 @@ async def _prepare(settings: config.Settings, store: Store) -> None:
 
 
 def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False) -> int:
-    """Serve HTTP (and, with ``worker``, run the engine and notifier) until stopped."""
+    """Serve HTTP (and, with ``worker``, run the engine and notifier) until SIGTERM or SIGINT."""
     _setup(settings)
+    role = "API, engine and webhooks" if worker else "API"
 
-    async def build() -> web.Application:
+    async def run() -> int:
         store = await open_store(settings)
         try:
             await _prepare(settings, store)
         except BaseException:
             await store.close()
             raise
-        app = Gateway(settings, store, api=True, worker=worker).web_app()
-        role = "API, engine and webhooks" if worker else "API"
-
-        async def announce(_app: web.Application) -> None:
+        runner = web.AppRunner(Gateway(settings, store, api=True, worker=worker).web_app(), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
+            try:
+                await site.start()
+            except OSError as exc:
+                print(f"omnirelay: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+                return 2
             print(
                 f"omnirelay listening on http://{settings.host}:{settings.port}"
                 f" ({role}; database {describe_database(settings)})",
                 flush=True,
             )
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stopping.set)
+            await stopping.wait()
+            return 0
+        finally:
+            await runner.cleanup()
 
-        app.on_startup.append(announce)
-        return app
-
-    web.run_app(build(), host=settings.host, port=settings.port, print=None, access_log=None, reuse_port=reuse_port)
-    return 0
+    return asyncio.run(run())
 
 
 def _need_postgres(settings: config.Settings, command: str) -> None:

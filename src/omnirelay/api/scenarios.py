@@ -69,7 +69,7 @@ class ScenarioRoutes:
         account: Account = request["account"]
         is_default = bool_param(request, "isDefault", "default")
         limit = int_param(request, "limit", 100, 0, 1000)
-        page = int_param(request, "page", 0, 0)
+        page = int_param(request, "page", 0, 0, 1_000_000_000)
         records = await self.store.scenarios(account.id, is_default, limit, page)
         return _json(ScenarioList([_out(r) for r in records]))
 

@@ -14,9 +14,9 @@ from omnirelay.domain import catalogue
 from omnirelay.domain.catalogue import Status
 from omnirelay.domain.ids import uuid7
 from omnirelay.domain.message import initial_state
-from omnirelay.domain.model import AdvancedRequest, SimpleRequest
+from omnirelay.domain.model import AdvancedRequest, SimpleRequest, Step
 from omnirelay.domain.validation import Accepted, Limits, main_address, prepare_send, simple_to_advanced
-from omnirelay.store.base import Account, MessageIdConflict, NewMessage, Store
+from omnirelay.store.base import Account, MessageIdConflict, NewMessage, ScenarioRecord, Store
 
 
 class _SentRaw(msgspec.Struct):
@@ -57,7 +57,9 @@ class SendRoutes:
             body = _advanced.decode(await request.read())
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise from_msgspec(exc) from None
-        return await self._send(request["account"], body)
+        account: Account = request["account"]
+        scenario = await self._scenario(account, body.scenarioKey)
+        return await self._send(account, body, scenario.flow)
 
     async def text(self, request: web.Request) -> web.Response:
         require_json(request)
@@ -67,19 +69,24 @@ class SendRoutes:
             raise from_msgspec(exc) from None
         if not simple.text:
             raise bad_request({"text": ["is required"]})
-        return await self._send(request["account"], simple_to_advanced(simple))
+        account: Account = request["account"]
+        scenario = await self._scenario(account, simple.scenarioKey)
+        return await self._send(account, simple_to_advanced(simple, scenario.flow), scenario.flow)
 
-    async def _send(self, account: Account, body: AdvancedRequest) -> web.Response:
-        if body.scenarioKey:
-            scenario = await self.store.scenario(account.id, body.scenarioKey)
+    async def _scenario(self, account: Account, key: str | None) -> ScenarioRecord:
+        if key:
+            scenario = await self.store.scenario(account.id, key)
             if scenario is None:
                 raise bad_request({"scenarioKey": ["no scenario with this key"]})
         else:
             scenario = await self.store.default_scenario(account.id)
             if scenario is None:
                 raise bad_request({"scenarioKey": ["is required: the account has no default scenario"]})
+        return scenario
+
+    async def _send(self, account: Account, body: AdvancedRequest, flow: list[Step]) -> web.Response:
         now = time.time()
-        plan = prepare_send(body, scenario.flow, now, self.limits)
+        plan = prepare_send(body, flow, now, self.limits)
         if not isinstance(plan, Accepted):
             raise bad_request(plan)
         bulk_id = plan.bulk_id
@@ -99,10 +106,12 @@ class SendRoutes:
                 {f"destinations[{exc.index}].messageId": ["is already used by another message with different content"]}
             ) from None
         self.accepted()
-        answer_bulk = stored[0].bulk_id if stored else bulk_id
+        # the bulk id new messages got; for a request replayed whole, the one it was first stored under
+        stored_bulks = [s.bulk_id for s in stored if s.bulk_id]
+        answer_bulk = plan.bulk_id or (bulk_id if bulk_id in stored_bulks else next(iter(stored_bulks), None))
         status = catalogue.PENDING_ENROUTE
         response = _ResponseRaw(
             messages=[_SentRaw(msgspec.Raw(s.to_json), status, s.message_id) for s in stored],
-            bulkId=answer_bulk if (answer_bulk is not None and (plan.bulk_id or len(stored) > 1)) else None,
+            bulkId=answer_bulk if (plan.bulk_id or len(stored) > 1) else None,
         )
         return web.Response(body=_encoder.encode(response), content_type="application/json")

@@ -31,7 +31,10 @@ def error_middleware() -> web.middleware:  # type: ignore[valid-type]
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return envelope(exc.status, exc.reason)
+            response = envelope(exc.status, exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         except UNAVAILABLE:
             log.exception("database unavailable during %s %s", request.method, request.path)
             return envelope(503)

@@ -80,7 +80,7 @@ class StepIn(Base):
 class ScenarioIn(Base):
     """Body of POST and PUT ``/omni/1/scenarios``: ``default`` and ``defaultScenario`` both accepted."""
 
-    flow: list[StepIn]
+    flow: Annotated[list[StepIn], Meta(min_length=1)]
     name: str | None = None
     default: bool | None = None
     defaultScenario: bool | None = None

@@ -257,20 +257,21 @@ def _has_content(channel: Channel, req: AdvancedRequest) -> bool:
     )
 
 
-def simple_to_advanced(req: SimpleRequest) -> AdvancedRequest:
-    """The legacy ``/omni/1/text`` request as an advanced one: its text goes to every channel."""
-    text = req.text
-    common: dict[str, Any] = {"text": text} if text is not None else {}
-    channel_data: dict[str, Any] = {
-        name: common for name in ("sms", "viber", "voice", "push", "line", "vKontakte", "facebook", "parseco")
-    }
-    channel_data["whatsApp"] = common
-    channel_data["email"] = {**common, **({"subject": req.mailSubject} if req.mailSubject else {})}
+def simple_to_advanced(req: SimpleRequest, flow: list[Step]) -> AdvancedRequest:
+    """The legacy ``/omni/1/text`` request as an advanced one: its text goes to each channel of the scenario."""
+    content: dict[str, Any] = {}
+    if req.text is not None:
+        for step in flow:
+            channel = parse_channel(step.channel)
+            data: dict[str, Any] = {"text": req.text}
+            if channel is Channel.EMAIL and req.mailSubject:
+                data["subject"] = req.mailSubject
+            content[CONTENT_FIELDS[channel]] = data
     body = {
         "destinations": msgspec.to_builtins(req.destinations) if req.destinations is not None else None,
         "scenarioKey": req.scenarioKey,
         "bulkId": req.bulkId,
-        **(channel_data if text else {}),
+        **content,
     }
     return msgspec.convert(body, AdvancedRequest)
 
@@ -299,9 +300,8 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
         _add(errors, "notifyUrl", "must be an http(s) URL")
     if req.notifyContentType is not None and req.notifyContentType not in NOTIFY_CONTENT_TYPES:
         _add(errors, "notifyContentType", "must be application/json or application/xml")
-    _check_content(errors, req)
-
     channels = [parse_channel(s.channel) for s in flow]
+    _check_content(errors, req)
     steps = [
         PlannedStep(c.value, s.from_, validity_seconds(c, getattr(req, CONTENT_FIELDS[c]), limits))
         for c, s in zip(channels, flow, strict=True)

@@ -38,6 +38,7 @@ from omnirelay.store.base import (
 from omnirelay.store.rows import (
     ACCOUNT_COLS,
     NEXT_DUE,
+    OWNED_BY_ACCOUNT,
     SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
@@ -192,7 +193,33 @@ class PostgresStore:
         return account_from_row(row)
 
     async def remove_account(self, username: str) -> bool:
-        return str(await self.pool.execute("DELETE FROM accounts WHERE username = $1", username)) != "DELETE 0"
+        """Remove an account and everything it owns."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            account_id = await conn.fetchval("SELECT id FROM accounts WHERE username = $1 FOR UPDATE", username)
+            if account_id is None:
+                return False
+            for owned in OWNED_BY_ACCOUNT:
+                await conn.execute(f"DELETE FROM {owned.format(p='$1')}", account_id)
+            await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+            return True
+
+    async def set_config_keys(self, account_id: int, keys: dict[str, str]) -> None:
+        """Make the account's config-file keys exactly ``keys`` (hash -> id), taking a key from another account."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM api_keys WHERE account_id = $1 AND source = 'config' AND NOT key_hash = ANY($2::text[])",
+                account_id,
+                list(keys),
+            )
+            await conn.execute(
+                "INSERT INTO api_keys(id, account_id, key_hash, source, created_at)"
+                " SELECT k, $1, h, 'config', $4 FROM unnest($2::text[], $3::text[]) AS u(h, k)"
+                " ON CONFLICT (key_hash) DO UPDATE SET account_id = excluded.account_id, source = 'config'",
+                account_id,
+                list(keys),
+                list(keys.values()),
+                time.time(),
+            )
 
     async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
         await self.pool.execute("UPDATE accounts SET password_hash = $1 WHERE id = $2", password_hash, account_id)

@@ -7,6 +7,7 @@ write goes through :class:`~omnirelay.store.writer.Writer`, so requests arriving
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
@@ -29,6 +30,7 @@ from omnirelay.store.base import (
 from omnirelay.store.rows import (
     ACCOUNT_COLS,
     NEXT_DUE,
+    OWNED_BY_ACCOUNT,
     SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
@@ -130,10 +132,34 @@ class SqliteStore:
         return await self.writer.run(fn)
 
     async def remove_account(self, username: str) -> bool:
+        """Remove an account and everything it owns."""
+
         def fn(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM accounts WHERE username = ?", (username,)).rowcount > 0
+            row = conn.execute("SELECT id FROM accounts WHERE username = ?", (username,)).fetchone()
+            if row is None:
+                return False
+            for owned in OWNED_BY_ACCOUNT:
+                conn.execute(f"DELETE FROM {owned.format(p='?')}", (row[0],))
+            conn.execute("DELETE FROM accounts WHERE id = ?", (row[0],))
+            return True
 
         return await self.writer.run(fn)
+
+    async def set_config_keys(self, account_id: int, keys: dict[str, str]) -> None:
+        """Make the account's config-file keys exactly ``keys`` (hash -> id), taking a key from another account."""
+
+        def fn(conn: sqlite3.Connection) -> None:
+            held = conn.execute(
+                "SELECT key_hash FROM api_keys WHERE account_id = ? AND source = 'config'", (account_id,)
+            ).fetchall()
+            conn.executemany("DELETE FROM api_keys WHERE key_hash = ?", [h for h in held if h[0] not in keys])
+            conn.executemany(
+                "INSERT INTO api_keys(id, account_id, key_hash, source, created_at) VALUES (?, ?, ?, 'config', ?)"
+                " ON CONFLICT(key_hash) DO UPDATE SET account_id = excluded.account_id, source = 'config'",
+                [(key_id, account_id, key_hash, time.time()) for key_hash, key_id in keys.items()],
+            )
+
+        await self.writer.run(fn)
 
     async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
         await self.writer.run(

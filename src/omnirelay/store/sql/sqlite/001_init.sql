@@ -1,7 +1,7 @@
 -- The embedded store's schema. Times are UNIX seconds (REAL); JSON columns hold msgspec-encoded bytes.
 
 CREATE TABLE accounts (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused: a new account must not see an old one's rows
     username      TEXT NOT NULL UNIQUE,
     password_hash TEXT,
     webhook_secret TEXT NOT NULL,
