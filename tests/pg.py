@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import asyncpg
 
 from omnirelay.store.postgres import migrate
+
+T = TypeVar("T")
 
 ADMIN_URL = os.environ.get("OMNIRELAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -46,11 +51,45 @@ async def drop_database(url: str) -> None:
         await conn.close()
 
 
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, even inside a running event loop (in a thread)."""
+    box: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            box.append(asyncio.run(coro))
+        except BaseException as exc:  # re-raised in the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return box[0]
+
+
 def create_database_sync(prefix: str = "omnirelay_test") -> str:
     """:func:`create_database` for synchronous code."""
-    return asyncio.run(create_database(prefix))
+    return run_sync(create_database(prefix))
 
 
 def drop_database_sync(url: str) -> None:
     """:func:`drop_database` for synchronous code."""
-    asyncio.run(drop_database(url))
+    run_sync(drop_database(url))
+
+
+def fetch_sync(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of one query (``?`` placeholders, as in SQLite) on a PostgreSQL database."""
+    parts = sql.split("?")
+    numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(r) for r in await conn.fetch(numbered, *args)]
+        finally:
+            await conn.close()
+
+    return run_sync(fetch())

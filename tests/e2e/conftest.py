@@ -29,6 +29,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -39,6 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.pg import create_database_sync, drop_database_sync, fetch_sync
+
+STORE = os.environ.get("OMNIRELAY_TEST_STORE", "sqlite")
 
 # --- credentials used by the default config ---------------------------------------------------------
 
@@ -165,6 +170,8 @@ class Gateway:
         self._lines: list[str] = []  # output of the current (or last) process
         self.outputs: list[str] = []  # output of each finished process, in order
         self._reader: threading.Thread | None = None
+        # OMNIRELAY_TEST_STORE=postgres runs the suite on a fresh PostgreSQL database per gateway
+        self.database: str | None = create_database_sync() if STORE == "postgres" else None
 
     # --- configuration and paths -------------------------------------------------------------------
 
@@ -183,9 +190,27 @@ class Gateway:
 
     def _location_args(self) -> list[str]:
         args = ["--data-dir", str(self.data_dir)]
+        if self.database is not None:
+            args += ["--database", self.database]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
         return args
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Rows of one query on this gateway's database (``?`` placeholders), whichever store it runs on."""
+        if self.database is not None:
+            return fetch_sync(self.database, sql, *args)
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
+        try:
+            return [tuple(r) for r in conn.execute(sql, args).fetchall()]
+        finally:
+            conn.close()
+
+    def drop_database(self) -> None:
+        """Drop this gateway's PostgreSQL database, if it has one."""
+        if self.database is not None:
+            drop_database_sync(self.database)
+            self.database = None
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
@@ -413,6 +438,7 @@ class GatewayPool:
                 gw.stop(timeout=5)
             except Exception:
                 gw.kill9()
+            gw.drop_database()
 
 
 @pytest.fixture

@@ -310,9 +310,13 @@ def test_hash_password_output_works_in_the_config(make_gateway: Any) -> None:
 # --- nothing secret on disk -----------------------------------------------------------------------------
 
 
-def _disk_bytes(data_dir: Path) -> bytes:
-    """Every file of the data dir (database, WAL, shared memory) concatenated."""
-    return b"".join(p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file())
+def _stored_bytes(gw: Gateway) -> bytes:
+    """What the store holds: every file of the data dir (database, WAL, shared memory) concatenated, or on
+    PostgreSQL every row of the tables holding credentials."""
+    if gw.database is not None:
+        rows = [r for table in ("accounts", "api_keys") for r in gw.query(f"SELECT * FROM {table}")]
+        return repr(rows).encode()
+    return b"".join(p.read_bytes() for p in sorted(gw.data_dir.rglob("*")) if p.is_file())
 
 
 def test_database_holds_no_plaintext_password_or_key(make_gateway: Any) -> None:
@@ -332,7 +336,7 @@ def test_database_holds_no_plaintext_password_or_key(make_gateway: Any) -> None:
     for when in ("running", "stopped"):
         if when == "stopped":
             gw.stop()
-        blob = _disk_bytes(gw.data_dir)
+        blob = _stored_bytes(gw)
         assert blob, "no database files found"
         for s in secrets:
             for form in {s.encode(), s.encode("utf-16-le"), base64.b64encode(s.encode())}:
@@ -344,7 +348,7 @@ def test_database_holds_no_plaintext_password_or_key(make_gateway: Any) -> None:
 def test_first_start_secrets_are_not_on_disk(make_gateway: Any) -> None:
     gw: Gateway = make_gateway(None, default_auth=None)
     _user, password, key = _printed_credentials(gw.output)
-    blob = _disk_bytes(gw.data_dir)
+    blob = _stored_bytes(gw)
     assert password.encode() not in blob
     assert key.encode() not in blob
 

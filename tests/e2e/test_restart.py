@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from typing import Any
 
@@ -51,19 +50,11 @@ async def send_all(gw: Gateway, bodies: list[dict[str, Any]], concurrency: int =
 
 
 def stored_message_ids(gw: Gateway) -> set[str]:
-    conn = sqlite3.connect(gw.db_path, timeout=10)
-    try:
-        return {row[0] for row in conn.execute("SELECT message_id FROM messages")}
-    finally:
-        conn.close()
+    return {row[0] for row in gw.query("SELECT message_id FROM messages")}
 
 
 def count_rows(gw: Gateway, table: str) -> int:
-    conn = sqlite3.connect(gw.db_path, timeout=10)
-    try:
-        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
+    return int(gw.query(f"SELECT COUNT(*) FROM {table}")[0][0])
 
 
 async def test_accepted_messages_survive_kill_9(make_gateway: Any) -> None:
@@ -120,12 +111,8 @@ async def test_every_answered_message_survives_a_kill_mid_traffic(make_gateway: 
     for i in ok:
         assert f"mid-{i:04d}" in stored, f"message {i} was answered 200 but is not stored"
     # every stored message has its request and its first job
-    conn = sqlite3.connect(gw.db_path)
-    try:
-        orphans = conn.execute("SELECT COUNT(*) FROM messages m LEFT JOIN requests r ON r.id = m.request_id"
-                               " WHERE r.id IS NULL").fetchone()[0]
-    finally:
-        conn.close()
+    orphans = gw.query("SELECT COUNT(*) FROM messages m LEFT JOIN requests r ON r.id = m.request_id"
+                       " WHERE r.id IS NULL")[0][0]
     assert orphans == 0
 
     gw.start()

@@ -24,9 +24,13 @@ import pytest
 
 from tests.pg import create_database_sync, drop_database_sync
 
-from .conftest import free_port, omnirelay_command
+from .conftest import STORE, free_port, omnirelay_command
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [
+    pytest.mark.timeout(600),
+    # these start their own PostgreSQL databases: they run once, in the main pass of the suite
+    pytest.mark.skipif(STORE == "postgres", reason="PostgreSQL-only tests run in the main pass"),
+]
 
 KEY = "scaleout-key"
 CONFIG = f"""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -65,11 +64,7 @@ def assert_accepted(r: Any, count: int = 1) -> dict[str, Any]:
 
 
 def db_count(gw: Gateway, sql: str, *args: Any) -> int:
-    conn = sqlite3.connect(f"file:{gw.db_path}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute(sql, args).fetchone()[0])
-    finally:
-        conn.close()
+    return int(gw.query(sql, *args)[0][0])
 
 
 # --- rules of validation.py and the types of model.py ----------------------------------------------------
