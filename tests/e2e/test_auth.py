@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
