@@ -87,8 +87,6 @@ def validate_scenario(body: ScenarioIn) -> tuple[Errors, list[Step]]:
     """Check a scenario's flow; returns the errors and the flow with channel aliases resolved."""
     errors: Errors = {}
     flow: list[Step] = []
-    if not body.flow:
-        _add(errors, "flow", "must contain at least one step")
     seen: set[Channel] = set()
     for i, step in enumerate(body.flow):
         channel = parse_channel(step.channel.value)
