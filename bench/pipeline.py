@@ -122,19 +122,25 @@ class _Attempt(msgspec.Struct):
 
 class _State(msgspec.Struct):
     attempts: list[_Attempt] = []
+    done_at: float | None = None
 
 
-def _failover_gaps(states: list[bytes]) -> list[float]:
-    """Milliseconds from the WhatsApp rejection to the SMS submission, per message."""
+def _failover_gaps(states: list[tuple[float, bytes]]) -> tuple[list[float], list[float]]:
+    """Milliseconds from the WhatsApp rejection to the SMS submission, and from accept to the final outcome,
+    per message."""
     decoder = msgspec.json.Decoder(_State)
     gaps = []
-    for raw in states:
-        attempts = decoder.decode(raw).attempts
+    totals = []
+    for created_at, raw in states:
+        state = decoder.decode(raw)
+        if state.done_at is not None:
+            totals.append((state.done_at - created_at) * 1000)
+        attempts = state.attempts
         wa = next((a for a in attempts if a.step == 0 and a.state == "REJECTED"), None)
         sms = next((a for a in attempts if a.step == 1 and a.state not in ("PENDING", "SKIPPED")), None)
         if wa is not None and wa.done_at is not None and sms is not None:
             gaps.append((sms.started_at - wa.done_at) * 1000)
-    return gaps
+    return gaps, totals
 
 
 def main() -> None:
@@ -201,22 +207,22 @@ def main() -> None:
         seconds, got = asyncio.run(_drive(url, args.messages, args.per_request, args.concurrency))
         if pg_url:
 
-            async def states() -> list[bytes]:
+            async def states() -> list[tuple[float, bytes]]:
                 conn = await asyncpg.connect(pg_url)
-                rows = await conn.fetch("SELECT state FROM messages")
+                rows = await conn.fetch("SELECT created_at, state FROM messages")
                 await conn.close()
-                return [bytes(r[0]) for r in rows]
+                return [(r[0], bytes(r[1])) for r in rows]
 
             raw = asyncio.run(states())
         else:
             with sqlite3.connect(root / "data" / "omnirelay.db") as db:
-                raw = [r[0] for r in db.execute("SELECT state FROM messages")]
+                raw = [(r[0], r[1]) for r in db.execute("SELECT created_at, state FROM messages")]
     finally:
         for p in procs:
             os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
             p.wait(30)
-    gaps = sorted(_failover_gaps(raw))
+    gaps, totals = (sorted(x) for x in _failover_gaps(raw))
     result: dict[str, Any] = {
         "setup": setup,
         "messages": args.messages,
@@ -226,6 +232,8 @@ def main() -> None:
         "failover_gap_ms_p50": round(statistics.median(gaps), 1) if gaps else None,
         "failover_gap_ms_p99": round(gaps[int(len(gaps) * 0.99) - 1], 1) if gaps else None,
         "failovers_measured": len(gaps),
+        "accept_to_final_ms_p50": round(statistics.median(totals), 1) if totals else None,
+        "accept_to_final_ms_p99": round(totals[int(len(totals) * 0.99) - 1], 1) if totals else None,
     }
     print(json.dumps(result, indent=2))
 

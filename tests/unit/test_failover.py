@@ -111,18 +111,16 @@ def test_whatsapp_rejected_fails_over_to_sms_which_is_delivered() -> None:
     actions = run.send(Report(0, "REJECTED"))
     assert CancelTimers(0) in actions
     assert Intermediate(0) in actions
-    assert Schedule(SubmitStep(1), run.now) in actions
-    assert of_type(actions, Submit) == []  # the next step is a job of its own
+    # a rejection fails over at once: the next step is submitted in the same decision
+    assert of_type(actions, Submit) == [Submit(1)]
+    assert Schedule(Expire(1), run.now + 120) in actions
     assert of_type(actions, Final) == []
     assert run.state.phase == "ACTIVE"
     assert run.state.step == 1
-    assert run.attempts() == [(0, "WHATSAPP", "REJECTED"), (1, "SMS", "PENDING")]
+    assert run.attempts() == [(0, "WHATSAPP", "REJECTED"), (1, "SMS", "SUBMITTING")]
     assert run.state.attempts[0].status == "REJECTED_DESTINATION"
     assert run.state.attempts[0].provider_id == "wamid.1"
-
-    actions = run.send(SubmitStep(1))
-    assert actions == [Submit(1), Schedule(Expire(1), run.now + 120)]
-    assert run.attempts()[-1] == (1, "SMS", "SUBMITTING")
+    assert run.send(SubmitStep(1)) == []  # nothing is submitted twice
 
     run.send(Submitted(1, provider_id="sms-1"))
     actions = run.send(Report(1, "DELIVERED"))
@@ -338,7 +336,7 @@ def test_report_for_step_never_submitted_does_not_finish_message() -> None:
     """A report naming the pending (never submitted) step is not a late success of an earlier step."""
     run = Run([wa(), sms()])
     run.send(Start())
-    run.send(Report(0, "REJECTED"))
+    run.send(Report(0, "UNDELIVERABLE"))
     assert run.attempts()[-1] == (1, "SMS", "PENDING")
 
     actions = run.send(Report(1, "DELIVERED"))
@@ -352,7 +350,7 @@ def test_start_and_submit_step_are_idempotent() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
     assert run.send(Start()) == []
-    run.send(Report(0, "REJECTED"))
+    run.send(Report(0, "UNDELIVERABLE"))
     assert run.send(SubmitStep(1))[0] == Submit(1)
     assert run.send(SubmitStep(1)) == []
     assert run.send(SubmitStep(0)) == []
@@ -444,10 +442,10 @@ def test_steps_without_address_or_content_are_skipped() -> None:
 def test_unusable_step_skipped_during_failover() -> None:
     run = Run([wa(), sms(address=None), email()])
     run.send(Start())
-    actions = run.send(Report(0, "REJECTED"))
+    actions = run.send(Report(0, "UNDELIVERABLE"))
     assert Schedule(SubmitStep(2), run.now) in actions
     assert run.state.step == 2
-    assert run.attempts() == [(0, "WHATSAPP", "REJECTED"), (1, "SMS", "SKIPPED"), (2, "EMAIL", "PENDING")]
+    assert run.attempts() == [(0, "WHATSAPP", "UNDELIVERABLE"), (1, "SMS", "SKIPPED"), (2, "EMAIL", "PENDING")]
 
 
 def test_no_usable_step_is_final_rejected() -> None:
@@ -670,7 +668,10 @@ def test_property_intermediate_only_when_the_message_goes_on(scenario: Scenario,
         where["step"] = state.step
         if of_type(decision.actions, Intermediate):
             assert state.phase == "ACTIVE", decision.actions
-            assert Schedule(SubmitStep(state.step), now) in decision.actions
+            assert (
+                Schedule(SubmitStep(state.step), now) in decision.actions  # after silence or a failure report
+                or Submit(state.step) in decision.actions  # after a rejection, at once
+            )
 
 
 @PROPERTY_SETTINGS

@@ -355,8 +355,18 @@ def test_send_at_too_far_or_garbage() -> None:
 # --- idempotency hash -----------------------------------------------------------------------------
 
 
+def _with_ids(req: AdvancedRequest) -> AdvancedRequest:
+    """The request with a client message id on every destination (only those are fingerprinted)."""
+    dests = [msgspec.structs.replace(d, messageId=f"m{i}") for i, d in enumerate(req.destinations or [])]
+    return msgspec.structs.replace(req, destinations=dests)
+
+
 def _hash(req: AdvancedRequest, flow: list[Step] = SMS) -> bytes:
-    return accepted(req, flow).destinations[0].content_hash
+    return accepted(_with_ids(req), flow).destinations[0].content_hash
+
+
+def test_no_fingerprint_without_client_message_id() -> None:
+    assert accepted(request(sms={"text": "hello"}), SMS).destinations[0].content_hash == b""
 
 
 def test_content_hash_equal_for_identical_requests() -> None:
@@ -384,7 +394,7 @@ def test_content_hash_differs_per_destination() -> None:
         },
         AdvancedRequest,
     )
-    plan = accepted(req, SMS)
+    plan = accepted(_with_ids(req), SMS)
     assert plan.destinations[0].content_hash != plan.destinations[1].content_hash
     alone = _hash(
         msgspec.convert(
@@ -397,8 +407,8 @@ def test_content_hash_differs_per_destination() -> None:
 def test_content_hash_ignores_time_of_request() -> None:
     req = request(sms={"text": "hello"})
     assert (
-        accepted(req, SMS, now=NOW).destinations[0].content_hash
-        == accepted(req, SMS, now=NOW + 10).destinations[0].content_hash
+        accepted(_with_ids(req), SMS, now=NOW).destinations[0].content_hash
+        == accepted(_with_ids(req), SMS, now=NOW + 10).destinations[0].content_hash
     )
 
 

@@ -11,10 +11,19 @@ _INPUT = re.compile(
 )
 
 
+_last_second = -1
+_last_prefix = ""
+
+
 def format_ts(ts: float) -> str:
     """Format a UNIX timestamp the way Infobip does (UTC, milliseconds, ``+0000``)."""
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"
+    global _last_second, _last_prefix
+    micros = round(ts * 1_000_000)  # as datetime.fromtimestamp rounds
+    second, millis = divmod(micros // 1000, 1000)
+    if second != _last_second:  # reports come in bursts within one second: format its date part once
+        _last_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_second = second
+    return f"{_last_prefix}{millis:03d}+0000"
 
 
 def parse_ts(text: str) -> float:

@@ -288,7 +288,9 @@ def _fail_current(
     actions.append(CancelTimers(attempt.step))
     if any(_skip_reason(later, ctx) is None for later in ctx.plan[attempt.step + 1 :]):
         actions.append(Intermediate(attempt.step))
-    _begin_from(state, attempt.step + 1, ctx, actions, immediate=False)
+    # A rejection fails over at once (nothing can still come of the rejected step). After silence or a
+    # failure report the next step waits for a job of its own, so that a late success can still cancel it.
+    _begin_from(state, attempt.step + 1, ctx, actions, immediate=outcome == "REJECTED")
 
 
 def _skip_reason(step: PlanStep, ctx: Context) -> str | None:

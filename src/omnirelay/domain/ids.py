@@ -17,23 +17,32 @@ def uuid7() -> str:
 
     Within one millisecond a 12-bit counter keeps ids from one process strictly increasing.
     """
+    return uuid7s(1)[0]
+
+
+def uuid7s(count: int) -> list[str]:
+    """``count`` UUIDv7 strings in increasing order (one lock and one read of randomness for all)."""
     global _last_ms, _seq
+    stamps = []
     with _lock:
-        ms = time.time_ns() // 1_000_000
-        if ms <= _last_ms:
-            _seq += 1
-            if _seq > 0xFFF:
-                _last_ms += 1
-                _seq = 0
-            ms = _last_ms
-        else:
-            _last_ms = ms
-            _seq = int.from_bytes(os.urandom(2)) & 0x3FF
-        seq = _seq
-    rand = int.from_bytes(os.urandom(8)) & 0x3FFFFFFFFFFFFFFF
-    value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        now = time.time_ns() // 1_000_000
+        for _ in range(count):
+            if now <= _last_ms:
+                _seq += 1
+                if _seq > 0xFFF:
+                    _last_ms += 1
+                    _seq = 0
+            else:
+                _last_ms = now
+                _seq = int.from_bytes(os.urandom(2)) & 0x3FF
+            stamps.append((_last_ms << 16) | (0x7 << 12) | _seq)
+    noise = os.urandom(8 * count)
+    ids = []
+    for i, stamp in enumerate(stamps):
+        rand = int.from_bytes(noise[8 * i : 8 * i + 8]) & 0x3FFFFFFFFFFFFFFF
+        h = f"{(stamp << 64) | (0b10 << 62) | rand:032x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
 
 
 def scenario_key() -> str:

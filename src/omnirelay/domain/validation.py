@@ -124,6 +124,7 @@ class AcceptedDestination:
     to: To
     to_json: bytes
     content_hash: bytes
+    """Fingerprint of the destination with the request's content, for idempotent client message ids (else empty)."""
 
 
 @dataclass
@@ -349,7 +350,8 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
                 _add(errors, f"{path}.messageId", "appears more than once in this request")
             seen_ids.add(dest.messageId)
         to_json = msgspec.json.encode(dest.to)
-        digest = hashlib.blake2b(shared + to_json, digest_size=16).digest()
+        # only a client-supplied message id can be sent again, so only its content needs a fingerprint
+        digest = hashlib.blake2b(shared + to_json, digest_size=16).digest() if dest.messageId is not None else b""
         accepted.append(AcceptedDestination(dest.messageId, dest.to, to_json, digest))
     if errors:
         return errors

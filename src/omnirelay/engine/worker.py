@@ -101,6 +101,7 @@ class Engine:
     ) -> None:
         self.store = store
         self.channels = channels
+        self._instant = {name: c for name, c in channels.items() if isinstance(c, InstantChannel)}
         self.tariffs = tariffs
         self.settings = settings or EngineSettings()
         self._wake = asyncio.Event()
@@ -256,9 +257,9 @@ class Engine:
                     content=msg.payload.content,
                     validity_s=step.validity_s,
                 )
-                channel = self.channels.get(step.channel)
-                if isinstance(channel, InstantChannel):
-                    result = channel.decide_now(submission)
+                instant = self._instant.get(step.channel)
+                if instant is not None:
+                    result = instant.decide_now(submission)
                     follow.append(Submitted(action.step, result.provider_id))
                     for r in result.reports:
                         answer = Report(action.step, r.outcome, r.error, r.not_a_user, r.detail)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from omnirelay.domain.model import Step
 
@@ -59,9 +59,8 @@ class NewMessage:
     capability memory."""
 
 
-@dataclass(frozen=True)
-class Stored:
-    """What the store answers for one destination of an accepted request."""
+class Stored(NamedTuple):
+    """What the store answers for one destination of an accepted request (a tuple: made by the thousand)."""
 
     message_id: str
     to_json: bytes
