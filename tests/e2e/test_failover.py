@@ -278,6 +278,9 @@ def test_tutorial_three_steps_fail_over_to_sms_and_report_once(make_gateway: Cal
     assert logs.status == 200, logs
     (entry,) = logs.json["results"]
     assert entry["channel"] == "SMS" and short(entry["status"]) == DELIVERED_TO_HANDSET, entry
+    # a finished message leaves no work behind (no validity timer waiting to fire in 48 hours)
+    assert gw.query("SELECT kind FROM jobs") == []
+    assert gw.query("SELECT step, channel FROM submissions ORDER BY step") == [(0, "WHATSAPP"), (1, "SMS")]
 
 
 # --- each sandbox outcome ----------------------------------------------------------------------------

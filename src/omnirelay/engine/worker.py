@@ -275,7 +275,8 @@ class Engine:
                 kind = type(event).__name__.lower()
                 change.jobs.append((kind, step_no, action.at, _event_encoder.encode(event)))
             elif isinstance(action, CancelTimers):
-                change.cancel_expiry = True
+                change.cancel_expiry = True  # the stored timers
+                change.jobs = [job for job in change.jobs if job[0] != "expire"]  # and those of this transaction
             elif isinstance(action, Final | Intermediate):
                 attempt = next(
                     a
