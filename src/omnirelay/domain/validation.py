@@ -243,17 +243,12 @@ def _check_content(errors: Errors, req: AdvancedRequest) -> None:
             _add(errors, f"{name}.text", "must not be empty")
 
 
-def _has_content(channel: Channel, req: AdvancedRequest) -> bool:
-    data = getattr(req, CONTENT_FIELDS[channel])
-    if data is None:
-        return False
-    if isinstance(data, WhatsAppData):
-        return True  # _check_whatsapp already required some content
-    return any(
-        v not in (None, "", [], {})
-        for k, v in msgspec.structs.asdict(data).items()
-        if k not in ("validityPeriod", "validityPeriodTimeUnit")
-    )
+_NOT_CONTENT = frozenset({"validityPeriod", "validityPeriodTimeUnit"})
+
+
+def _has_content(data: dict[str, Any] | None) -> bool:
+    """Whether a channel object (as builtins) carries something to send, not only a validity period."""
+    return data is not None and any(k not in _NOT_CONTENT and v not in ("", [], {}) for k, v in data.items())
 
 
 def simple_to_advanced(req: SimpleRequest, flow: list[Step]) -> AdvancedRequest:
@@ -305,16 +300,15 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
         PlannedStep(c.value, s.from_, validity_seconds(c, getattr(req, CONTENT_FIELDS[c]), limits))
         for c, s in zip(channels, flow, strict=True)
     ]
-    with_content = [c for c in channels if _has_content(c, req)]
-    if flow and not with_content:
-        names = ", ".join(CONTENT_FIELDS[c] for c in channels)
-        _add(errors, CONTENT_FIELDS[channels[0]], f"the scenario's channels need content: give one of {names}")
-
     content = {
         CONTENT_FIELDS[c]: msgspec.to_builtins(getattr(req, CONTENT_FIELDS[c]))
         for c in channels
         if getattr(req, CONTENT_FIELDS[c]) is not None
     }
+    with_content = [c for c in channels if _has_content(content.get(CONTENT_FIELDS[c]))]
+    if flow and not with_content:
+        names = ", ".join(CONTENT_FIELDS[c] for c in channels)
+        _add(errors, CONTENT_FIELDS[channels[0]], f"the scenario's channels need content: give one of {names}")
     options = {
         k: v
         for k, v in (

@@ -41,6 +41,7 @@ from omnirelay.store.rows import (
 from omnirelay.store.writer import Writer
 
 T = TypeVar("T")
+_MISSING = object()
 
 
 class SchemaError(RuntimeError):
@@ -99,6 +100,9 @@ class SqliteStore:
         self.writer.start()
         self._read = _connect(self.path, synchronous)
         self._read.execute("PRAGMA query_only=ON")
+        # Scenarios as sends read them. Exact, because only this process writes scenarios (the CLI's
+        # `accounts remove` deletes an account's scenarios with its credentials, so no send reads them again).
+        self._scenarios: dict[tuple[int, str | None], ScenarioRecord | None] = {}
 
     async def close(self) -> None:
         """Finish queued writes and close the file."""
@@ -143,7 +147,9 @@ class SqliteStore:
             conn.execute("DELETE FROM accounts WHERE id = ?", (row[0],))
             return True
 
-        return await self.writer.run(fn)
+        done = await self.writer.run(fn)
+        self._scenarios.clear()  # after the commit: sends read scenarios from this cache
+        return done
 
     async def set_config_keys(self, account_id: int, keys: dict[str, str]) -> None:
         """Make the account's config-file keys exactly ``keys`` (hash -> id), taking a key from another account."""
@@ -206,6 +212,7 @@ class SqliteStore:
     # --- scenarios -----------------------------------------------------------------------------
 
     async def create_scenario(self, account_id: int, scenario: ScenarioRecord) -> None:
+
         def fn(conn: sqlite3.Connection) -> None:
             if scenario.default:
                 conn.execute(
@@ -225,8 +232,10 @@ class SqliteStore:
             )
 
         await self.writer.run(fn)
+        self._scenarios.clear()  # after the commit: sends read scenarios from this cache
 
     async def update_scenario(self, account_id: int, scenario: ScenarioRecord) -> bool:
+
         def fn(conn: sqlite3.Connection) -> bool:
             if scenario.default:
                 conn.execute(
@@ -247,15 +256,20 @@ class SqliteStore:
                 > 0
             )
 
-        return await self.writer.run(fn)
+        done = await self.writer.run(fn)
+        self._scenarios.clear()  # after the commit: sends read scenarios from this cache
+        return done
 
     async def delete_scenario(self, account_id: int, key: str) -> bool:
+
         def fn(conn: sqlite3.Connection) -> bool:
             return (
                 conn.execute("DELETE FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key)).rowcount > 0
             )
 
-        return await self.writer.run(fn)
+        done = await self.writer.run(fn)
+        self._scenarios.clear()  # after the commit: sends read scenarios from this cache
+        return done
 
     async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
         row = self._one(f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key))
