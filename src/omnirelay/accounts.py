@@ -15,7 +15,7 @@ from omnirelay.domain.credentials import (
     new_webhook_secret,
     verify_password,
 )
-from omnirelay.store.base import Account, Store
+from omnirelay.store.base import Account, AccountExists, Store
 
 
 class AccountError(Exception):
@@ -37,10 +37,11 @@ async def add_account(
     """Create an account; a password is generated when none is given. Optionally also an API key."""
     if not username or ":" in username:
         raise AccountError("a username must be non-empty and must not contain ':'")
-    if await store.account_by_username(username) is not None:
-        raise AccountError(f"account {username!r} already exists")
     password = password or new_password()
-    account = await store.create_account(username, hash_password(password), new_webhook_secret(), source)
+    try:
+        account = await store.create_account(username, hash_password(password), new_webhook_secret(), source)
+    except AccountExists:
+        raise AccountError(f"account {username!r} already exists") from None
     api_key = await create_key(store, account) if with_key else None
     return NewCredentials(username, password, api_key)
 
@@ -69,9 +70,13 @@ async def sync_config_accounts(store: Store, declared: list[AccountConfig]) -> N
         account = await store.account_by_username(spec.username)
         if account is None:
             wanted = spec.password_hash or (hash_password(spec.password) if spec.password else None)
-            account = await store.create_account(
-                spec.username, wanted, spec.webhook_secret or new_webhook_secret(), "config"
-            )
+            try:
+                account = await store.create_account(
+                    spec.username, wanted, spec.webhook_secret or new_webhook_secret(), "config"
+                )
+            except AccountExists:  # another process starting beside this one made it
+                account = await store.account_by_username(spec.username)
+                assert account is not None
         elif spec.password_hash is not None:
             await store.set_password_hash(account.id, spec.password_hash)
         elif spec.password is not None:
@@ -90,4 +95,7 @@ async def first_start(store: Store) -> NewCredentials | None:
     """On a store without any account, create one (with an API key) and return its credentials to show once."""
     if await store.accounts():
         return None
-    return await add_account(store, "admin", None, with_key=True, source="first-start")
+    try:
+        return await add_account(store, "admin", None, with_key=True, source="first-start")
+    except AccountError:  # another process starting beside this one made it, and shows its credentials
+        return None

@@ -84,6 +84,10 @@ class LogQuery:
     limit: int = 50
 
 
+class AccountExists(Exception):
+    """An account with that username exists already (perhaps just made by another process)."""
+
+
 class MessageIdConflict(Exception):
     """A client-supplied message id already names a message with different content."""
 

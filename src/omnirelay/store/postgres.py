@@ -24,6 +24,7 @@ import msgspec
 
 from omnirelay.store.base import (
     Account,
+    AccountExists,
     ApiKey,
     Change,
     Delivery,
@@ -183,13 +184,15 @@ class PostgresStore:
     ) -> Account:
         row = await self.pool.fetchrow(
             "INSERT INTO accounts(username, password_hash, webhook_secret, source, created_at)"
-            f" VALUES ($1, $2, $3, $4, $5) RETURNING {ACCOUNT_COLS}",
+            f" VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING RETURNING {ACCOUNT_COLS}",
             username,
             password_hash,
             webhook_secret,
             source,
             time.time(),
         )
+        if row is None:
+            raise AccountExists(username)
         return account_from_row(row)
 
     async def remove_account(self, username: str) -> bool:

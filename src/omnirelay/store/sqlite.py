@@ -17,6 +17,7 @@ import msgspec
 
 from omnirelay.store.base import (
     Account,
+    AccountExists,
     ApiKey,
     Change,
     Delivery,
@@ -124,6 +125,8 @@ class SqliteStore:
         self, username: str, password_hash: str | None, webhook_secret: str, source: str
     ) -> Account:
         def fn(conn: sqlite3.Connection) -> Account:
+            if conn.execute("SELECT 1 FROM accounts WHERE username = ?", (username,)).fetchone():
+                raise AccountExists(username)
             conn.execute(
                 "INSERT INTO accounts(username, password_hash, webhook_secret, source, created_at)"
                 " VALUES (?, ?, ?, ?, CAST(strftime('%s','now') AS REAL))",
