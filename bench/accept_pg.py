@@ -45,6 +45,12 @@ async def _database(admin: str) -> str:
     return admin.rpartition("/")[0] + "/" + name
 
 
+async def _drop(admin: str, url: str) -> None:
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}"')
+    await conn.close()
+
+
 async def _count(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
@@ -115,6 +121,7 @@ def main() -> None:
         for p in procs:
             p.wait(10)
     rows = asyncio.run(_count(url))
+    asyncio.run(_drop(args.database, url))
     ok = int(result["ok"])
     print(
         json.dumps(

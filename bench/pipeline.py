@@ -76,6 +76,12 @@ async def _create_pg(admin: str) -> str:
     return admin.rpartition("/")[0] + "/" + name
 
 
+async def _drop_pg(admin: str, url: str) -> None:
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}"')
+    await conn.close()
+
+
 async def _drive(url: str, total: int, per_request: int, concurrency: int) -> tuple[float, int]:
     headers = {"Authorization": f"App {KEY}"}
     async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=concurrency + 2)) as s:
@@ -163,7 +169,9 @@ def main() -> None:
     pg_url = None
     if args.database:
         pg_url = asyncio.run(_create_pg(args.database))
-        subprocess.run([*_omnirelay(), "migrate", *common, "--database", pg_url], check=True, env=env)
+        subprocess.run(
+            [*_omnirelay(), "migrate", *common, "--database", pg_url], check=True, env=env, stdout=subprocess.DEVNULL
+        )
         procs.append(
             subprocess.Popen(
                 [
@@ -222,6 +230,8 @@ def main() -> None:
             os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
             p.wait(30)
+        if pg_url:
+            asyncio.run(_drop_pg(args.database, pg_url))
     gaps, totals = (sorted(x) for x in _failover_gaps(raw))
     result: dict[str, Any] = {
         "setup": setup,

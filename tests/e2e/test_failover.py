@@ -539,3 +539,14 @@ def test_sms_message_count_follows_the_encoding(rules_gw: Gateway) -> None:
         assert report["channel"] == "SMS", report
         got[label] = report["messageCount"]
     assert got == dict(expected.values())
+
+
+def test_step_whose_object_has_only_a_validity_is_skipped(default_rules_gw: Gateway) -> None:
+    """``"sms": {"validityPeriod": 5}`` gives SMS nothing to send: after WhatsApp's rejection nothing is left."""
+    (mid,) = send(default_rules_gw, ["41793026717"], sms={"validityPeriod": 5})
+    (report,) = wait_reports(default_rules_gw, 1, messageId=mid)
+    assert report["channel"] == "WHATSAPP"
+    assert short(report["status"]) == REJECTED_DESTINATION
+    msg = get_message(default_rules_gw, mid)
+    assert [(a["channel"], a["state"]) for a in msg["attempts"]] == [("WHATSAPP", "REJECTED"), ("SMS", "SKIPPED")]
+    assert submitted_lines(msg, "SMS") == [], msg

@@ -15,6 +15,7 @@ from omnirelay.domain.dates import format_ts, parse_ts
 from omnirelay.domain.message import state_decoder
 from omnirelay.domain.model import LogEntry, Logs, To
 from omnirelay.domain.reports import Tariffs, build_log
+from omnirelay.domain.validation import address_for, main_address
 from omnirelay.store.base import Account, LogQuery, MessageView, Store
 
 _encoder = msgspec.json.Encoder()
@@ -118,11 +119,7 @@ class ReportRoutes:
         step = steps[index] if steps else {}
         channel = state.channel or step.get("channel")
         to = _to_decoder.decode(view.to_json)
-        address = next((str(v) for v in msgspec.structs.astuple(to) if v), "")
-        if channel and to.phoneNumber and CONTENT_FIELDS[parse_channel(channel)] != "email":
-            address = to.phoneNumber.lstrip("+")
-        elif channel == "EMAIL" and to.emailAddress:
-            address = to.emailAddress
+        address = (address_for(parse_channel(channel), to) if channel else None) or main_address(to) or ""
         return build_log(
             message_id=view.message_id,
             bulk_id=view.bulk_id,

@@ -154,11 +154,11 @@ def validity_seconds(channel: Channel, data: ChannelData | None, limits: Limits)
 
 
 def address_for(channel: Channel, to: To) -> str | None:
-    """The destination's address for a channel, or None when it has none for it."""
+    """The destination's address for a channel (a phone number without ``+``), or None when it has none."""
     for name in ADDRESS_FIELDS[channel]:
         value = getattr(to, name)
         if value:
-            return str(value)
+            return str(value).lstrip("+") if name == "phoneNumber" else str(value)
     return None
 
 
@@ -246,7 +246,7 @@ def _check_content(errors: Errors, req: AdvancedRequest) -> None:
 _NOT_CONTENT = frozenset({"validityPeriod", "validityPeriodTimeUnit"})
 
 
-def _has_content(data: dict[str, Any] | None) -> bool:
+def has_content(data: dict[str, Any] | None) -> bool:
     """Whether a channel object (as builtins) carries something to send, not only a validity period."""
     return data is not None and any(k not in _NOT_CONTENT and v not in ("", [], {}) for k, v in data.items())
 
@@ -305,7 +305,7 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
         for c in channels
         if getattr(req, CONTENT_FIELDS[c]) is not None
     }
-    with_content = [c for c in channels if _has_content(content.get(CONTENT_FIELDS[c]))]
+    with_content = [c for c in channels if has_content(content.get(CONTENT_FIELDS[c]))]
     if flow and not with_content:
         names = ", ".join(CONTENT_FIELDS[c] for c in channels)
         _add(errors, CONTENT_FIELDS[channels[0]], f"the scenario's channels need content: give one of {names}")

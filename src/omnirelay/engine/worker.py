@@ -1,10 +1,11 @@
 """The engine: claims due work in batches, lets :func:`~omnirelay.domain.failover.decide` rule on it, submits
 steps to their channels and records what comes back.
 
-One cycle is two transactions. The first takes due jobs, decides, and stores the new states with the
-steps to submit marked SUBMITTING (so a crash after it never submits them twice: their validity timer
-fails them over instead). Then the steps go to their channels, and the second transaction records the
-answers. Outcomes that come later are stored as jobs and taken by a later cycle.
+One cycle is one transaction: it records the channel answers of the previous cycle, takes due jobs,
+decides, and stores the new states. Instant channels (the sandbox) answer inside that transaction. Steps
+for other channels are stored as SUBMITTING and submitted after the commit, so a crash never submits one
+twice (its validity timer fails it over instead); their answers are recorded by the next cycle, and
+outcomes that come later are stored as jobs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import msgspec
 
 from omnirelay.channels.base import Channel, InstantChannel, LaterReport, Submission, SubmitResult
 from omnirelay.domain import catalogue
-from omnirelay.domain.channels import ADDRESS_FIELDS, CONTENT_FIELDS, parse_channel
+from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
 from omnirelay.domain.failover import (
     CancelTimers,
     Context,
@@ -40,7 +41,7 @@ from omnirelay.domain.failover import (
 from omnirelay.domain.message import MessageState, state_decoder, state_encoder
 from omnirelay.domain.model import Reports, To
 from omnirelay.domain.reports import Tariffs, build_report
-from omnirelay.domain.validation import main_address
+from omnirelay.domain.validation import address_for, has_content, main_address
 from omnirelay.store.base import Change, Store, Work
 
 log = logging.getLogger("omnirelay.engine")
@@ -68,14 +69,6 @@ class EngineSettings:
     batch_size: int = 500
     remember_seconds: float = 7 * 86400
     idle_poll_seconds: float = 0.5
-
-
-def _address(channel: str, to: To) -> str | None:
-    for name in ADDRESS_FIELDS[parse_channel(channel)]:
-        value = getattr(to, name)
-        if value:
-            return str(value).lstrip("+") if name == "phoneNumber" else str(value)
-    return None
 
 
 @dataclass
@@ -135,9 +128,8 @@ class Engine:
 
     async def flush(self) -> None:
         """Record the channel answers received but not yet stored."""
-        events, later = self._events, self._later
+        await self.store.engine_step(time.time(), 0, self._events, self._decide, self._later)
         self._events, self._later = [], []
-        await self.store.engine_step(time.time(), 0, events, self._decide, later)
 
     async def _idle(self) -> None:
         due = await self.store.next_due()
@@ -156,9 +148,13 @@ class Engine:
         """
         events, later = self._events, self._later
         self._events, self._later = [], []
-        (_, recorded_subs), (claimed, claimed_subs) = await self.store.engine_step(
-            time.time(), self.settings.batch_size, events, self._decide, later
-        )
+        try:
+            (_, recorded_subs), (claimed, claimed_subs) = await self.store.engine_step(
+                time.time(), self.settings.batch_size, events, self._decide, later
+            )
+        except BaseException:  # not stored (the database is away): keep the answers for the next try
+            self._events, self._later = events + self._events, later + self._later
+            raise
         submissions = recorded_subs + claimed_subs
         if submissions:
             self._events, self._later = await self._submit(submissions)
@@ -223,8 +219,8 @@ class Engine:
                 PlanStep(
                     channel=channel,
                     validity_s=float(step["validity_s"]),
-                    address=_address(channel, to),
-                    has_content=CONTENT_FIELDS[parse_channel(channel)] in payload.content,
+                    address=address_for(parse_channel(channel), to),
+                    has_content=has_content(payload.content.get(CONTENT_FIELDS[parse_channel(channel)])),
                 )
             )
         return _Message(work, to, payload, plan, [s.get("sender") for s in payload.steps])
@@ -283,7 +279,7 @@ class Engine:
                     for a in reversed(state.attempts)
                     if a.step == action.step and a.state not in ("SKIPPED", "CANCELLED", "PENDING")
                 )
-                address = msg.plan[action.step].address or _any_address(msg.to)
+                address = msg.plan[action.step].address or main_address(msg.to) or ""
                 report = build_report(
                     message_id=msg.work.message_id,
                     bulk_id=msg.work.bulk_id,
@@ -359,10 +355,3 @@ class Engine:
 
 def _refusal(detail: str) -> LaterReport:
     return LaterReport(0.0, "REJECTED", "EC_NOTSUBMITTEDTOGMSC", detail=detail)
-
-
-def _any_address(to: To) -> str:
-    for value in msgspec.structs.astuple(to):
-        if value:
-            return str(value)
-    return ""
