@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _pg
 from accept import API_KEY, free_port, http, machine, run_wrk, send_body
 
 CONFIG = f"""
@@ -35,20 +35,6 @@ username = "bench"
 password = "bench"
 api_keys = ["{API_KEY}"]
 """
-
-
-async def _database(admin: str) -> str:
-    name = f"omnirelay_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return admin.rpartition("/")[0] + "/" + name
-
-
-async def _drop(admin: str, url: str) -> None:
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}"')
-    await conn.close()
 
 
 async def _count(url: str) -> int:
@@ -76,7 +62,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-accept-pg-"))
     config = folder / "omnirelay.toml"
     config.write_text(CONFIG)
-    url = asyncio.run(_database(args.database))
+    url = asyncio.run(_pg.create(args.database))
     omnirelay = str(Path(sys.executable).parent / "omnirelay")
     common = ["--config", str(config), "--database", url]
     subprocess.run([omnirelay, "migrate", *common], check=True, capture_output=True)
@@ -121,7 +107,7 @@ def main() -> None:
         for p in procs:
             p.wait(10)
     rows = asyncio.run(_count(url))
-    asyncio.run(_drop(args.database, url))
+    asyncio.run(_pg.drop(args.database, url))
     ok = int(result["ok"])
     print(
         json.dumps(

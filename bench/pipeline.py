@@ -24,13 +24,15 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import msgspec
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _pg
 
 KEY = "bench-key"
 CONFIG = f"""
@@ -66,20 +68,6 @@ def _wait_health(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit("gateway did not answer /health")
-
-
-async def _create_pg(admin: str) -> str:
-    name = f"omnirelay_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return admin.rpartition("/")[0] + "/" + name
-
-
-async def _drop_pg(admin: str, url: str) -> None:
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}"')
-    await conn.close()
 
 
 async def _drive(url: str, total: int, per_request: int, concurrency: int) -> tuple[float, int]:
@@ -168,7 +156,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     pg_url = None
     if args.database:
-        pg_url = asyncio.run(_create_pg(args.database))
+        pg_url = asyncio.run(_pg.create(args.database))
         subprocess.run(
             [*_omnirelay(), "migrate", *common, "--database", pg_url], check=True, env=env, stdout=subprocess.DEVNULL
         )
@@ -231,7 +219,7 @@ def main() -> None:
         for p in procs:
             p.wait(30)
         if pg_url:
-            asyncio.run(_drop_pg(args.database, pg_url))
+            asyncio.run(_pg.drop(args.database, pg_url))
     gaps, totals = (sorted(x) for x in _failover_gaps(raw))
     result: dict[str, Any] = {
         "setup": setup,
