@@ -23,8 +23,13 @@ from omnirelay.store.sqlite import SchemaError, SqliteStore
 pytestmark = pytest.mark.timeout(120)
 
 
-def new_message(message_id: str, *, content: bytes = b"c", supplied: bool = True, phone: str = "41793026727",
-                ) -> NewMessage:
+def new_message(
+    message_id: str,
+    *,
+    content: bytes = b"c",
+    supplied: bool = True,
+    phone: str = "41793026727",
+) -> NewMessage:
     """A NewMessage, filling whatever fields this version of the dataclass has."""
     values: dict[str, Any] = {
         "message_id": message_id,
@@ -95,9 +100,9 @@ class Gate:
 async def test_concurrent_accepts_share_commits(store: SqliteStore, account_id: int, db_path: Path) -> None:
     calls = 300
     before = store.writer.transactions
-    results = await asyncio.gather(*(
-        store.accept(account_id, b"{}", None, [new_message(f"m{i}")], 0.0, 0.0) for i in range(calls)
-    ))
+    results = await asyncio.gather(
+        *(store.accept(account_id, b"{}", None, [new_message(f"m{i}")], 0.0, 0.0) for i in range(calls))
+    )
     used = store.writer.transactions - before
     assert [r[0].message_id for r in results] == [f"m{i}" for i in range(calls)]
     assert 1 <= used < calls, used
@@ -110,8 +115,10 @@ async def test_concurrent_accepts_share_commits(store: SqliteStore, account_id: 
 async def test_queued_writes_form_one_transaction(store: SqliteStore, account_id: int) -> None:
     before = store.writer.transactions
     async with Gate(store):
-        pending = [asyncio.ensure_future(store.accept(account_id, b"{}", None, [new_message(f"g{i}")], 0.0, 0.0))
-                   for i in range(50)]
+        pending = [
+            asyncio.ensure_future(store.accept(account_id, b"{}", None, [new_message(f"g{i}")], 0.0, 0.0))
+            for i in range(50)
+        ]
         await asyncio.sleep(0.05)
         assert not any(p.done() for p in pending)  # not answered before their commit
     await asyncio.gather(*pending)
@@ -158,9 +165,16 @@ async def test_failing_write_does_not_undo_the_others(store: SqliteStore, accoun
 async def test_conflicting_accept_fails_alone(store: SqliteStore, account_id: int, db_path: Path) -> None:
     await store.accept(account_id, b"{}", None, [new_message("taken", content=b"first")], 0.0, 0.0)
     async with Gate(store):
-        conflict = asyncio.ensure_future(store.accept(
-            account_id, b"{}", None, [new_message("fresh-in-conflict"), new_message("taken", content=b"other")],
-            0.0, 0.0))
+        conflict = asyncio.ensure_future(
+            store.accept(
+                account_id,
+                b"{}",
+                None,
+                [new_message("fresh-in-conflict"), new_message("taken", content=b"other")],
+                0.0,
+                0.0,
+            )
+        )
         fine = asyncio.ensure_future(store.accept(account_id, b"{}", None, [new_message("fine")], 0.0, 0.0))
     with pytest.raises(MessageIdConflict) as info:
         await conflict
@@ -239,8 +253,9 @@ async def test_reopening_keeps_data_and_schema(db_path: Path) -> None:
 
 def defaults(db_path: Path, account: int) -> list[str]:
     with raw(db_path) as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT key FROM scenarios WHERE account_id = ? AND is_default = 1", (account,))]
+        return [
+            r[0] for r in conn.execute("SELECT key FROM scenarios WHERE account_id = ? AND is_default = 1", (account,))
+        ]
 
 
 async def test_a_new_default_replaces_the_old(store: SqliteStore, account_id: int, db_path: Path) -> None:

@@ -204,8 +204,8 @@ async def test_deliveries_are_leased(store: Store) -> None:
     first = await store.claim_deliveries(now, 10, 30)
     assert [d.report_id for d in first] == ["r-w1"]
     assert await store.claim_deliveries(now, 10, 30) == []  # leased
-    await store.retry_delivery(first[0].id, now - 1, "HTTP 500")
+    await store.settle_deliveries([], [(first[0].id, now - 1, "HTTP 500")])
     again = await store.claim_deliveries(time.time(), 10, 30)
     assert [d.attempts for d in again] == [1]
-    await store.delivered(again[0].id)
+    await store.settle_deliveries([again[0].id], [])
     assert await store.claim_deliveries(time.time() + 3600, 10, 30) == []

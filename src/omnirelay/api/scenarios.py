@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from omnirelay.api.errors import ApiProblem, bad_request, from_msgspec
-from omnirelay.api.params import bool_param, int_param, require_json
+from omnirelay.api.errors import ApiProblem, bad_request
+from omnirelay.api.params import bool_param, int_param, read_json
 from omnirelay.domain.ids import scenario_key
 from omnirelay.domain.model import Scenario, ScenarioIn, ScenarioList
 from omnirelay.domain.validation import validate_scenario
@@ -27,11 +27,7 @@ def _out(record: ScenarioRecord) -> Scenario:
 
 
 async def _read(request: web.Request) -> ScenarioIn:
-    require_json(request)
-    try:
-        return _decoder.decode(await request.read())
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise from_msgspec(exc) from None
+    return await read_json(request, _decoder)
 
 
 def _record(key: str, body: ScenarioIn, current: ScenarioRecord | None) -> ScenarioRecord:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
-from omnirelay.api.errors import bad_request, from_msgspec
-from omnirelay.api.params import require_json
+from omnirelay.api.errors import bad_request
+from omnirelay.api.params import read_json
 from omnirelay.domain import catalogue
 from omnirelay.domain.ids import uuid7, uuid7s
 from omnirelay.domain.message import initial_state
@@ -40,21 +40,13 @@ class SendRoutes:
         app.router.add_post("/omni/1/text", self.text)
 
     async def advanced(self, request: web.Request) -> web.Response:
-        require_json(request)
-        try:
-            body = _advanced.decode(await request.read())
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise from_msgspec(exc) from None
+        body = await read_json(request, _advanced)
         account: Account = request["account"]
         scenario = await self._scenario(account, body.scenarioKey)
         return await self._send(account, body, scenario.flow)
 
     async def text(self, request: web.Request) -> web.Response:
-        require_json(request)
-        try:
-            simple = _simple.decode(await request.read())
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise from_msgspec(exc) from None
+        simple = await read_json(request, _simple)
         if not simple.text:
             raise bad_request({"text": ["is required"]})
         account: Account = request["account"]

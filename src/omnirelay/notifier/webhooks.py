@@ -84,7 +84,26 @@ class Notifier:
         lease = self.settings.timeout_seconds * 3 + 5
         batch = await self.store.claim_deliveries(time.time(), self.settings.batch_size, lease)
         if batch:
-            await asyncio.gather(*(self._deliver(session, d) for d in batch))
+            errors = await asyncio.gather(*(self._deliver(session, d) for d in batch))
+            now = time.time()
+            retries: list[tuple[int, float | None, str]] = []
+            for delivery, error in zip(batch, errors, strict=True):
+                if error is None:
+                    continue
+                failures = delivery.attempts + 1
+                if failures >= self.settings.max_attempts:
+                    log.warning(
+                        "webhook %s to %s given up after %d tries: %s",
+                        delivery.report_id,
+                        delivery.url,
+                        failures,
+                        error,
+                    )
+                    retries.append((delivery.id, None, error))
+                else:
+                    retries.append((delivery.id, now + retry_delay(failures, self.settings.retry_base_seconds), error))
+            done = [d.id for d, error in zip(batch, errors, strict=True) if error is None]
+            await self.store.settle_deliveries(done, retries)
         return len(batch)
 
     async def _secret(self, account_id: int) -> str:
@@ -95,7 +114,8 @@ class Notifier:
             secret = self._secrets.get(account_id, "")
         return secret
 
-    async def _deliver(self, session: aiohttp.ClientSession, delivery: Delivery) -> None:
+    async def _deliver(self, session: aiohttp.ClientSession, delivery: Delivery) -> str | None:
+        """POST one delivery; None when the receiver acknowledged it, else what went wrong."""
         body = delivery.body
         if delivery.content_type == "application/xml":
             body = reports_json_to_xml(body)
@@ -108,22 +128,6 @@ class Notifier:
         try:
             async with session.post(delivery.url, data=body, headers=headers) as response:
                 await response.read()
-                if 200 <= response.status < 300:
-                    await self.store.delivered(delivery.id)
-                    return
-                error = f"HTTP {response.status}"
+                return None if 200 <= response.status < 300 else f"HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        failures = delivery.attempts + 1
-        if failures >= self.settings.max_attempts:
-            log.warning(
-                "webhook %s to %s given up after %d tries: %s",
-                delivery.report_id,
-                delivery.url,
-                failures,
-                error,
-            )
-            await self.store.retry_delivery(delivery.id, None, error)
-        else:
-            due = time.time() + retry_delay(failures, self.settings.retry_base_seconds)
-            await self.store.retry_delivery(delivery.id, due, error)
+            return f"{type(exc).__name__}: {exc}"

@@ -587,18 +587,19 @@ class PostgresStore:
         )
         return [Delivery(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
 
-    async def delivered(self, delivery_id: int) -> None:
-        """The receiver acknowledged the delivery."""
-        await self.pool.execute("DELETE FROM outbox WHERE id = $1", delivery_id)
-
-    async def retry_delivery(self, delivery_id: int, due_at: float | None, error: str) -> None:
-        """Try again at ``due_at``; None means the tries are used up (kept and marked)."""
-        await self.pool.execute(
-            "UPDATE outbox SET attempts = attempts + 1, due_at = $1, lease_until = 0, last_error = $2 WHERE id = $3",
-            due_at if due_at is not None else float("inf"),
-            error,
-            delivery_id,
-        )
+    async def settle_deliveries(self, done: list[int], retries: list[tuple[int, float | None, str]]) -> None:
+        """Drop the deliveries the receivers acknowledged; reschedule the others (``None``: tries used up, the row
+        is kept and marked, never lost silently)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if done:
+                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
+            if retries:
+                await conn.execute(
+                    "UPDATE outbox AS o SET attempts = o.attempts + 1, due_at = u.due, lease_until = 0,"
+                    " last_error = u.err FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS u(id, due, err)"
+                    " WHERE o.id = u.id",
+                    *_columns([(d, due if due is not None else float("inf"), err) for d, due, err in retries], 3),
+                )
 
 
 def _view(row: Sequence[Any]) -> MessageView:

@@ -465,19 +465,18 @@ class SqliteStore:
 
         return await self.writer.run(fn)
 
-    async def delivered(self, delivery_id: int) -> None:
-        """The receiver acknowledged the delivery."""
-        await self.writer.run(lambda c: c.execute("DELETE FROM outbox WHERE id = ?", (delivery_id,)))
+    async def settle_deliveries(self, done: list[int], retries: list[tuple[int, float | None, str]]) -> None:
+        """Drop the deliveries the receivers acknowledged; reschedule the others (``None``: tries used up, the row
+        is kept and marked, never lost silently)."""
 
-    async def retry_delivery(self, delivery_id: int, due_at: float | None, error: str) -> None:
-        """Try again at ``due_at``; None means the tries are used up (kept, marked, never lost silently)."""
-        when = due_at if due_at is not None else float("inf")
-        await self.writer.run(
-            lambda c: c.execute(
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM outbox WHERE id = ?", [(d,) for d in done])
+            conn.executemany(
                 "UPDATE outbox SET attempts = attempts + 1, due_at = ?, lease_until = 0, last_error = ? WHERE id = ?",
-                (when, error, delivery_id),
+                [(due if due is not None else float("inf"), error, d) for d, due, error in retries],
             )
-        )
+
+        await self.writer.run(fn)
 
 
 def _decide_and_apply(
