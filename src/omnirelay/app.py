@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import msgspec
@@ -15,7 +16,7 @@ from omnirelay.api.auth import Authenticator
 from omnirelay.api.reports import ReportRoutes
 from omnirelay.api.scenarios import ScenarioRoutes
 from omnirelay.api.sending import SendRoutes
-from omnirelay.api.server import auth_middleware, error_middleware
+from omnirelay.api.server import auth_middleware, error_middleware, metrics_middleware
 from omnirelay.channels.base import Channel as Connector
 from omnirelay.channels.sandbox import Sandbox
 from omnirelay.config import Settings
@@ -25,8 +26,11 @@ from omnirelay.domain.pricing import PriceEntry, PriceList
 from omnirelay.domain.reports import Tariffs
 from omnirelay.domain.validation import Limits
 from omnirelay.engine.worker import Engine, EngineSettings
+from omnirelay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from omnirelay.metrics import Metrics
 from omnirelay.notifier.webhooks import Notifier, NotifierSettings
 from omnirelay.store.base import Store
+from omnirelay.store.errors import UNAVAILABLE
 from omnirelay.store.sqlite import SqliteStore
 
 log = logging.getLogger("omnirelay")
@@ -72,10 +76,12 @@ class Gateway:
     engine: Engine = field(init=False)
     notifier: Notifier = field(init=False)
     tariffs: Tariffs = field(init=False)
+    metrics: Metrics = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.metrics = Metrics()
         self.auth = Authenticator(self.store)
         self.tariffs = tariffs(s)
         self.sandbox = Sandbox(s.sandbox.rules)
@@ -85,6 +91,7 @@ class Gateway:
             channels,
             self.tariffs,
             EngineSettings(batch_size=s.engine.batch_size, remember_seconds=s.capability.not_whatsapp_days * 86400),
+            self.metrics,
         )
         self.notifier = Notifier(
             self.store,
@@ -93,6 +100,7 @@ class Gateway:
                 timeout_seconds=s.webhooks.timeout_seconds,
                 retry_base_seconds=s.webhooks.retry_base_seconds,
             ),
+            self.metrics,
         )
         self.engine.on_progress = self.notifier.wake
 
@@ -104,10 +112,10 @@ class Gateway:
         )
         app = web.Application(
             client_max_size=int(self.settings.limits.max_body_mb * 1024 * 1024),
-            middlewares=[error_middleware(), auth_middleware(self.auth)],
+            middlewares=[metrics_middleware(self.metrics), error_middleware(), auth_middleware(self.auth)],
         )
         ScenarioRoutes(self.store).add_to(app)
-        SendRoutes(self.store, limits, self.engine.wake if self.worker else lambda: None).add_to(app)
+        SendRoutes(self.store, limits, self._accepted).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
         document = msgspec.json.encode(openapi.build())
 
@@ -117,11 +125,32 @@ class Gateway:
         async def health(_request: web.Request) -> web.Response:
             return web.json_response({"status": "ok"})
 
+        async def ready(_request: web.Request) -> web.Response:
+            try:
+                await self.store.queue_stats(time.time())
+            except UNAVAILABLE as exc:
+                return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+            return web.json_response({"status": "ready"})
+
+        async def metrics(_request: web.Request) -> web.Response:
+            depth, oldest = await self.store.queue_stats(time.time())
+            self.metrics.queue_depth.set(depth)
+            self.metrics.job_lag.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+            return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
         app.router.add_get("/openapi.json", openapi_json)
         app.router.add_get("/health", health)
+        app.router.add_get("/healthz", health)
+        app.router.add_get("/readyz", ready)
+        app.router.add_get("/metrics", metrics)
         app.on_startup.append(lambda _app: self.start())
         app.on_cleanup.append(lambda _app: self.stop())
         return app
+
+    def _accepted(self, count: int) -> None:
+        self.metrics.accepted.inc(count)
+        if self.worker:
+            self.engine.wake()
 
     async def start(self) -> None:
         """Start the background work of this process."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import multiprocessing
 import signal
@@ -22,6 +23,8 @@ from omnirelay.store import postgres
 from omnirelay.store.base import Store
 from omnirelay.store.sqlite import SchemaError, SqliteStore
 
+log = logging.getLogger("omnirelay")
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML settings file (also OMNIRELAY_CONFIG)")
@@ -33,6 +36,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database",
         help="a SQLite path, sqlite:///path or postgresql://user@host/db (also OMNIRELAY_DATABASE)",
+    )
+
+
+def _logs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=["text", "json"],
+        help="text (default) or one JSON object a line (also OMNIRELAY_LOG_FORMAT)",
     )
 
 
@@ -48,14 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the gateway: HTTP API, engine and webhooks in one process")
     _common(serve)
     _listen(serve)
+    _logs(serve)
 
     api = sub.add_parser("api", help="run the HTTP API only (PostgreSQL); many may share a database")
     _common(api)
     _listen(api)
+    _logs(api)
     api.add_argument("--processes", type=int, default=1, help="API processes sharing the port (SO_REUSEPORT)")
 
     worker = sub.add_parser("worker", help="run the engine and webhook delivery only (PostgreSQL)")
     _common(worker)
+    _logs(worker)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     _common(migrate)
@@ -89,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
-    overrides = {k: getattr(args, k, None) for k in ("host", "port", "data_dir", "database")}
+    overrides = {k: getattr(args, k, None) for k in ("host", "port", "data_dir", "database", "log_format")}
     return config.load(args.config, overrides)
 
 
@@ -105,8 +120,28 @@ def _with_store(settings: config.Settings, work: Callable[[Store], Awaitable[int
     return asyncio.run(run())
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def _setup(settings: config.Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -150,11 +185,13 @@ def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False)
                 f" ({role}; database {describe_database(settings)})",
                 flush=True,
             )
+            log.info("listening on http://%s:%s (%s)", settings.host, settings.port, role)
             stopping = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stopping.set)
             await stopping.wait()
+            log.info("stopping")
             return 0
         finally:
             await runner.cleanup()

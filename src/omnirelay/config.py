@@ -81,6 +81,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     database: str | None = None
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     accounts: list[AccountConfig] = msgspec.field(default_factory=list)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     sandbox: SandboxConfig = msgspec.field(default_factory=SandboxConfig)
@@ -115,6 +116,7 @@ ENV_VARS = {
     "OMNIRELAY_DATA_DIR": "data_dir",
     "OMNIRELAY_DATABASE": "database",
     "OMNIRELAY_LOG_LEVEL": "log_level",
+    "OMNIRELAY_LOG_FORMAT": "log_format",
 }
 
 

@@ -28,11 +28,11 @@ _encoder = msgspec.json.Encoder()
 class SendRoutes:
     """Handlers of the send endpoints."""
 
-    def __init__(self, store: Store, limits: Limits, accepted: Callable[[], None]) -> None:
+    def __init__(self, store: Store, limits: Limits, accepted: Callable[[int], None]) -> None:
         self.store = store
         self.limits = limits
         self.accepted = accepted
-        """Called after messages were stored (wakes the engine)."""
+        """Called with the number of messages newly stored (wakes the engine, counts them)."""
 
     def add_to(self, app: web.Application) -> None:
         """Register the routes."""
@@ -91,7 +91,7 @@ class SendRoutes:
             raise bad_request(
                 {f"destinations[{exc.index}].messageId": ["is already used by another message with different content"]}
             ) from None
-        self.accepted()
+        self.accepted(len(stored))
         # the bulk id new messages got; for a request replayed whole, the one it was first stored under
         stored_bulks = [s.bulk_id for s in stored if s.bulk_id]
         answer_bulk = plan.bulk_id or (bulk_id if bulk_id in stored_bulks else next(iter(stored_bulks), None))

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from omnirelay.api.auth import Authenticator
 from omnirelay.api.errors import ApiProblem, envelope
+from omnirelay.metrics import Metrics
 from omnirelay.store.errors import UNAVAILABLE
 
 log = logging.getLogger("omnirelay.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC_PREFIXES = ("/openapi.json", "/health", "/webhooks/")
+PUBLIC_PREFIXES = ("/openapi.json", "/health", "/readyz", "/metrics", "/webhooks/")
 
 
 def error_middleware() -> web.middleware:  # type: ignore[valid-type]
@@ -57,5 +59,24 @@ def auth_middleware(auth: Authenticator) -> web.middleware:  # type: ignore[vali
             return envelope(401)
         request["account"] = account
         return await handler(request)
+
+    return middleware
+
+
+def metrics_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
+    """Count every request by route and status, with its latency."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            metrics.requests.labels(request.method, route, str(status)).observe(time.perf_counter() - started)
 
     return middleware

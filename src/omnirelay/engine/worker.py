@@ -42,6 +42,7 @@ from omnirelay.domain.message import MessageState, state_decoder, state_encoder
 from omnirelay.domain.model import Reports, To
 from omnirelay.domain.reports import Tariffs, build_report
 from omnirelay.domain.validation import address_for, has_content, main_address
+from omnirelay.metrics import Metrics
 from omnirelay.store.base import Change, Store, Work
 
 log = logging.getLogger("omnirelay.engine")
@@ -91,8 +92,10 @@ class Engine:
         channels: dict[str, Channel],
         tariffs: Tariffs,
         settings: EngineSettings | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.channels = channels
         self._instant = {name: c for name, c in channels.items() if isinstance(c, InstantChannel)}
         self.tariffs = tariffs
@@ -103,6 +106,10 @@ class Engine:
         self._later: list[tuple[int, str, int, float, bytes]] = []
         self.on_progress: Callable[[], None] = lambda: None
         """Called after each cycle that did something (the notifier's wake-up)."""
+
+    def _connector(self, channel: str) -> str:
+        connector = self.channels.get(channel)
+        return type(connector).__name__.lower() if connector is not None else "none"
 
     def wake(self) -> None:
         """New work was stored: look for it now rather than at the next poll."""
@@ -193,7 +200,12 @@ class Engine:
             while pending:
                 event = pending.popleft()
                 if isinstance(event, Submitted):
-                    change.submitted.append((event.step, msg.plan[event.step].channel, event.provider_id))
+                    channel = msg.plan[event.step].channel
+                    change.submitted.append((event.step, channel, event.provider_id))
+                    if self.metrics is not None:
+                        self.metrics.submits.labels(channel, self._connector(channel)).inc()
+                elif isinstance(event, Report) and self.metrics is not None:
+                    self.metrics.outcomes.labels(msg.plan[event.step].channel, event.outcome).inc()
                 decision = decide(state, event, ctx)
                 state = decision.state
                 pending.extendleft(reversed(self._act(msg, state, decision.actions, change, submissions, now)))
@@ -293,6 +305,11 @@ class Engine:
                 )
                 body = _report_encoder.encode(report)
                 final = isinstance(action, Final)
+                if self.metrics is not None:
+                    if final:
+                        self.metrics.finals.labels(attempt.channel, report.status.name).inc()
+                    else:
+                        self.metrics.failovers.labels(attempt.channel, str(action.step + 1)).inc()
                 if final:
                     change.report = (msg.work.message_id, msg.work.bulk_id, attempt.channel, body)
                 wants_push = options.get("notifyUrl") and options.get("notify", True) is not False

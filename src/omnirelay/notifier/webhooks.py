@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from omnirelay.domain.xml import reports_json_to_xml
+from omnirelay.metrics import Metrics
 from omnirelay.store.base import Delivery, Store
 
 log = logging.getLogger("omnirelay.notifier")
@@ -52,8 +53,9 @@ class NotifierSettings:
 class Notifier:
     """Delivers the outbox."""
 
-    def __init__(self, store: Store, settings: NotifierSettings | None = None) -> None:
+    def __init__(self, store: Store, settings: NotifierSettings | None = None, metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
         self.settings = settings or NotifierSettings()
         self._secrets: dict[int, str] = {}
         self._wake = asyncio.Event()
@@ -104,6 +106,10 @@ class Notifier:
                     retries.append((delivery.id, now + retry_delay(failures, self.settings.retry_base_seconds), error))
             done = [d.id for d, error in zip(batch, errors, strict=True) if error is None]
             await self.store.settle_deliveries(done, retries)
+            if self.metrics is not None:
+                self.metrics.webhooks.labels("delivered").inc(len(done))
+                self.metrics.webhooks.labels("retry").inc(sum(1 for r in retries if r[1] is not None))
+                self.metrics.webhooks.labels("given_up").inc(sum(1 for r in retries if r[1] is None))
         return len(batch)
 
     async def _secret(self, account_id: int) -> str:

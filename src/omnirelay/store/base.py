@@ -149,6 +149,9 @@ class Store(Protocol):
         later: list[tuple[int, str, int, float, bytes]] | None = None,
     ) -> tuple[T, T]: ...
     async def next_due(self) -> float | None: ...
+    async def queue_stats(self, now: float) -> tuple[int, float | None]:
+        """How many jobs are due, and when the oldest of them fell due (None when none is)."""
+        ...
 
     # reports, logs, webhooks
     async def take_reports(

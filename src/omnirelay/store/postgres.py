@@ -521,6 +521,11 @@ class PostgresStore:
             await _apply(conn, changes, now)
         return result
 
+    async def queue_stats(self, now: float) -> tuple[int, float | None]:
+        """How many jobs are due, and when the oldest of them fell due."""
+        row = await self.pool.fetchrow("SELECT COUNT(*), MIN(due_at) FROM jobs WHERE due_at <= $1", now)
+        return int(row[0]), row[1]
+
     async def next_due(self) -> float | None:
         """When the earliest job is due, or None."""
         value = await self.pool.fetchval(NEXT_DUE)

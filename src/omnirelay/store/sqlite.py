@@ -386,6 +386,11 @@ class SqliteStore:
 
         return await self.writer.run(fn)
 
+    async def queue_stats(self, now: float) -> tuple[int, float | None]:
+        """How many jobs are due, and when the oldest of them fell due."""
+        count, oldest = self._one("SELECT COUNT(*), MIN(due_at) FROM jobs WHERE due_at <= ?", (now,))
+        return int(count), oldest
+
     async def next_due(self) -> float | None:
         """When the earliest job is due, or None when there is none."""
         row = self._one(NEXT_DUE)

@@ -1,0 +1,675 @@
+"""The operator console at ``/console``: server-rendered pages over the store, behind a signed session cookie.
+
+Every page and JSON endpoint needs a session and reads only the logged-in account's data (the store scopes
+every query by account id). The console does its own auth, so ``/console`` is a public prefix for the API's
+auth middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib.resources
+import time
+from collections.abc import Awaitable, Callable
+from html import escape
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import msgspec
+from aiohttp import web
+
+from omnirelay.channels.sandbox import Sandbox
+from omnirelay.console.session import COOKIE, Session, Sessions
+from omnirelay.console.stats import OUTCOMES, aggregate, message_channel, outcome
+from omnirelay.domain.channels import Channel
+from omnirelay.domain.credentials import verify_password
+from omnirelay.domain.ids import scenario_key, uuid7
+from omnirelay.domain.message import initial_state, state_decoder
+from omnirelay.domain.model import ScenarioIn, SimpleRequest, To
+from omnirelay.domain.validation import (
+    Accepted,
+    Errors,
+    Limits,
+    main_address,
+    prepare_send,
+    simple_to_advanced,
+    validate_scenario,
+)
+from omnirelay.store.base import LogQuery, MessageIdConflict, MessageView, NewMessage, ScenarioRecord, Store
+
+Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+
+PREFIX = "/console"
+FLOW_ROWS = 5
+SEARCH_LIMIT = 200
+SEARCH_WINDOW_S = 48 * 3600
+GROUPS = {"PENDING": 1, "UNDELIVERABLE": 2, "DELIVERED": 3, "EXPIRED": 4, "REJECTED": 5}
+CHANNELS = [c.value for c in Channel]
+_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".md": "text/plain"}
+
+_to_decoder = msgspec.json.Decoder(To)
+_payload_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def h(value: object) -> str:
+    """HTML-escape any value (None shows as an empty string)."""
+    return "" if value is None else escape(str(value), quote=True)
+
+
+def when(ts: float | None) -> str:
+    """A timestamp for people: UTC with milliseconds."""
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def parse_when(raw: str) -> float:
+    """A ``datetime-local`` value (or ISO date-time) read as UTC; ValueError when malformed."""
+    value = dt.datetime.fromisoformat(raw)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    files: dict[str, tuple[bytes, str]] = {}
+    folder = importlib.resources.files("omnirelay.console") / "static"
+    for entry in folder.iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1]
+        if entry.is_file() and suffix in _STATIC_TYPES:
+            files[entry.name] = (entry.read_bytes(), _STATIC_TYPES[suffix])
+    return files
+
+
+def _html(body: str, status: int = 200) -> web.Response:
+    response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+    )
+    return response
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+NAV = (("overview", "Overview"), ("messages", "Messages"), ("scenarios", "Scenarios"), ("sandbox", "Sandbox rules"))
+
+
+def page(title: str, body: str, session: Session | None, active: str = "", head: str = "") -> str:
+    """A whole console page around ``body``."""
+    nav = ""
+    if session is not None:
+        links = "".join(
+            f'<a href="{PREFIX}/{key}"{" class=active" if key == active else ""}>{label}</a>' for key, label in NAV
+        )
+        nav = (
+            f'<nav><span class="brand">omnirelay</span>{links}<span class="spacer"></span>'
+            f'<span class="who">{h(session.username)}</span>'
+            f'<form method="post" action="{PREFIX}/logout"><button class="link" type="submit">Log out</button></form>'
+            "</nav>"
+        )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{h(title)} · omnirelay console</title>"
+        f'<link rel="stylesheet" href="{PREFIX}/static/console.css">{head}</head>'
+        f"<body>{nav}<main><h1>{h(title)}</h1>{body}</main></body></html>"
+    )
+
+
+def _errors_html(errors: Errors | dict[str, list[str]] | None) -> str:
+    if not errors:
+        return ""
+    items = "".join(f"<li><code>{h(k)}</code>: {h('; '.join(v))}</li>" for k, v in errors.items())
+    return f'<div class="error" role="alert"><ul>{items}</ul></div>'
+
+
+def _options(values: list[str], selected: str | None, blank: str | None = None) -> str:
+    out = f'<option value="">{h(blank)}</option>' if blank is not None else ""
+    for v in values:
+        out += f'<option value="{h(v)}"{" selected" if v == selected else ""}>{h(v)}</option>'
+    return out
+
+
+def _address(view: MessageView) -> str:
+    try:
+        return main_address(_to_decoder.decode(view.to_json)) or ""
+    except msgspec.DecodeError:
+        return ""
+
+
+class ConsoleRoutes:
+    """The console's pages and JSON endpoints; ``add_to`` registers them under ``/console``."""
+
+    def __init__(self, store: Store, sandbox: Sandbox, limits: Limits, wake: Callable[[], None]) -> None:
+        self.store = store
+        self.sandbox = sandbox
+        self.limits = limits
+        self.wake = wake
+        """Called after the tester stored a message (wakes the engine)."""
+        self.sessions = Sessions()
+        self.static = _load_static()
+
+    def add_to(self, app: web.Application) -> None:
+        """Register the routes."""
+        r = app.router
+        r.add_get(PREFIX, self.root)
+        r.add_get(PREFIX + "/", self.root)
+        r.add_get(PREFIX + "/static/{name}", self.static_file)
+        r.add_get(PREFIX + "/login", self.login_form)
+        r.add_post(PREFIX + "/login", self.login)
+        r.add_post(PREFIX + "/logout", self.logout)
+        r.add_get(PREFIX + "/overview", self._guard(self.overview))
+        r.add_get(PREFIX + "/api/overview", self._guard(self.overview_json, api=True))
+        r.add_get(PREFIX + "/messages", self._guard(self.search))
+        r.add_get(PREFIX + "/messages/{messageId}", self._guard(self.message))
+        r.add_get(PREFIX + "/api/messages/{messageId}", self._guard(self.message_json, api=True))
+        r.add_get(PREFIX + "/scenarios", self._guard(self.scenarios))
+        r.add_post(PREFIX + "/scenarios", self._guard(self.create_scenario))
+        r.add_get(PREFIX + "/scenarios/{key}", self._guard(self.scenario))
+        r.add_post(PREFIX + "/scenarios/{key}", self._guard(self.update_scenario))
+        r.add_post(PREFIX + "/scenarios/{key}/default", self._guard(self.make_default))
+        r.add_post(PREFIX + "/scenarios/{key}/try", self._guard(self.try_scenario))
+        r.add_get(PREFIX + "/sandbox", self._guard(self.rules))
+
+    # --- session --------------------------------------------------------------------------------
+
+    def session(self, request: web.Request) -> Session | None:
+        """The request's valid session, or None."""
+        return self.sessions.verify(request.cookies.get(COOKIE), time.time())
+
+    def _guard(self, handler: Handler, api: bool = False) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            session = self.session(request)
+            if session is None:
+                if api:
+                    return web.json_response({"error": "not logged in"}, status=401)
+                return _redirect(f"{PREFIX}/login?next={quote(request.path_qs, safe='')}")
+            if request.method == "POST" and not self._same_origin(request):
+                return _html(page("Forbidden", "<p>Cross-site request refused.</p>", session), 403)
+            return await handler(request, session)
+
+        return guarded
+
+    @staticmethod
+    def _same_origin(request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if not origin or origin == "null":
+            return origin is None
+        return urlsplit(origin).netloc == request.host
+
+    async def root(self, request: web.Request) -> web.Response:
+        """``/console``: the overview, or the login form."""
+        return _redirect(f"{PREFIX}/overview" if self.session(request) else f"{PREFIX}/login")
+
+    async def static_file(self, request: web.Request) -> web.Response:
+        """The console's CSS and scripts (nothing secret: no session needed)."""
+        found = self.static.get(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404, text="not found")
+        body, content_type = found
+        return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "max-age=300"})
+
+    def _login_page(self, error: str = "", username: str = "", next_path: str = "", status: int = 200) -> web.Response:
+        alert = f'<div class="error" role="alert">{h(error)}</div>' if error else ""
+        body = (
+            f'{alert}<form method="post" action="{PREFIX}/login" class="card narrow">'
+            f'<input type="hidden" name="next" value="{h(next_path)}">'
+            f'<label>Username <input name="username" autocomplete="username" value="{h(username)}" required></label>'
+            '<label>Password <input name="password" type="password" autocomplete="current-password" required>'
+            '</label><button type="submit">Log in</button></form>'
+        )
+        return _html(page("Log in", body, None), status)
+
+    async def login_form(self, request: web.Request) -> web.Response:
+        """The login form."""
+        return self._login_page(next_path=request.query.get("next", ""))
+
+    async def login(self, request: web.Request) -> web.Response:
+        """Check username and password; on success set the session cookie and go on."""
+        form = await request.post()
+        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        next_path = str(form.get("next", ""))
+        account = await self.store.account_by_username(username) if username else None
+        stored = account.password_hash if account is not None else None
+        ok = await asyncio.to_thread(verify_password, password, stored)
+        if account is None or not ok:
+            return self._login_page("Wrong username or password.", username, next_path, status=401)
+        if not next_path.startswith(PREFIX + "/") or next_path.startswith("//"):
+            next_path = f"{PREFIX}/overview"
+        response = _redirect(next_path)
+        response.set_cookie(
+            COOKIE,
+            self.sessions.issue(account.id, account.username, time.time()),
+            max_age=int(self.sessions.ttl_s),
+            path=PREFIX,
+            httponly=True,
+            samesite="Lax",
+            secure=request.secure,
+        )
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        """Forget the session cookie."""
+        response = _redirect(f"{PREFIX}/login")
+        response.del_cookie(COOKIE, path=PREFIX)
+        return response
+
+    # --- overview -------------------------------------------------------------------------------
+
+    async def overview(self, request: web.Request, session: Session) -> web.Response:
+        """Charts of the last hour (drawn by overview.js from ``/console/api/overview``)."""
+        # Chart.js 4.5.1 (MIT), vendored: static/chart.umd.min.js, see static/VENDORED.md
+        head = (
+            "<!-- Chart.js v4.5.1, MIT licence, vendored from npm chart.js (dist/chart.umd.min.js) -->"
+            f'<script src="{PREFIX}/static/chart.umd.min.js" defer></script>'
+            f'<script src="{PREFIX}/static/overview.js" defer></script>'
+        )
+        body = (
+            '<p class="muted">The last hour, by minute of acceptance. <span id="total"></span></p>'
+            '<section class="card"><h2>Messages per minute, by channel and outcome</h2>'
+            '<div class="chart wide"><canvas id="perMinute" aria-label="messages per minute"></canvas></div></section>'
+            '<div class="grid"><section class="card"><h2>Failover rate per step</h2>'
+            '<div class="chart"><canvas id="failover" aria-label="failover rate per step"></canvas></div></section>'
+            '<section class="card"><h2>Delivery funnel</h2>'
+            '<div class="chart"><canvas id="funnel" aria-label="delivery funnel"></canvas></div></section></div>'
+        )
+        return _html(page("Overview", body, session, "overview", head))
+
+    async def overview_json(self, request: web.Request, session: Session) -> web.Response:
+        """The aggregated numbers of the last hour, for the charts."""
+        now = time.time()
+        views = await self.store.logs(session.account_id, LogQuery(since=now - 3600, limit=1000))
+        return web.json_response(aggregate(views, now), headers={"Cache-Control": "no-store"})
+
+    # --- messages -------------------------------------------------------------------------------
+
+    async def search(self, request: web.Request, session: Session) -> web.Response:
+        """Search form and the matching messages, newest first."""
+        q = request.query
+        errors: dict[str, list[str]] = {}
+        now = time.time()
+        since, until = now - SEARCH_WINDOW_S, None
+        for name in ("since", "until"):
+            if q.get(name):
+                try:
+                    value = parse_when(q[name])
+                except ValueError:
+                    errors[name] = ["is not a date and time"]
+                    continue
+                if name == "since":
+                    since = value
+                else:
+                    until = value
+        status = q.get("status", "")
+        if status and status not in GROUPS:
+            errors["status"] = ["unknown status group"]
+        channel = q.get("channel", "")
+        if channel and channel not in CHANNELS:
+            errors["channel"] = ["unknown channel"]
+        searched = any(q.get(k) for k in ("messageId", "bulkId", "to", "status", "channel", "since", "until"))
+        rows = ""
+        views: list[MessageView] = []
+        if not errors:
+            query = LogQuery(
+                since=since,
+                until=until,
+                bulk_ids=(q["bulkId"].strip(),) if q.get("bulkId", "").strip() else (),
+                message_ids=(q["messageId"].strip(),) if q.get("messageId", "").strip() else (),
+                status_group=GROUPS[status] if status else None,
+                channel=channel or None,
+                to=q.get("to", "").strip().lstrip("+") or None,
+                limit=SEARCH_LIMIT,
+            )
+            views = await self.store.logs(session.account_id, query)
+        for view in views:
+            state = state_decoder.decode(view.state)
+            payload = _payload_decoder.decode(view.payload)
+            group = outcome(state)
+            link = f"{PREFIX}/messages/{quote(view.message_id, safe='')}"
+            rows += (
+                f"<tr><td>{h(when(view.created_at))}</td>"
+                f'<td><a href="{h(link)}" class="mono">{h(view.message_id)}</a></td>'
+                f'<td class="mono">{h(view.bulk_id)}</td><td>{h(_address(view))}</td>'
+                f"<td>{h(message_channel(state, payload))}</td>"
+                f'<td><span class="badge {h(group.lower())}">{h(group)}</span></td>'
+                f"<td>{h(state.status)}</td><td>{len(state.attempts)}</td></tr>"
+            )
+        form = (
+            f'<form method="get" action="{PREFIX}/messages" class="card filters">'
+            f'<label>Message id <input name="messageId" value="{h(q.get("messageId"))}"></label>'
+            f'<label>Bulk id <input name="bulkId" value="{h(q.get("bulkId"))}"></label>'
+            f'<label>Number (to) <input name="to" value="{h(q.get("to"))}"></label>'
+            f'<label>Status <select name="status">{_options(list(GROUPS), status, "any")}</select></label>'
+            f'<label>Channel <select name="channel">{_options(CHANNELS, channel, "any")}</select></label>'
+            f'<label>From (UTC) <input type="datetime-local" name="since" value="{h(q.get("since"))}"></label>'
+            f'<label>Until (UTC) <input type="datetime-local" name="until" value="{h(q.get("until"))}"></label>'
+            '<button type="submit">Search</button></form>'
+        )
+        if views:
+            table = (
+                '<table id="results"><thead><tr><th>Accepted (UTC)</th><th>Message id</th><th>Bulk id</th>'
+                "<th>To</th><th>Channel</th><th>Outcome</th><th>Status</th><th>Attempts</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table>"
+            )
+        else:
+            table = '<p class="muted" id="results">No messages match.</p>'
+        hint = "" if searched else '<p class="muted">Showing the last 48 hours.</p>'
+        return _html(page("Messages", form + _errors_html(errors) + hint + table, session, "messages"))
+
+    @staticmethod
+    def detail(view: MessageView) -> dict[str, Any]:
+        """A message with its steps, attempts and history (the data of ``GET /omni/1/messages/{id}``)."""
+        state = state_decoder.decode(view.state)
+        payload = _payload_decoder.decode(view.payload)
+        return {
+            "messageId": view.message_id,
+            "bulkId": view.bulk_id,
+            "to": msgspec.json.decode(view.to_json),
+            "createdAt": view.created_at,
+            "phase": state.phase,
+            "outcome": outcome(state),
+            "status": state.status,
+            "error": state.error if state.phase == "DONE" else None,
+            "channel": state.channel,
+            "sentAt": state.sent_at,
+            "doneAt": state.done_at,
+            "steps": [
+                {"channel": s.get("channel"), "from": s.get("sender"), "validitySeconds": s.get("validity_s")}
+                for s in payload.get("steps", [])
+            ],
+            "attempts": [
+                {
+                    "step": a.step + 1,
+                    "channel": a.channel,
+                    "state": a.state,
+                    "startedAt": a.started_at,
+                    "doneAt": a.done_at,
+                    "status": a.status,
+                    "error": a.error,
+                    "providerId": a.provider_id,
+                    "note": a.note,
+                }
+                for a in state.attempts
+            ],
+            "history": [{"at": line.at, "text": line.text} for line in state.history],
+        }
+
+    async def _view(self, request: web.Request, session: Session) -> MessageView | None:
+        return await self.store.message(session.account_id, request.match_info["messageId"])
+
+    async def message_json(self, request: web.Request, session: Session) -> web.Response:
+        """One message's timeline as JSON (404 for another account's message)."""
+        view = await self._view(request, session)
+        if view is None:
+            return web.json_response({"error": "message not found"}, status=404)
+        return web.json_response(self.detail(view), headers={"Cache-Control": "no-store"})
+
+    async def message(self, request: web.Request, session: Session) -> web.Response:
+        """One message and its failover timeline; reloads itself until the message is done."""
+        view = await self._view(request, session)
+        if view is None:
+            body = '<p class="error" role="alert">No such message in this account.</p>'
+            return _html(page("Message not found", body, session, "messages"), 404)
+        d = self.detail(view)
+        facts = [
+            ("Message id", f'<span class="mono" id="message-id">{h(d["messageId"])}</span>'),
+            ("Bulk id", f'<span class="mono">{h(d["bulkId"])}</span>'),
+            ("To", h(_address(view))),
+            ("Accepted", h(when(d["createdAt"]))),
+            ("Phase", f'<span id="phase">{h(d["phase"])}</span>'),
+            ("Outcome", f'<span class="badge {h(d["outcome"].lower())}" id="outcome">{h(d["outcome"])}</span>'),
+            ("Status", h(d["status"])),
+            ("Error", h(d["error"])),
+            ("Channel", h(d["channel"])),
+            ("Done", h(when(d["doneAt"]))),
+        ]
+        dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
+        steps = " → ".join(f"{h(s['channel'])} <small>({h(s['from'] or '-')})</small>" for s in d["steps"])
+        attempts = "".join(
+            f'<tr class="attempt {h(a["state"].lower())}"><td>{a["step"]}</td><td>{h(a["channel"])}</td>'
+            f'<td><span class="badge {h(a["state"].lower())}">{h(a["state"])}</span></td>'
+            f"<td>{h(when(a['startedAt']))}</td><td>{h(when(a['doneAt']))}</td><td>{h(a['status'])}</td>"
+            f"<td>{h(a['error'])}</td><td>{h(a['note'])}</td></tr>"
+            for a in d["attempts"]
+        )
+        history = "".join(f"<li><time>{h(when(line['at']))}</time> {h(line['text'])}</li>" for line in d["history"])
+        refresh = "" if d["phase"] == "DONE" else '<meta http-equiv="refresh" content="1">'
+        body = (
+            f'<section class="card"><dl class="facts">{dl}</dl><p>Scenario flow: {steps}</p></section>'
+            '<section class="card"><h2>Attempts</h2><table id="attempts"><thead><tr><th>Step</th><th>Channel</th>'
+            "<th>State</th><th>Submitted (UTC)</th><th>Done (UTC)</th><th>Status</th><th>Error</th><th>Note</th>"
+            f'</tr></thead><tbody>{attempts}</tbody></table></section><section class="card"><h2>History</h2>'
+            f'<ol class="history" id="history">{history}</ol></section>'
+        )
+        return _html(page("Message", body, session, "messages", refresh))
+
+    # --- scenarios ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _flow_rows(record: ScenarioRecord | None) -> str:
+        flow = record.flow if record is not None else []
+        rows = ""
+        for i in range(max(FLOW_ROWS, len(flow) + 1)):
+            step = flow[i] if i < len(flow) else None
+            rows += (
+                f"<tr><td>{i + 1}</td><td><select name=\"channel_{i}\">"
+                f"{_options(CHANNELS, step.channel if step else None, '—')}</select></td>"
+                f'<td><input name="from_{i}" value="{h(step.from_ if step else "")}" placeholder="sender"></td></tr>'
+            )
+        return rows
+
+    def _scenario_form(self, action: str, record: ScenarioRecord | None, button: str) -> str:
+        name = record.name if record is not None else ""
+        checked = " checked" if record is not None and record.default else ""
+        return (
+            f'<form method="post" action="{h(action)}" class="card scenario-form">'
+            f'<label>Name <input name="name" value="{h(name)}" placeholder="e.g. WHATSAPP-SMS"></label>'
+            '<table class="flow"><thead><tr><th>Step</th><th>Channel</th><th>From</th></tr></thead>'
+            f"<tbody>{self._flow_rows(record)}</tbody></table>"
+            f'<label class="check"><input type="checkbox" name="default" value="1"{checked}> Default scenario</label>'
+            f'<button type="submit">{h(button)}</button></form>'
+        )
+
+    @staticmethod
+    def _flow_text(record: ScenarioRecord) -> str:
+        return " → ".join(f"{h(s.channel)} <small>({h(s.from_ or '-')})</small>" for s in record.flow)
+
+    async def _scenario_list(self, session: Session, errors: dict[str, list[str]] | None = None) -> web.Response:
+        records = await self.store.scenarios(session.account_id, None, 1000, 0)
+        rows = "".join(
+            f'<tr><td><a href="{PREFIX}/scenarios/{h(r.key)}">{h(r.name)}</a></td><td class="mono">{h(r.key)}</td>'
+            f"<td>{self._flow_text(r)}</td><td>{'★ default' if r.default else ''}</td><td>"
+            + (
+                ""
+                if r.default
+                else f'<form method="post" action="{PREFIX}/scenarios/{h(r.key)}/default" class="inline">'
+                '<button class="small" type="submit">Make default</button></form>'
+            )
+            + f' <a class="button small" href="{PREFIX}/scenarios/{h(r.key)}#try">Try</a></td></tr>'
+            for r in records
+        )
+        table = (
+            '<table id="scenarios"><thead><tr><th>Name</th><th>Key</th><th>Flow</th><th></th><th></th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>"
+            if records
+            else '<p class="muted">No scenarios yet.</p>'
+        )
+        body = (
+            f'<section class="card">{table}</section><h2>New scenario</h2>{_errors_html(errors)}'
+            + self._scenario_form(f"{PREFIX}/scenarios", None, "Create scenario")
+        )
+        return _html(page("Scenarios", body, session, "scenarios"), 400 if errors else 200)
+
+    async def scenarios(self, request: web.Request, session: Session) -> web.Response:
+        """The account's scenarios and a form to create one."""
+        return await self._scenario_list(session)
+
+    @staticmethod
+    async def _scenario_input(request: web.Request) -> tuple[dict[str, list[str]], ScenarioIn | None]:
+        form = await request.post()
+        flow = []
+        for i in range(50):
+            channel = str(form.get(f"channel_{i}", "")).strip()
+            sender = str(form.get(f"from_{i}", "")).strip()
+            if channel:
+                flow.append({"channel": channel, "from": sender or None})
+        raw = {"flow": flow, "name": str(form.get("name", "")).strip() or None, "default": "default" in form}
+        if not flow:
+            return {"flow": ["needs at least one step"]}, None
+        try:
+            return {}, msgspec.convert(raw, ScenarioIn)
+        except msgspec.ValidationError as exc:
+            return {"flow": [str(exc)]}, None
+
+    @staticmethod
+    def _record(key: str, body: ScenarioIn) -> tuple[Errors, ScenarioRecord | None]:
+        errors, flow = validate_scenario(body)
+        if errors:
+            return errors, None
+        name = body.name if body.name else "-".join(step.channel for step in flow)
+        return {}, ScenarioRecord(key=key, name=name, flow=flow, default=bool(body.default))
+
+    async def create_scenario(self, request: web.Request, session: Session) -> web.Response:
+        """Create a scenario from the form."""
+        errors, body = await self._scenario_input(request)
+        record = None
+        if body is not None:
+            errors, record = self._record(scenario_key(), body)
+        if record is None:
+            return await self._scenario_list(session, errors)
+        await self.store.create_scenario(session.account_id, record)
+        return _redirect(f"{PREFIX}/scenarios/{record.key}")
+
+    async def _scenario_page(
+        self,
+        session: Session,
+        record: ScenarioRecord,
+        errors: dict[str, list[str]] | None = None,
+        try_errors: dict[str, list[str]] | None = None,
+        to: str = "",
+        text: str = "",
+    ) -> web.Response:
+        default_form = (
+            ""
+            if record.default
+            else f'<form method="post" action="{PREFIX}/scenarios/{h(record.key)}/default" class="inline">'
+            '<button type="submit" class="secondary">Make default</button></form>'
+        )
+        body = (
+            f'<p>Key <span class="mono">{h(record.key)}</span> · {self._flow_text(record)}'
+            f"{' · ★ default' if record.default else ''} {default_form}</p>"
+            f'<h2 id="try">Try in the sandbox</h2>{_errors_html(try_errors)}'
+            f'<form method="post" action="{PREFIX}/scenarios/{h(record.key)}/try" class="card try-form">'
+            f'<label>To (phone number or e-mail) <input name="to" value="{h(to)}" required '
+            'placeholder="41793026727"></label>'
+            f'<label>Text <input name="text" value="{h(text or "Hello from the omnirelay console")}" required></label>'
+            '<button type="submit">Send through this scenario</button></form>'
+            f"<h2>Edit</h2>{_errors_html(errors)}"
+            + self._scenario_form(f"{PREFIX}/scenarios/{record.key}", record, "Save")
+        )
+        status = 400 if errors or try_errors else 200
+        return _html(page(f"Scenario {record.name}", body, session, "scenarios"), status)
+
+    async def _scenario_or_404(self, request: web.Request, session: Session) -> ScenarioRecord | web.Response:
+        record = await self.store.scenario(session.account_id, request.match_info["key"])
+        if record is None:
+            body = '<p class="error" role="alert">No such scenario in this account.</p>'
+            return _html(page("Scenario not found", body, session, "scenarios"), 404)
+        return record
+
+    async def scenario(self, request: web.Request, session: Session) -> web.Response:
+        """One scenario: edit it, make it the default, try it."""
+        found = await self._scenario_or_404(request, session)
+        if isinstance(found, web.Response):
+            return found
+        return await self._scenario_page(session, found)
+
+    async def update_scenario(self, request: web.Request, session: Session) -> web.Response:
+        """Save the edit form."""
+        found = await self._scenario_or_404(request, session)
+        if isinstance(found, web.Response):
+            return found
+        errors, body = await self._scenario_input(request)
+        record = None
+        if body is not None:
+            errors, record = self._record(found.key, body)
+        if record is None:
+            return await self._scenario_page(session, found, errors)
+        if not await self.store.update_scenario(session.account_id, record):
+            return _redirect(f"{PREFIX}/scenarios")
+        return _redirect(f"{PREFIX}/scenarios/{record.key}")
+
+    async def make_default(self, request: web.Request, session: Session) -> web.Response:
+        """Make a scenario the account's default."""
+        found = await self._scenario_or_404(request, session)
+        if isinstance(found, web.Response):
+            return found
+        record = ScenarioRecord(key=found.key, name=found.name, flow=found.flow, default=True)
+        await self.store.update_scenario(session.account_id, record)
+        return _redirect(f"{PREFIX}/scenarios")
+
+    async def try_scenario(self, request: web.Request, session: Session) -> web.Response:
+        """Send one message through the scenario, the way ``POST /omni/1/text`` does, then show its timeline."""
+        found = await self._scenario_or_404(request, session)
+        if isinstance(found, web.Response):
+            return found
+        form = await request.post()
+        to, text = str(form.get("to", "")).strip(), str(form.get("text", ""))
+        address = {"emailAddress": to} if "@" in to else {"phoneNumber": to.lstrip("+")}
+        try:
+            simple = msgspec.convert(
+                {"destinations": [{"to": address}], "scenarioKey": found.key, "text": text}, SimpleRequest
+            )
+            request_body = simple_to_advanced(simple, found.flow)
+        except msgspec.ValidationError as exc:
+            return await self._scenario_page(session, found, try_errors={"to": [str(exc)]}, to=to, text=text)
+        now = time.time()
+        plan = prepare_send(request_body, found.flow, now, self.limits)
+        if not isinstance(plan, Accepted):
+            return await self._scenario_page(session, found, try_errors=plan, to=to, text=text)
+        messages = [
+            NewMessage(
+                d.message_id or uuid7(),
+                d.to_json,
+                d.content_hash,
+                initial_state(now, plan.send_at),
+                d.message_id is not None,
+                main_address(d.to),
+            )
+            for d in plan.destinations
+        ]
+        try:
+            stored = await self.store.accept(
+                session.account_id, plan.payload, plan.bulk_id, messages, plan.send_at or now, now
+            )
+        except MessageIdConflict:  # cannot happen: the tester never supplies message ids
+            return await self._scenario_page(session, found, try_errors={"messageId": ["conflict"]}, to=to, text=text)
+        self.wake()
+        return _redirect(f"{PREFIX}/messages/{quote(stored[0].message_id, safe='')}")
+
+    # --- sandbox rules --------------------------------------------------------------------------
+
+    async def rules(self, request: web.Request, session: Session) -> web.Response:
+        """The sandbox rules in force, first match wins (read-only)."""
+        rows = "".join(
+            f"<tr><td>{i}</td><td>{h(rule.channel or 'any')}</td>"
+            f'<td class="mono">{h(rule.to.pattern if rule.to is not None else "any")}</td>'
+            f'<td><span class="badge {h(rule.outcome.lower())}">{h(rule.outcome)}</span></td>'
+            f"<td>{h(rule.error or '(default)')}</td><td>{round(rule.after_s * 1000)}</td></tr>"
+            for i, rule in enumerate(self.sandbox.rules, start=1)
+        )
+        body = (
+            '<p class="muted">The first rule that matches a step decides it; a step no rule matches is delivered. '
+            "Rules come from <code>[[sandbox.rules]]</code> in the configuration.</p>"
+            '<section class="card"><table id="rules"><thead><tr><th>#</th><th>Channel</th><th>To (regex)</th>'
+            f"<th>Outcome</th><th>Error</th><th>After (ms)</th></tr></thead><tbody>{rows}</tbody></table></section>"
+        )
+        return _html(page("Sandbox rules", body, session, "sandbox"))
+
+
+__all__ = ["OUTCOMES", "ConsoleRoutes"]
