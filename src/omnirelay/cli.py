@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from omnirelay import config
+from omnirelay import client, config
 from omnirelay.accounts import AccountError, add_account, create_key, first_start, sync_config_accounts
 from omnirelay.app import Gateway, describe_database, is_postgres, open_store
 from omnirelay.domain.credentials import hash_password
@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(kr)
     kl = ks.add_parser("list", help="list API keys (ids only)")
     _common(kl)
+    client.add_commands(sub)
     return parser
 
 
@@ -327,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         "accounts": _accounts,
         "keys": _keys,
     }
+    if args.command in client.COMMANDS:
+        return client.run(args)
     try:
         return commands[args.command](args)
     except (config.ConfigError, AccountError, SchemaError, postgres.SchemaError) as exc:

@@ -39,6 +39,8 @@ from omnirelay.domain.validation import (
 from omnirelay.store.base import LogQuery, MessageIdConflict, MessageView, NewMessage, ScenarioRecord, Store
 
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+ScenarioForm = tuple[str, list[tuple[str, str]], bool]
+"""A scenario form's values: name, (channel, from) rows, default."""
 
 PREFIX = "/console"
 FLOW_ROWS = 5
@@ -352,9 +354,9 @@ class ConsoleRoutes:
         )
         if views:
             table = (
-                '<table id="results"><thead><tr><th>Accepted (UTC)</th><th>Message id</th><th>Bulk id</th>'
+                '<section class="card"><table id="results"><thead><tr><th>Accepted (UTC)</th><th>Message id</th><th>Bulk id</th>'
                 "<th>To</th><th>Channel</th><th>Outcome</th><th>Status</th><th>Attempts</th></tr></thead>"
-                f"<tbody>{rows}</tbody></table>"
+                f"<tbody>{rows}</tbody></table></section>"
             )
         else:
             table = '<p class="muted" id="results">No messages match.</p>'
@@ -451,35 +453,40 @@ class ConsoleRoutes:
     # --- scenarios ------------------------------------------------------------------------------
 
     @staticmethod
-    def _flow_rows(record: ScenarioRecord | None) -> str:
-        flow = record.flow if record is not None else []
+    def _flow_rows(flow: list[tuple[str, str]]) -> str:
         rows = ""
         for i in range(max(FLOW_ROWS, len(flow) + 1)):
-            step = flow[i] if i < len(flow) else None
+            channel, sender = flow[i] if i < len(flow) else ("", "")
             rows += (
-                f"<tr><td>{i + 1}</td><td><select name=\"channel_{i}\">"
-                f"{_options(CHANNELS, step.channel if step else None, '—')}</select></td>"
-                f'<td><input name="from_{i}" value="{h(step.from_ if step else "")}" placeholder="sender"></td></tr>'
+                f'<tr><td>{i + 1}</td><td><select name="channel_{i}">'
+                f"{_options(CHANNELS, channel, '—')}</select></td>"
+                f'<td><input name="from_{i}" value="{h(sender)}" placeholder="sender"></td></tr>'
             )
         return rows
 
-    def _scenario_form(self, action: str, record: ScenarioRecord | None, button: str) -> str:
-        name = record.name if record is not None else ""
-        checked = " checked" if record is not None and record.default else ""
+    def _scenario_form(self, action: str, form: ScenarioForm | None, button: str) -> str:
+        name, flow, default = form if form is not None else ("", [], False)
+        checked = " checked" if default else ""
         return (
             f'<form method="post" action="{h(action)}" class="card scenario-form">'
             f'<label>Name <input name="name" value="{h(name)}" placeholder="e.g. WHATSAPP-SMS"></label>'
             '<table class="flow"><thead><tr><th>Step</th><th>Channel</th><th>From</th></tr></thead>'
-            f"<tbody>{self._flow_rows(record)}</tbody></table>"
+            f"<tbody>{self._flow_rows(flow)}</tbody></table>"
             f'<label class="check"><input type="checkbox" name="default" value="1"{checked}> Default scenario</label>'
             f'<button type="submit">{h(button)}</button></form>'
         )
 
     @staticmethod
+    def _as_form(record: ScenarioRecord) -> ScenarioForm:
+        return record.name, [(s.channel, s.from_ or "") for s in record.flow], record.default
+
+    @staticmethod
     def _flow_text(record: ScenarioRecord) -> str:
         return " → ".join(f"{h(s.channel)} <small>({h(s.from_ or '-')})</small>" for s in record.flow)
 
-    async def _scenario_list(self, session: Session, errors: dict[str, list[str]] | None = None) -> web.Response:
+    async def _scenario_list(
+        self, session: Session, errors: dict[str, list[str]] | None = None, submitted: ScenarioForm | None = None
+    ) -> web.Response:
         records = await self.store.scenarios(session.account_id, None, 1000, 0)
         rows = "".join(
             f'<tr><td><a href="{PREFIX}/scenarios/{h(r.key)}">{h(r.name)}</a></td><td class="mono">{h(r.key)}</td>'
@@ -501,7 +508,7 @@ class ConsoleRoutes:
         )
         body = (
             f'<section class="card">{table}</section><h2>New scenario</h2>{_errors_html(errors)}'
-            + self._scenario_form(f"{PREFIX}/scenarios", None, "Create scenario")
+            + self._scenario_form(f"{PREFIX}/scenarios", submitted, "Create scenario")
         )
         return _html(page("Scenarios", body, session, "scenarios"), 400 if errors else 200)
 
@@ -510,21 +517,26 @@ class ConsoleRoutes:
         return await self._scenario_list(session)
 
     @staticmethod
-    async def _scenario_input(request: web.Request) -> tuple[dict[str, list[str]], ScenarioIn | None]:
+    async def _scenario_input(
+        request: web.Request,
+    ) -> tuple[dict[str, list[str]], ScenarioIn | None, ScenarioForm]:
         form = await request.post()
-        flow = []
+        rows: list[tuple[str, str]] = []
         for i in range(50):
             channel = str(form.get(f"channel_{i}", "")).strip()
             sender = str(form.get(f"from_{i}", "")).strip()
             if channel:
-                flow.append({"channel": channel, "from": sender or None})
-        raw = {"flow": flow, "name": str(form.get("name", "")).strip() or None, "default": "default" in form}
-        if not flow:
-            return {"flow": ["needs at least one step"]}, None
+                rows.append((channel, sender))
+        name = str(form.get("name", "")).strip()
+        submitted: ScenarioForm = (name, rows, "default" in form)
+        if not rows:
+            return {"flow": ["needs at least one step"]}, None, submitted
+        raw = {"flow": [{"channel": c, "from": f or None} for c, f in rows], "name": name or None,
+               "default": "default" in form}
         try:
-            return {}, msgspec.convert(raw, ScenarioIn)
+            return {}, msgspec.convert(raw, ScenarioIn), submitted
         except msgspec.ValidationError as exc:
-            return {"flow": [str(exc)]}, None
+            return {"flow": [str(exc)]}, None, submitted
 
     @staticmethod
     def _record(key: str, body: ScenarioIn) -> tuple[Errors, ScenarioRecord | None]:
@@ -536,12 +548,12 @@ class ConsoleRoutes:
 
     async def create_scenario(self, request: web.Request, session: Session) -> web.Response:
         """Create a scenario from the form."""
-        errors, body = await self._scenario_input(request)
+        errors, body, submitted = await self._scenario_input(request)
         record = None
         if body is not None:
             errors, record = self._record(scenario_key(), body)
         if record is None:
-            return await self._scenario_list(session, errors)
+            return await self._scenario_list(session, errors, submitted)
         await self.store.create_scenario(session.account_id, record)
         return _redirect(f"{PREFIX}/scenarios/{record.key}")
 
@@ -553,6 +565,7 @@ class ConsoleRoutes:
         try_errors: dict[str, list[str]] | None = None,
         to: str = "",
         text: str = "",
+        submitted: ScenarioForm | None = None,
     ) -> web.Response:
         default_form = (
             ""
@@ -570,7 +583,7 @@ class ConsoleRoutes:
             f'<label>Text <input name="text" value="{h(text or "Hello from the omnirelay console")}" required></label>'
             '<button type="submit">Send through this scenario</button></form>'
             f"<h2>Edit</h2>{_errors_html(errors)}"
-            + self._scenario_form(f"{PREFIX}/scenarios/{record.key}", record, "Save")
+            + self._scenario_form(f"{PREFIX}/scenarios/{record.key}", submitted or self._as_form(record), "Save")
         )
         status = 400 if errors or try_errors else 200
         return _html(page(f"Scenario {record.name}", body, session, "scenarios"), status)
@@ -594,12 +607,12 @@ class ConsoleRoutes:
         found = await self._scenario_or_404(request, session)
         if isinstance(found, web.Response):
             return found
-        errors, body = await self._scenario_input(request)
+        errors, body, submitted = await self._scenario_input(request)
         record = None
         if body is not None:
             errors, record = self._record(found.key, body)
         if record is None:
-            return await self._scenario_page(session, found, errors)
+            return await self._scenario_page(session, found, errors, submitted=submitted)
         if not await self.store.update_scenario(session.account_id, record):
             return _redirect(f"{PREFIX}/scenarios")
         return _redirect(f"{PREFIX}/scenarios/{record.key}")

@@ -69,6 +69,21 @@ try {
   seen.scenarioKey = page.url().split("/").pop();
   await shot("02-scenario");
 
+  step("edit it: a step without sender is refused, the form keeps what was typed; then save");
+  await page.fill("form.scenario-form input[name=name]", name + " edited");
+  await page.selectOption("select[name=channel_2]", "EMAIL");
+  await Promise.all([page.waitForNavigation(), page.click("form.scenario-form button[type=submit]")]);
+  seen.editError = await page.textContent("[role=alert]");
+  check((await page.inputValue("form.scenario-form input[name=name]")).endsWith(" edited"), "typed name kept");
+  check((await page.inputValue("select[name=channel_2]")) === "EMAIL", "typed step kept");
+  await page.fill("input[name=from_2]", "noreply@example.com");
+  await Promise.all([page.waitForNavigation(), page.click("form.scenario-form button[type=submit]")]);
+  check((await page.textContent("h1")).includes("edited"), "renamed");
+  check((await page.textContent("main > p")).includes("EMAIL"), "e-mail step added");
+  await page.selectOption("select[name=channel_2]", "");
+  await Promise.all([page.waitForNavigation(), page.click("form.scenario-form button[type=submit]")]);
+  seen.editedFlow = (await page.textContent("main > p")).replace(/\s+/g, " ").trim();
+
   step("make it the default from the list");
   await page.goto(`${base}/console/scenarios`);
   const row = page.locator("#scenarios tr", { hasText: name });

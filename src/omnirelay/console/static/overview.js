@@ -63,7 +63,7 @@
       options: Object.assign({}, common, { indexAxis: "y", plugins: { legend: { display: false } },
         scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } })
     });
-    document.getElementById("total").textContent = data.total + " messages.";
+    document.getElementById("total").textContent = "Messages counted: " + data.total + ".";
     document.body.setAttribute("data-charts", "ready");
   }
 

@@ -1,0 +1,56 @@
+"""The client commands as a developer uses them against a running gateway: scenarios, send, logs, reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .conftest import ALADDIN_CONFIG, ALADDIN_KEY, Gateway, GatewayPool
+
+
+def run(gw: Gateway, *args: str, check: bool = True) -> str:
+    done = gw.cli(*args, "--url", gw.url, "--key", ALADDIN_KEY, locate=False, check=check)
+    return done.stdout + done.stderr
+
+
+def test_scenarios_send_logs_reports(make_gateway: GatewayPool, tmp_path: Path) -> None:
+    gw: Gateway = make_gateway(ALADDIN_CONFIG)
+    created = json.loads(run(gw, "scenarios", "create", "WHATSAPP:WhatsAppSender", "SMS:InfoSMS", "--name", "cli",
+                             "--default", "--json"))
+    assert created["default"] is True
+    assert created["flow"] == [{"from": "WhatsAppSender", "channel": "WHATSAPP"}, {"from": "InfoSMS", "channel": "SMS"}]
+    listing = run(gw, "scenarios", "list")
+    assert created["key"] in listing and "WHATSAPP(WhatsAppSender) -> SMS(InfoSMS)" in listing
+    assert json.loads(run(gw, "scenarios", "show", created["key"], "--json"))["name"] == "cli"
+
+    # one number that is not a WhatsApp user in the sandbox, one that is
+    out = json.loads(run(gw, "send", "--to", "41793026727", "--to", "41793026720", "--text", "hello",
+                         "--wait", "10", "--json"))
+    assert len(out["messages"]) == 2
+    assert {o["to"]: o["channel"] for o in out["outcomes"]} == {"41793026727": "SMS", "41793026720": "WHATSAPP"}
+
+    csv_file = tmp_path / "to.csv"
+    csv_file.write_text("to,name\n41790000001,a\n41790000009,b\n")
+    summary = run(gw, "send", "--csv", str(csv_file), "--text", "hi", "--wait", "10")
+    assert "2 accepted, 2 finished" in summary
+    assert "UNDELIVERABLE_NOT_DELIVERED" in summary and "DELIVERED_TO_HANDSET" in summary
+
+    logs = json.loads(run(gw, "logs", "--limit", "10", "--json"))
+    assert len(logs) == 4
+    # waiting read the logs: the reports are still there, once
+    reports = json.loads(run(gw, "reports", "--limit", "100", "--json"))
+    assert len(reports) == 4
+    assert json.loads(run(gw, "reports", "--json")) == []
+
+
+def test_errors_are_plain_sentences(make_gateway: GatewayPool) -> None:
+    gw: Gateway = make_gateway(ALADDIN_CONFIG)
+    gw.create_scenario(default=True)
+    bad = gw.cli("send", "--to", "12", "--text", "x", "--url", gw.url, "--key", ALADDIN_KEY, locate=False,
+                 check=False)
+    assert bad.returncode == 1
+    assert "destinations[0].to.phoneNumber" in bad.stderr
+    unauthorized = gw.cli("logs", "--url", gw.url, "--key", "wrong", locate=False, check=False)
+    assert unauthorized.returncode == 1 and "401" in unauthorized.stderr
+    nobody = gw.cli("logs", "--url", "http://127.0.0.1:9", "--key", "k", locate=False, check=False)
+    assert nobody.returncode == 1 and "cannot reach" in nobody.stderr
