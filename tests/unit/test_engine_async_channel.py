@@ -1,0 +1,150 @@
+"""The engine with a channel that answers over the network (as SMPP, WhatsApp Cloud and SMTP will): the step is
+stored as SUBMITTING before it is handed over, its answer is recorded by the next transaction, a later report
+finishes it, and a broken connector fails the step over instead of stalling the engine.
+
+The channel is an in-test double; the store is a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgspec
+
+from omnirelay.channels.base import LaterReport, Submission, SubmitResult
+from omnirelay.domain.message import initial_state, state_decoder
+from omnirelay.domain.model import AdvancedRequest, Step
+from omnirelay.domain.numbering import MccMncTable
+from omnirelay.domain.pricing import PriceList
+from omnirelay.domain.reports import Tariffs
+from omnirelay.domain.validation import Accepted, Limits, main_address, prepare_send
+from omnirelay.engine.worker import Engine
+from omnirelay.store.base import NewMessage
+from omnirelay.store.sqlite import SqliteStore
+
+FLOW = [Step(channel="SMS", from_="InfoSMS"), Step(channel="EMAIL", from_="a@example.com")]
+
+
+class NetworkChannel:
+    """Answers asynchronously; looks at the database while it is being called."""
+
+    def __init__(self, store: SqliteStore, fail: bool = False) -> None:
+        self.store = store
+        self.fail = fail
+        self.calls: list[Submission] = []
+        self.states_seen: list[str] = []
+
+    async def submit(self, batch: list[Submission]) -> list[SubmitResult]:
+        for sub in batch:
+            self.calls.append(sub)
+            view = await self.store.message(sub.account_id, sub.message_id)
+            assert view is not None
+            self.states_seen.append(state_decoder.decode(view.state).attempts[-1].state)
+        if self.fail:
+            raise ConnectionError("SMSC unreachable")
+        return [SubmitResult(f"smsc-{s.message_id}", [LaterReport(0.3, "DELIVERED")]) for s in batch]
+
+    async def close(self) -> None:
+        return None
+
+
+async def _accept(store: SqliteStore) -> tuple[int, str]:
+    account = await store.create_account("a", None, "s", "cli")
+    request = msgspec.convert(
+        {
+            "destinations": [{"to": {"phoneNumber": "41791234567", "emailAddress": "x@example.com"}}],
+            "sms": {"text": "hi"},
+            "email": {"text": "hi", "subject": "s"},
+        },
+        AdvancedRequest,
+    )
+    now = time.time()
+    plan = prepare_send(request, FLOW, now, Limits())
+    assert isinstance(plan, Accepted)
+    d = plan.destinations[0]
+    message = NewMessage("m1", d.to_json, d.content_hash, initial_state(now, None), True, main_address(d.to))
+    await store.accept(account.id, plan.payload, None, [message], now, now)
+    return account.id, "m1"
+
+
+def _engine(store: SqliteStore, sms: NetworkChannel, email: NetworkChannel) -> Engine:
+    return Engine(store, {"SMS": sms, "EMAIL": email}, Tariffs(PriceList("EUR"), MccMncTable({})))
+
+
+async def _state(store: SqliteStore, account: int, message_id: str) -> object:
+    view = await store.message(account, message_id)
+    assert view is not None
+    return state_decoder.decode(view.state)
+
+
+async def test_submitting_is_stored_before_the_network_call_and_answers_after(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "o.db")
+    try:
+        account, mid = await _accept(store)
+        sms, email = NetworkChannel(store), NetworkChannel(store)
+        engine = _engine(store, sms, email)
+        await engine.cycle()
+        assert [c.channel for c in sms.calls] == ["SMS"]
+        assert sms.states_seen == ["SUBMITTING"], "the step was committed as SUBMITTING before the call"
+        await engine.cycle()  # records the channel's answer
+        state = await _state(store, account, mid)
+        assert state.attempts[-1].state == "ACCEPTED"  # type: ignore[attr-defined]
+        assert state.attempts[-1].provider_id == "smsc-m1"  # type: ignore[attr-defined]
+        deadline = time.time() + 5
+        while state.phase != "DONE" and time.time() < deadline:  # type: ignore[attr-defined]
+            await engine.cycle()
+            state = await _state(store, account, mid)
+        assert state.phase == "DONE" and state.channel == "SMS"  # type: ignore[attr-defined]
+        assert len(sms.calls) == 1 and email.calls == []
+        (report,) = await store.take_reports(account, None, None, None, 10)
+        assert msgspec.json.decode(report)["status"]["name"] == "DELIVERED_TO_HANDSET"
+    finally:
+        await store.close()
+
+
+async def test_broken_connector_fails_the_step_over(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "o.db")
+    try:
+        account, mid = await _accept(store)
+        sms, email = NetworkChannel(store, fail=True), NetworkChannel(store)
+        engine = _engine(store, sms, email)
+        for _ in range(4):
+            await engine.cycle()
+        state = await _state(store, account, mid)
+        first = state.attempts[0]  # type: ignore[attr-defined]
+        assert (first.channel, first.state, first.error) == ("SMS", "REJECTED", "EC_NOTSUBMITTEDTOGMSC")
+        assert "SMSC unreachable" in (first.note or "")
+        assert [c.channel for c in email.calls] == ["EMAIL"], "failed over to the next step, once"
+        assert len(sms.calls) == 1
+    finally:
+        await store.close()
+
+
+async def test_answers_survive_a_failed_transaction(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "o.db")
+    try:
+        account, mid = await _accept(store)
+        sms, email = NetworkChannel(store), NetworkChannel(store)
+        engine = _engine(store, sms, email)
+        await engine.cycle()
+        real_step = store.engine_step
+        calls = 0
+
+        async def failing_once(*args: object, **kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise OSError("database away")
+            return await real_step(*args, **kwargs)  # type: ignore[arg-type]
+
+        store.engine_step = failing_once  # type: ignore[method-assign]
+        try:
+            await engine.cycle()
+        except OSError:
+            pass
+        await engine.cycle()  # the answer kept from the failed cycle is recorded now
+        state = await _state(store, account, mid)
+        assert state.attempts[-1].provider_id == "smsc-m1"  # type: ignore[attr-defined]
+    finally:
+        await store.close()
