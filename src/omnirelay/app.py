@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from omnirelay.api.server import auth_middleware, error_middleware, metrics_midd
 from omnirelay.channels.base import Channel as Connector
 from omnirelay.channels.sandbox import Sandbox
 from omnirelay.config import Settings
+from omnirelay.console import ConsoleRoutes
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.numbering import MccMncTable
 from omnirelay.domain.pricing import PriceEntry, PriceList
@@ -117,10 +119,33 @@ class Gateway:
         ScenarioRoutes(self.store).add_to(app)
         SendRoutes(self.store, limits, self._accepted).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
+        secret = self.settings.console_secret
+        ConsoleRoutes(
+            self.store,
+            self.sandbox,
+            limits,
+            self.engine.wake if self.worker else lambda: None,
+            hashlib.sha256(secret.encode()).digest() if secret else None,
+        ).add_to(app)
         document = msgspec.json.encode(openapi.build())
 
         async def openapi_json(_request: web.Request) -> web.Response:
             return web.Response(body=document, content_type="application/json")
+
+        app.router.add_get("/openapi.json", openapi_json)
+        self.add_operations_routes(app)
+        app.on_startup.append(lambda _app: self.start())
+        app.on_cleanup.append(lambda _app: self.stop())
+        return app
+
+    def operations_app(self) -> web.Application:
+        """Only the operations routes (health, readiness, metrics): what a worker process serves."""
+        app = web.Application()
+        self.add_operations_routes(app)
+        return app
+
+    def add_operations_routes(self, app: web.Application) -> None:
+        """``/health``, ``/healthz``, ``/readyz`` and ``/metrics``."""
 
         async def health(_request: web.Request) -> web.Response:
             return web.json_response({"status": "ok"})
@@ -138,14 +163,10 @@ class Gateway:
             self.metrics.job_lag.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
             return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
-        app.router.add_get("/openapi.json", openapi_json)
         app.router.add_get("/health", health)
         app.router.add_get("/healthz", health)
         app.router.add_get("/readyz", ready)
         app.router.add_get("/metrics", metrics)
-        app.on_startup.append(lambda _app: self.start())
-        app.on_cleanup.append(lambda _app: self.stop())
-        return app
 
     def _accepted(self, count: int) -> None:
         self.metrics.accepted.inc(count)

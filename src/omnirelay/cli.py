@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the engine and webhook delivery only (PostgreSQL)")
     _common(worker)
     _logs(worker)
+    worker.add_argument("--host", help="address of the operations port (default 127.0.0.1)")
+    worker.add_argument("--port", type=int, help="serve /healthz, /readyz and /metrics on this port")
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     _common(migrate)
@@ -230,7 +232,7 @@ def _api(settings: config.Settings, processes: int) -> int:
     return max(child.exitcode or 0 for child in children)
 
 
-def _worker(settings: config.Settings) -> int:
+def _worker(settings: config.Settings, port: int | None) -> int:
     """``omnirelay worker``: the engine and the webhook notifier, no HTTP."""
     _need_postgres(settings, "worker")
     _setup(settings)
@@ -242,10 +244,18 @@ def _worker(settings: config.Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
+        runner = None
+        if port is not None:
+            runner = web.AppRunner(gateway.operations_app(), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, settings.host, port).start()
         await gateway.start()
-        print(f"omnirelay worker running (database {describe_database(settings)})", flush=True)
+        where = f"; operations on http://{settings.host}:{port}" if port is not None else ""
+        print(f"omnirelay worker running (database {describe_database(settings)}{where})", flush=True)
         await stopping.wait()
         await gateway.stop()
+        if runner is not None:
+            await runner.cleanup()
 
     asyncio.run(run())
     return 0
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "serve": lambda a: _run_http(_settings(a), worker=True),
         "api": lambda a: _api(_settings(a), a.processes),
-        "worker": lambda a: _worker(_settings(a)),
+        "worker": lambda a: _worker(_settings(a), a.port),
         "migrate": lambda a: _migrate(_settings(a)),
         "accounts": _accounts,
         "keys": _keys,

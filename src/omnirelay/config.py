@@ -82,6 +82,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    console_secret: str | None = None
     accounts: list[AccountConfig] = msgspec.field(default_factory=list)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     sandbox: SandboxConfig = msgspec.field(default_factory=SandboxConfig)

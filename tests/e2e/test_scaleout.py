@@ -83,8 +83,8 @@ class Cluster:
             time.sleep(0.1)
         raise RuntimeError((self.root / "api.log").read_text())
 
-    def start_worker(self, name: str) -> None:
-        self._start(name, "worker")
+    def start_worker(self, name: str, port: int | None = None) -> None:
+        self._start(name, "worker", *(["--port", str(port)] if port is not None else []))
         deadline = time.monotonic() + 30
         while "worker running" not in (self.root / f"{name}.log").read_text():
             if self.procs[name].poll() is not None or time.monotonic() > deadline:
@@ -208,11 +208,22 @@ def _check(total: int, accepted: list[str], first: list[dict[str, Any]], second:
 
 async def test_two_apis_three_workers_20000_messages(cluster: Cluster) -> None:
     cluster.start_api(processes=2)
-    for n in range(3):
-        cluster.start_worker(f"worker{n}")
+    ports = [free_port() for _ in range(3)]
+    for n, port in enumerate(ports):
+        cluster.start_worker(f"worker{n}", port)
     accepted, first, second = await _run(cluster, 20_000)
     _check(20_000, accepted, first, second)
     assert await _duplicate_submissions(cluster.database) == 0
+    # every worker serves its operations port; together they submitted each message's two steps
+    submitted = 0.0
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as ready:
+            assert ready.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith("omnirelay_submits_total{"):
+                    submitted += float(line.rsplit(" ", 1)[1])
+    assert submitted == 40_000
 
 
 async def test_worker_killed_mid_run(cluster: Cluster) -> None:

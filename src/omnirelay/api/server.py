@@ -16,7 +16,8 @@ from omnirelay.store.errors import UNAVAILABLE
 log = logging.getLogger("omnirelay.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC_PREFIXES = ("/openapi.json", "/health", "/readyz", "/metrics", "/webhooks/")
+#: Paths that need no API credentials (the console checks its own session cookie).
+PUBLIC_PREFIXES = ("/openapi.json", "/health", "/readyz", "/metrics", "/webhooks/", "/console")
 
 
 def error_middleware() -> web.middleware:  # type: ignore[valid-type]

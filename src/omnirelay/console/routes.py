@@ -147,13 +147,16 @@ def _address(view: MessageView) -> str:
 class ConsoleRoutes:
     """The console's pages and JSON endpoints; ``add_to`` registers them under ``/console``."""
 
-    def __init__(self, store: Store, sandbox: Sandbox, limits: Limits, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, store: Store, sandbox: Sandbox, limits: Limits, wake: Callable[[], None], secret: bytes | None = None
+    ) -> None:
         self.store = store
         self.sandbox = sandbox
         self.limits = limits
         self.wake = wake
         """Called after the tester stored a message (wakes the engine)."""
-        self.sessions = Sessions()
+        self.sessions = Sessions(secret)
+        """Signs session cookies; processes behind one address need the same ``secret`` (setting console_secret)."""
         self.static = _load_static()
 
     def add_to(self, app: web.Application) -> None:
@@ -354,8 +357,9 @@ class ConsoleRoutes:
         )
         if views:
             table = (
-                '<section class="card"><table id="results"><thead><tr><th>Accepted (UTC)</th><th>Message id</th><th>Bulk id</th>'
-                "<th>To</th><th>Channel</th><th>Outcome</th><th>Status</th><th>Attempts</th></tr></thead>"
+                '<section class="card"><table id="results"><thead><tr><th>Accepted (UTC)</th><th>Message id</th>'
+                "<th>Bulk id</th><th>To</th><th>Channel</th><th>Outcome</th><th>Status</th><th>Attempts</th>"
+                "</tr></thead>"
                 f"<tbody>{rows}</tbody></table></section>"
             )
         else:
@@ -531,8 +535,11 @@ class ConsoleRoutes:
         submitted: ScenarioForm = (name, rows, "default" in form)
         if not rows:
             return {"flow": ["needs at least one step"]}, None, submitted
-        raw = {"flow": [{"channel": c, "from": f or None} for c, f in rows], "name": name or None,
-               "default": "default" in form}
+        raw = {
+            "flow": [{"channel": c, "from": f or None} for c, f in rows],
+            "name": name or None,
+            "default": "default" in form,
+        }
         try:
             return {}, msgspec.convert(raw, ScenarioIn), submitted
         except msgspec.ValidationError as exc:
