@@ -78,6 +78,6 @@ def metrics_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[vali
         finally:
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
-            metrics.requests.labels(request.method, route, str(status)).observe(time.perf_counter() - started)
+            metrics.of(metrics.requests, request.method, route, str(status)).observe(time.perf_counter() - started)
 
     return middleware

@@ -203,9 +203,9 @@ class Engine:
                     channel = msg.plan[event.step].channel
                     change.submitted.append((event.step, channel, event.provider_id))
                     if self.metrics is not None:
-                        self.metrics.submits.labels(channel, self._connector(channel)).inc()
+                        self.metrics.of(self.metrics.submits, channel, self._connector(channel)).inc()
                 elif isinstance(event, Report) and self.metrics is not None:
-                    self.metrics.outcomes.labels(msg.plan[event.step].channel, event.outcome).inc()
+                    self.metrics.of(self.metrics.outcomes, msg.plan[event.step].channel, event.outcome).inc()
                 decision = decide(state, event, ctx)
                 state = decision.state
                 pending.extendleft(reversed(self._act(msg, state, decision.actions, change, submissions, now)))
@@ -307,9 +307,9 @@ class Engine:
                 final = isinstance(action, Final)
                 if self.metrics is not None:
                     if final:
-                        self.metrics.finals.labels(attempt.channel, report.status.name).inc()
+                        self.metrics.of(self.metrics.finals, attempt.channel, report.status.name).inc()
                     else:
-                        self.metrics.failovers.labels(attempt.channel, str(action.step + 1)).inc()
+                        self.metrics.of(self.metrics.failovers, attempt.channel, str(action.step + 1)).inc()
                 if final:
                     change.report = (msg.work.message_id, msg.work.bulk_id, attempt.channel, body)
                 wants_push = options.get("notifyUrl") and options.get("notify", True) is not False

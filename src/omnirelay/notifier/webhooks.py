@@ -107,9 +107,9 @@ class Notifier:
             done = [d.id for d, error in zip(batch, errors, strict=True) if error is None]
             await self.store.settle_deliveries(done, retries)
             if self.metrics is not None:
-                self.metrics.webhooks.labels("delivered").inc(len(done))
-                self.metrics.webhooks.labels("retry").inc(sum(1 for r in retries if r[1] is not None))
-                self.metrics.webhooks.labels("given_up").inc(sum(1 for r in retries if r[1] is None))
+                self.metrics.of(self.metrics.webhooks, "delivered").inc(len(done))
+                self.metrics.of(self.metrics.webhooks, "retry").inc(sum(1 for r in retries if r[1] is not None))
+                self.metrics.of(self.metrics.webhooks, "given_up").inc(sum(1 for r in retries if r[1] is None))
         return len(batch)
 
     async def _secret(self, account_id: int) -> str:

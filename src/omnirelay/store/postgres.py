@@ -15,7 +15,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeAlias, TypeVar
 
@@ -43,9 +42,11 @@ from omnirelay.store.rows import (
     SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
+    AcceptItem,
     account_from_row,
-    replayed,
+    plan_accepts,
     scenario_from_row,
+    supplied_ids,
 )
 
 T = TypeVar("T")
@@ -101,17 +102,6 @@ def _newer(found: int, latest: int) -> str:
     return f"the database has schema version {found}, but this omnirelay knows only up to {latest}: upgrade omnirelay"
 
 
-@dataclass
-class _Accept:
-    account_id: int
-    payload: bytes
-    bulk_id: str | None
-    messages: list[NewMessage]
-    start_at: float
-    now: float
-    future: asyncio.Future[list[Stored]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
 class _Retry(Exception):
     """Another process inserted one of our client-supplied message ids meanwhile: run the batch again."""
 
@@ -122,7 +112,7 @@ class PostgresStore:
     def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
         self.dsn = dsn
         self.pool = pool
-        self._queue: list[_Accept] = []
+        self._queue: list[tuple[AcceptItem, asyncio.Future[list[Stored]]]] = []
         self._flushers = 0
         self._listener: asyncio.Task[None] | None = None
         self.transactions = 0
@@ -338,70 +328,62 @@ class PostgresStore:
         now: float,
     ) -> list[Stored]:
         """Store one request's messages; answered once the group transaction holding them committed."""
-        item = _Accept(account_id, payload, bulk_id, messages, start_at, now)
-        self._queue.append(item)
+        future: asyncio.Future[list[Stored]] = asyncio.get_running_loop().create_future()
+        self._queue.append((AcceptItem(account_id, payload, bulk_id, messages, start_at, now), future))
         if self._flushers < 2:
             self._flushers += 1
             asyncio.get_running_loop().create_task(self._flush())
-        return await item.future
+        return await future
 
     async def _flush(self) -> None:
         try:
             while self._queue:
-                batch, self._queue = self._queue, []
-                for attempt in range(3):
+                waiting, self._queue = self._queue, []
+                items = [item for item, _ in waiting]
+                outcomes: list[list[Stored] | MessageIdConflict] | BaseException = RuntimeError("not run")
+                for _attempt in range(3):
                     try:
-                        await self._accept_batch(batch)
+                        outcomes = await self._accept_batch(items)
                         break
-                    except _Retry:
-                        if attempt == 2:
-                            for item in batch:
-                                if not item.future.done():
-                                    item.future.set_exception(RuntimeError("message id race did not settle"))
-                    except Exception as exc:  # the database is unreachable or failed: nobody's request is durable
-                        for item in batch:
-                            if not item.future.done():
-                                item.future.set_exception(exc)
+                    except _Retry as exc:  # another process took a client message id meanwhile: decide again
+                        outcomes = exc
+                    except Exception as exc:  # the database is unreachable or failed: nothing of the batch is stored
+                        outcomes = exc
                         break
+                for index, (_, future) in enumerate(waiting):
+                    if future.done():
+                        continue
+                    outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[index]
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
         finally:
             self._flushers -= 1
 
-    async def _accept_batch(self, batch: list[_Accept]) -> None:
+    async def _accept_batch(self, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict]:
         async with self.pool.acquire() as conn, conn.transaction():
-            supplied = [(it.account_id, m.message_id) for it in batch for m in it.messages if m.supplied]
+            wanted = supplied_ids(items)
             existing: dict[tuple[int, str], tuple[bytes, bytes, str | None]] = {}
-            if supplied:
+            if wanted:
                 rows = await conn.fetch(
                     "SELECT account_id, message_id, content_hash, to_json, bulk_id FROM messages"
                     " WHERE (account_id, message_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))",
-                    [a for a, _ in supplied],
-                    [m for _, m in supplied],
+                    [a for a, _ in wanted],
+                    [m for _, m in wanted],
                 )
-                existing = {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
-            plans: list[tuple[_Accept, list[Stored | None]]] = []
-            for it in batch:
-                mine = {mid: v for (acc, mid), v in existing.items() if acc == it.account_id}
-                try:
-                    answers = replayed(it.messages, mine)
-                except MessageIdConflict as exc:
-                    it.future.set_exception(exc)
-                    continue
-                for m, a in zip(it.messages, answers, strict=True):  # a later request of this batch sees it
-                    if a is None and m.supplied:
-                        existing[(it.account_id, m.message_id)] = (m.content_hash, m.to_json, it.bulk_id)
-                plans.append((it, answers))
-            fresh = [(it, m) for it, answers in plans for m, a in zip(it.messages, answers, strict=True) if a is None]
-            requests = [it for it, answers in plans if any(a is None for a in answers)]
-            if fresh:
-                request_ids = await self._ids(conn, "requests_id_seq", len(requests))
-                message_ids = await self._ids(conn, "messages_id_seq", len(fresh))
-                rid = {id(it): r for it, r in zip(requests, request_ids, strict=True)}
+                existing = {(r[0], r[1]): (bytes(r[2]), bytes(r[3]), r[4]) for r in rows}
+            plan = plan_accepts(items, existing)
+            if plan.fresh:
+                request_ids = await self._ids(conn, "requests_id_seq", len(plan.requests))
+                message_ids = await self._ids(conn, "messages_id_seq", len(plan.fresh))
+                rid = dict(zip(plan.requests, request_ids, strict=True))
                 await conn.execute(
                     "INSERT INTO requests(id, account_id, payload)"
                     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
                     request_ids,
-                    [it.account_id for it in requests],
-                    [it.payload for it in requests],
+                    [items[i].account_id for i in plan.requests],
+                    [items[i].payload for i in plan.requests],
                 )
                 inserted = await conn.fetch(
                     "INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json, content_hash,"
@@ -409,33 +391,27 @@ class PostgresStore:
                     " $4::bigint[], $5::text[], $6::bytea[], $7::bytea[], $8::float8[], $9::bytea[], $10::text[])"
                     " ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id",
                     message_ids,
-                    [it.account_id for it, _ in fresh],
-                    [m.message_id for _, m in fresh],
-                    [rid[id(it)] for it, _ in fresh],
-                    [it.bulk_id for it, _ in fresh],
-                    [m.to_json for _, m in fresh],
-                    [m.content_hash for _, m in fresh],
-                    [it.now for it, _ in fresh],
-                    [m.state for _, m in fresh],
-                    [m.address for _, m in fresh],
+                    [items[i].account_id for i, _ in plan.fresh],
+                    [m.message_id for _, m in plan.fresh],
+                    [rid[i] for i, _ in plan.fresh],
+                    [items[i].bulk_id for i, _ in plan.fresh],
+                    [m.to_json for _, m in plan.fresh],
+                    [m.content_hash for _, m in plan.fresh],
+                    [items[i].now for i, _ in plan.fresh],
+                    [m.state for _, m in plan.fresh],
+                    [m.address for _, m in plan.fresh],
                 )
-                if len(inserted) != len(fresh):
+                if len(inserted) != len(plan.fresh):
                     raise _Retry
                 await conn.execute(
                     "INSERT INTO jobs(message, kind, due_at)"
                     " SELECT m, 'start', d FROM unnest($1::bigint[], $2::float8[]) AS u(m, d)",
                     message_ids,
-                    [it.start_at for it, _ in fresh],
+                    [items[i].start_at for i, _ in plan.fresh],
                 )
                 await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
         self.transactions += 1
-        for it, answers in plans:
-            done = [
-                a if a is not None else Stored(m.message_id, m.to_json, it.bulk_id)
-                for m, a in zip(it.messages, answers, strict=True)
-            ]
-            if not it.future.done():
-                it.future.set_result(done)
+        return plan.answers(items)
 
     @staticmethod
     async def _ids(conn: Conn, sequence: str, count: int) -> list[int]:

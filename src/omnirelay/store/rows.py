@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -44,6 +45,77 @@ def account_from_row(row: Sequence[Any]) -> Account:
 def scenario_from_row(row: Sequence[Any]) -> ScenarioRecord:
     """A :class:`ScenarioRecord` from a row of ``SCENARIO_COLS``."""
     return ScenarioRecord(key=row[0], name=row[1], flow=_flow_decoder.decode(row[2]), default=bool(row[3]))
+
+
+@dataclass
+class AcceptItem:
+    """One request's messages waiting for the next group commit."""
+
+    account_id: int
+    payload: bytes
+    bulk_id: str | None
+    messages: list[NewMessage]
+    start_at: float
+    now: float
+
+
+@dataclass
+class AcceptPlan:
+    """What a group commit of accepts writes, and what each request is answered."""
+
+    outcomes: list[list[Stored | None] | MessageIdConflict]
+    """Per request: the replayed answers (None where a new message is stored), or its conflict."""
+    fresh: list[tuple[int, NewMessage]] = field(default_factory=list)
+    """(request index, message) of every message to insert, in order."""
+    requests: list[int] = field(default_factory=list)
+    """Indexes of the requests that store at least one message (each gets a ``requests`` row)."""
+
+    def answers(self, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict]:
+        """Per request, once committed: the answer for each destination, or the conflict."""
+        result: list[list[Stored] | MessageIdConflict] = []
+        for item, outcome in zip(items, self.outcomes, strict=True):
+            if isinstance(outcome, MessageIdConflict):
+                result.append(outcome)
+            else:
+                result.append(
+                    [
+                        a if a is not None else Stored(m.message_id, m.to_json, item.bulk_id)
+                        for m, a in zip(item.messages, outcome, strict=True)
+                    ]
+                )
+        return result
+
+
+def plan_accepts(
+    items: list[AcceptItem], existing: dict[tuple[int, str], tuple[bytes, bytes, str | None]]
+) -> AcceptPlan:
+    """Decide a group commit: replays answer from what is stored, conflicts fail their own request only, and a
+    client message id used twice within the batch counts as stored by the first request that used it."""
+    plan = AcceptPlan(outcomes=[])
+    by_account: dict[int, dict[str, tuple[bytes, bytes, str | None]]] = {}
+    for (account, mid), found in existing.items():
+        by_account.setdefault(account, {})[mid] = found
+    for index, item in enumerate(items):
+        mine = by_account.setdefault(item.account_id, {})
+        try:
+            answers = replayed(item.messages, mine)
+        except MessageIdConflict as exc:
+            plan.outcomes.append(exc)
+            continue
+        plan.outcomes.append(answers)
+        fresh = [(index, m) for m, a in zip(item.messages, answers, strict=True) if a is None]
+        if fresh:
+            plan.requests.append(index)
+            plan.fresh.extend(fresh)
+        for _, m in fresh:
+            if m.supplied:
+                mine[m.message_id] = (m.content_hash, m.to_json, item.bulk_id)
+    return plan
+
+
+def supplied_ids(items: list[AcceptItem]) -> list[tuple[int, str]]:
+    """(account, message id) of every client-supplied message id in a batch."""
+    return [(item.account_id, m.message_id) for item in items for m in item.messages if m.supplied]
 
 
 def replayed(
