@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = Path("/work/shared/reference/infobip-status-and-error-codes.yml")
+DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "infobip-status-and-error-codes.yml"
 OUTPUT = ROOT / "src" / "omnirelay" / "domain" / "catalogue.json"
 
 STATUS_GROUP_NAMES: dict[int, str] = {
