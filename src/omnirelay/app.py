@@ -27,7 +27,7 @@ from omnirelay.domain.numbering import MccMncTable
 from omnirelay.domain.pricing import PriceEntry, PriceList
 from omnirelay.domain.reports import Tariffs
 from omnirelay.domain.validation import Limits
-from omnirelay.engine.worker import Engine, EngineSettings
+from omnirelay.engine.worker import Engine, EngineSettings, purge_forever
 from omnirelay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from omnirelay.metrics import Metrics
 from omnirelay.notifier.webhooks import Notifier, NotifierSettings
@@ -177,9 +177,11 @@ class Gateway:
         """Start the background work of this process."""
         if self.worker:
             self.store.subscribe(self.engine.wake, self.notifier.wake)
+            retention_s = self.settings.engine.retention_hours * 3600
             self._tasks = [
                 asyncio.create_task(self.engine.run(), name="engine"),
                 asyncio.create_task(self.notifier.run(), name="notifier"),
+                asyncio.create_task(purge_forever(self.store, retention_s), name="purge"),
             ]
 
     async def stop(self) -> None:

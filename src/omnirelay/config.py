@@ -70,6 +70,7 @@ class MccMncConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 class EngineConfig(msgspec.Struct, forbid_unknown_fields=True):
     batch_size: int = 500
+    retention_hours: float = 48.0
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True):

@@ -209,3 +209,34 @@ async def test_deliveries_are_leased(store: Store) -> None:
     assert [d.attempts for d in again] == [1]
     await store.settle_deliveries([again[0].id], [])
     assert await store.claim_deliveries(time.time() + 3600, 10, 30) == []
+
+
+async def test_purge_removes_finished_messages_and_what_is_only_theirs(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    await accept(store, a, message("old-1"), message("old-2"))
+    await accept(store, a, message("pending"))
+    seen: list[Work] = []
+
+    def finish_old(work: list[Work]) -> tuple[list[Change], int]:
+        handle = _finisher(seen)
+        changes, n = handle([w for w in work if w.message_id.startswith("old")])  # type: ignore[operator]
+        return changes, n
+
+    await store.engine_step(time.time(), 100, [], finish_old)
+    assert await store.purge(time.time() - 3600, 100) == 0  # finished just now: kept
+    assert await store.purge(time.time() + 1, 100) == 2
+    assert await store.message(a, "old-1") is None and await store.message(a, "old-2") is None
+    assert await store.message(a, "pending") is not None  # not finished: never purged
+    assert await store.take_reports(a, None, None, None, 100) == []
+    assert [v.message_id for v in await store.logs(a, LogQuery(since=0, limit=100))] == ["pending"]
+    assert await store.purge(time.time() + 1, 100) == 0
+    # the request of the two finished messages went with them; the pending message's request stays
+    assert await _count(store, "requests") == 1
+    assert await _count(store, "submissions") == 0
+
+
+async def _count(store: Store, table: str) -> int:
+    if isinstance(store, PostgresStore):
+        return int(await store.pool.fetchval(f"SELECT count(*) FROM {table}"))
+    assert isinstance(store, SqliteStore)
+    return int(store._one(f"SELECT count(*) FROM {table}")[0])

@@ -372,3 +372,16 @@ class Engine:
 
 def _refusal(detail: str) -> LaterReport:
     return LaterReport(0.0, "REJECTED", "EC_NOTSUBMITTEDTOGMSC", detail=detail)
+
+
+async def purge_forever(store: Store, retention_s: float, every_s: float = 60.0, batch: int = 5000) -> None:
+    """Remove finished messages older than ``retention_s`` (their logs, reports and requests) every ``every_s``."""
+    while True:
+        try:
+            while await store.purge(time.time() - retention_s, batch) == batch:
+                await asyncio.sleep(0)  # let the engine's transactions in between
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("purge failed; retrying later")
+        await asyncio.sleep(every_s)

@@ -497,6 +497,28 @@ class PostgresStore:
             await _apply(conn, changes, now)
         return result
 
+    async def purge(self, before: float, limit: int) -> int:
+        """Remove up to ``limit`` messages finished before ``before``, with what belongs to them only."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, request_id FROM messages WHERE done_at IS NOT NULL AND done_at < $1 LIMIT $2"
+                " FOR UPDATE SKIP LOCKED",
+                before,
+                limit,
+            )
+            messages = [r[0] for r in rows]
+            if not messages:
+                return 0
+            for table in ("submissions", "jobs", "reports"):
+                await conn.execute(f"DELETE FROM {table} WHERE message = ANY($1::bigint[])", messages)
+            await conn.execute("DELETE FROM messages WHERE id = ANY($1::bigint[])", messages)
+            await conn.execute(
+                "DELETE FROM requests r WHERE r.id = ANY($1::bigint[])"
+                " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.request_id = r.id)",
+                list({r[1] for r in rows}),
+            )
+            return len(messages)
+
     async def queue_stats(self, now: float) -> tuple[int, float | None]:
         """How many jobs are due, and when the oldest of them fell due."""
         row = await self.pool.fetchrow("SELECT COUNT(*), MIN(due_at) FROM jobs WHERE due_at <= $1", now)

@@ -363,6 +363,25 @@ class SqliteStore:
 
         return await self.writer.run(fn)
 
+    async def purge(self, before: float, limit: int) -> int:
+        """Remove up to ``limit`` messages finished before ``before``, with what belongs to them only."""
+
+        def fn(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT id, request_id FROM messages WHERE done_at IS NOT NULL AND done_at < ? LIMIT ?", (before, limit)
+            ).fetchall()
+            messages = [(r[0],) for r in rows]
+            for table in ("submissions", "jobs", "reports"):
+                conn.executemany(f"DELETE FROM {table} WHERE message = ?", messages)
+            conn.executemany("DELETE FROM messages WHERE id = ?", messages)
+            conn.executemany(
+                "DELETE FROM requests WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE request_id = ?)",
+                [(r, r) for r in {r[1] for r in rows}],
+            )
+            return len(rows)
+
+        return await self.writer.run(fn)
+
     async def queue_stats(self, now: float) -> tuple[int, float | None]:
         """How many jobs are due, and when the oldest of them fell due."""
         count, oldest = self._one("SELECT COUNT(*), MIN(due_at) FROM jobs WHERE due_at <= ?", (now,))

@@ -56,6 +56,9 @@ CREATE TABLE messages (
 CREATE SEQUENCE messages_id_seq;
 CREATE INDEX messages_bulk ON messages(account_id, bulk_id) WHERE bulk_id IS NOT NULL;
 CREATE INDEX messages_created ON messages(account_id, created_at);
+-- retention: finished messages are removed after a while, with their request once none of its messages is left
+CREATE INDEX messages_done ON messages(done_at) WHERE done_at IS NOT NULL;
+CREATE INDEX messages_request ON messages(request_id);
 
 CREATE TABLE jobs (
     id      bigserial PRIMARY KEY,
@@ -80,6 +83,7 @@ CREATE TABLE reports (
     body       bytea NOT NULL
 );
 CREATE INDEX reports_account ON reports(account_id, id);
+CREATE INDEX reports_message ON reports(message);
 
 CREATE TABLE outbox (
     id           bigserial PRIMARY KEY,

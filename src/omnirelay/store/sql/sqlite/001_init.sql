@@ -52,6 +52,9 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_bulk ON messages(account_id, bulk_id) WHERE bulk_id IS NOT NULL;
 CREATE INDEX messages_created ON messages(account_id, created_at);
+-- retention: finished messages are removed after a while, with their request once none of its messages is left
+CREATE INDEX messages_done ON messages(done_at) WHERE done_at IS NOT NULL;
+CREATE INDEX messages_request ON messages(request_id);
 
 -- Due work for the engine: start a message, submit a step, a step's validity running out, a channel event.
 CREATE TABLE jobs (
@@ -79,6 +82,7 @@ CREATE TABLE reports (
     body       BLOB NOT NULL
 );
 CREATE INDEX reports_account ON reports(account_id, id);
+CREATE INDEX reports_message ON reports(message);
 
 -- Webhook deliveries not yet acknowledged by the receiver.
 CREATE TABLE outbox (
