@@ -26,10 +26,6 @@ class Authenticator:
         self._cache: dict[bytes, tuple[Account, float]] = {}
         self._cache_seconds = cache_seconds
 
-    def forget(self) -> None:
-        """Drop remembered credentials (after a key is revoked or an account removed)."""
-        self._cache.clear()
-
     async def account(self, header: str | None) -> Account | None:
         """The account the header proves, or None."""
         if not header:

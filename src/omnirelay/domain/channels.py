@@ -25,9 +25,6 @@ class Channel(enum.StrEnum):
 #: Spellings accepted on input besides the enum values (Infobip's old docs list ``VK``).
 ALIASES: dict[str, Channel] = {"VK": Channel.VKONTAKTE}
 
-#: Every name accepted on input, for the OpenAPI enum.
-INPUT_NAMES: tuple[str, ...] = (*[c.value for c in Channel], *ALIASES)
-
 
 def parse_channel(name: str) -> Channel:
     """The channel for an input name (aliases included); ValueError for anything else."""

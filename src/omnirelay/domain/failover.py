@@ -13,14 +13,12 @@ state and the actions) in one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import msgspec
 
 from omnirelay.domain.dates import format_ts
 from omnirelay.domain.message import Attempt, LogLine, MessageState
 
-Outcome = Literal["DELIVERED", "SEEN", "UNDELIVERABLE", "REJECTED", "EXPIRED"]
 SUCCESS: frozenset[str] = frozenset({"DELIVERED", "SEEN"})
 
 #: Default status and error of each outcome, and of a step whose validity ran out with no report.

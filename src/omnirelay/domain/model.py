@@ -110,8 +110,6 @@ class ScenarioList(msgspec.Struct):
 
 # --- sending -----------------------------------------------------------------------------------
 
-Validity = int | None
-
 
 class ChannelData(Base):
     """Fields every channel object has."""

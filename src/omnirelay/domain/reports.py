@@ -13,8 +13,6 @@ from omnirelay.domain.numbering import MccMncTable, region_of
 from omnirelay.domain.pricing import PriceList
 from omnirelay.domain.smscount import count_parts
 
-_GROUP_OF_STATUS = {1: "PENDING", 2: "UNDELIVERABLE", 3: "DELIVERED", 4: "EXPIRED", 5: "REJECTED"}
-
 
 @dataclass(frozen=True)
 class Tariffs:
@@ -30,18 +28,6 @@ def message_count(channel: str, content: dict[str, Any]) -> int:
         text = (content.get("sms") or {}).get("text") or ""
         return count_parts(text)
     return 1
-
-
-def status_group(state: MessageState) -> int:
-    """The status group id of a state (1 while pending)."""
-    if state.phase != "DONE":
-        return 1
-    return catalogue.status(state.status).groupId
-
-
-def group_name(group: int) -> str:
-    """The general status name of a group id (for the logs' generalStatus)."""
-    return _GROUP_OF_STATUS[group]
 
 
 def _phone_facts(address: str, channel: str, count: int, tariffs: Tariffs) -> tuple[str | None, Price]:

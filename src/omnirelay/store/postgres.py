@@ -115,7 +115,6 @@ class PostgresStore:
         self._queue: list[tuple[AcceptItem, asyncio.Future[list[Stored]]]] = []
         self._flushers = 0
         self._listener: asyncio.Task[None] | None = None
-        self.transactions = 0
 
     @classmethod
     async def open(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> PostgresStore:
@@ -410,7 +409,6 @@ class PostgresStore:
                     [items[i].start_at for i, _ in plan.fresh],
                 )
                 await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
-        self.transactions += 1
         return plan.answers(items)
 
     @staticmethod
@@ -449,7 +447,6 @@ class PostgresStore:
                     )
                     jobs += [(r[0], r[1], r[2]) for r in sorted(rows, key=lambda r: (r[3], r[0]))]
             claimed = await self._decide_and_apply(conn, jobs, handle, now)
-        self.transactions += 1
         return recorded, claimed
 
     async def _decide_and_apply(
