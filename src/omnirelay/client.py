@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -141,60 +142,47 @@ async def _send(args: argparse.Namespace, session: aiohttp.ClientSession) -> int
     return 0
 
 
-async def _reports(args: argparse.Namespace, session: aiohttp.ClientSession) -> int:
-    query = "&".join(
-        f"{k}={v}"
-        for k, v in (
-            ("limit", args.limit),
-            ("bulkId", args.bulk_id),
-            ("messageId", args.message_id),
-            ("channel", args.channel),
-        )
-        if v
-    )
-    results = (await _call(session, "GET", f"/omni/1/reports?{query}"))["results"]
+#: Query parameters of the listing commands, by the argument that gives each.
+_FILTERS = {
+    "limit": "limit",
+    "bulk_id": "bulkId",
+    "message_id": "messageId",
+    "channel": "channel",
+    "to": "to",
+    "status": "generalStatus",
+}
+
+
+async def _results(args: argparse.Namespace, session: aiohttp.ClientSession, path: str) -> list[dict[str, Any]]:
+    """``results`` of a listing endpoint, filtered by whichever of the command's filter arguments were given."""
+    given = {param: getattr(args, name, None) for name, param in _FILTERS.items()}
+    query = urlencode({param: value for param, value in given.items() if value})
+    results: list[dict[str, Any]] = (await _call(session, "GET", f"{path}?{query}"))["results"]
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
-    print(
-        table(
-            [
-                (r["messageId"], r["to"], r["channel"], r["status"]["name"], r["error"]["name"], r.get("doneAt"))
-                for r in results
-            ],
-            ["messageId", "to", "channel", "status", "error", "doneAt"],
-        )
-    )
-    print(f"\n{len(results)} report(s), now taken (each report is returned once)")
+    return results
+
+
+async def _reports(args: argparse.Namespace, session: aiohttp.ClientSession) -> int:
+    results = await _results(args, session, "/omni/1/reports")
+    if not args.json:
+        rows = [
+            (r["messageId"], r["to"], r["channel"], r["status"]["name"], r["error"]["name"], r.get("doneAt"))
+            for r in results
+        ]
+        print(table(rows, ["messageId", "to", "channel", "status", "error", "doneAt"]))
+        print(f"\n{len(results)} report(s), now taken (each report is returned once)")
     return 0
 
 
 async def _logs(args: argparse.Namespace, session: aiohttp.ClientSession) -> int:
-    query = "&".join(
-        f"{k}={v}"
-        for k, v in (
-            ("limit", args.limit),
-            ("bulkId", args.bulk_id),
-            ("messageId", args.message_id),
-            ("channel", args.channel),
-            ("to", args.to),
-            ("generalStatus", args.status),
-        )
-        if v
-    )
-    results = (await _call(session, "GET", f"/omni/1/logs?{query}"))["results"]
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    print(
-        table(
-            [
-                (r["messageId"], r["to"], r.get("channel"), r["status"]["name"], r.get("sentAt"), r.get("doneAt"))
-                for r in results
-            ],
-            ["messageId", "to", "channel", "status", "sentAt", "doneAt"],
-        )
-    )
+    results = await _results(args, session, "/omni/1/logs")
+    if not args.json:
+        rows = [
+            (r["messageId"], r["to"], r.get("channel"), r["status"]["name"], r.get("sentAt"), r.get("doneAt"))
+            for r in results
+        ]
+        print(table(rows, ["messageId", "to", "channel", "status", "sentAt", "doneAt"]))
     return 0
 
 
