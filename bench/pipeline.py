@@ -70,7 +70,24 @@ def _wait_health(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
     raise SystemExit("gateway did not answer /health")
 
 
-async def _drive(url: str, total: int, per_request: int, concurrency: int) -> tuple[float, int]:
+#: The sandbox paths: the last digit of the numbers (README's default rules) and the WhatsApp content.
+PATHS = {
+    "delivered": ("0", {"text": "Hello on WhatsApp"}),  # delivered on the first step
+    "rejected": ("7", {"text": "Hello on WhatsApp"}),  # not a WhatsApp user: fails over to SMS at once
+    "silent": ("5", {"text": "Hello on WhatsApp", "validityPeriod": 1, "validityPeriodTimeUnit": "SECONDS"}),
+}
+#: For the silent path: WhatsApp never reports (so its 1 s validity runs out), everything else is delivered.
+SILENT_CONFIG = """
+[limits]
+min_validity_seconds = 1
+
+[[sandbox.rules]]
+channel = "WHATSAPP"
+outcome = "EXPIRED"
+"""
+
+
+async def _drive(url: str, total: int, per_request: int, concurrency: int, path: str) -> tuple[float, int]:
     headers = {"Authorization": f"App {KEY}"}
     async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=concurrency + 2)) as s:
         async with s.post(f"{url}/omni/1/scenarios", json={"flow": FLOW, "default": True}) as r:
@@ -86,8 +103,10 @@ async def _drive(url: str, total: int, per_request: int, concurrency: int) -> tu
                 b = queue.get_nowait()
                 body = {
                     "scenarioKey": key,
-                    "destinations": [{"to": {"phoneNumber": f"4179{b:05d}{i:03d}7"}} for i in range(per_request)],
-                    "whatsApp": {"text": "Hello on WhatsApp"},
+                    "destinations": [
+                        {"to": {"phoneNumber": f"4179{b:05d}{i:03d}{PATHS[path][0]}"}} for i in range(per_request)
+                    ],
+                    "whatsApp": PATHS[path][1],
                     "sms": {"text": "Hello by SMS"},
                 }
                 async with s.post(f"{url}/omni/1/advanced", json=body) as r:
@@ -120,7 +139,8 @@ class _State(msgspec.Struct):
 
 
 def _failover_gaps(states: list[tuple[float, bytes]]) -> tuple[list[float], list[float]]:
-    """Milliseconds from the WhatsApp rejection to the SMS submission, and from accept to the final outcome,
+    """Milliseconds from the WhatsApp step's failure (rejection or expiry) to the SMS submission, and from accept
+    to the final outcome,
     per message."""
     decoder = msgspec.json.Decoder(_State)
     gaps = []
@@ -130,7 +150,7 @@ def _failover_gaps(states: list[tuple[float, bytes]]) -> tuple[list[float], list
         if state.done_at is not None:
             totals.append((state.done_at - created_at) * 1000)
         attempts = state.attempts
-        wa = next((a for a in attempts if a.step == 0 and a.state == "REJECTED"), None)
+        wa = next((a for a in attempts if a.step == 0 and a.state in ("REJECTED", "EXPIRED")), None)
         sms = next((a for a in attempts if a.step == 1 and a.state not in ("PENDING", "SKIPPED")), None)
         if wa is not None and wa.done_at is not None and sms is not None:
             gaps.append((sms.started_at - wa.done_at) * 1000)
@@ -140,6 +160,12 @@ def _failover_gaps(states: list[tuple[float, bytes]]) -> tuple[list[float], list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument(
+        "--path",
+        choices=list(PATHS),
+        default="rejected",
+        help="delivered on WhatsApp; WhatsApp rejected -> SMS (default); WhatsApp silent -> 1 s validity -> SMS",
+    )
     parser.add_argument("--per-request", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--database", help="a PostgreSQL server URL to bench on (a fresh database is made on it)")
@@ -148,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="omnirelay-pipeline-"))
-    (root / "omnirelay.toml").write_text(CONFIG)
+    (root / "omnirelay.toml").write_text(CONFIG + (SILENT_CONFIG if args.path == "silent" else ""))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
@@ -200,7 +226,7 @@ def main() -> None:
         setup = "SQLite, one omnirelay serve process"
     try:
         _wait_health(url, procs)
-        seconds, got = asyncio.run(_drive(url, args.messages, args.per_request, args.concurrency))
+        seconds, got = asyncio.run(_drive(url, args.messages, args.per_request, args.concurrency, args.path))
         if pg_url:
 
             async def states() -> list[tuple[float, bytes]]:
@@ -223,6 +249,7 @@ def main() -> None:
     gaps, totals = (sorted(x) for x in _failover_gaps(raw))
     result: dict[str, Any] = {
         "setup": setup,
+        "path": args.path,
         "messages": args.messages,
         "reports": got,
         "seconds": round(seconds, 2),
