@@ -20,6 +20,8 @@ class AccountConfig(msgspec.Struct, forbid_unknown_fields=True):
     password_hash: str | None = None
     api_keys: list[str] = msgspec.field(default_factory=list)
     webhook_secret: str | None = None
+    inbound_url: str | None = None
+    """Where messages that users send to this account's senders (WhatsApp inbound) are pushed."""
 
 
 class SandboxRule(msgspec.Struct, forbid_unknown_fields=True):
@@ -73,6 +75,83 @@ class EngineConfig(msgspec.Struct, forbid_unknown_fields=True):
     retention_hours: float = 48.0
 
 
+class SmppConnectorConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """One SMPP 3.4 bind to an SMS centre."""
+
+    name: str
+    system_id: str
+    password: str
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_type: str = ""
+    bind_mode: Literal["transceiver", "transmitter"] = "transceiver"
+    window_size: int = 10
+    max_submits_per_second: float | None = None
+    """Cap on submit_sm PDUs a second, shared by every worker process using this connector."""
+    gsm7_data_coding: int = 0
+    """data_coding for GSM-7 text (0 = SMSC default alphabet; some SMSCs want 241)."""
+    enquire_link_seconds: float = 30.0
+    response_timeout_seconds: float = 30.0
+    reconnect_max_seconds: float = 30.0
+
+
+class SmppRoute(msgspec.Struct, forbid_unknown_fields=True):
+    """Destinations starting with ``prefix`` (digits, no ``+``) go through ``connector``."""
+
+    prefix: str
+    connector: str
+
+
+class SmppConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """SMS over SMPP: with connectors declared, SMS steps leave through them instead of the sandbox."""
+
+    connectors: list[SmppConnectorConfig] = msgspec.field(default_factory=list)
+    routes: list[SmppRoute] = msgspec.field(default_factory=list)
+    default_connector: str | None = None
+    """The connector for destinations no route matches; the first connector when unset."""
+
+
+class WhatsAppSenderConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A WhatsApp Business phone number on the Cloud API; a step whose ``from`` is ``sender`` uses it."""
+
+    sender: str
+    phone_number_id: str
+    access_token: str
+    app_secret: str
+    verify_token: str
+    base_url: str = "https://graph.facebook.com"
+    api_version: str = "v23.0"
+    account: str | None = None
+    """The account (username) that receives this number's inbound messages."""
+
+
+class WhatsAppConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """WhatsApp over Meta's Cloud API: with senders declared, WhatsApp steps leave through it."""
+
+    senders: list[WhatsAppSenderConfig] = msgspec.field(default_factory=list)
+
+
+class SmtpServerConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A mail server that e-mail steps are handed to."""
+
+    host: str
+    port: int = 25
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: str | None = None
+    timeout_seconds: float = 30.0
+    from_domains: list[str] = msgspec.field(default_factory=list)
+    """Sender domains this server takes; the first server takes the rest."""
+
+
+class SmtpConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """E-mail over SMTP: with servers declared, e-mail steps leave through them instead of the sandbox."""
+
+    servers: list[SmtpServerConfig] = msgspec.field(default_factory=list)
+    retry_seconds: float = 60.0
+    """Wait before retrying after a 4xx answer (doubling each time, within the step's validity)."""
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True):
     """All settings of a gateway."""
 
@@ -92,6 +171,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     pricing: PricingConfig = msgspec.field(default_factory=PricingConfig)
     mcc_mnc: MccMncConfig = msgspec.field(default_factory=MccMncConfig)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+    smpp: SmppConfig = msgspec.field(default_factory=SmppConfig)
+    whatsapp: WhatsAppConfig = msgspec.field(default_factory=WhatsAppConfig)
+    smtp: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
 
     def sqlite_path(self) -> Path:
         """The SQLite file: ``database`` when it names one, else ``omnirelay.db`` in the data folder."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -19,11 +20,19 @@ class Submission:
     address: str
     content: dict[str, Any]
     validity_s: float
+    tries: int = 1
+    """How many times this step has been submitted, this time included (more than 1 after a ``RETRY``)."""
+
+
+#: What a step can come to. ``RETRY`` is not an outcome but a request: submit the same step again (the
+#: provider did not take it: throttled, queue full, a 4xx), within the validity the step already has.
+OUTCOMES = ("DELIVERED", "SEEN", "UNDELIVERABLE", "REJECTED", "EXPIRED", "RETRY")
 
 
 @dataclass(frozen=True)
 class LaterReport:
-    """An outcome the channel already knows will come, ``after_s`` seconds from now (sandbox, tests)."""
+    """An outcome the channel already knows will come, ``after_s`` seconds from now (sandbox, tests), or at
+    once with ``after_s`` 0 (a refusal; ``RETRY`` after ``after_s`` for a submission to try again later)."""
 
     after_s: float
     outcome: str
@@ -42,6 +51,29 @@ class SubmitResult:
 
     provider_id: str | None = None
     reports: list[LaterReport] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """An outcome that arrives from outside for a step submitted earlier: an SMPP delivery receipt, a
+    WhatsApp status webhook. It finds its step by ``(channel, provider_id)``, the id the connector gave in
+    its :class:`SubmitResult`, even when it arrives before that id was stored or after a restart."""
+
+    channel: str
+    """The OMNI channel of the step (``SMS``, ``WHATSAPP``, ``EMAIL``)."""
+    provider_id: str
+    outcome: str
+    """One of :data:`OUTCOMES`."""
+    error: str | None = None
+    """An error name of the catalogue (``EC_...``); the outcome's default when None."""
+    not_a_user: bool = False
+    detail: str | None = None
+    after_s: float = 0.0
+    """For ``RETRY``: how long to wait before submitting again."""
+
+
+ReceiptSink = Callable[[list[Receipt]], Awaitable[None]]
+"""Where connectors hand receipts; it returns once they are stored durably (acknowledge the peer after)."""
 
 
 class Channel(Protocol):
