@@ -19,6 +19,7 @@ from omnirelay.api.scenarios import ScenarioRoutes
 from omnirelay.api.sending import SendRoutes
 from omnirelay.api.server import auth_middleware, error_middleware, metrics_middleware
 from omnirelay.channels.base import Channel as Connector
+from omnirelay.channels.base import Receipt
 from omnirelay.channels.sandbox import Sandbox
 from omnirelay.config import Settings
 from omnirelay.console import ConsoleRoutes
@@ -79,6 +80,8 @@ class Gateway:
     notifier: Notifier = field(init=False)
     tariffs: Tariffs = field(init=False)
     metrics: Metrics = field(init=False)
+    connectors: dict[str, Connector] = field(init=False, default_factory=dict)
+    """The real connectors configured, by the channel they serve (the sandbox serves the others)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -88,6 +91,9 @@ class Gateway:
         self.tariffs = tariffs(s)
         self.sandbox = Sandbox(s.sandbox.rules)
         channels: dict[str, Connector] = {c.value: self.sandbox for c in Channel}
+        if self.worker:
+            self.connectors = self._real_connectors()
+            channels.update(self.connectors)
         self.engine = Engine(
             self.store,
             channels,
@@ -105,6 +111,30 @@ class Gateway:
             self.metrics,
         )
         self.engine.on_progress = self.notifier.wake
+
+    def _real_connectors(self) -> dict[str, Connector]:
+        """SMPP, WhatsApp Cloud and SMTP connectors, for the channels whose settings declare them."""
+        s = self.settings
+        found: dict[str, Connector] = {}
+        if s.smpp.connectors:
+            from omnirelay.channels.smpp import SmppChannel
+
+            found[Channel.SMS.value] = SmppChannel(s.smpp, self.receive_receipts, self.store, self.metrics)
+        if s.whatsapp.senders:
+            from omnirelay.channels.whatsapp_cloud import WhatsAppCloud
+
+            found[Channel.WHATSAPP.value] = WhatsAppCloud(s.whatsapp, self.metrics)
+        if s.smtp.servers:
+            from omnirelay.channels.smtp import SmtpChannel
+
+            found[Channel.EMAIL.value] = SmtpChannel(s.smtp, self.metrics)
+        return found
+
+    async def receive_receipts(self, receipts: list[Receipt]) -> None:
+        """The connectors' receipt sink: store the receipts for the engine (durably, before the peer is
+        acknowledged) and wake the engine."""
+        await self.store.record_receipts(receipts, time.time())
+        self.engine.wake()
 
     def web_app(self) -> web.Application:
         """The HTTP application (its startup also starts the engine and notifier when this process runs them)."""
@@ -133,6 +163,10 @@ class Gateway:
             return web.Response(body=document, content_type="application/json")
 
         app.router.add_get("/openapi.json", openapi_json)
+        if self.settings.whatsapp.senders:
+            from omnirelay.api.whatsapp_webhooks import WhatsAppWebhookRoutes
+
+            WhatsAppWebhookRoutes(self.settings.whatsapp, self.settings.accounts, self.store).add_to(app)
         self.add_operations_routes(app)
         app.on_startup.append(lambda _app: self.start())
         app.on_cleanup.append(lambda _app: self.stop())
@@ -177,6 +211,10 @@ class Gateway:
         """Start the background work of this process."""
         if self.worker:
             self.store.subscribe(self.engine.wake, self.notifier.wake)
+            for connector in self.connectors.values():
+                start = getattr(connector, "start", None)
+                if start is not None:
+                    await start()
             retention_s = self.settings.engine.retention_hours * 3600
             self._tasks = [
                 asyncio.create_task(self.engine.run(), name="engine"),
@@ -191,6 +229,8 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for connector in self.connectors.values():  # after the engine recorded their last answers
+            await connector.close()
         await self.store.close()
 
 

@@ -345,3 +345,30 @@ def test_push_survives_kill_9_while_the_receiver_is_down(
     assert post.headers["x-omnirelay-signature"] == signature(ALADDIN_SECRET, post.body)
     time.sleep(1.5)
     assert len(rx.snapshot()) == 1, rx.snapshot()
+
+
+def test_a_read_message_gets_a_seen_report_after_its_delivery_report(
+        module_gateways: GatewayPool, receivers: Callable[..., Receiver]) -> None:
+    seen_rule = """
+[[sandbox.rules]]
+channel = "WHATSAPP"
+to = '\\d+3'
+outcome = "SEEN"
+after_ms = 200
+"""
+    gateway = module_gateways(CONFIG + seen_rule)
+    gateway.create_scenario(FLOW, default=True)
+    rx = receivers()
+    (mid,) = send(gateway, ["41750000303"], notifyUrl=rx.url())
+    seen, final = sorted(rx.wait_posts(2), key=lambda p: p.report_id.endswith(".final"))  # sent together
+    assert final.report["messageId"] == mid and final.report["channel"] == "WHATSAPP"
+    assert short(final.report["status"]) == DELIVERED_TO_HANDSET
+    (report,) = seen.json["results"]
+    assert set(report) == {"messageId", "from", "to", "sentAt", "sendAt", "seenAt"}, report
+    assert (report["messageId"], report["from"], report["to"]) == (mid, "WhatsAppSender", "41750000303")
+    assert report["sentAt"] == report["sendAt"] == final.report["sentAt"]
+    assert report["seenAt"] >= report["sentAt"]
+    assert seen.report_id.endswith(".seen") and seen.report_id != final.report_id
+    assert seen.headers["x-omnirelay-signature"] == signature(ALADDIN_SECRET, seen.body)
+    time.sleep(1.0)
+    assert len(rx.snapshot()) == 2

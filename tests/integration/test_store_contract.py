@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from omnirelay.channels.base import Receipt
 from omnirelay.domain.model import Step
 from omnirelay.store.base import Change, LogQuery, MessageIdConflict, NewMessage, ScenarioRecord, Store, Work
 from omnirelay.store.postgres import PostgresStore
@@ -240,3 +242,75 @@ async def _count(store: Store, table: str) -> int:
         return int(await store.pool.fetchval(f"SELECT count(*) FROM {table}"))
     assert isinstance(store, SqliteStore)
     return int(store._one(f"SELECT count(*) FROM {table}")[0])
+
+
+async def test_receipts_find_their_step_early_or_late(store: Store) -> None:
+    """A receipt whose submission is stored becomes a report job for its step; one that came before the provider id
+    was stored (a fast SMSC) is held and becomes the job in the transaction that stores the id."""
+    a = (await store.create_account("a", None, "s", "cli")).id
+    await accept(store, a, message("r1"), message("r2"))
+    started: list[Work] = []
+
+    def submit(work: list[Work]) -> tuple[list[Change], int]:
+        started.extend(work)
+        return [Change(w.message, w.account_id, w.state, 1, "SMS", None) for w in work], len(work)
+
+    await store.engine_step(time.time(), 10, [], submit)
+    m1, m2 = sorted(w.message for w in started)
+
+    def stored_id(message: int, step: int, provider_id: str) -> Callable[[list[Work]], tuple[list[Change], int]]:
+        def fn(work: list[Work]) -> tuple[list[Change], int]:
+            return [
+                Change(w.message, w.account_id, w.state, 1, "SMS", None, submitted=[(step, "SMS", provider_id)])
+                for w in work
+                if w.message == message
+            ], len(work)
+
+        return fn
+
+    await store.engine_step(time.time(), 0, [(m1, b'{"type":"submitted","step":1}')], stored_id(m1, 1, "smsc:7"))
+    early = Receipt("SMS", "smsc:8", "UNDELIVERABLE", "EC_ABSENT_SUBSCRIBER_SM", detail="err:001")
+    retry = Receipt("SMS", "smsc:7", "RETRY", after_s=3600)
+    await store.record_receipts([Receipt("SMS", "smsc:7", "DELIVERED"), early, retry], time.time())
+
+    seen: list[Work] = []
+
+    def record(work: list[Work]) -> tuple[list[Change], int]:
+        seen.extend(work)
+        return [], len(work)
+
+    await store.engine_step(time.time(), 10, [], record)
+    assert [(w.message, msgspec.json.decode(w.event)) for w in seen] == [
+        (m1, {"type": "report", "step": 1, "outcome": "DELIVERED", "error": None, "not_a_user": False, "detail": None})
+    ]
+    assert await store.next_due() == pytest.approx(time.time() + 3600, abs=5)  # the retry waits its time
+
+    # the early receipt's provider id is stored now: the same transaction makes its report due
+    seen.clear()
+    await store.engine_step(time.time(), 0, [(m2, b'{"type":"submitted","step":0}')], stored_id(m2, 0, "smsc:8"))
+    await store.engine_step(time.time(), 10, [], record)
+    assert [(w.message, msgspec.json.decode(w.event)["outcome"]) for w in seen] == [(m2, "UNDELIVERABLE")]
+    assert msgspec.json.decode(seen[0].event)["detail"] == "err:001"
+    # an id of another channel does not match
+    await store.record_receipts([Receipt("WHATSAPP", "smsc:7", "DELIVERED")], time.time())
+    seen.clear()
+    await store.engine_step(time.time(), 10, [], record)
+    assert seen == []
+
+
+async def test_pushed_webhooks_are_queued_once(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    item = (a, "inbound.wamid.1", "http://127.0.0.1:9/in", "application/json", b'{"results":[]}')
+    await store.push_webhooks([item], time.time())
+    await store.push_webhooks([item], time.time())
+    claimed = await store.claim_deliveries(time.time(), 10, 30)
+    assert [(d.report_id, d.url, d.body) for d in claimed] == [("inbound.wamid.1", item[2], item[4])]
+
+
+async def test_token_bucket_is_shared_and_refills(store: Store) -> None:
+    now = time.time()
+    grants = await asyncio.gather(*(store.take_tokens("smpp:main", 30, 100.0, 100.0, now) for _ in range(5)))
+    assert sum(grants) == 100 and all(0 <= g <= 30 for g in grants)
+    assert await store.take_tokens("smpp:main", 30, 100.0, 100.0, now) == 0
+    assert await store.take_tokens("smpp:main", 30, 100.0, 100.0, now + 0.1) == 10  # 0.1 s at 100/s
+    assert await store.take_tokens("smpp:other", 5, 1.0, 2.0, now) == 2  # each key its own bucket

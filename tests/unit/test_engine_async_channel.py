@@ -86,6 +86,7 @@ async def test_submitting_is_stored_before_the_network_call_and_answers_after(tm
         sms, email = NetworkChannel(store), NetworkChannel(store)
         engine = _engine(store, sms, email)
         await engine.cycle()
+        await engine.wait_submissions()
         assert [c.channel for c in sms.calls] == ["SMS"]
         assert sms.states_seen == ["SUBMITTING"], "the step was committed as SUBMITTING before the call"
         await engine.cycle()  # records the channel's answer
@@ -95,6 +96,7 @@ async def test_submitting_is_stored_before_the_network_call_and_answers_after(tm
         deadline = time.time() + 5
         while state.phase != "DONE" and time.time() < deadline:  # type: ignore[attr-defined]
             await engine.cycle()
+            await engine.wait_submissions()
             state = await _state(store, account, mid)
         assert state.phase == "DONE" and state.channel == "SMS"  # type: ignore[attr-defined]
         assert len(sms.calls) == 1 and email.calls == []
@@ -112,6 +114,7 @@ async def test_broken_connector_fails_the_step_over(tmp_path: Path) -> None:
         engine = _engine(store, sms, email)
         for _ in range(4):
             await engine.cycle()
+            await engine.wait_submissions()
         state = await _state(store, account, mid)
         first = state.attempts[0]  # type: ignore[attr-defined]
         assert (first.channel, first.state, first.error) == ("SMS", "REJECTED", "EC_NOTSUBMITTEDTOGMSC")
@@ -129,6 +132,7 @@ async def test_answers_survive_a_failed_transaction(tmp_path: Path) -> None:
         sms, email = NetworkChannel(store), NetworkChannel(store)
         engine = _engine(store, sms, email)
         await engine.cycle()
+        await engine.wait_submissions()
         real_step = store.engine_step
         calls = 0
 
@@ -142,6 +146,7 @@ async def test_answers_survive_a_failed_transaction(tmp_path: Path) -> None:
         store.engine_step = failing_once  # type: ignore[method-assign]
         with pytest.raises(OSError):
             await engine.cycle()
+        await engine.wait_submissions()
         await engine.cycle()  # the answer kept from the failed cycle is recorded now
         state = await _state(store, account, mid)
         assert state.attempts[-1].provider_id == "smsc-m1"  # type: ignore[attr-defined]

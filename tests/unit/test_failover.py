@@ -24,6 +24,7 @@ from omnirelay.domain.failover import (
     Remember,
     Report,
     Schedule,
+    Seen,
     Start,
     Submit,
     SubmitStep,
@@ -153,6 +154,53 @@ def test_seen_ends_message_as_delivered() -> None:
     assert run.state.phase == "DONE"
     assert run.state.status == SUCCESS_STATUS
     assert run.state.attempts[0].state == "SEEN"
+
+
+def test_read_after_delivered_is_a_seen_report_and_never_goes_back() -> None:
+    run = Run([wa(), sms()])
+    run.send(Start())
+    run.send(Report(0, "DELIVERED"))
+    assert run.send(Report(0, "SEEN")) == [Seen(0)]
+    assert run.state.attempts[0].state == "SEEN"
+    assert run.send(Report(0, "DELIVERED")) == []  # out of order: delivered after read changes nothing
+    assert run.send(Report(0, "SEEN")) == []  # one seen report
+    assert run.state.attempts[0].state == "SEEN"
+    assert (run.state.status, run.state.phase) == (SUCCESS_STATUS, "DONE")
+
+
+def test_read_before_delivered_finishes_with_a_seen_report() -> None:
+    run = Run([wa(), sms()])
+    run.send(Start())
+    actions = run.send(Report(0, "SEEN"))
+    assert of_type(actions, Final) == [Final(0)] and of_type(actions, Seen) == [Seen(0)]
+    assert run.send(Report(0, "DELIVERED")) == []
+    assert run.state.attempts[0].state == "SEEN"
+
+
+# --- examples: retry ------------------------------------------------------------------------------
+
+
+def test_retry_submits_the_same_step_again_within_its_validity() -> None:
+    run = Run([wa(validity=60), sms()])
+    run.send(Start())
+    run.send(Submitted(0, "wamid.1"))
+    assert run.send(Report(0, "RETRY", detail="130429 throttled")) == [Submit(0)]  # no second expiry timer
+    assert run.attempts() == [(0, "WHATSAPP", "SUBMITTING")]
+    assert run.state.attempts[0].tries == 2
+    assert "submitted again: 130429 throttled" in run.history()
+    run.send(Submitted(0, "wamid.2"))
+    actions = run.send(Expire(0), after=60)  # the first submission's validity still counts
+    assert of_type(actions, Submit) == [] and run.state.step == 1
+
+
+def test_retry_of_a_step_left_or_finished_is_ignored() -> None:
+    run = Run([wa(), sms()])
+    run.send(Start())
+    run.send(Report(0, "REJECTED"))
+    assert run.send(Report(0, "RETRY")) == []
+    run.send(Report(1, "DELIVERED"))
+    assert run.send(Report(1, "RETRY")) == []
+    assert [a.tries for a in run.state.attempts] == [1, 1]
 
 
 # --- examples: expiry -----------------------------------------------------------------------------
@@ -506,7 +554,7 @@ def events(n_steps: int, current: int = -1) -> st.SearchStrategy[Event]:
         st.builds(
             Report,
             k,
-            st.sampled_from(OUTCOMES),
+            st.sampled_from([*OUTCOMES, "RETRY"]),
             st.one_of(st.none(), st.just("EC_ABSENT_SUBSCRIBER_SM")),
             st.booleans(),
         ),
@@ -606,8 +654,12 @@ def test_property_invariants_hold_for_random_event_sequences(scenario: Scenario,
             assert len(step_finals) == 1
             assert new.done_at == now
 
+        retry = isinstance(event, Report) and event.outcome == "RETRY"
+        if retry and actions:
+            # a retry submits the current step again, under the validity timer it already has
+            assert actions == [Submit(event.step)] and event.step == state.step and state.phase == "ACTIVE"
         for action in actions:
-            if isinstance(action, Submit):
+            if isinstance(action, Submit) and not retry:
                 submits[action.step] += 1
                 step = plan[action.step]
                 # only usable, not remembered steps are submitted, and each gets its validity timer

@@ -4,7 +4,9 @@ A message walks its plan a step at a time. A step rejected by its channel fails 
 with no final report when its validity runs out fails over then; a delivered or seen step ends the
 message; the last step's failure ends it with that failure. States only move forward: a report for a
 step the message has already left is written into the history and never reopens a finished message,
-except that a late success wins while the next step is still waiting to be submitted.
+except that a late success wins while the next step is still waiting to be submitted, and a delivered
+step can still be seen (never the other way round). A ``RETRY`` report (the channel did not take the
+step: throttled, busy) submits the same step again, within the validity it already has.
 
 ``decide`` does no I/O. The engine loads the state, calls it, and stores what it returns (the new
 state and the actions) in one transaction.
@@ -112,6 +114,13 @@ class Intermediate:
 
 
 @dataclass(frozen=True)
+class Seen:
+    """The recipient read the message of ``step``: a seen report (if the sender gave a notifyUrl)."""
+
+    step: int
+
+
+@dataclass(frozen=True)
 class Remember:
     """Capability memory: this address is not a user of ``channel`` until ``until``."""
 
@@ -119,7 +128,7 @@ class Remember:
     until: float
 
 
-Action = Submit | Schedule | CancelTimers | Final | Intermediate | Remember
+Action = Submit | Schedule | CancelTimers | Final | Intermediate | Seen | Remember
 
 
 # --- what decide needs to know -----------------------------------------------------------------
@@ -312,7 +321,18 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
     now = ctx.now
 
     if state.phase == "DONE":
-        if isinstance(event, Report):
+        final = _attempt(state, state.step)
+        if (
+            isinstance(event, Report)
+            and event.outcome == "SEEN"
+            and event.step == state.step
+            and final is not None
+            and final.state == "DELIVERED"
+        ):
+            final.state = "SEEN"
+            actions.append(Seen(event.step))
+            _log(state, now, f"step {event.step + 1} ({final.channel}) seen")
+        elif isinstance(event, Report):
             _log(
                 state,
                 now,
@@ -353,6 +373,14 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
         return Decision(state, actions)
 
     # a Report
+    if event.outcome == "RETRY":
+        if is_current and attempt.state in ("SUBMITTING", "ACCEPTED"):
+            attempt.state = "SUBMITTING"
+            attempt.tries += 1
+            actions.append(Submit(event.step))
+            _log(state, now, f"step {event.step + 1} ({attempt.channel}) submitted again: {event.detail or 'retry'}")
+        return Decision(state, actions)
+
     if is_current and attempt.state in ("SUBMITTING", "ACCEPTED"):
         if event.outcome in SUCCESS:
             attempt.state = event.outcome
@@ -360,6 +388,8 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
             attempt.done_at = now
             _log(state, now, f"step {attempt.step + 1} ({attempt.channel}) {event.outcome.lower()}")
             _finish(state, attempt, ctx, actions)
+            if event.outcome == "SEEN":
+                actions.append(Seen(attempt.step))
         else:
             _fail_current(state, attempt, event.outcome, event.error, event.not_a_user, ctx, actions, event.detail)
         return Decision(state, actions)
@@ -379,4 +409,6 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
         attempt.status, attempt.error = _status_error(event.outcome, attempt.channel, event.error, False)
         attempt.done_at = now
         _finish(state, attempt, ctx, actions)
+        if event.outcome == "SEEN":
+            actions.append(Seen(attempt.step))
     return Decision(state, actions)

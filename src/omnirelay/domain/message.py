@@ -19,6 +19,8 @@ class Attempt(msgspec.Struct, omit_defaults=True):
     provider_id: str | None = None
     parts: int = 1
     note: str | None = None
+    tries: int = 1
+    """Submissions of this step (more than one after the channel asked for a retry)."""
 
 
 class LogLine(msgspec.Struct):

@@ -399,6 +399,24 @@ class Reports(msgspec.Struct):
     results: list[Report]
 
 
+class SeenReport(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """The recipient read a message (WhatsApp ``read``), as pushed to ``notifyUrl``. Infobip's documents spell
+    the submission time both ``sentAt`` (older WhatsApp pages) and ``sendAt`` (the spec): both are given."""
+
+    messageId: str
+    from_: str | None = msgspec.field(default=None, name="from")
+    to: str
+    sentAt: str | None = None
+    sendAt: str | None = None
+    seenAt: str
+
+
+class SeenReports(msgspec.Struct):
+    """``{"results": [...]}`` of seen reports."""
+
+    results: list[SeenReport]
+
+
 class LogEntry(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One entry of ``/omni/1/logs``."""
 

@@ -1,11 +1,11 @@
 """The engine: claims due work in batches, lets :func:`~omnirelay.domain.failover.decide` rule on it, submits
 steps to their channels and records what comes back.
 
-One cycle is one transaction: it records the channel answers of the previous cycle, takes due jobs,
-decides, and stores the new states. Instant channels (the sandbox) answer inside that transaction. Steps
-for other channels are stored as SUBMITTING and submitted after the commit, so a crash never submits one
-twice (its validity timer fails it over instead); their answers are recorded by the next cycle, and
-outcomes that come later are stored as jobs.
+One cycle is one transaction: it records the channel answers received since the last cycle, takes due
+jobs, decides, and stores the new states. Instant channels (the sandbox) answer inside that transaction.
+Steps for other channels are stored as SUBMITTING and submitted after the commit, in the background, so a
+crash never submits one twice (its validity timer fails it over instead); their answers are recorded by
+a later cycle, and outcomes that come later (delivery receipts, status webhooks) are stored as jobs.
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from omnirelay.domain.failover import (
     Remember,
     Report,
     Schedule,
+    Seen,
     Submit,
     Submitted,
     decide,
 )
 from omnirelay.domain.message import MessageState, state_decoder, state_encoder
-from omnirelay.domain.model import Reports, To
+from omnirelay.domain.model import Reports, SeenReport, SeenReports, To
+from omnirelay.domain.dates import format_ts
 from omnirelay.domain.reports import Tariffs, build_report
 from omnirelay.domain.validation import address_for, has_content, main_address
 from omnirelay.metrics import Metrics
@@ -70,6 +72,10 @@ class EngineSettings:
     batch_size: int = 500
     remember_seconds: float = 7 * 86400
     idle_poll_seconds: float = 0.5
+    max_in_flight: int = 5000
+    """Submissions handed to connectors and not answered yet, above which the engine stops claiming."""
+    drain_seconds: float = 5.0
+    """On shutdown, how long to wait for connectors' answers to submissions already made."""
 
 
 @dataclass
@@ -104,6 +110,8 @@ class Engine:
         self._payloads: dict[int, _Payload] = {}
         self._events: list[tuple[int, bytes]] = []
         self._later: list[tuple[int, str, int, float, bytes]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight_count = 0
         self.on_progress: Callable[[], None] = lambda: None
         """Called after each cycle that did something (the notifier's wake-up)."""
 
@@ -130,13 +138,15 @@ class Engine:
                 if not busy:
                     await self._idle()
         finally:
-            if self._events or self._later:
-                await asyncio.shield(self.flush())
+            await asyncio.shield(self.flush())
 
     async def flush(self) -> None:
-        """Record the channel answers received but not yet stored."""
-        await self.store.engine_step(time.time(), 0, self._events, self._decide, self._later)
-        self._events, self._later = [], []
+        """Wait (a while) for the connectors' answers to submissions already made, and record the answers."""
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=self.settings.drain_seconds)
+        if self._events or self._later:
+            await self.store.engine_step(time.time(), 0, self._events, self._decide, self._later)
+            self._events, self._later = [], []
 
     async def _idle(self) -> None:
         due = await self.store.next_due()
@@ -164,10 +174,30 @@ class Engine:
             raise
         submissions = recorded_subs + claimed_subs
         if submissions:
-            self._events, self._later = await self._submit(submissions)
+            # in the background: a slow or throttled connector must not hold up the other channels' messages
+            self._in_flight_count += len(submissions)
+            task = asyncio.create_task(self._submit_and_keep(submissions))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
         if claimed or events:
             self.on_progress()
+        if self._in_flight_count >= self.settings.max_in_flight:
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
         return claimed >= self.settings.batch_size or bool(self._events or self._later)
+
+    async def wait_submissions(self) -> None:
+        """Wait until every submission handed to a connector has its answer (waiting to be recorded)."""
+        while self._in_flight:
+            await asyncio.wait(self._in_flight)
+
+    async def _submit_and_keep(self, submissions: list[Submission]) -> None:
+        try:
+            events, later = await self._submit(submissions)
+            self._events += events
+            self._later += later
+        finally:
+            self._in_flight_count -= len(submissions)
+            self.wake()
 
     # --- deciding (runs inside the store's transaction) -----------------------------------------
 
@@ -264,6 +294,7 @@ class Engine:
                     address=step.address,
                     content=msg.payload.content,
                     validity_s=step.validity_s,
+                    tries=next(a.tries for a in reversed(state.attempts) if a.step == action.step),
                 )
                 instant = self._instant.get(step.channel)
                 if instant is not None:
@@ -323,6 +354,24 @@ class Engine:
                             options["notifyUrl"],
                             options.get("notifyContentType", "application/json"),
                             _report_encoder.encode(Reports([report])),
+                        )
+                    )
+            elif isinstance(action, Seen):
+                if options.get("notifyUrl") and options.get("notify", True) is not False:
+                    seen = SeenReport(
+                        messageId=msg.work.message_id,
+                        from_=msg.senders[action.step],
+                        to=msg.plan[action.step].address or main_address(msg.to) or "",
+                        sentAt=format_ts(state.sent_at) if state.sent_at else None,
+                        sendAt=format_ts(state.sent_at) if state.sent_at else None,
+                        seenAt=format_ts(now),
+                    )
+                    change.webhooks.append(
+                        (
+                            f"{msg.work.account_id}.{msg.work.message_id}.seen",
+                            options["notifyUrl"],
+                            "application/json",
+                            _report_encoder.encode(SeenReports([seen])),
                         )
                     )
             elif isinstance(action, Remember):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
+from omnirelay.channels.base import Receipt
 from omnirelay.domain.model import Step
 
 
@@ -166,6 +167,21 @@ class Store(Protocol):
     async def message(self, account_id: int, message_id: str) -> MessageView | None: ...
     async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]: ...
     async def settle_deliveries(self, done: list[int], retries: list[tuple[int, float | None, str]]) -> None: ...
+    async def push_webhooks(self, items: list[tuple[int, str, str, str, bytes]], now: float) -> None:
+        """Queue webhook deliveries that do not come from the engine (inbound messages): (account_id, report_id,
+        url, content_type, body); a report_id already queued is not queued again."""
+        ...
+
+    # connectors
+    async def record_receipts(self, receipts: list[Receipt], now: float) -> None:
+        """Queue receipts for the engine, each for the step whose submission has its (channel, provider_id); a
+        receipt whose submission is not stored yet is held until it is."""
+        ...
+
+    async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
+        """Take up to ``want`` tokens from the bucket ``key`` (refilled at ``rate`` a second up to ``burst``),
+        shared by every process on this database; returns how many were granted."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 import msgspec
 
+from omnirelay.channels.base import Receipt
 from omnirelay.store.base import (
     Account,
     AccountExists,
@@ -45,8 +46,11 @@ from omnirelay.store.rows import (
     AcceptItem,
     account_from_row,
     plan_accepts,
+    receipt_data,
+    receipt_job,
     scenario_from_row,
     supplied_ids,
+    take_tokens,
 )
 
 T = TypeVar("T")
@@ -508,6 +512,7 @@ class PostgresStore:
                 return 0
             for table in ("submissions", "jobs", "reports"):
                 await conn.execute(f"DELETE FROM {table} WHERE message = ANY($1::bigint[])", messages)
+            await conn.execute("DELETE FROM held_receipts WHERE at < $1", before)
             await conn.execute("DELETE FROM messages WHERE id = ANY($1::bigint[])", messages)
             await conn.execute(
                 "DELETE FROM requests r WHERE r.id = ANY($1::bigint[])"
@@ -601,6 +606,66 @@ class PostgresStore:
                     *_columns([(d, due if due is not None else float("inf"), err) for d, due, err in retries], 3),
                 )
 
+    async def push_webhooks(self, items: list[tuple[int, str, str, str, bytes]], now: float) -> None:
+        """Queue webhook deliveries that do not come from the engine (inbound messages)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at)"
+                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[])"
+                " ON CONFLICT (report_id) DO NOTHING",
+                *_columns([(*item, now) for item in items], 6),
+            )
+            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+
+    # --- connectors ----------------------------------------------------------------------------
+
+    async def record_receipts(self, receipts: list[Receipt], now: float) -> None:
+        """Queue receipts for the engine by their submission's (channel, provider_id), holding the early ones."""
+        keys = [(r.channel, r.provider_id) for r in receipts]
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (s.channel, s.provider_id) s.channel, s.provider_id, s.message, s.step"
+                " FROM submissions s JOIN unnest($1::text[], $2::text[]) AS k(channel, provider_id)"
+                " ON s.channel = k.channel AND s.provider_id = k.provider_id"
+                " ORDER BY s.channel, s.provider_id, s.at DESC",
+                *_columns(keys, 2),
+            )
+            found = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+            jobs, held = [], []
+            for r, key in zip(receipts, keys, strict=True):
+                step = found.get(key)
+                if step is None:
+                    held.append((*key, receipt_data(r), now))
+                else:
+                    jobs.append(receipt_job(*step, receipt_data(r), now))
+            if jobs:
+                await conn.execute(
+                    "INSERT INTO jobs(message, kind, step, due_at, data)"
+                    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::bytea[])",
+                    *_columns(jobs, 5),
+                )
+                await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
+            if held:
+                await conn.execute(
+                    "INSERT INTO held_receipts(channel, provider_id, data, at)"
+                    " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::float8[])",
+                    *_columns(held, 4),
+                )
+
+    async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
+        """Take up to ``want`` tokens from the bucket ``key``, shared by every process on this database."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO rate_buckets(key, tokens, updated) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+                key,
+                burst,
+                now,
+            )
+            row = await conn.fetchrow("SELECT tokens, updated FROM rate_buckets WHERE key = $1 FOR UPDATE", key)
+            granted, left = take_tokens((row[0], row[1]), want, rate, burst, now)
+            await conn.execute("UPDATE rate_buckets SET tokens = $2, updated = $3 WHERE key = $1", key, left, now)
+            return granted
+
 
 def _view(row: Sequence[Any]) -> MessageView:
     return MessageView(row[0], row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]))
@@ -666,3 +731,15 @@ async def _apply(conn: Conn, changes: list[Change], now: float) -> None:
             " SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::float8[])",
             *_columns(submitted, 5),
         )
+        if any(s[3] for s in submitted) and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM held_receipts)"):
+            # receipts that came before their provider id was stored (a fast SMSC, a webhook racing the answer)
+            matched = await conn.fetch(
+                "DELETE FROM held_receipts h USING submissions s"
+                " WHERE s.channel = h.channel AND s.provider_id = h.provider_id RETURNING s.message, s.step, h.data"
+            )
+            if matched:
+                await conn.execute(
+                    "INSERT INTO jobs(message, kind, step, due_at, data)"
+                    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::bytea[])",
+                    *_columns([receipt_job(r[0], r[1], bytes(r[2]), now) for r in matched], 5),
+                )

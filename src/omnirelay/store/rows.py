@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from omnirelay.channels.base import Receipt
+from omnirelay.domain.failover import Report
 from omnirelay.domain.model import Step
 from omnirelay.store.base import Account, MessageIdConflict, NewMessage, ScenarioRecord, Stored
 
@@ -136,3 +138,39 @@ def replayed(
             raise MessageIdConflict(i)
         answers[i] = Stored(m.message_id, bytes(to_json), bulk_id)
     return answers
+
+
+# --- receipts and rate buckets ---------------------------------------------------------------------
+
+
+class _HeldReceipt(msgspec.Struct):
+    outcome: str
+    error: str | None
+    not_a_user: bool
+    detail: str | None
+    after_s: float
+
+
+_held_encoder = msgspec.json.Encoder()
+_held_decoder = msgspec.json.Decoder(_HeldReceipt)
+
+
+def receipt_data(receipt: Receipt) -> bytes:
+    """What is kept of a receipt until its step is known."""
+    r = receipt
+    return _held_encoder.encode(_HeldReceipt(r.outcome, r.error, r.not_a_user, r.detail, r.after_s))
+
+
+def receipt_job(message: int, step: int, data: bytes, now: float) -> tuple[int, str, int, float, bytes]:
+    """The engine job a receipt becomes once its step is known: (message, kind, step, due_at, event)."""
+    held = _held_decoder.decode(data)
+    event = Report(step, held.outcome, held.error, held.not_a_user, held.detail)
+    return (message, "report", step, now + max(0.0, held.after_s), _held_encoder.encode(event))
+
+
+def take_tokens(bucket: tuple[float, float] | None, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
+    """A token bucket's answer: how many of ``want`` tokens it grants, and the tokens left. ``bucket`` is the stored
+    (tokens, updated) or None for a full new bucket."""
+    tokens = burst if bucket is None else min(burst, bucket[0] + max(0.0, now - bucket[1]) * rate)
+    granted = max(0, min(want, int(tokens + 1e-3)))  # float time: 0.1 s at 100/s is 10 tokens, not 9.9999
+    return granted, tokens - granted

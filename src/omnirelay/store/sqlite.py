@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from omnirelay.channels.base import Receipt
 from omnirelay.store.base import (
     Account,
     AccountExists,
@@ -39,8 +40,11 @@ from omnirelay.store.rows import (
     AcceptItem,
     account_from_row,
     plan_accepts,
+    receipt_data,
+    receipt_job,
     scenario_from_row,
     supplied_ids,
+    take_tokens,
 )
 from omnirelay.store.writer import Writer
 
@@ -107,6 +111,8 @@ class SqliteStore:
         # Scenarios as sends read them. Exact, because only this process writes scenarios (the CLI's
         # `accounts remove` deletes an account's scenarios with its credentials, so no send reads them again).
         self._scenarios: dict[tuple[int, str | None], ScenarioRecord | None] = {}
+        self._on_jobs: Callable[[], None] = lambda: None
+        self._on_outbox: Callable[[], None] = lambda: None
 
     async def close(self) -> None:
         """Finish queued writes and close the file."""
@@ -114,7 +120,9 @@ class SqliteStore:
         self._read.close()
 
     def subscribe(self, on_jobs: Callable[[], None], on_outbox: Callable[[], None]) -> None:
-        """Nothing to do: an embedded store has one process, which wakes its own workers."""
+        """Call ``on_jobs`` / ``on_outbox`` after receipts / webhook deliveries are stored from outside the engine
+        (an embedded store has one process; the engine and the API wake each other directly otherwise)."""
+        self._on_jobs, self._on_outbox = on_jobs, on_outbox
 
     def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return self._read.execute(sql, tuple(args)).fetchone()
@@ -373,6 +381,7 @@ class SqliteStore:
             messages = [(r[0],) for r in rows]
             for table in ("submissions", "jobs", "reports"):
                 conn.executemany(f"DELETE FROM {table} WHERE message = ?", messages)
+            conn.execute("DELETE FROM held_receipts WHERE at < ?", (before,))
             conn.executemany("DELETE FROM messages WHERE id = ?", messages)
             conn.executemany(
                 "DELETE FROM requests WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE request_id = ?)",
@@ -479,6 +488,56 @@ class SqliteStore:
 
         await self.writer.run(fn)
 
+    async def push_webhooks(self, items: list[tuple[int, str, str, str, bytes]], now: float) -> None:
+        """Queue webhook deliveries that do not come from the engine (inbound messages)."""
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(report_id) DO NOTHING",
+                [(*item, now) for item in items],
+            )
+
+        await self.writer.run(fn)
+        self._on_outbox()
+
+    # --- connectors ----------------------------------------------------------------------------
+
+    async def record_receipts(self, receipts: list[Receipt], now: float) -> None:
+        """Queue receipts for the engine by their submission's (channel, provider_id), holding the early ones."""
+
+        def fn(conn: sqlite3.Connection) -> None:
+            jobs, held = [], []
+            for r in receipts:
+                found = conn.execute(
+                    "SELECT message, step FROM submissions WHERE channel = ? AND provider_id = ? ORDER BY at DESC",
+                    (r.channel, r.provider_id),
+                ).fetchone()
+                if found is None:
+                    held.append((r.channel, r.provider_id, receipt_data(r), now))
+                else:
+                    jobs.append(receipt_job(found[0], found[1], receipt_data(r), now))
+            conn.executemany("INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)", jobs)
+            conn.executemany("INSERT INTO held_receipts(channel, provider_id, data, at) VALUES (?, ?, ?, ?)", held)
+
+        await self.writer.run(fn)
+        self._on_jobs()
+
+    async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
+        """Take up to ``want`` tokens from the bucket ``key``; returns how many were granted."""
+
+        def fn(conn: sqlite3.Connection) -> int:
+            bucket = conn.execute("SELECT tokens, updated FROM rate_buckets WHERE key = ?", (key,)).fetchone()
+            granted, left = take_tokens(bucket, want, rate, burst, now)
+            conn.execute(
+                "INSERT INTO rate_buckets(key, tokens, updated) VALUES (?, ?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
+                (key, left, now),
+            )
+            return granted
+
+        return await self.writer.run(fn)
+
 
 def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict]:
     """Insert a batch of accepted requests; the answer of each (or its conflict)."""
@@ -580,7 +639,16 @@ def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
         " ON CONFLICT(account_id, address, channel) DO UPDATE SET until = excluded.until",
         [(c.account_id, *r) for c in changes for r in c.remember],
     )
-    conn.executemany(
-        "INSERT INTO submissions(message, step, channel, provider_id, at) VALUES (?, ?, ?, ?, ?)",
-        [(c.message, *sub, now) for c in changes for sub in c.submitted],
-    )
+    submitted = [(c.message, *sub, now) for c in changes for sub in c.submitted]
+    conn.executemany("INSERT INTO submissions(message, step, channel, provider_id, at) VALUES (?, ?, ?, ?, ?)", submitted)
+    if any(sub[3] for sub in submitted) and conn.execute("SELECT 1 FROM held_receipts LIMIT 1").fetchone():
+        # receipts that came before their provider id was stored (a fast SMSC, a webhook racing the answer)
+        matched = conn.execute(
+            "SELECT h.id, s.message, s.step, h.data FROM held_receipts h"
+            " JOIN submissions s ON s.channel = h.channel AND s.provider_id = h.provider_id"
+        ).fetchall()
+        conn.executemany(
+            "INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)",
+            [receipt_job(m, step, data, now) for _h, m, step, data in matched],
+        )
+        conn.executemany("DELETE FROM held_receipts WHERE id = ?", [(h,) for h, *_ in matched])

@@ -1,0 +1,217 @@
+// An SMS centre for omnirelay's SMPP tests, on node-smpp (npm `smpp`): a protocol stack written
+// independently of ours, so the tests exercise a real peer rather than a mock.
+//
+//   node smsc.js [port]            (or SMSC_PORT; 0 = any free port, printed as "listening <port>")
+//
+// Environment:
+//   SMSC_SYSTEM_ID / SMSC_PASSWORD   the only credentials accepted (default omni / secret)
+//   SMSC_LOG             file that receives one JSON line per PDU received or DLR sent (none when unset)
+//   SMSC_TPS             submit_sm accepted per second (sliding 1 s window); more get ESME_RTHROTTLED
+//   SMSC_FAIL            regular expression on destination_addr: the DLR says UNDELIV err:001 (default 0$)
+//   SMSC_REJECT          regular expression on destination_addr: submit_sm_resp ESME_RINVDSTADR (default none)
+//   SMSC_DLR_DELAY_MS    delay before a DLR is sent (default 0)
+//   SMSC_DLR_TLVS        0 = receipts carry the text only, without receipted_message_id / message_state
+//   SMSC_ID_START        first message id (default 1000); ids count up from it
+//   SMSC_ID_HEX          1 = message ids in hex (lower case) in submit_sm_resp and receipts
+//
+// DLRs are queued per system_id: one due while no session of that system_id is bound waits for the next
+// bind, and one sent but not acknowledged (deliver_sm_resp) when its session dropped is sent again, like a
+// real SMSC. So a gateway killed between submit and receipt gets the receipt after it binds again.
+'use strict';
+
+const fs = require('fs');
+const smpp = require('smpp');
+
+// Keep short_message and the time strings as received: the tests check the raw octets and the strings.
+for (const command of ['submit_sm', 'deliver_sm']) {
+  const params = smpp.commands[command].params;
+  params.short_message.filter = undefined;
+  params.validity_period.filter = undefined;
+  params.schedule_delivery_time.filter = undefined;
+}
+
+const env = process.env;
+const port = Number(process.argv[2] || env.SMSC_PORT || 2775);
+const systemId = env.SMSC_SYSTEM_ID || 'omni';
+const password = env.SMSC_PASSWORD || 'secret';
+const tps = Number(env.SMSC_TPS || 0);
+const failPattern = new RegExp(env.SMSC_FAIL || '0$');
+const rejectPattern = env.SMSC_REJECT ? new RegExp(env.SMSC_REJECT) : null;
+const dlrDelay = Number(env.SMSC_DLR_DELAY_MS || 0);
+const dlrTlvs = env.SMSC_DLR_TLVS !== '0';
+const idHex = env.SMSC_ID_HEX === '1';
+let nextId = Number(env.SMSC_ID_START || 1000);
+
+const log = env.SMSC_LOG ? fs.createWriteStream(env.SMSC_LOG, { flags: 'a' }) : null;
+function record(entry) {
+  if (log) log.write(JSON.stringify(entry) + '\n');
+}
+
+const sessions = new Map(); // system_id -> Set of bound sessions that take deliver_sm
+const queued = new Map(); // system_id -> DLRs waiting for a bound session
+const accepted = []; // times of recently accepted submit_sm, for SMSC_TPS
+
+function stamp(date) {
+  const p = (n) => String(n).padStart(2, '0');
+  return p(date.getUTCFullYear() % 100) + p(date.getUTCMonth() + 1) + p(date.getUTCDate()) +
+    p(date.getUTCHours()) + p(date.getUTCMinutes());
+}
+
+function throttled() {
+  if (!tps) return false;
+  const now = Date.now();
+  while (accepted.length && accepted[0] <= now - 1000) accepted.shift();
+  if (accepted.length >= tps) return true;
+  accepted.push(now);
+  return false;
+}
+
+function sendDlr(owner, dlr) {
+  const bound = [...(sessions.get(owner) || [])];
+  if (!bound.length) {
+    if (!queued.has(owner)) queued.set(owner, []);
+    queued.get(owner).push(dlr);
+    return;
+  }
+  const session = bound[Math.floor(Math.random() * bound.length)];
+  const options = {
+    source_addr_ton: 1, source_addr_npi: 1, source_addr: dlr.destination,
+    dest_addr_ton: dlr.sourceTon, dest_addr_npi: dlr.sourceNpi, destination_addr: dlr.source,
+    esm_class: 0x04, data_coding: 0, short_message: Buffer.from(dlr.text, 'latin1'),
+  };
+  if (dlrTlvs) {
+    options.receipted_message_id = dlr.id;
+    options.message_state = dlr.state;
+  }
+  let answered = false;
+  session.unacked.add(dlr);
+  const sent = session.send(new smpp.PDU('deliver_sm', options), (resp) => {
+    answered = true;
+    session.unacked.delete(dlr);
+    record({ command: 'deliver_sm_resp', id: dlr.id, status: resp.command_status });
+    if (resp.command_status !== 0) setTimeout(() => sendDlr(owner, dlr), 200);
+  });
+  if (sent === false && !answered) {
+    session.unacked.delete(dlr);
+    sendDlr(owner, dlr); // the socket is gone already: queue it for another bind
+    return;
+  }
+  record({ command: 'dlr', id: dlr.id, stat: dlr.stat, destination: dlr.destination });
+}
+
+function flushQueued(owner) {
+  const waiting = queued.get(owner) || [];
+  queued.delete(owner);
+  for (const dlr of waiting) sendDlr(owner, dlr);
+}
+
+const server = smpp.createServer((session) => {
+  let owner = null;
+  session.unacked = new Set();
+  session.on('error', () => {});
+  session.on('close', () => {
+    if (owner && sessions.has(owner)) sessions.get(owner).delete(session);
+    // Sent but never acknowledged: the ESME may not have stored it, so it comes again.
+    const again = [...session.unacked];
+    session.unacked.clear();
+    for (const dlr of again) sendDlr(owner, dlr);
+  });
+
+  function bind(pdu) {
+    const ok = pdu.system_id === systemId && pdu.password === password;
+    record({ command: pdu.command, system_id: pdu.system_id, system_type: pdu.system_type,
+      interface_version: pdu.interface_version, status: ok ? 0 : smpp.ESME_RBINDFAIL });
+    if (!ok) {
+      session.send(pdu.response({ command_status: smpp.ESME_RBINDFAIL }));
+      session.close();
+      return;
+    }
+    session.send(pdu.response({ system_id: 'node-smsc' }));
+    if (pdu.command !== 'bind_transmitter') {
+      owner = pdu.system_id;
+      if (!sessions.has(owner)) sessions.set(owner, new Set());
+      sessions.get(owner).add(session);
+      flushQueued(owner);
+    } else {
+      owner = owner || pdu.system_id;
+    }
+  }
+  session.on('bind_transceiver', bind);
+  session.on('bind_transmitter', bind);
+  session.on('bind_receiver', bind);
+
+  session.on('enquire_link', (pdu) => {
+    record({ command: 'enquire_link' });
+    session.send(pdu.response());
+  });
+  session.on('unbind', (pdu) => {
+    record({ command: 'unbind' });
+    if (owner && sessions.has(owner)) sessions.get(owner).delete(session);
+    session.send(pdu.response());
+    session.close();
+  });
+
+  session.on('submit_sm', (pdu) => {
+    const entry = {
+      command: 'submit_sm', seq: pdu.sequence_number, system_id: owner,
+      source_addr: pdu.source_addr, source_addr_ton: pdu.source_addr_ton, source_addr_npi: pdu.source_addr_npi,
+      destination_addr: pdu.destination_addr, dest_addr_ton: pdu.dest_addr_ton, dest_addr_npi: pdu.dest_addr_npi,
+      data_coding: pdu.data_coding, esm_class: pdu.esm_class, registered_delivery: pdu.registered_delivery,
+      validity_period: pdu.validity_period, short_message: Buffer.from(pdu.short_message || []).toString('hex'),
+    };
+    if (!owner) {
+      entry.status = smpp.ESME_RINVBNDSTS;
+      record(entry);
+      session.send(pdu.response({ command_status: smpp.ESME_RINVBNDSTS }));
+      return;
+    }
+    if (rejectPattern && rejectPattern.test(pdu.destination_addr)) {
+      entry.status = smpp.ESME_RINVDSTADR;
+      record(entry);
+      session.send(pdu.response({ command_status: smpp.ESME_RINVDSTADR }));
+      return;
+    }
+    if (throttled()) {
+      entry.status = smpp.ESME_RTHROTTLED;
+      record(entry);
+      session.send(pdu.response({ command_status: smpp.ESME_RTHROTTLED }));
+      return;
+    }
+    const n = nextId++;
+    const id = idHex ? n.toString(16) : String(n);
+    entry.status = 0;
+    entry.message_id = id;
+    record(entry);
+    session.send(pdu.response({ message_id: id }));
+    if (pdu.registered_delivery & 0x03) {
+      const failed = failPattern.test(pdu.destination_addr);
+      const now = stamp(new Date());
+      const stat = failed ? 'UNDELIV' : 'DELIVRD';
+      const dlr = {
+        id, stat, state: failed ? 5 : 2,
+        source: pdu.source_addr, sourceTon: pdu.source_addr_ton, sourceNpi: pdu.source_addr_npi,
+        destination: pdu.destination_addr,
+        text: `id:${id} sub:001 dlvrd:${failed ? '000' : '001'} submit date:${now} done date:${now} ` +
+          `stat:${stat} err:${failed ? '001' : '000'} text:`,
+      };
+      if (dlrDelay > 0) setTimeout(() => sendDlr(owner, dlr), dlrDelay);
+      else sendDlr(owner, dlr);
+    }
+  });
+
+  session.on('unknown', (pdu) => {
+    record({ command: 'unknown', command_id: pdu.command_id });
+    session.send(pdu.response());
+  });
+});
+
+server.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`listening ${server.address().port}\n`);
+});
+
+function stop() {
+  if (log) log.end(() => process.exit(0));
+  else process.exit(0);
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
