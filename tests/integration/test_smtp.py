@@ -27,6 +27,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from omnirelay.channels import smtp
 from omnirelay.channels.base import LaterReport, Submission
 from omnirelay.channels.smtp import SmtpChannel
 from omnirelay.config import SmtpConfig, SmtpServerConfig
@@ -51,7 +52,8 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        # as text: an SMTPUTF8 message carries raw UTF-8 in its headers
+        parsed = email.message_from_string(self.data.decode("utf-8"), policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
 
@@ -153,17 +155,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class MailServer(Controller):  # type: ignore[misc]
+class MailServer(Controller):
     """aiosmtpd's threaded controller, counting the connections it accepts."""
 
-    def __init__(self, handler: Mailbox, **kwargs: Any) -> None:
-        super().__init__(handler, hostname="127.0.0.1", port=free_port(), server_hostname="localhost", **kwargs)
+    def __init__(self, handler: Mailbox, port: int | None = None, **kwargs: Any) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=port or free_port(), server_hostname="localhost",
+                         **kwargs)
         self.mailbox = handler
         self.accepted = 0
 
     def factory(self) -> SMTP:
         self.accepted += 1
-        return super().factory()
+        server: SMTP = super().factory()  # type: ignore[no-untyped-call]
+        return server
 
     def start(self) -> None:
         super().start()
@@ -175,18 +179,20 @@ class MailServer(Controller):  # type: ignore[misc]
 
 @pytest.fixture
 def mail_server() -> Iterator[Callable[..., MailServer]]:
-    """Factory of running aiosmtpd servers (kwargs go to aiosmtpd's ``SMTP``), stopped at the end."""
+    """Factory of running aiosmtpd servers, stopped at the end: ``start(mailbox=None, port=None, **kwargs)``
+    (kwargs go to aiosmtpd's controller and ``SMTP``)."""
     started: list[MailServer] = []
 
-    def start(**kwargs: Any) -> MailServer:
-        server = MailServer(Mailbox(), **kwargs)
+    def start(mailbox: Mailbox | None = None, port: int | None = None, **kwargs: Any) -> MailServer:
+        server = MailServer(mailbox or Mailbox(), port, **kwargs)
         server.start()
         started.append(server)
         return server
 
     yield start
     for server in started:
-        server.stop()
+        if server._thread is not None:  # not stopped by the test
+            server.stop()
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -211,6 +217,12 @@ def channel(*servers: SmtpServerConfig, retry_seconds: float = 60.0, **kwargs: A
 def only(reports: list[LaterReport]) -> LaterReport:
     assert len(reports) == 1, reports
     return reports[0]
+
+
+def test_every_error_the_connector_reports_is_in_the_catalogue() -> None:
+    for name in (smtp.ERR_RECIPIENT, smtp.ERR_POLICY, smtp.ERR_SENDER, smtp.ERR_BOUNCE, smtp.ERR_CONFIG,
+                 smtp.ERR_INTERNAL):
+        assert catalogue.is_error_name(name), name
 
 
 # --- the message as received -------------------------------------------------------------------------
@@ -272,7 +284,7 @@ async def test_message_id_is_the_same_for_every_try_of_a_step(mail_server: Calla
     await ch.close()
     ids = [r.provider_id for r in results]
     assert ids[0] == ids[1] != ids[2]
-    assert [r.message["Message-ID"] for r in server.mailbox.received] == ids
+    assert sorted(r.message["Message-ID"] for r in server.mailbox.received) == sorted(map(str, ids))
 
 
 async def test_international_addresses(mail_server: Callable[..., MailServer]) -> None:
@@ -282,10 +294,11 @@ async def test_international_addresses(mail_server: Callable[..., MailServer]) -
     results = await ch.submit([submission("info@bücher.example"), submission("jürgen@example.org")])
     await ch.close()
     assert [only(r.reports).outcome for r in results] == ["DELIVERED", "DELIVERED"]
-    idn, eai = server.mailbox.received
-    assert idn.rcpt_tos == ["info@xn--bcher-kva.example"] and "SMTPUTF8" not in idn.mail_options
+    (idn,) = server.mailbox.to("info@xn--bcher-kva.example")
+    (eai,) = server.mailbox.to("jürgen@example.org")
+    assert "SMTPUTF8" not in idn.mail_options
     assert idn.data.isascii()
-    assert eai.rcpt_tos == ["jürgen@example.org"] and "SMTPUTF8" in eai.mail_options
+    assert "SMTPUTF8" in eai.mail_options
     assert [a.addr_spec for a in eai.message["To"].addresses] == ["jürgen@example.org"]
 
 
@@ -449,10 +462,30 @@ async def test_a_server_restart_is_survived(mail_server: Callable[..., MailServe
     ch = channel(server.server_config())
     (a,) = await ch.submit([submission("a@example.org")])
     server.stop()
-    server.start()
+    mail_server(server.mailbox, server.port)
     (b,) = await ch.submit([submission("b@example.org")])
     await ch.close()
     assert [only(a.reports).outcome, only(b.reports).outcome] == ["DELIVERED", "DELIVERED"]
+    assert len(server.mailbox.received) == 2
+
+
+async def test_a_421_on_a_pooled_connection_is_retried_on_a_new_one(
+        mail_server: Callable[..., MailServer]) -> None:
+    """A server ending an idle session answers 421 to the next command: that message goes out over a new
+    connection at once. A 421 on a new connection is a 4xx like any other: the step is retried later."""
+    server = mail_server()
+    ch = channel(server.server_config(), retry_seconds=5.0)
+    (a,) = await ch.submit([submission("a@example.org")])
+    server.mailbox.refuse("shop@example.com", "421 4.4.2 Idle too long, closing", at="MAIL", times=1)
+    (b,) = await ch.submit([submission("b@example.org")])
+    assert [only(a.reports).outcome, only(b.reports).outcome] == ["DELIVERED", "DELIVERED"]
+    assert [r.connection for r in server.mailbox.received] == [1, 2]
+
+    await ch.close()
+    server.mailbox.refuse("shop@example.com", "421 4.3.2 Shutting down", at="MAIL", times=1)
+    (c,) = await ch.submit([submission("c@example.org")])
+    await ch.close()
+    assert only(c.reports) == LaterReport(5.0, "RETRY", detail="421 4.3.2 Shutting down")
     assert len(server.mailbox.received) == 2
 
 
@@ -536,7 +569,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
 
 def _authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
     ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"mailer", "sésame".encode())
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
 async def test_starttls_with_auth(mail_server: Callable[..., MailServer], tls: Tls,
@@ -563,8 +596,21 @@ async def test_starttls_with_auth(mail_server: Callable[..., MailServer], tls: T
     (result,) = await plain.submit([submission("d@example.org")])
     await plain.close()
     report = only(result.reports)
-    assert report.outcome == "UNDELIVERABLE" and report.detail is not None and report.detail.startswith("530 ")
+    assert (report.outcome, report.error) == ("UNDELIVERABLE", "EC_CONFIGURATION_ERROR")
+    assert report.detail is not None and report.detail.startswith("530 ")
     assert len(server.mailbox.received) == 2
+
+
+async def test_starttls_required_but_not_offered(mail_server: Callable[..., MailServer]) -> None:
+    """The config asks for STARTTLS and the server has none: nothing goes out in clear text."""
+    server = mail_server()
+    ch = channel(server.server_config(security="starttls"))
+    (result,) = await ch.submit([submission("a@example.org")])
+    await ch.close()
+    report = only(result.reports)
+    assert (report.outcome, report.error) == ("UNDELIVERABLE", "EC_CONFIGURATION_ERROR")
+    assert report.detail is not None and "STARTTLS" in report.detail
+    assert server.mailbox.received == []
 
 
 async def test_implicit_tls(mail_server: Callable[..., MailServer], tls: Tls,

@@ -9,8 +9,8 @@ e-mail has no handset receipt:
 * 5xx to RCPT: ``REJECTED`` (``EC_INVALID_EMAIL_ADDRESS``), the address was refused; a 5.7.x policy refusal
   (relay denied, blocked) is ``UNDELIVERABLE`` (``EC_RECIPIENT_DOMAIN_POLICY_ERROR``) instead;
 * 5xx to MAIL: ``UNDELIVERABLE`` (``EC_SENDER_ADDRESS_INVALID``); 5xx to DATA: ``UNDELIVERABLE``
-  (``EC_HARD_BOUNCE``); 5xx while opening the session (greeting, EHLO, STARTTLS, AUTH): ``UNDELIVERABLE``
-  (``EC_CONFIGURATION_ERROR``);
+  (``EC_HARD_BOUNCE``); 5xx while opening the session (greeting, EHLO, STARTTLS, AUTH), and 530 / 538
+  (authentication / encryption required) anywhere: ``UNDELIVERABLE`` (``EC_CONFIGURATION_ERROR``);
 * 4xx to anything, a refused or dropped connection, a timeout: ``RETRY`` after
   ``retry_seconds * 2 ** (tries - 1)``; the engine submits the step again while its validity lasts.
 
@@ -74,6 +74,8 @@ def classify(stage: str, code: int, text: str, *, tries: int, retry_seconds: flo
         return LaterReport(0.0, "DELIVERED", detail=detail)
     if not 500 <= code < 600:  # 4xx, and anything a server should not have said: try again later
         return LaterReport(retry_delay(retry_seconds, tries), "RETRY", detail=detail)
+    if code in (530, 538):  # authentication / encryption required (RFC 4954): our settings, not this message
+        return LaterReport(0.0, "UNDELIVERABLE", ERR_CONFIG, detail=detail)
     if stage == "RCPT":
         if text.startswith("5.7."):
             return LaterReport(0.0, "UNDELIVERABLE", ERR_POLICY, detail=detail)
@@ -164,6 +166,7 @@ class _Pool:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
         self._slots: asyncio.Semaphore | None = None
         self._tls: ssl.SSLContext | None = None
+        self._closed = False
 
     def slots(self) -> asyncio.Semaphore:
         """Held for the whole of one transaction, so no more than ``size`` connections ever exist."""
@@ -183,7 +186,9 @@ class _Pool:
 
     def give_back(self, client: aiosmtplib.SMTP) -> None:
         """Return a client after a finished transaction (a closed one is dropped)."""
-        if client.is_connected:
+        if self._closed:
+            client.close()
+        elif client.is_connected:
             self._idle.append((client, time.monotonic()))
 
     async def _connect(self) -> aiosmtplib.SMTP:
@@ -204,14 +209,19 @@ class _Pool:
         )
         await client.connect()
         self.channel.counted_connection(self.label)
-        if client.is_ehlo_or_helo_needed:  # now, so that the extensions are known before the first MAIL
-            try:
-                await client.ehlo()
-            except aiosmtplib.SMTPHeloError:
-                await client.helo()
+        try:
+            if client.is_ehlo_or_helo_needed:  # now, so that the extensions are known before the first MAIL
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
+        except BaseException:
+            client.close()
+            raise
         return client
 
     async def close(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(client) for client, _ in idle))
 
@@ -299,6 +309,10 @@ class SmtpChannel:
             mail = build_mail(sub)
         except _Invalid as exc:
             return SubmitResult(None, [exc.report])
+        except Exception:
+            log.exception("smtp: cannot build the e-mail of %s (step %d)", sub.message_id, sub.step + 1)
+            failed = LaterReport(0.0, "UNDELIVERABLE", ERR_INTERNAL, detail="cannot build the e-mail")
+            return SubmitResult(None, [failed])
         pool = self.pool_for(mail.sender_domain)
         try:
             report = await self._send(pool, mail, sub.tries)
@@ -329,11 +343,14 @@ class SmtpChannel:
                     log.error("smtp: cannot open a session with %s: %s", pool.label, exc)
                     return LaterReport(0.0, "UNDELIVERABLE", ERR_CONFIG, detail=str(exc))
                 try:
-                    return await self._transact(client, mail, tries, reused)
+                    report = await self._transact(client, mail, tries, reused)
                 except _Dropped:
                     continue
-                finally:
-                    pool.give_back(client)
+                except BaseException:  # cancelled mid-transaction: the session's state is unknown
+                    client.close()
+                    raise
+                pool.give_back(client)
+                return report
 
     def _unreachable(self, pool: _Pool, exc: BaseException, tries: int) -> LaterReport:
         log.warning("smtp: cannot reach %s: %s", pool.label, exc)
