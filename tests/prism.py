@@ -15,9 +15,11 @@ Import the fixtures into a test module: ``from tests.prism import prism  # noqa:
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -51,15 +53,78 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def served_spec(folder: Path) -> Path:
-    """Meta's document with :data:`SPEC_FIXES` applied, written into ``folder``."""
+def fixed_spec_text() -> str:
+    """Meta's document with :data:`SPEC_FIXES` applied."""
     text = SPEC.read_text()
     for wrong, right, count in SPEC_FIXES:
         assert text.count(wrong) == count, f"{SPEC.name}: expected {count} x {wrong!r} (document changed?)"
         text = text.replace(wrong, right)
+    return text
+
+
+def served_spec(folder: Path) -> Path:
+    """Meta's document with :data:`SPEC_FIXES` applied, written into ``folder``."""
     path = folder / SPEC.name
-    path.write_text(text)
+    path.write_text(fixed_spec_text())
     return path
+
+
+@functools.cache
+def _schemas() -> dict[str, Any]:
+    import yaml  # comes with schemathesis
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    schemas: dict[str, Any] = yaml.load(fixed_spec_text(), Loader=loader)["components"]["schemas"]
+    return schemas
+
+
+@functools.cache
+def _validator(schema_name: str) -> Any:
+    import jsonschema_rs  # comes with schemathesis
+
+    schemas = _schemas()
+    needed: dict[str, Any] = {}
+    todo = [schema_name]
+    while todo:  # the schema and what it refers to, not all of Meta's several thousand
+        name = todo.pop()
+        if name not in needed:
+            needed[name] = schemas[name]
+            todo += re.findall(r"#/components/schemas/([^\"']+)", json.dumps(schemas[name]))
+    return jsonschema_rs.Draft202012Validator(
+        {"components": {"schemas": needed}, "$ref": f"#/components/schemas/{schema_name}"}
+    )
+
+
+def template_component_errors(component: dict[str, Any]) -> list[str]:
+    """What Meta's document says is wrong with one template component and its parameters.
+
+    Prism does not follow the ``discriminator`` of ``TemplateComponent`` and ``ParameterObject``, so it checks
+    template components only against their common base; this checks each against the schema its ``type``
+    names (``HeaderComponent``, ``ImageParameter``, ``ButtonPayloadParameter``, ...).
+    """
+    kind = component.get("type")
+    schema = {"header": "HeaderComponent", "body": "BodyComponent", "button": "ButtonComponent"}.get(str(kind))
+    if schema is None:
+        return [f"unknown component type {kind!r}"]
+    errors = [str(e) for e in _validator(schema).iter_errors(component)]
+    for parameter in component.get("parameters") or []:
+        ptype = str(parameter.get("type"))
+        if kind == "button":
+            pschema = {"payload": "ButtonPayloadParameter", "text": "ButtonTextParameter"}.get(ptype)
+        else:
+            pschema = {
+                "text": "TextParameter",
+                "currency": "CurrencyParameter",
+                "date_time": "DateTimeParameter",
+                "document": "DocumentParameter",
+                "image": "ImageParameter",
+                "video": "VideoParameter",
+            }.get(ptype)
+        if pschema is None:
+            errors.append(f"{kind} parameter type {ptype!r} is not in Meta's document")
+        else:
+            errors += [str(e) for e in _validator(pschema).iter_errors(parameter)]
+    return errors
 
 
 class Prism:
@@ -85,7 +150,11 @@ class Prism:
         env = {**os.environ, "SCARF_ANALYTICS": "false", "NO_COLOR": "1"}
         self.proc = subprocess.Popen(
             [str(PRISM_BIN), "mock", "-h", "127.0.0.1", "-p", str(self.port), str(self.spec)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=PRISM_DIR, start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=PRISM_DIR,
+            start_new_session=True,
         )
         proc = self.proc
 
@@ -205,8 +274,9 @@ class RecordingProxy:
     async def _handle(self, request: web.Request, session: aiohttp.ClientSession) -> web.Response:
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with session.request(request.method, self.upstream + request.path_qs, data=body,
-                                   headers=headers) as answer:
+        async with session.request(
+            request.method, self.upstream + request.path_qs, data=body, headers=headers
+        ) as answer:
             prism_body = await answer.read()
             prism_status = answer.status
             content_type = answer.headers.get("Content-Type", "application/json")
@@ -219,8 +289,11 @@ class RecordingProxy:
                 wamid = f"wamid.test{next(self._numbers):08d}"
                 data["messages"][0]["id"] = wamid
                 out = json.dumps(data).encode()
-            self.exchanges.append(Exchange(request.method, request.path, dict(request.headers), body,
-                                           prism_status, prism_body, status, wamid))
+            self.exchanges.append(
+                Exchange(
+                    request.method, request.path, dict(request.headers), body, prism_status, prism_body, status, wamid
+                )
+            )
         return web.Response(status=status, body=out, content_type=content_type.split(";")[0])
 
     def start(self) -> RecordingProxy:

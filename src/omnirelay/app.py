@@ -166,7 +166,7 @@ class Gateway:
         if self.settings.whatsapp.senders:
             from omnirelay.api.whatsapp_webhooks import WhatsAppWebhookRoutes
 
-            WhatsAppWebhookRoutes(self.settings.whatsapp, self.settings.accounts, self.store).add_to(app)
+            WhatsAppWebhookRoutes(self.settings.whatsapp, self.settings.accounts, self.store, self.metrics).add_to(app)
         self.add_operations_routes(app)
         app.on_startup.append(lambda _app: self.start())
         app.on_cleanup.append(lambda _app: self.stop())

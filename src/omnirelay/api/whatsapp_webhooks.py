@@ -93,7 +93,7 @@ class _Value(msgspec.Struct):
 
 class _Change(msgspec.Struct):
     field: str | None = None
-    value: msgspec.Raw | None = None
+    value: msgspec.Raw = msgspec.Raw(b"{}")
 
 
 class _Entry(msgspec.Struct):
@@ -118,7 +118,7 @@ def message_values(body: bytes) -> list[_Value]:
         _value_decoder.decode(change.value)
         for entry in notification.entry
         for change in entry.changes
-        if change.field == "messages" and change.value is not None
+        if change.field == "messages"
     ]
 
 

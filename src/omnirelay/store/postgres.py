@@ -507,12 +507,13 @@ class PostgresStore:
                 before,
                 limit,
             )
+            # receipts of ids never submitted here (another system on the same number) are not kept forever
+            await conn.execute("DELETE FROM held_receipts WHERE at < $1", before)
             messages = [r[0] for r in rows]
             if not messages:
                 return 0
             for table in ("submissions", "jobs", "reports"):
                 await conn.execute(f"DELETE FROM {table} WHERE message = ANY($1::bigint[])", messages)
-            await conn.execute("DELETE FROM held_receipts WHERE at < $1", before)
             await conn.execute("DELETE FROM messages WHERE id = ANY($1::bigint[])", messages)
             await conn.execute(
                 "DELETE FROM requests r WHERE r.id = ANY($1::bigint[])"
