@@ -182,17 +182,18 @@ def submit_sm_body(
     data_coding: int,
     short_message: bytes,
 ) -> bytes:
-    """The body of a submit_sm (§4.4.1). ``source`` is (TON, NPI, address); the destination is international
-    (TON 1, NPI 1). ``validity_period`` is the time string without its NUL (empty: the SMSC's default)."""
+    """The body of a submit_sm (§4.4.1). ``source`` is (TON, NPI, address with its NUL); ``destination`` (with
+    its NUL) is international (TON 1, NPI 1). ``validity_period`` is the time string without its NUL (empty:
+    the SMSC's default)."""
     ton, npi, address = source
     return b"".join(
         (
             b"\0",  # service_type: the SMSC's default
             bytes((ton, npi)),
             address,
-            b"\0\x01\x01",
+            b"\x01\x01",
             destination,
-            bytes((0, esm_class, 0, 0, 0)),  # NUL, esm_class, protocol_id, priority_flag, schedule_delivery_time
+            bytes((esm_class, 0, 0, 0)),  # esm_class, protocol_id, priority_flag, schedule_delivery_time ""
             validity_period,
             bytes((0, registered_delivery, 0, data_coding, 0, len(short_message))),
             short_message,

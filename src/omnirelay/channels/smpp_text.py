@@ -7,6 +7,7 @@ ESC plus their code; anything else as UCS-2 (UTF-16BE, surrogate pairs for chara
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Final
@@ -96,8 +97,11 @@ def message_parts(text: str, reference: int, gsm7_data_coding: int = 0) -> Parts
     More than one part: each starts with a concatenation UDH with an 8-bit reference (``05 00 03 ref total
     seq``) and esm_class has UDHI (0x40).
     """
-    chunks = smscount.split_parts(text)
-    if smscount.encoding(text) == "GSM7":
+    gsm7 = smscount.encoding(text) == "GSM7"
+    # Short texts fit one part whatever they hold (80 characters cost at most 160 septets, 35 at most 70
+    # UTF-16 code units): most messages skip the splitter.
+    chunks = [text] if len(text) <= (80 if gsm7 else 35) else smscount.split_parts(text)
+    if gsm7:
         coding = gsm7_data_coding
         encoded = [gsm7_encode(chunk) for chunk in chunks]
     else:
@@ -114,6 +118,7 @@ def message_parts(text: str, reference: int, gsm7_data_coding: int = 0) -> Parts
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def source_address(sender: str | None) -> tuple[int, int, bytes]:
     """(TON, NPI, address octets with NUL) for the step's ``from``.
 
@@ -134,9 +139,13 @@ def source_address(sender: str | None) -> tuple[int, int, bytes]:
 
 def destination_address(address: str) -> bytes:
     """The destination digits (international, TON 1 / NPI 1) with NUL: without ``+``, spaces or dashes."""
-    return "".join(c for c in address if c.isdigit() and c.isascii()).encode("ascii") + b"\0"
+    digits = address[1:] if address.startswith("+") else address
+    if not (digits.isdigit() and digits.isascii()):
+        digits = "".join(c for c in digits if c.isdigit() and c.isascii())
+    return digits.encode("ascii") + b"\0"
 
 
+@functools.lru_cache(maxsize=1024)
 def validity_period(seconds: float) -> bytes:
     """The relative time string ``YYMMDDhhmmss000R`` (§7.1.1.2) for ``seconds`` (rounded up to whole
     seconds); empty (the SMSC's default) when not positive."""

@@ -24,6 +24,7 @@ import msgspec
 from omnirelay.channels.base import Channel, InstantChannel, LaterReport, Submission, SubmitResult
 from omnirelay.domain import catalogue
 from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
+from omnirelay.domain.dates import format_ts
 from omnirelay.domain.failover import (
     CancelTimers,
     Context,
@@ -41,7 +42,6 @@ from omnirelay.domain.failover import (
 )
 from omnirelay.domain.message import MessageState, state_decoder, state_encoder
 from omnirelay.domain.model import Reports, SeenReport, SeenReports, To
-from omnirelay.domain.dates import format_ts
 from omnirelay.domain.reports import Tariffs, build_report
 from omnirelay.domain.validation import address_for, has_content, main_address
 from omnirelay.metrics import Metrics

@@ -58,6 +58,9 @@ log = logging.getLogger("omnirelay.store")
 
 JOBS_CHANNEL = "omnirelay_jobs"
 OUTBOX_CHANNEL = "omnirelay_outbox"
+#: Advisory lock between storing receipts (exclusive) and storing provider ids (shared): without it, a receipt
+#: and its submission committed at the same moment would each miss the other, and the receipt stay held.
+RECEIPTS_LOCK = 7302
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
@@ -624,6 +627,7 @@ class PostgresStore:
         """Queue receipts for the engine by their submission's (channel, provider_id), holding the early ones."""
         keys = [(r.channel, r.provider_id) for r in receipts]
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", RECEIPTS_LOCK)
             rows = await conn.fetch(
                 "SELECT DISTINCT ON (s.channel, s.provider_id) s.channel, s.provider_id, s.message, s.step"
                 " FROM submissions s JOIN unnest($1::text[], $2::text[]) AS k(channel, provider_id)"
@@ -732,12 +736,15 @@ async def _apply(conn: Conn, changes: list[Change], now: float) -> None:
             " SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::float8[])",
             *_columns(submitted, 5),
         )
-        if any(s[3] for s in submitted) and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM held_receipts)"):
+        if any(s[3] for s in submitted):
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", RECEIPTS_LOCK)
             # receipts that came before their provider id was stored (a fast SMSC, a webhook racing the answer)
-            matched = await conn.fetch(
-                "DELETE FROM held_receipts h USING submissions s"
-                " WHERE s.channel = h.channel AND s.provider_id = h.provider_id RETURNING s.message, s.step, h.data"
-            )
+            matched = []
+            if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM held_receipts)"):
+                matched = await conn.fetch(
+                    "DELETE FROM held_receipts h USING submissions s WHERE s.channel = h.channel"
+                    " AND s.provider_id = h.provider_id RETURNING s.message, s.step, h.data"
+                )
             if matched:
                 await conn.execute(
                     "INSERT INTO jobs(message, kind, step, due_at, data)"

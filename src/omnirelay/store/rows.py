@@ -168,7 +168,9 @@ def receipt_job(message: int, step: int, data: bytes, now: float) -> tuple[int, 
     return (message, "report", step, now + max(0.0, held.after_s), _held_encoder.encode(event))
 
 
-def take_tokens(bucket: tuple[float, float] | None, want: int, rate: float, burst: float, now: float) -> tuple[int, float]:
+def take_tokens(
+    bucket: tuple[float, float] | None, want: int, rate: float, burst: float, now: float
+) -> tuple[int, float]:
     """A token bucket's answer: how many of ``want`` tokens it grants, and the tokens left. ``bucket`` is the stored
     (tokens, updated) or None for a full new bucket."""
     tokens = burst if bucket is None else min(burst, bucket[0] + max(0.0, now - bucket[1]) * rate)

@@ -640,7 +640,9 @@ def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
         [(c.account_id, *r) for c in changes for r in c.remember],
     )
     submitted = [(c.message, *sub, now) for c in changes for sub in c.submitted]
-    conn.executemany("INSERT INTO submissions(message, step, channel, provider_id, at) VALUES (?, ?, ?, ?, ?)", submitted)
+    conn.executemany(
+        "INSERT INTO submissions(message, step, channel, provider_id, at) VALUES (?, ?, ?, ?, ?)", submitted
+    )
     if any(sub[3] for sub in submitted) and conn.execute("SELECT 1 FROM held_receipts LIMIT 1").fetchone():
         # receipts that came before their provider id was stored (a fast SMSC, a webhook racing the answer)
         matched = conn.execute(

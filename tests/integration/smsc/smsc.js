@@ -13,6 +13,8 @@
 //   SMSC_DLR_TLVS        0 = receipts carry the text only, without receipted_message_id / message_state
 //   SMSC_ID_START        first message id (default 1000); ids count up from it
 //   SMSC_ID_HEX          1 = message ids in hex (lower case) in submit_sm_resp and receipts
+//   SMSC_RESP_DELAY_MS   delay before each submit_sm_resp (the PDU is recorded, i.e. taken, at once)
+//   SMSC_ENQUIRE_MS      the SMSC sends enquire_link to each bound session this often (default never)
 //
 // DLRs are queued per system_id: one due while no session of that system_id is bound waits for the next
 // bind, and one sent but not acknowledged (deliver_sm_resp) when its session dropped is sent again, like a
@@ -40,11 +42,23 @@ const rejectPattern = env.SMSC_REJECT ? new RegExp(env.SMSC_REJECT) : null;
 const dlrDelay = Number(env.SMSC_DLR_DELAY_MS || 0);
 const dlrTlvs = env.SMSC_DLR_TLVS !== '0';
 const idHex = env.SMSC_ID_HEX === '1';
+const respDelay = Number(env.SMSC_RESP_DELAY_MS || 0);
+const enquireEvery = Number(env.SMSC_ENQUIRE_MS || 0);
 let nextId = Number(env.SMSC_ID_START || 1000);
 
-const log = env.SMSC_LOG ? fs.createWriteStream(env.SMSC_LOG, { flags: 'a' }) : null;
+// Written synchronously, before the answer goes out: once the ESME has an answer, the record is on file.
+const log = env.SMSC_LOG ? fs.openSync(env.SMSC_LOG, 'a') : null;
+// Counted always, printed on SIGTERM: a bench checks totals without the PDU log.
+const counts = { submit_sm: 0, accepted: 0, throttled: 0, dlr: 0, deliver_sm_resp: 0 };
 function record(entry) {
-  if (log) log.write(JSON.stringify(entry) + '\n');
+  if (entry.command === 'submit_sm') {
+    counts.submit_sm++;
+    if (entry.status === 0) counts.accepted++;
+    if (entry.status === smpp.ESME_RTHROTTLED) counts.throttled++;
+  } else if (entry.command in counts) {
+    counts[entry.command]++;
+  }
+  if (log !== null) fs.writeSync(log, JSON.stringify(entry) + '\n');
 }
 
 const sessions = new Map(); // system_id -> Set of bound sessions that take deliver_sm
@@ -69,6 +83,7 @@ function throttled() {
 function sendDlr(owner, dlr) {
   const bound = [...(sessions.get(owner) || [])];
   if (!bound.length) {
+    record({ command: 'dlr_queued', id: dlr.id });
     if (!queued.has(owner)) queued.set(owner, []);
     queued.get(owner).push(dlr);
     return;
@@ -109,7 +124,9 @@ const server = smpp.createServer((session) => {
   let owner = null;
   session.unacked = new Set();
   session.on('error', () => {});
+  let enquirer = null;
   session.on('close', () => {
+    if (enquirer) clearInterval(enquirer);
     if (owner && sessions.has(owner)) sessions.get(owner).delete(session);
     // Sent but never acknowledged: the ESME may not have stored it, so it comes again.
     const again = [...session.unacked];
@@ -127,6 +144,13 @@ const server = smpp.createServer((session) => {
       return;
     }
     session.send(pdu.response({ system_id: 'node-smsc' }));
+    if (enquireEvery > 0) {
+      enquirer = setInterval(() => {
+        session.send(new smpp.PDU('enquire_link', {}), (resp) => {
+          record({ command: 'enquire_link_resp', status: resp.command_status });
+        });
+      }, enquireEvery);
+    }
     if (pdu.command !== 'bind_transmitter') {
       owner = pdu.system_id;
       if (!sessions.has(owner)) sessions.set(owner, new Set());
@@ -182,7 +206,8 @@ const server = smpp.createServer((session) => {
     entry.status = 0;
     entry.message_id = id;
     record(entry);
-    session.send(pdu.response({ message_id: id }));
+    if (respDelay > 0) setTimeout(() => session.send(pdu.response({ message_id: id })), respDelay);
+    else session.send(pdu.response({ message_id: id }));
     if (pdu.registered_delivery & 0x03) {
       const failed = failPattern.test(pdu.destination_addr);
       const now = stamp(new Date());
@@ -210,8 +235,7 @@ server.listen(port, '127.0.0.1', () => {
 });
 
 function stop() {
-  if (log) log.end(() => process.exit(0));
-  else process.exit(0);
+  process.stdout.write('counts ' + JSON.stringify(counts) + '\n', () => process.exit(0));
 }
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

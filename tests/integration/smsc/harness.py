@@ -1,0 +1,137 @@
+"""Start and read the node-smpp SMSC (``smsc.js`` beside this file) for the SMPP tests and benches.
+
+:class:`Smsc` runs ``node smsc.js`` on a free port with its settings as environment variables, records
+every PDU it received into a JSON-lines file, and can be killed and started again on the same port (the
+log goes on). The node modules come from ``scripts/install-smsc``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SYSTEM_ID = "omni"
+PASSWORD = "secret"
+
+
+class SmscMissing(RuntimeError):
+    """node or the SMSC's node modules are not installed."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def check_installed() -> str:
+    """The node binary; raises :class:`SmscMissing` telling what to run when something is missing."""
+    node = shutil.which("node")
+    if node is None or not (HERE / "node_modules" / "smpp" / "package.json").exists():
+        raise SmscMissing("the test SMSC is not installed: run scripts/install-smsc (needs node and npm)")
+    return node
+
+
+class Smsc:
+    """One node-smpp SMSC process (restartable on the same port) and its PDU log."""
+
+    def __init__(self, log_path: Path | None, port: int | None = None, **settings: str | int) -> None:
+        self.node = check_installed()
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.env = {**os.environ, "SMSC_SYSTEM_ID": SYSTEM_ID, "SMSC_PASSWORD": PASSWORD}
+        if log_path is not None:
+            self.env["SMSC_LOG"] = str(log_path)
+        self.env.update({f"SMSC_{k.upper()}": str(v) for k, v in settings.items()})
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0, **settings: str | int) -> Smsc:
+        """Start (again) and wait until the port accepts connections; ``settings`` change env for this run."""
+        self.env.update({f"SMSC_{k.upper()}": str(v) for k, v in settings.items()})
+        self.proc = subprocess.Popen(
+            [self.node, str(HERE / "smsc.js"), str(self.port)],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                raise RuntimeError(f"the SMSC exited with {self.proc.returncode}: {out}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"the SMSC did not listen on port {self.port} within {timeout} s")
+
+    def kill(self) -> None:
+        """SIGKILL: connections drop with whatever was in flight."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait(10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+        self.proc = None
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM; returns the counts the SMSC printed (submit_sm, accepted, throttled, dlr, deliver_sm_resp)."""
+        counts: dict[str, int] = {}
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                out, _ = self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                out, _ = self.proc.communicate(timeout=10)
+            for line in out.decode(errors="replace").splitlines():
+                if line.startswith("counts "):
+                    counts = json.loads(line[len("counts ") :])
+        self.proc = None
+        return counts
+
+    # --- the log -------------------------------------------------------------------------------------
+
+    def records(self, command: str | None = None) -> list[dict[str, Any]]:
+        """Every recorded entry (optionally of one command), in order."""
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line being written right now
+            if command is None or entry.get("command") == command:
+                out.append(entry)
+        return out
+
+    def submits(self, status: int | None = 0) -> list[dict[str, Any]]:
+        """submit_sm PDUs received (with ``status`` answered; None = any)."""
+        return [r for r in self.records("submit_sm") if status is None or r.get("status") == status]
+
+    def wait_for(self, check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+        """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.02)
