@@ -9,7 +9,7 @@
    ``bench/pipeline.py``'s load generator; messages per second from the first request to the last report,
    accept-to-final p50/p99, and the SMSC's own count of what it accepted (each exactly once).
 
-The SMSC (``tests/integration/smsc/smsc.js``, run ``scripts/install-smsc`` first) answers at once, keeps no PDU
+The SMSC (``tests/integration/smsc/smsc.js``, run ``scripts/install-test-peers`` first) answers at once, keeps no PDU
 log, and delivers every message (``SMSC_FAIL`` never matches).
 
     python bench/smpp.py --messages 20000

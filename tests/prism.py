@@ -1,6 +1,6 @@
 """Prism serving Meta's WhatsApp Cloud API document, and a recording proxy in front of it, for the WhatsApp tests.
 
-Prism (``tests/integration/prism``, installed by ``scripts/install-prism``) validates every request against
+Prism (``tests/integration/prism``, installed by ``scripts/install-test-peers``) validates every request against
 Meta's OpenAPI document: a body that breaks the schema gets a 422 with the list of violations. For a valid
 send it answers the document's example, whose wamid is the same for every message.
 
@@ -146,7 +146,8 @@ class Prism:
 
     def start(self, timeout: float = 60.0) -> Prism:
         if not PRISM_BIN.exists():
-            pytest.fail(f"Prism is not installed ({PRISM_BIN} is missing): run scripts/install-prism", pytrace=False)
+            pytest.fail(f"Prism is not installed ({PRISM_BIN} is missing): run scripts/install-test-peers",
+                        pytrace=False)
         env = {**os.environ, "SCARF_ANALYTICS": "false", "NO_COLOR": "1"}
         self.proc = subprocess.Popen(
             [str(PRISM_BIN), "mock", "-h", "127.0.0.1", "-p", str(self.port), str(self.spec)],

@@ -41,10 +41,10 @@ def _browser_ready() -> bool:
 
 @pytest.fixture(scope="module")
 def browser() -> None:
-    """Chromium and playwright-core, installed by scripts/install-browser when missing; skip only if impossible."""
+    """Chromium and playwright-core, installed by scripts/install-test-peers when missing; skip only if impossible."""
     if _browser_ready():
         return
-    done = subprocess.run([str(ROOT / "scripts" / "install-browser")], capture_output=True, text=True, timeout=600,
+    done = subprocess.run([str(ROOT / "scripts" / "install-test-peers")], capture_output=True, text=True, timeout=600,
                           check=False)
     if not _browser_ready():
         pytest.skip(f"chromium/node/playwright-core are absent and could not be installed: {done.stderr[-600:]}")

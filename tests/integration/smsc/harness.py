@@ -2,7 +2,7 @@
 
 :class:`Smsc` runs ``node smsc.js`` on a free port with its settings as environment variables, records
 every PDU it received into a JSON-lines file, and can be killed and started again on the same port (the
-log goes on). The node modules come from ``scripts/install-smsc``.
+log goes on). The node modules come from ``scripts/install-test-peers``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def check_installed() -> str:
     """The node binary; raises :class:`SmscMissing` telling what to run when something is missing."""
     node = shutil.which("node")
     if node is None or not (HERE / "node_modules" / "smpp" / "package.json").exists():
-        raise SmscMissing("the test SMSC is not installed: run scripts/install-smsc (needs node and npm)")
+        raise SmscMissing("the test SMSC is not installed: run scripts/install-test-peers (needs node and npm)")
     return node
 
 
