@@ -199,16 +199,6 @@ async def test_batch_results_in_order(default: Sandbox) -> None:
     assert [[x.outcome for x in r.reports] for r in results] == [["REJECTED"], [], ["DELIVERED"]]
 
 
-async def test_submissions_counted_per_message_and_step(default: Sandbox) -> None:
-    await default.submit([sub("WHATSAPP", "41793026727", "a", 0), sub("SMS", "41793026727", "a", 1)])
-    await default.submit([sub("SMS", "41793026727", "b", 0)])
-    await default.submit([sub("SMS", "41793026727", "a", 1)])
-    assert default.submissions[("a", 0)] == 1
-    assert default.submissions[("a", 1)] == 2
-    assert default.submissions[("b", 0)] == 1
-    assert default.submissions[("b", 1)] == 0
-    assert sum(default.submissions.values()) == 4
-
 
 async def test_close_is_harmless(default: Sandbox) -> None:
     await default.close()
