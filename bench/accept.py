@@ -8,8 +8,11 @@ What it does, self-contained:
    ``sqlite_synchronous = "NORMAL"``), starts ``omnirelay serve`` on a fresh temporary data folder and a
    free loopback port, and waits for ``/health``;
 2. creates a default scenario (WHATSAPP then SMS);
-3. drives load with ``wrk`` (a generated Lua script posts the same body on every request) or, when wrk is
-   missing or ``--client aiohttp`` is given, with an aiohttp load generator in this process;
+3. drives load with ``wrk`` (a generated Lua script posts the same body on every request; closed loop, as
+   fast as the server answers) or, when wrk is missing or ``--client aiohttp`` is given, with an aiohttp
+   load generator in this process; with ``--rate R`` instead with ``bench/openloop.py`` in a process of
+   its own: an open loop at a constant R requests/s whose latency counts from each request's scheduled
+   time (for "p99 at half load": ``--rate`` = half the full-load requests/s);
 4. stops the server with SIGKILL (no graceful shutdown: whatever was answered 2xx must already be on disk)
    and counts the rows of ``messages`` and ``requests`` in ``<data-dir>/omnirelay.db``;
 5. prints requests/s, destinations/s, p50/p99 latency, non-2xx answers, the durability check, the number
@@ -22,6 +25,7 @@ Examples::
     python bench/accept.py --destinations 1 --seconds 15 --connections 64
     python bench/accept.py --destinations 1000 --seconds 15 --connections 16
     python bench/accept.py --destinations 1 --synchronous NORMAL
+    python bench/accept.py --destinations 1 --rate 1700 --seconds 15   # open loop at 1,700 requests/s
     python bench/accept.py --destinations 1 --profile /tmp/profile.txt   # py-spy during the load
 
 Load traffic goes to 127.0.0.1 only, and every run stops by itself after ``--seconds``.
@@ -255,6 +259,73 @@ def run_wrk(wrk: str, url: str, body: bytes, args: argparse.Namespace, folder: P
     return result
 
 
+def wrk_version(wrk: str | None) -> str:
+    """``wrk debian/4.1.0-3+b2`` or so: the load generator's name and version, for the record."""
+    if wrk is None:
+        return "wrk (not installed)"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10, check=False)
+        words = (out.stdout + out.stderr).split()
+        if len(words) >= 2:
+            return f"{words[0]} {words[1]}"
+    return "wrk"
+
+
+def run_openloop(url: str, body: bytes, args: argparse.Namespace, folder: Path) -> dict[str, float]:
+    """Constant-rate open-loop load at ``args.rate`` requests/s by ``bench/openloop.py``, in a process of its own
+    (so its CPU is measured apart, as wrk's is)."""
+    body_file = folder / "openloop-body.json"
+    body_file.write_bytes(body)
+    cmd = [
+        sys.executable,
+        str(HERE / "openloop.py"),
+        "--url",
+        url,
+        "--body-file",
+        str(body_file),
+        "--header",
+        f"Authorization: App {API_KEY}",
+        "--rate",
+        f"{args.rate:g}",
+        "--seconds",
+        str(args.seconds),
+        "--connections",
+        str(args.connections),
+    ]
+    print("load:", " ".join(cmd), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"openloop failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    result: dict[str, float] = json.loads(line[len("BENCH-JSON ") :])
+    result["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result
+
+
+def load_generator(client: str, wrk: str | None, args: argparse.Namespace) -> str:
+    """Which load generator produced a figure, in words."""
+    if client == "wrk":
+        return f"{wrk_version(wrk)}, {args.threads} threads, {args.connections} connections (closed loop)"
+    if client == "openloop":
+        return (
+            f"bench/openloop.py, open loop at a constant {args.rate:,.0f} requests/s, at most {args.connections} "
+            "connections; latency from each request's scheduled time"
+        )
+    return f"aiohttp client in the benchmark process, {args.connections} connections (closed loop)"
+
+
+def run_load(client: str, wrk: str | None, url: str, body: bytes, args: argparse.Namespace, folder: Path) -> dict:
+    """Drive the load with ``client`` (wrk, openloop or aiohttp); returns the summary dict of that generator."""
+    if client == "wrk":
+        assert wrk is not None
+        return run_wrk(wrk, url, body, args, folder)
+    if client == "openloop":
+        return run_openloop(url, body, args, folder)
+    return run_aiohttp(url, body, args)
+
+
 async def _aiohttp_load(url: str, body: bytes, connections: int, seconds: float) -> dict[str, float]:
     import aiohttp
 
@@ -370,7 +441,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--client",
         choices=["auto", "wrk", "aiohttp"],
         default="auto",
-        help="load generator (auto: wrk when installed, else aiohttp)",
+        help="load generator (auto: wrk when installed, else aiohttp; openloop when --rate is given)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="REQUESTS_PER_S",
+        help="open-loop load at this constant rate with bench/openloop.py (latency from the scheduled time), "
+        "instead of wrk's closed loop",
     )
     p.add_argument(
         "--plain", action="store_true", help="run the plain `omnirelay` console script (no writer-transaction count)"
@@ -421,7 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = shutil.which("wrk")
     client = args.client
-    if client == "auto":
+    if args.rate is not None:
+        client = "openloop"
+    elif client == "auto":
         client = "wrk" if wrk else "aiohttp"
         if not wrk:
             print(
@@ -432,8 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     elif client == "wrk" and not wrk:
         raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
 
+    quiet_load = None
     if args.wait_quiet > 0:
-        print(f"machine load before the run: {wait_quiet(args.wait_quiet):.2f} cores", flush=True)
+        quiet_load = wait_quiet(args.wait_quiet)
+        print(f"machine load before the run: {quiet_load:.2f} cores", flush=True)
     info = machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-bench-"))
@@ -476,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         busy0 = machine_busy_seconds()
         cpu0, t0, threads0 = cpu_seconds(proc.pid), time.monotonic(), thread_cpu_seconds(proc.pid)
         url = base + "/omni/1/advanced"
-        result = run_wrk(wrk, url, body, args, folder) if client == "wrk" else run_aiohttp(url, body, args)
+        result = run_load(client, wrk, url, body, args, folder)
         cpu1, t1, threads1 = cpu_seconds(proc.pid), time.monotonic(), thread_cpu_seconds(proc.pid)
         busy1 = machine_busy_seconds()
         if profiler is not None:
@@ -502,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     rps = result["ok"] / duration
     expected_rows = ok * args.destinations
     unanswered = stored_requests - ok  # accepted, but wrk stopped before reading the answer
-    in_flight_bound = args.connections if client == "wrk" else 0
+    in_flight_bound = args.connections if client in ("wrk", "openloop") else 0
     durable = rows == stored_requests * args.destinations and 0 <= unanswered <= in_flight_bound
     transactions = (txn_after - txn_before) if txn_after is not None and txn_before is not None else None
 
@@ -510,9 +593,14 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "client": client,
+        "load_generator": load_generator(client, wrk, args),
+        "rate": args.rate,
+        "service_p50_ms": result.get("service_p50_ms"),
+        "service_p99_ms": result.get("service_p99_ms"),
         "destinations": args.destinations,
         "connections": args.connections,
         "threads": args.threads if client == "wrk" else 1,
+        "machine_load_before": quiet_load,
         "seconds": args.seconds,
         "synchronous": args.synchronous or "FULL (default)",
         "engine": "paused (diagnostic)" if args.pause_engine else "running",
@@ -564,12 +652,19 @@ def main(argv: list[str] | None = None) -> int:
         f"destinations/request  {args.destinations}   synchronous {summary['synchronous']}   "
         f"client {client} ({args.connections} connections)   engine {summary['engine']}"
     )
+    print(f"load generator        {summary['load_generator']}")
     print(f"requests/s            {rps:,.0f}   (2xx answers {int(result['ok']):,} in {duration:.2f} s)")
     print(f"destinations/s        {rps * args.destinations:,.0f}")
     print(
         f"latency               p50 {result['p50_ms']:.1f} ms   p90 {result['p90_ms']:.1f} ms   "
         f"p99 {result['p99_ms']:.1f} ms   max {result['max_ms']:.1f} ms"
     )
+    if client == "openloop":
+        print(
+            f"                      (from each request's scheduled time; from its actual send: "
+            f"p50 {result['service_p50_ms']:.1f} ms, p99 {result['service_p99_ms']:.1f} ms; "
+            f"{int(result['scheduled']):,} scheduled at {args.rate:,.0f}/s, most in flight {result['max_outstanding']})"
+        )
     print(
         f"non-2xx answers       {int(result['non2xx'])}   socket errors: connect {int(result['err_connect'])}, "
         f"read {int(result['err_read'])}, write {int(result['err_write'])}, timeout {int(result['err_timeout'])}"

@@ -1,10 +1,15 @@
-"""Accept path on PostgreSQL: single-destination POST /omni/1/advanced against ``omnirelay api --processes N``
-(and optionally worker processes running beside it), durably committed, driven by wrk.
+"""Accept path on PostgreSQL: POST /omni/1/advanced (single-destination, or ``--destinations N`` per request)
+against ``omnirelay api --processes N`` (and optionally worker processes running beside it), durably committed,
+driven by wrk (closed loop) or, with ``--rate R``, by ``bench/openloop.py`` (open loop at R requests/s, latency
+from each request's scheduled time).
 
 Makes a fresh database on the given server, migrates it, starts the processes, creates the default scenario,
-loads it for ``--seconds``, kills everything with SIGKILL and compares 2xx answers with the rows stored.
+loads it for ``--seconds``, kills everything with SIGKILL and compares 2xx answers with the rows stored; the
+database is dropped at the end. Prints the results as JSON (also written to ``--json FILE``).
 
     python bench/accept_pg.py --database postgresql://postgres@127.0.0.1:5432/postgres --api-processes 2
+    python bench/accept_pg.py --api-processes 1 --destinations 1000 --connections 16
+    python bench/accept_pg.py --api-processes 1 --rate 2000
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _pg
-from accept import API_KEY, free_port, http, machine, run_wrk, send_body
+from accept import API_KEY, free_port, http, load_generator, machine, run_load, send_body, wait_quiet
 
 CONFIG = f"""
 log_level = "WARNING"
@@ -53,11 +58,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--destinations", type=int, default=1, help="destinations per request (default 1)")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="open-loop load at this many requests/s (bench/openloop.py)"
+    )
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS", help="wait for an idle machine")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     wrk = shutil.which("wrk")
-    if wrk is None:
+    client = "openloop" if args.rate is not None else "wrk"
+    if client == "wrk" and wrk is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
+    quiet_load = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
 
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-accept-pg-"))
     config = folder / "omnirelay.toml"
@@ -100,7 +113,7 @@ def main() -> None:
         status, answer = http("POST", f"{base}/omni/1/scenarios", json.dumps(flow).encode())
         assert status == 200, answer
         key = json.loads(answer)["key"]
-        result = run_wrk(wrk, f"{base}/omni/1/advanced", send_body(key, 1), args, folder)
+        result = run_load(client, wrk, f"{base}/omni/1/advanced", send_body(key, args.destinations), args, folder)
     finally:
         for p in procs:
             os.killpg(p.pid, signal.SIGKILL)
@@ -108,23 +121,36 @@ def main() -> None:
             p.wait(10)
     rows = asyncio.run(_count(url))
     asyncio.run(_pg.drop(args.database, url))
+    shutil.rmtree(folder, ignore_errors=True)
     ok = int(result["ok"])
-    print(
-        json.dumps(
-            {
-                "machine": machine(),
-                "setup": f"PostgreSQL, {args.api_processes} API processes, {args.workers} worker process(es)",
-                "requests_per_second": round(ok / result["duration_s"]),
-                "p50_ms": result["p50_ms"],
-                "p99_ms": result["p99_ms"],
-                "non2xx": result["non2xx"],
-                "answered_2xx": ok,
-                "rows_in_messages": rows,
-                "durable": rows >= ok,
-            },
-            indent=2,
-        )
-    )
+    summary = {
+        "machine": machine(),
+        "machine_load_before": quiet_load,
+        "setup": f"PostgreSQL, {args.api_processes} API processes, {args.workers} worker process(es)",
+        "api_processes": args.api_processes,
+        "workers": args.workers,
+        "destinations": args.destinations,
+        "client": client,
+        "load_generator": load_generator(client, wrk, args),
+        "rate": args.rate,
+        "requests_per_second": round(ok / result["duration_s"]),
+        "destinations_per_second": round(ok * args.destinations / result["duration_s"]),
+        "p50_ms": result["p50_ms"],
+        "p90_ms": result["p90_ms"],
+        "p99_ms": result["p99_ms"],
+        "max_ms": result["max_ms"],
+        "service_p50_ms": result.get("service_p50_ms"),
+        "service_p99_ms": result.get("service_p99_ms"),
+        "non2xx": result["non2xx"],
+        "socket_errors": sum(int(result[k]) for k in ("err_connect", "err_read", "err_write", "err_timeout")),
+        "answered_2xx": ok,
+        "rows_in_messages": rows,
+        "durable": rows >= ok * args.destinations,
+        "client_cpu_cores": result["client_cpu_s"] / result["duration_s"],
+    }
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

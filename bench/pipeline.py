@@ -1,12 +1,22 @@
-"""End-to-end throughput: API accept → WhatsApp rejected by the sandbox → SMS delivered → report pulled.
+"""End-to-end throughput on the sandbox: API accept → (WhatsApp → SMS failover) → final report pulled.
 
 Starts a gateway (``omnirelay serve`` on SQLite, or on PostgreSQL ``omnirelay api`` plus N ``omnirelay worker``
-processes), sends ``--messages`` messages to numbers the default sandbox rules treat as "not a WhatsApp user"
-(ending in 7), pulls the reports until every message has one, and prints messages per second from the first
-send to the last report. It then reads every message's attempts from the database and prints the time from a
-WhatsApp rejection to the SMS step's submission (p50 / p99).
+processes), sends ``--messages`` messages (requests of ``--per-request`` destinations, ``--concurrency`` at a
+time, from an aiohttp client in this process) on one of three paths (``--path``):
+
+* ``delivered``: WhatsApp delivers on the first step;
+* ``rejected`` (default): numbers the default sandbox rules treat as "not a WhatsApp user" (ending in 7), so
+  WhatsApp rejects and the message fails over to SMS, which delivers;
+* ``silent``: WhatsApp never reports, its 1 s validity runs out, then SMS delivers.
+
+It pulls ``GET /omni/1/reports?limit=1000`` until every message has its report and prints messages per second
+from the first send to the last report. It then reads every message from the database and prints, per message,
+the time from accept to the final outcome (``created_at`` → the state's ``done_at``) and from the WhatsApp
+failure (rejection or expiry) to the SMS step's submission, p50 / p99. Results are printed as JSON (also
+written to ``--json FILE``).
 
     python bench/pipeline.py --messages 20000
+    python bench/pipeline.py --messages 20000 --path silent
     python bench/pipeline.py --messages 20000 --database postgresql://postgres@127.0.0.1/postgres --workers 2
 """
 
@@ -16,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -87,7 +98,9 @@ outcome = "EXPIRED"
 """
 
 
-async def _drive(url: str, total: int, per_request: int, concurrency: int, path: str) -> tuple[float, int]:
+async def _drive(
+    url: str, total: int, per_request: int, concurrency: int, path: str, timeout: float
+) -> tuple[float, int]:
     headers = {"Authorization": f"App {KEY}"}
     async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=concurrency + 2)) as s:
         async with s.post(f"{url}/omni/1/scenarios", json={"flow": FLOW, "default": True}) as r:
@@ -114,7 +127,10 @@ async def _drive(url: str, total: int, per_request: int, concurrency: int, path:
 
         async def poller() -> None:
             nonlocal got
+            deadline = time.monotonic() + timeout
             while got < total:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"only {got} of {total} reports within {timeout:.0f} s")
                 async with s.get(f"{url}/omni/1/reports?limit=1000") as r:
                     n = len((await r.json())["results"])
                 got += n
@@ -171,7 +187,15 @@ def main() -> None:
     parser.add_argument("--database", help="a PostgreSQL server URL to bench on (a fresh database is made on it)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL)")
     parser.add_argument("--api-processes", type=int, default=2, help="API processes (PostgreSQL)")
+    parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds (default 900)")
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS", help="wait for an idle machine")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = parser.parse_args()
+    quiet_load = None
+    if args.wait_quiet > 0:
+        from accept import wait_quiet
+
+        quiet_load = wait_quiet(args.wait_quiet)
 
     root = Path(tempfile.mkdtemp(prefix="omnirelay-pipeline-"))
     (root / "omnirelay.toml").write_text(CONFIG + (SILENT_CONFIG if args.path == "silent" else ""))
@@ -226,7 +250,9 @@ def main() -> None:
         setup = "SQLite, one omnirelay serve process"
     try:
         _wait_health(url, procs)
-        seconds, got = asyncio.run(_drive(url, args.messages, args.per_request, args.concurrency, args.path))
+        seconds, got = asyncio.run(
+            _drive(url, args.messages, args.per_request, args.concurrency, args.path, args.timeout)
+        )
         if pg_url:
 
             async def states() -> list[tuple[float, bytes]]:
@@ -246,9 +272,20 @@ def main() -> None:
             p.wait(30)
         if pg_url:
             asyncio.run(_pg.drop(args.database, pg_url))
+        shutil.rmtree(root, ignore_errors=True)
     gaps, totals = (sorted(x) for x in _failover_gaps(raw))
+    from accept import machine
+
     result: dict[str, Any] = {
+        "machine": machine(),
+        "machine_load_before": quiet_load,
+        "load_generator": (
+            f"aiohttp client in bench/pipeline.py: requests of {args.per_request} destinations, "
+            f"{args.concurrency} at a time; reports pulled with GET /omni/1/reports?limit=1000"
+        ),
         "setup": setup,
+        "api_processes": args.api_processes if args.database else None,
+        "workers": args.workers if args.database else None,
         "path": args.path,
         "messages": args.messages,
         "reports": got,
@@ -261,6 +298,8 @@ def main() -> None:
         "accept_to_final_ms_p99": round(totals[int(len(totals) * 0.99) - 1], 1) if totals else None,
     }
     print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
