@@ -5,12 +5,9 @@ SMSC (``tests/integration/smsc``), from ``POST /omni/1/advanced`` to the final r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
-
-from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc, SmscMissing, check_installed
+from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
 
 from .conftest import ALADDIN_CONFIG, Gateway
 from .test_failover import (
@@ -26,24 +23,6 @@ from .test_failover import (
 
 SMS_ONLY = [{"from": "InfoSMS", "channel": "SMS"}]
 SMS_THEN_VIBER = [{"from": "InfoSMS", "channel": "SMS"}, {"from": "ViberSender", "channel": "VIBER"}]
-
-
-@pytest.fixture
-def make_smsc(tmp_path: Path) -> Iterator[Callable[..., Smsc]]:
-    try:
-        check_installed()
-    except SmscMissing as exc:
-        pytest.fail(str(exc))
-    started: list[Smsc] = []
-
-    def make(**settings: str | int) -> Smsc:
-        smsc = Smsc(tmp_path / f"smsc-{len(started)}.jsonl", **settings)
-        started.append(smsc)
-        return smsc.start()
-
-    yield make
-    for smsc in started:
-        smsc.stop()
 
 
 def smpp_config(smsc: Smsc, extra: str = "") -> str:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -19,26 +18,7 @@ from omnirelay.channels.smpp import SmppChannel
 from omnirelay.channels.smpp_text import gsm7_decode
 from omnirelay.config import SmppConfig, SmppConnectorConfig, SmppRoute
 from omnirelay.metrics import Metrics
-from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc, SmscMissing, check_installed
-
-
-@pytest.fixture
-def make_smsc(tmp_path: Path) -> Iterator[Callable[..., Smsc]]:
-    """Start node-smpp SMSCs (``make_smsc(tps=5, ...)`` sets ``SMSC_TPS`` ...); all stopped at the end."""
-    try:
-        check_installed()
-    except SmscMissing as exc:
-        pytest.fail(str(exc))
-    started: list[Smsc] = []
-
-    def make(**settings: str | int) -> Smsc:
-        smsc = Smsc(tmp_path / f"smsc-{len(started)}.jsonl", **settings)
-        started.append(smsc)
-        return smsc.start()
-
-    yield make
-    for smsc in started:
-        smsc.stop()
+from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
 
 
 class Sink:
