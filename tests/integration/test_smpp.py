@@ -220,7 +220,10 @@ async def test_sink_failure_makes_the_smsc_send_again(make_smsc: Any, make_chann
     [result] = await channel.submit([sms(1, "41793026727", "again")])
     await until(lambda: sink.receipts, what="the receipt, the second time")
     assert [r.provider_id for r in sink.receipts] == [result.provider_id]
-    assert [r["status"] for r in smsc.records("deliver_sm_resp")] == [0x64, 0]  # ESME_RX_T_APPN, then OK
+    # the second deliver_sm_resp goes out after the sink stored the receipt: wait for the SMSC to log it
+    answers = await until(lambda: len(smsc.records("deliver_sm_resp")) >= 2 and smsc.records("deliver_sm_resp"),
+                          what="both deliver_sm_resp at the SMSC")
+    assert [r["status"] for r in answers] == [0x64, 0]  # ESME_RX_T_APPN, then OK
 
 
 async def test_receipt_before_submit_sm_resp(make_smsc: Any, make_channel: Any) -> None:
