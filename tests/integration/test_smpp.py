@@ -18,7 +18,9 @@ from omnirelay.channels.smpp import SmppChannel
 from omnirelay.channels.smpp_text import gsm7_decode
 from omnirelay.config import SmppConfig, SmppConnectorConfig, SmppRoute
 from omnirelay.metrics import Metrics
+from omnirelay.store.postgres import PostgresStore
 from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
+from tests.pg import create_database, drop_database
 
 
 class Sink:
@@ -452,3 +454,32 @@ async def test_rate_cap_in_process(make_smsc: Any, make_channel: Any) -> None:
     assert all(r.provider_id for r in results)
     assert 0.8 < elapsed < 3.0  # a burst of 20, then 20 a second
     assert not smsc.submits(status=0x58)
+
+
+async def test_rate_cap_is_shared_by_workers_on_one_database(make_smsc: Any) -> None:
+    """Two workers (two channels, two store connections) on one PostgreSQL database share the connector's cap:
+    80 messages at 20 a second take about 3 s, where each worker's own bucket would let them through in 1 s."""
+    smsc = make_smsc()
+    url = await create_database()
+    stores = [await PostgresStore.open(url) for _ in range(2)]
+    config = SmppConfig(connectors=[connector(smsc, max_submits_per_second=20)])
+    workers = [SmppChannel(config, Sink(), store, None) for store in stores]
+    try:
+        for worker in workers:
+            worker.hold_seconds = 10
+            await worker.start()
+            assert await worker.wait_bound(10)
+        started = time.monotonic()
+        batches = await asyncio.gather(
+            *(w.submit([sms(n * 100 + i, "41793026727", f"{n}-{i}") for i in range(40)]) for n, w in enumerate(workers))
+        )
+        elapsed = time.monotonic() - started
+        assert all(r.provider_id for batch in batches for r in batch)
+        assert len(smsc.submits(status=0)) == 80
+        assert 2.4 < elapsed < 6.0, elapsed
+    finally:
+        for worker in workers:
+            await worker.close()
+        for store in stores:
+            await store.close()
+        await drop_database(url)
