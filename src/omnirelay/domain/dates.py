@@ -11,19 +11,32 @@ _INPUT = re.compile(
 )
 
 
-_last_second = -1
-_last_prefix = ""
+#: Recent results by millisecond, and the date part of recent seconds. The engine formats the same few
+#: instants over and over (a cycle's time, an attempt's start, a capability memory's end), the API rather
+#: many instants of a few seconds. Dicts (not a pair of globals) keep it right when the API's and the
+#: writer's threads format at the same time.
+_by_milli: dict[int, str] = {}
+_by_second: dict[int, str] = {}
+_CACHE_MAX = 1024
 
 
 def format_ts(ts: float) -> str:
     """Format a UNIX timestamp the way Infobip does (UTC, milliseconds, ``+0000``)."""
-    global _last_second, _last_prefix
-    micros = round(ts * 1_000_000)  # as datetime.fromtimestamp rounds
-    second, millis = divmod(micros // 1000, 1000)
-    if second != _last_second:  # reports come in bursts within one second: format its date part once
-        _last_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        _last_second = second
-    return f"{_last_prefix}{millis:03d}+0000"
+    milli = round(ts * 1_000_000) // 1000  # microseconds rounded as datetime.fromtimestamp rounds them
+    text = _by_milli.get(milli)
+    if text is None:
+        second, millis = divmod(milli, 1000)
+        prefix = _by_second.get(second)
+        if prefix is None:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            if len(_by_second) >= _CACHE_MAX:
+                _by_second.clear()
+            _by_second[second] = prefix
+        text = f"{prefix}{millis:03d}+0000"
+        if len(_by_milli) >= _CACHE_MAX:
+            _by_milli.clear()
+        _by_milli[milli] = text
+    return text
 
 
 def parse_ts(text: str) -> float:

@@ -14,8 +14,6 @@ state and the actions) in one transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import msgspec
 
 from omnirelay.domain.dates import format_ts
@@ -77,51 +75,44 @@ Event = Start | SubmitStep | Submitted | Report | Expire
 # --- what the engine must do -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Submit:
+class Submit(msgspec.Struct, frozen=True):
     """Hand the step to its channel now."""
 
     step: int
 
 
-@dataclass(frozen=True)
-class Schedule:
+class Schedule(msgspec.Struct, frozen=True):
     """Store a job: ``event`` happens at ``at`` unless cancelled first."""
 
     event: Event
     at: float
 
 
-@dataclass(frozen=True)
-class CancelTimers:
+class CancelTimers(msgspec.Struct, frozen=True):
     """Drop the message's pending timers (its validity timer of ``step``)."""
 
     step: int
 
 
-@dataclass(frozen=True)
-class Final:
+class Final(msgspec.Struct, frozen=True):
     """The message is finished: write its one final report (from the attempt of ``step``)."""
 
     step: int
 
 
-@dataclass(frozen=True)
-class Intermediate:
+class Intermediate(msgspec.Struct, frozen=True):
     """A step failed over: an intermediate report (if the sender asked for them)."""
 
     step: int
 
 
-@dataclass(frozen=True)
-class Seen:
+class Seen(msgspec.Struct, frozen=True):
     """The recipient read the message of ``step``: a seen report (if the sender gave a notifyUrl)."""
 
     step: int
 
 
-@dataclass(frozen=True)
-class Remember:
+class Remember(msgspec.Struct, frozen=True):
     """Capability memory: this address is not a user of ``channel`` until ``until``."""
 
     channel: str
@@ -134,8 +125,7 @@ Action = Submit | Schedule | CancelTimers | Final | Intermediate | Seen | Rememb
 # --- what decide needs to know -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlanStep:
+class PlanStep(msgspec.Struct, frozen=True):
     """A step as this message will try it."""
 
     channel: str
@@ -144,19 +134,17 @@ class PlanStep:
     has_content: bool
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(msgspec.Struct, frozen=True):
     """Facts about the world at the time of the event."""
 
     now: float
     plan: list[PlanStep]
-    blocked_until: dict[str, float] = field(default_factory=dict)
+    blocked_until: dict[str, float] = msgspec.field(default_factory=dict)
     """Channels the address is remembered not to be a user of, and until when."""
     remember_seconds: float = 7 * 86400
 
 
-@dataclass
-class Decision:
+class Decision(msgspec.Struct):
     """The new state and what to do about it."""
 
     state: MessageState
@@ -317,6 +305,12 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
     state = msgspec.structs.replace(
         state, attempts=[msgspec.structs.replace(a) for a in state.attempts], history=list(state.history)
     )
+    return Decision(state, decide_in_place(state, event, ctx))
+
+
+def decide_in_place(state: MessageState, event: Event, ctx: Context) -> list[Action]:
+    """As :func:`decide`, but moves ``state`` itself on and returns the actions: for a caller that owns the
+    state (the engine, which has just decoded it) and need not pay for a copy per event."""
     actions: list[Action] = []
     now = ctx.now
 
@@ -342,35 +336,35 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
             if attempt is not None and attempt.state in ("SUBMITTING", "ACCEPTED"):
                 attempt.state = event.outcome
                 attempt.done_at = now
-        return Decision(state, actions)
+        return actions
 
     if isinstance(event, Start):
         if state.phase == "WAITING":
             _begin_from(state, 0, ctx, actions, immediate=True)
-        return Decision(state, actions)
+        return actions
 
     if isinstance(event, SubmitStep):
         attempt = _current(state)
         if state.step == event.step and attempt is not None and attempt.state == "PENDING":
             _submit(state, event.step, ctx, actions)
-        return Decision(state, actions)
+        return actions
 
     attempt = _attempt(state, event.step)
     if attempt is None:
-        return Decision(state, actions)
+        return actions
 
     if isinstance(event, Submitted):
         if event.provider_id:
             attempt.provider_id = event.provider_id
         if attempt.state == "SUBMITTING":
             attempt.state = "ACCEPTED"
-        return Decision(state, actions)
+        return actions
 
     is_current = event.step == state.step
     if isinstance(event, Expire):
         if is_current and attempt.state in ("SUBMITTING", "ACCEPTED"):
             _fail_current(state, attempt, "EXPIRED", None, False, ctx, actions, "validity period ran out")
-        return Decision(state, actions)
+        return actions
 
     # a Report
     if event.outcome == "RETRY":
@@ -379,7 +373,7 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
             attempt.tries += 1
             actions.append(Submit(event.step))
             _log(state, now, f"step {event.step + 1} ({attempt.channel}) submitted again: {event.detail or 'retry'}")
-        return Decision(state, actions)
+        return actions
 
     if is_current and attempt.state in ("SUBMITTING", "ACCEPTED"):
         if event.outcome in SUCCESS:
@@ -392,11 +386,11 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
                 actions.append(Seen(attempt.step))
         else:
             _fail_current(state, attempt, event.outcome, event.error, event.not_a_user, ctx, actions, event.detail)
-        return Decision(state, actions)
+        return actions
 
     if event.step >= state.step or attempt.state in ("PENDING", "SKIPPED", "CANCELLED"):
         _log(state, now, f"report for step {event.step + 1} ({attempt.channel}) ignored: that step was not submitted")
-        return Decision(state, actions)
+        return actions
 
     # A report for a step the message already left.
     _log(state, now, f"late report for step {event.step + 1} ({attempt.channel}): {event.outcome}")
@@ -411,4 +405,4 @@ def decide(state: MessageState, event: Event, ctx: Context) -> Decision:
         _finish(state, attempt, ctx, actions)
         if event.outcome == "SEEN":
             actions.append(Seen(attempt.step))
-    return Decision(state, actions)
+    return actions

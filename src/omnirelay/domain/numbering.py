@@ -98,6 +98,22 @@ def region_of(phone: str) -> str | None:
     if len(regions) == 1:  # the common case, without the cost of parsing the number
         only: str = regions[0]
         return only if len(only) == 2 and only.isalpha() and only != "ZZ" else None
+    if number in _shared_code_regions:
+        return _shared_code_regions[number]
+    region = _parse_region(number)
+    if len(_shared_code_regions) >= _SHARED_CODE_REGIONS_MAX:
+        _shared_code_regions.clear()
+    _shared_code_regions[number] = region
+    return region
+
+
+#: :func:`region_of` of recent numbers under a shared country code, which takes parsing the number (tens of
+#: microseconds): a message's reports (intermediate and final, each its region and its network) ask again.
+_shared_code_regions: dict[str, str | None] = {}
+_SHARED_CODE_REGIONS_MAX = 4096
+
+
+def _parse_region(number: str) -> str | None:
     try:
         parsed = phonenumbers.parse("+" + number, None)
     except phonenumbers.NumberParseException:
@@ -149,7 +165,7 @@ class MccMncTable:
     e.g. ``"311480"``, for networks under a country's second MCC or a foreign one).
     """
 
-    __slots__ = ("_max_len", "_prefixes")
+    __slots__ = ("_key_len", "_max_len", "_prefixes")
 
     def __init__(self, prefixes: Mapping[str, str]) -> None:
         """Validate and store ``prefixes``; ValueError for a non-digit prefix or a malformed network code."""
@@ -162,12 +178,28 @@ class MccMncTable:
             table[prefix] = code
         self._prefixes = table
         self._max_len = max((len(p) for p in table), default=0)
+        self._key_len = max(self._max_len, 3)  # the configured prefixes and the longest country code
 
     def __len__(self) -> int:
         return len(self._prefixes)
 
     def __repr__(self) -> str:
         return f"MccMncTable({self._prefixes!r})"
+
+    def prefix_key(self, phone: str) -> str | None:
+        """A prefix of ``phone``'s digits that decides both :func:`region_of` and :meth:`lookup`: numbers with
+        the same key get the same answers from both (a key for caching what follows from them).
+
+        None when no prefix decides them: ``phone`` is not digits, or its country code is shared by several
+        regions, which the whole number tells apart.
+        """
+        number = _digits(phone)
+        if number is None:
+            return None
+        code = _country_code(number)
+        if code is not None and len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]) > 1:
+            return None
+        return number[: self._key_len]
 
     def lookup(self, phone: str) -> str | None:
         """MCC+MNC (e.g. ``"22801"``) of the longest configured prefix of ``phone``.

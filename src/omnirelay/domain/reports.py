@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omnirelay.domain import catalogue
@@ -20,22 +20,54 @@ class Tariffs:
 
     prices: PriceList
     networks: MccMncTable
+    facts: dict[tuple[str, str, int], tuple[str | None, float, str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """:func:`_phone_facts` by number prefix (:meth:`MccMncTable.prefix_key`), channel and message count."""
+
+
+_CACHE_MAX = 10_000
+
+#: SMS parts by text: the messages of one request share their text.
+_parts: dict[str, int] = {}
 
 
 def message_count(channel: str, content: dict[str, Any]) -> int:
     """How many messages a step costs: SMS parts for SMS, one otherwise."""
     if channel == "SMS":
         text = (content.get("sms") or {}).get("text") or ""
-        return count_parts(text)
+        count = _parts.get(text)
+        if count is None:
+            count = count_parts(text)
+            if len(_parts) >= _CACHE_MAX:
+                _parts.clear()
+            _parts[text] = count
+        return count
     return 1
 
 
 def _phone_facts(address: str, channel: str, count: int, tariffs: Tariffs) -> tuple[str | None, Price]:
+    """The network (MCC+MNC) and the price of ``count`` messages to ``address`` on ``channel``."""
+    key = tariffs.networks.prefix_key(address)
+    if key is None:
+        mcc_mnc, price, currency = _phone_facts_of(address, channel, count, tariffs)
+    else:
+        found = tariffs.facts.get((key, channel, count))
+        if found is None:
+            found = _phone_facts_of(address, channel, count, tariffs)
+            if len(tariffs.facts) >= _CACHE_MAX:
+                tariffs.facts.clear()
+            tariffs.facts[key, channel, count] = found
+        mcc_mnc, price, currency = found
+    return mcc_mnc, Price(pricePerMessage=price, currency=currency)
+
+
+def _phone_facts_of(address: str, channel: str, count: int, tariffs: Tariffs) -> tuple[str | None, float, str]:
     phone_like = address.lstrip("+").isdigit()
     region = region_of(address) if phone_like else None
     mcc_mnc = tariffs.networks.lookup(address) if phone_like else None
     unit = tariffs.prices.price(channel, region)
-    return mcc_mnc, Price(pricePerMessage=round(unit.pricePerMessage * count, 6), currency=unit.currency)
+    return mcc_mnc, round(unit.pricePerMessage * count, 6), unit.currency
 
 
 def build_report(

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +24,13 @@ import msgspec
 from omnirelay.channels.base import Channel, InstantChannel, LaterReport, Submission, SubmitResult
 from omnirelay.domain import catalogue
 from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
+from omnirelay.domain.channels import Channel as OmniChannel
 from omnirelay.domain.dates import format_ts
 from omnirelay.domain.failover import (
     CancelTimers,
     Context,
     Event,
+    Expire,
     Final,
     Intermediate,
     PlanStep,
@@ -36,12 +38,14 @@ from omnirelay.domain.failover import (
     Report,
     Schedule,
     Seen,
+    Start,
     Submit,
+    SubmitStep,
     Submitted,
-    decide,
+    decide_in_place,
 )
-from omnirelay.domain.message import MessageState, state_decoder, state_encoder
-from omnirelay.domain.model import Reports, SeenReport, SeenReports, To
+from omnirelay.domain.message import Attempt, MessageState, state_decoder, state_encoder
+from omnirelay.domain.model import SeenReport, SeenReports, To
 from omnirelay.domain.reports import Tariffs, build_report
 from omnirelay.domain.validation import address_for, has_content, main_address
 from omnirelay.metrics import Metrics
@@ -78,15 +82,97 @@ class EngineSettings:
     """On shutdown, how long to wait for connectors' answers to submissions already made."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """A scenario step of a request: what is the same for each of the request's messages."""
+
+    channel: str
+    kind: OmniChannel
+    validity_s: float
+    has_content: bool
+    sender: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A request's payload as the engine uses it, decoded once for all its messages."""
+
+    payload: bytes
+    content: dict[str, Any]
+    options: dict[str, Any]
+    steps: list[_Step]
+    notify_url: str | None
+    """Where to push reports; None when they are not pushed."""
+    notify_content_type: str
+    intermediate: bool
+    """Whether intermediate reports are pushed too."""
+
+    @classmethod
+    def of(cls, payload: bytes) -> _Request:
+        """Decode a stored request payload."""
+        decoded = _payload_decoder.decode(payload)
+        content, options = decoded.content, decoded.options
+        steps = []
+        for step in decoded.steps:
+            kind = parse_channel(step["channel"])
+            steps.append(
+                _Step(
+                    channel=step["channel"],
+                    kind=kind,
+                    validity_s=float(step["validity_s"]),
+                    has_content=has_content(content.get(CONTENT_FIELDS[kind])),
+                    sender=step.get("sender"),
+                )
+            )
+        pushed = bool(options.get("notifyUrl")) and options.get("notify", True) is not False
+        return cls(
+            payload=payload,
+            content=content,
+            options=options,
+            steps=steps,
+            notify_url=options["notifyUrl"] if pushed else None,
+            notify_content_type=options.get("notifyContentType", "application/json"),
+            intermediate=bool(options.get("intermediateReport")),
+        )
+
+
+@dataclass(slots=True)
 class _Message:
     """A message as one cycle sees it."""
 
     work: Work
     to: To
-    payload: _Payload
+    request: _Request
     plan: list[PlanStep]
-    senders: list[str | None]
+
+
+#: The job kind of an event that a Schedule action stores.
+_JOB_KINDS: dict[type, str] = {kind: kind.__name__.lower() for kind in (Start, SubmitStep, Submitted, Report, Expire)}
+
+
+#: Metric counts of one cycle, by metric name and labels: added to the metrics once per cycle, not per event.
+_Counts = dict[tuple[str, str, str], int]
+
+
+def _count(counts: _Counts, name: str, first: str, second: str) -> None:
+    key = (name, first, second)
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _reported_attempt(state: MessageState, step: int) -> Attempt:
+    """The attempt of ``step`` that a report tells of: its latest that was made."""
+    for attempt in reversed(state.attempts):
+        if attempt.step == step and attempt.state not in ("SKIPPED", "CANCELLED", "PENDING"):
+            return attempt
+    raise LookupError(f"no attempt of step {step} was made")
+
+
+def _tries(state: MessageState, step: int) -> int:
+    """The submissions of ``step`` so far (its latest attempt's)."""
+    for attempt in reversed(state.attempts):
+        if attempt.step == step:
+            return attempt.tries
+    raise LookupError(f"no attempt of step {step}")
 
 
 class Engine:
@@ -107,7 +193,8 @@ class Engine:
         self.tariffs = tariffs
         self.settings = settings or EngineSettings()
         self._wake = asyncio.Event()
-        self._payloads: dict[int, _Payload] = {}
+        self._requests: dict[int, _Request] = {}
+        self._connectors: dict[str, str] = {}
         self._events: list[tuple[int, bytes]] = []
         self._later: list[tuple[int, str, int, float, bytes]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -116,8 +203,11 @@ class Engine:
         """Called after each cycle that did something (the notifier's wake-up)."""
 
     def _connector(self, channel: str) -> str:
-        connector = self.channels.get(channel)
-        return type(connector).__name__.lower() if connector is not None else "none"
+        name = self._connectors.get(channel)
+        if name is None:
+            connector = self.channels.get(channel)
+            name = self._connectors[channel] = type(connector).__name__.lower() if connector is not None else "none"
+        return name
 
     def wake(self) -> None:
         """New work was stored: look for it now rather than at the next poll."""
@@ -209,9 +299,29 @@ class Engine:
         messages = {m: self._message(items[0]) for m, items in by_message.items()}
         changes: list[Change] = []
         submissions: list[Submission] = []
+        counts: _Counts = {}
+        try:
+            self._decide_messages(by_message, messages, now, changes, submissions, counts)
+        finally:  # what was counted, also when a message failed (as counting each at once would have)
+            if self.metrics is not None:
+                for (name, first, second), n in counts.items():
+                    self.metrics.of(getattr(self.metrics, name), first, second).inc(n)
+        return changes, (len(work), submissions)
+
+    def _decide_messages(
+        self,
+        by_message: dict[int, list[Work]],
+        messages: dict[int, _Message],
+        now: float,
+        changes: list[Change],
+        submissions: list[Submission],
+        counts: _Counts,
+    ) -> None:
+        """Decide each message on its events (and on those its instant channels answer at once)."""
         for m, items in by_message.items():
             msg = messages[m]
             state = state_decoder.decode(items[-1].state)
+            started_before = state.phase != "WAITING"
             ctx = Context(
                 now=now,
                 plan=msg.plan,
@@ -226,46 +336,38 @@ class Engine:
                 channel=None,
                 done_at=None,
             )
-            pending = deque(_event_decoder.decode(item.event) for item in items)
+            pending = [_event_decoder.decode(item.event) for item in reversed(items)]  # a stack: next is last
             while pending:
-                event = pending.popleft()
-                if isinstance(event, Submitted):
+                event = pending.pop()
+                if type(event) is Submitted:
                     channel = msg.plan[event.step].channel
                     change.submitted.append((event.step, channel, event.provider_id))
-                    if self.metrics is not None:
-                        self.metrics.of(self.metrics.submits, channel, self._connector(channel)).inc()
-                elif isinstance(event, Report) and self.metrics is not None:
-                    self.metrics.of(self.metrics.outcomes, msg.plan[event.step].channel, event.outcome).inc()
-                decision = decide(state, event, ctx)
-                state = decision.state
-                pending.extendleft(reversed(self._act(msg, state, decision.actions, change, submissions, now)))
+                    _count(counts, "submits", channel, self._connector(channel))
+                elif type(event) is Report:
+                    _count(counts, "outcomes", msg.plan[event.step].channel, event.outcome)
+                # the state was decoded for this message alone: decide may move it on in place
+                actions = decide_in_place(state, event, ctx)
+                pending.extend(reversed(self._act(msg, state, actions, change, submissions, counts, now)))
+            # Validity timers are stored only with a submission, which starts the message: one that was waiting
+            # until this transaction has none stored to delete (those it made here are dropped in _act).
+            change.cancel_expiry = change.cancel_expiry and started_before
             change.state = state_encoder.encode(state)
             change.status_group = catalogue.status(state.status).groupId if state.phase == "DONE" else 1
             change.channel = state.channel
             change.done_at = state.done_at
             changes.append(change)
-        return changes, (len(work), submissions)
 
     def _message(self, work: Work) -> _Message:
-        payload = self._payloads.get(work.request_id)
-        if payload is None:
-            payload = _payload_decoder.decode(work.payload)
-            if len(self._payloads) > 10_000:
-                self._payloads.clear()
-            self._payloads[work.request_id] = payload
+        request = self._requests.get(work.request_id)
+        # the same payload is checked as well: SQLite gives a purged request's id to the next request
+        if request is None or request.payload != work.payload:
+            request = _Request.of(work.payload)
+            if len(self._requests) > 10_000:
+                self._requests.clear()
+            self._requests[work.request_id] = request
         to = _to_decoder.decode(work.to_json)
-        plan = []
-        for step in payload.steps:
-            channel = step["channel"]
-            plan.append(
-                PlanStep(
-                    channel=channel,
-                    validity_s=float(step["validity_s"]),
-                    address=address_for(parse_channel(channel), to),
-                    has_content=has_content(payload.content.get(CONTENT_FIELDS[parse_channel(channel)])),
-                )
-            )
-        return _Message(work, to, payload, plan, [s.get("sender") for s in payload.steps])
+        plan = [PlanStep(s.channel, s.validity_s, address_for(s.kind, to), s.has_content) for s in request.steps]
+        return _Message(work, to, request, plan)
 
     def _act(
         self,
@@ -274,14 +376,21 @@ class Engine:
         actions: list[Any],
         change: Change,
         submissions: list[Submission],
+        counts: _Counts,
         now: float,
     ) -> list[Event]:
         """Turn the actions into rows to write and steps to submit; returns the events that follow at once
         (the answers of instant channels, which decide within this transaction)."""
-        options = msg.payload.options
+        request = msg.request
         follow: list[Event] = []
         for action in actions:
-            if isinstance(action, Submit):
+            kind = type(action)
+            if kind is Schedule:
+                event = action.event
+                change.jobs.append(
+                    (_JOB_KINDS[type(event)], getattr(event, "step", 0), action.at, _event_encoder.encode(event))
+                )
+            elif kind is Submit:
                 step = msg.plan[action.step]
                 assert step.address is not None
                 submission = Submission(
@@ -290,11 +399,11 @@ class Engine:
                     account_id=msg.work.account_id,
                     message_id=msg.work.message_id,
                     channel=step.channel,
-                    sender=msg.senders[action.step],
+                    sender=request.steps[action.step].sender,
                     address=step.address,
-                    content=msg.payload.content,
+                    content=request.content,
                     validity_s=step.validity_s,
-                    tries=next(a.tries for a in reversed(state.attempts) if a.step == action.step),
+                    tries=_tries(state, action.step),
                 )
                 instant = self._instant.get(step.channel)
                 if instant is not None:
@@ -308,59 +417,16 @@ class Engine:
                             change.jobs.append(("report", action.step, now + r.after_s, _event_encoder.encode(answer)))
                 else:
                     submissions.append(submission)
-            elif isinstance(action, Schedule):
-                event = action.event
-                step_no = getattr(event, "step", 0)
-                kind = type(event).__name__.lower()
-                change.jobs.append((kind, step_no, action.at, _event_encoder.encode(event)))
-            elif isinstance(action, CancelTimers):
+            elif kind is CancelTimers:
                 change.cancel_expiry = True  # the stored timers
                 change.jobs = [job for job in change.jobs if job[0] != "expire"]  # and those of this transaction
-            elif isinstance(action, Final | Intermediate):
-                attempt = next(
-                    a
-                    for a in reversed(state.attempts)
-                    if a.step == action.step and a.state not in ("SKIPPED", "CANCELLED", "PENDING")
-                )
-                address = msg.plan[action.step].address or main_address(msg.to) or ""
-                report = build_report(
-                    message_id=msg.work.message_id,
-                    bulk_id=msg.work.bulk_id,
-                    attempt=attempt,
-                    address=address,
-                    state=state,
-                    content=msg.payload.content,
-                    callback_data=options.get("callbackData"),
-                    tariffs=self.tariffs,
-                    now=now,
-                )
-                body = _report_encoder.encode(report)
-                final = isinstance(action, Final)
-                if self.metrics is not None:
-                    if final:
-                        self.metrics.of(self.metrics.finals, attempt.channel, report.status.name).inc()
-                    else:
-                        self.metrics.of(self.metrics.failovers, attempt.channel, str(action.step + 1)).inc()
-                if final:
-                    change.report = (msg.work.message_id, msg.work.bulk_id, attempt.channel, body)
-                wants_push = options.get("notifyUrl") and options.get("notify", True) is not False
-                if wants_push and (final or options.get("intermediateReport")):
-                    report_id = f"{msg.work.account_id}.{msg.work.message_id}." + (
-                        "final" if final else f"step{action.step + 1}"
-                    )
-                    change.webhooks.append(
-                        (
-                            report_id,
-                            options["notifyUrl"],
-                            options.get("notifyContentType", "application/json"),
-                            _report_encoder.encode(Reports([report])),
-                        )
-                    )
-            elif isinstance(action, Seen):
-                if options.get("notifyUrl") and options.get("notify", True) is not False:
+            elif kind is Final or kind is Intermediate:
+                self._report(msg, state, action.step, kind is Final, change, counts, now)
+            elif kind is Seen:
+                if request.notify_url is not None:
                     seen = SeenReport(
                         messageId=msg.work.message_id,
-                        from_=msg.senders[action.step],
+                        from_=request.steps[action.step].sender,
                         to=msg.plan[action.step].address or main_address(msg.to) or "",
                         sentAt=format_ts(state.sent_at) if state.sent_at else None,
                         sendAt=format_ts(state.sent_at) if state.sent_at else None,
@@ -369,16 +435,52 @@ class Engine:
                     change.webhooks.append(
                         (
                             f"{msg.work.account_id}.{msg.work.message_id}.seen",
-                            options["notifyUrl"],
+                            request.notify_url,
                             "application/json",
                             _report_encoder.encode(SeenReports([seen])),
                         )
                     )
-            elif isinstance(action, Remember):
+            elif kind is Remember:
                 remembered = main_address(msg.to)
                 if remembered is not None:
                     change.remember.append((action.channel, remembered, action.until))
         return follow
+
+    def _report(
+        self, msg: _Message, state: MessageState, step: int, final: bool, change: Change, counts: _Counts, now: float
+    ) -> None:
+        """The final report of the message (to be pulled, and pushed when asked for), or the intermediate report
+        of a step it failed over from (pushed when asked for)."""
+        request = msg.request
+        attempt = _reported_attempt(state, step)
+        push = request.notify_url is not None and (final or request.intermediate)
+        if not (final or push):  # an intermediate report that goes nowhere: only counted
+            _count(counts, "failovers", attempt.channel, str(step + 1))
+            return
+        report = build_report(
+            message_id=msg.work.message_id,
+            bulk_id=msg.work.bulk_id,
+            attempt=attempt,
+            address=msg.plan[step].address or main_address(msg.to) or "",
+            state=state,
+            content=request.content,
+            callback_data=request.options.get("callbackData"),
+            tariffs=self.tariffs,
+            now=now,
+        )
+        body = _report_encoder.encode(report)
+        if final:
+            _count(counts, "finals", attempt.channel, report.status.name)
+            change.report = (msg.work.message_id, msg.work.bulk_id, attempt.channel, body)
+        else:
+            _count(counts, "failovers", attempt.channel, str(step + 1))
+        if push:
+            assert request.notify_url is not None
+            report_id = f"{msg.work.account_id}.{msg.work.message_id}." + ("final" if final else f"step{step + 1}")
+            # the body of Reports([report]), without encoding the report a second time
+            change.webhooks.append(
+                (report_id, request.notify_url, request.notify_content_type, b'{"results":[' + body + b"]}")
+            )
 
     # --- submitting -----------------------------------------------------------------------------
 
