@@ -14,11 +14,27 @@ from omnirelay.domain import catalogue
 from omnirelay.domain.ids import uuid7, uuid7s
 from omnirelay.domain.message import initial_state
 from omnirelay.domain.model import AdvancedRequest, SimpleRequest, Step
-from omnirelay.domain.validation import Accepted, Limits, main_address, prepare_send, simple_to_advanced
+from omnirelay.domain.validation import Accepted, Limits, prepare_send, simple_to_advanced
 from omnirelay.store.base import Account, MessageIdConflict, NewMessage, ScenarioRecord, Store
 
-#: The status every accepted message answers with, between its ``to`` and its ``messageId``.
-_STATUS_PART = b',"status":' + msgspec.json.encode(catalogue.PENDING_ENROUTE) + b',"messageId":'
+#: The status every accepted message answers with.
+_PENDING = msgspec.Raw(msgspec.json.encode(catalogue.PENDING_ENROUTE))
+
+
+class _Sent(msgspec.Struct, gc=False):
+    """:class:`~omnirelay.domain.model.SentMessage` with its parts already encoded: the stored ``to`` is sent as is."""
+
+    to: msgspec.Raw
+    status: msgspec.Raw
+    messageId: str
+
+
+class _Answer(msgspec.Struct, omit_defaults=True):
+    """:class:`~omnirelay.domain.model.SendResponse` of :class:`_Sent` messages."""
+
+    messages: list[_Sent]
+    bulkId: str | None = None
+
 
 _advanced = msgspec.json.Decoder(AdvancedRequest)
 _simple = msgspec.json.Decoder(SimpleRequest)
@@ -73,15 +89,10 @@ class SendRoutes:
         if bulk_id is None and len(plan.destinations) > 1:
             bulk_id = uuid7()
         state = initial_state(now, plan.send_at)
-        fresh_ids = iter(uuid7s(sum(1 for d in plan.destinations if d.message_id is None)))
+        fresh_ids = iter(uuid7s(plan.fresh))
         messages = [
             NewMessage(
-                d.message_id or next(fresh_ids),
-                d.to_json,
-                d.content_hash,
-                state,
-                d.message_id is not None,
-                main_address(d.to),
+                d.message_id or next(fresh_ids), d.to_json, d.content_hash, state, d.message_id is not None, d.address
             )
             for d in plan.destinations
         ]
@@ -93,11 +104,13 @@ class SendRoutes:
             ) from None
         self.accepted(len(stored))
         # the bulk id new messages got; for a request replayed whole, the one it was first stored under
-        stored_bulks = [s.bulk_id for s in stored if s.bulk_id]
-        answer_bulk = plan.bulk_id or (bulk_id if bulk_id in stored_bulks else next(iter(stored_bulks), None))
-        # The answer is assembled from bytes: a 10,000-destination request makes no object per destination.
-        entries = b",".join(b'{"to":' + s.to_json + _STATUS_PART + _encoder.encode(s.message_id) + b"}" for s in stored)
-        answer = b'{"messages":[' + entries + b"]"
+        answer_bulk = plan.bulk_id
+        if answer_bulk is None:
+            if bulk_id is not None and any(s.bulk_id == bulk_id for s in stored):
+                answer_bulk = bulk_id
+            else:
+                answer_bulk = next((s.bulk_id for s in stored if s.bulk_id), None)
+        answer = _Answer([_Sent(msgspec.Raw(s.to_json), _PENDING, s.message_id) for s in stored])
         if answer_bulk is not None and (plan.bulk_id or len(stored) > 1):
-            answer += b',"bulkId":' + _encoder.encode(answer_bulk)
-        return web.Response(body=answer + b"}", content_type="application/json")
+            answer.bulkId = answer_bulk
+        return web.Response(body=_encoder.encode(answer), content_type="application/json")

@@ -381,15 +381,17 @@ class PostgresStore:
                 existing = {(r[0], r[1]): (bytes(r[2]), bytes(r[3]), r[4]) for r in rows}
             plan = plan_accepts(items, existing)
             if plan.fresh:
-                request_ids = await self._ids(conn, "requests_id_seq", len(plan.requests))
-                message_ids = await self._ids(conn, "messages_id_seq", len(plan.fresh))
-                rid = dict(zip(plan.requests, request_ids, strict=True))
+                requests = [i for i, _ in plan.fresh]
+                fresh = [(i, m) for i, messages in plan.fresh for m in messages]
+                request_ids = await self._ids(conn, "requests_id_seq", len(requests))
+                message_ids = await self._ids(conn, "messages_id_seq", len(fresh))
+                rid = dict(zip(requests, request_ids, strict=True))
                 await conn.execute(
                     "INSERT INTO requests(id, account_id, payload)"
                     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
                     request_ids,
-                    [items[i].account_id for i in plan.requests],
-                    [items[i].payload for i in plan.requests],
+                    [items[i].account_id for i in requests],
+                    [items[i].payload for i in requests],
                 )
                 inserted = await conn.fetch(
                     "INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json, content_hash,"
@@ -397,23 +399,23 @@ class PostgresStore:
                     " $4::bigint[], $5::text[], $6::bytea[], $7::bytea[], $8::float8[], $9::bytea[], $10::text[])"
                     " ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id",
                     message_ids,
-                    [items[i].account_id for i, _ in plan.fresh],
-                    [m.message_id for _, m in plan.fresh],
-                    [rid[i] for i, _ in plan.fresh],
-                    [items[i].bulk_id for i, _ in plan.fresh],
-                    [m.to_json for _, m in plan.fresh],
-                    [m.content_hash for _, m in plan.fresh],
-                    [items[i].now for i, _ in plan.fresh],
-                    [m.state for _, m in plan.fresh],
-                    [m.address for _, m in plan.fresh],
+                    [items[i].account_id for i, _ in fresh],
+                    [m.message_id for _, m in fresh],
+                    [rid[i] for i, _ in fresh],
+                    [items[i].bulk_id for i, _ in fresh],
+                    [m.to_json for _, m in fresh],
+                    [m.content_hash for _, m in fresh],
+                    [items[i].now for i, _ in fresh],
+                    [m.state for _, m in fresh],
+                    [m.address for _, m in fresh],
                 )
-                if len(inserted) != len(plan.fresh):
+                if len(inserted) != len(fresh):
                     raise _Retry
                 await conn.execute(
                     "INSERT INTO jobs(message, kind, due_at)"
                     " SELECT m, 'start', d FROM unnest($1::bigint[], $2::float8[]) AS u(m, d)",
                     message_ids,
-                    [items[i].start_at for i, _ in plan.fresh],
+                    [items[i].start_at for i, _ in fresh],
                 )
                 await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
         return plan.answers(items)

@@ -66,25 +66,28 @@ class AcceptPlan:
     """What a group commit of accepts writes, and what each request is answered."""
 
     outcomes: list[list[Stored | None] | MessageIdConflict]
-    """Per request: the replayed answers (None where a new message is stored), or its conflict."""
-    fresh: list[tuple[int, NewMessage]] = field(default_factory=list)
-    """(request index, message) of every message to insert, in order."""
-    requests: list[int] = field(default_factory=list)
-    """Indexes of the requests that store at least one message (each gets a ``requests`` row)."""
+    """Per request: the replayed answers (None where a new message is stored; an empty list when nothing is
+    replayed), or its conflict."""
+    fresh: list[tuple[int, list[NewMessage]]] = field(default_factory=list)
+    """(request index, its messages to insert, in order) of every request that stores at least one message (each
+    gets a ``requests`` row)."""
 
     def answers(self, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict]:
         """Per request, once committed: the answer for each destination, or the conflict."""
         result: list[list[Stored] | MessageIdConflict] = []
         for item, outcome in zip(items, self.outcomes, strict=True):
+            bulk_id = item.bulk_id
             if isinstance(outcome, MessageIdConflict):
                 result.append(outcome)
-            else:
+            elif outcome:
                 result.append(
                     [
-                        a if a is not None else Stored(m.message_id, m.to_json, item.bulk_id)
+                        a if a is not None else Stored(m.message_id, m.to_json, bulk_id)
                         for m, a in zip(item.messages, outcome, strict=True)
                     ]
                 )
+            else:  # nothing replayed: every message is new
+                result.append([Stored(m.message_id, m.to_json, bulk_id) for m in item.messages])
         return result
 
 
@@ -98,6 +101,12 @@ def plan_accepts(
     for (account, mid), found in existing.items():
         by_account.setdefault(account, {})[mid] = found
     for index, item in enumerate(items):
+        supplied = [m for m in item.messages if m.supplied]
+        if not supplied:  # the usual request: nothing to replay, every message is new
+            plan.outcomes.append([])
+            if item.messages:
+                plan.fresh.append((index, item.messages))
+            continue
         mine = by_account.setdefault(item.account_id, {})
         try:
             answers = replayed(item.messages, mine)
@@ -105,11 +114,10 @@ def plan_accepts(
             plan.outcomes.append(exc)
             continue
         plan.outcomes.append(answers)
-        fresh = [(index, m) for m, a in zip(item.messages, answers, strict=True) if a is None]
+        fresh = [m for m, a in zip(item.messages, answers, strict=True) if a is None]
         if fresh:
-            plan.requests.append(index)
-            plan.fresh.extend(fresh)
-        for _, m in fresh:
+            plan.fresh.append((index, fresh))
+        for m in fresh:
             if m.supplied:
                 mine[m.message_id] = (m.content_hash, m.to_json, item.bulk_id)
     return plan
