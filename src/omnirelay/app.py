@@ -44,14 +44,15 @@ def is_postgres(settings: Settings) -> bool:
     return (settings.database or "").startswith(("postgresql://", "postgres://"))
 
 
-async def open_store(settings: Settings) -> Store:
-    """The store the settings name: PostgreSQL for a ``postgresql://`` URL, else the SQLite file."""
+async def open_store(settings: Settings, shared: bool = False) -> Store:
+    """The store the settings name: PostgreSQL for a ``postgresql://`` URL, else the SQLite file (``shared`` when
+    other processes write that file too)."""
     if is_postgres(settings):
         from omnirelay.store.postgres import PostgresStore
 
         assert settings.database is not None
         return await PostgresStore.open(settings.database)
-    return SqliteStore(settings.sqlite_path(), synchronous=settings.sqlite_synchronous)
+    return SqliteStore(settings.sqlite_path(), synchronous=settings.sqlite_synchronous, shared=shared)
 
 
 def describe_database(settings: Settings) -> str:

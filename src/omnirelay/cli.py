@@ -12,6 +12,7 @@ import multiprocessing
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import IO
 
 from aiohttp import web
 
@@ -21,7 +22,7 @@ from omnirelay.app import Gateway, describe_database, is_postgres, open_store
 from omnirelay.domain.credentials import hash_password
 from omnirelay.store import postgres
 from omnirelay.store.base import Store
-from omnirelay.store.sqlite import SchemaError, SqliteStore
+from omnirelay.store.sqlite import RoleTaken, SchemaError, SqliteStore, hold_role
 
 log = logging.getLogger("omnirelay")
 
@@ -62,13 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     _listen(serve)
     _logs(serve)
 
-    api = sub.add_parser("api", help="run the HTTP API only (PostgreSQL); many may share a database")
+    api = sub.add_parser("api", help="run the HTTP API only, beside `omnirelay worker` (several on PostgreSQL)")
     _common(api)
     _listen(api)
     _logs(api)
     api.add_argument("--processes", type=int, default=1, help="API processes sharing the port (SO_REUSEPORT)")
 
-    worker = sub.add_parser("worker", help="run the engine and webhook delivery only (PostgreSQL)")
+    worker = sub.add_parser("worker", help="run the engine and webhook delivery only, beside `omnirelay api`")
     _common(worker)
     _logs(worker)
     worker.add_argument("--host", help="address of the operations port (default 127.0.0.1)")
@@ -162,13 +163,21 @@ async def _prepare(settings: config.Settings, store: Store) -> None:
         print(f"  API key:  {created.api_key}   (send as 'Authorization: App <key>')")
 
 
+def _hold_roles(settings: config.Settings, *roles: str) -> list[IO[bytes]]:
+    """On SQLite, claim this process's roles on the file (one API process, one engine); PostgreSQL needs none."""
+    if is_postgres(settings):
+        return []
+    return [hold_role(settings.sqlite_path(), role) for role in roles]
+
+
 def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False) -> int:
     """Serve HTTP (and, with ``worker``, run the engine and notifier) until SIGTERM or SIGINT."""
     _setup(settings)
     role = "API, engine and webhooks" if worker else "API"
+    held = _hold_roles(settings, "api", "engine") if worker else _hold_roles(settings, "api")
 
     async def run() -> int:
-        store = await open_store(settings)
+        store = await open_store(settings, shared=not worker)
         try:
             await _prepare(settings, store)
         except BaseException:
@@ -199,20 +208,20 @@ def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False)
         finally:
             await runner.cleanup()
 
-    return asyncio.run(run())
-
-
-def _need_postgres(settings: config.Settings, command: str) -> None:
-    if not is_postgres(settings):
-        raise config.ConfigError(
-            f"omnirelay {command} needs a PostgreSQL database (--database postgresql://...); on the embedded SQLite"
-            " store, omnirelay serve runs everything in one process"
-        )
+    try:
+        return asyncio.run(run())
+    finally:
+        for handle in held:
+            handle.close()
 
 
 def _api(settings: config.Settings, processes: int) -> int:
-    """``omnirelay api``: HTTP only, in one process or in several sharing the port."""
-    _need_postgres(settings, "api")
+    """``omnirelay api``: HTTP only, in one process or (on PostgreSQL) in several sharing the port."""
+    if processes > 1 and not is_postgres(settings):
+        raise config.ConfigError(
+            "on the embedded SQLite store, one API process accepts messages (run omnirelay worker beside it);"
+            " several API processes need PostgreSQL (--database postgresql://...)"
+        )
     if processes <= 1:
         return _run_http(settings, worker=False, reuse_port=True)
     context = multiprocessing.get_context("spawn")
@@ -234,11 +243,11 @@ def _api(settings: config.Settings, processes: int) -> int:
 
 def _worker(settings: config.Settings, port: int | None) -> int:
     """``omnirelay worker``: the engine and the webhook notifier, no HTTP."""
-    _need_postgres(settings, "worker")
     _setup(settings)
+    held = _hold_roles(settings, "engine")
 
     async def run() -> None:
-        store = await open_store(settings)
+        store = await open_store(settings, shared=True)
         gateway = Gateway(settings, store, api=False, worker=True)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -257,7 +266,11 @@ def _worker(settings: config.Settings, port: int | None) -> int:
         if runner is not None:
             await runner.cleanup()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        for handle in held:
+            handle.close()
     return 0
 
 
@@ -342,6 +355,6 @@ def main(argv: list[str] | None = None) -> int:
         return client.run(args)
     try:
         return commands[args.command](args)
-    except (config.ConfigError, AccountError, SchemaError, postgres.SchemaError) as exc:
+    except (config.ConfigError, AccountError, SchemaError, postgres.SchemaError, RoleTaken) as exc:
         print(f"omnirelay: {exc}", file=sys.stderr)
         return 2

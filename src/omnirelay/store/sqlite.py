@@ -6,12 +6,15 @@ write goes through :class:`~omnirelay.store.writer.Writer`, so requests arriving
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import msgspec
 
@@ -50,10 +53,34 @@ from omnirelay.store.writer import Writer
 
 T = TypeVar("T")
 _MISSING = object()
+WATCH_SECONDS = 0.005
+"""How often a shared file is checked for other processes' commits (bounds their wake-up latency)."""
 
 
 class SchemaError(RuntimeError):
     """The database's schema is newer than this program knows."""
+
+
+class RoleTaken(RuntimeError):
+    """Another process already plays this role on the SQLite file."""
+
+
+def hold_role(path: Path | str, role: str) -> IO[bytes]:
+    """Claim ``role`` ("api" or "engine") on the SQLite file at ``path`` for as long as the returned file stays
+    open (the operating system releases it when the process ends, however it ends).
+
+    One process at most accepts (the scenario cache is exact only then) and one runs the engine (its claims
+    assume no other engine); :class:`RoleTaken` says which other process to stop.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handle = open(f"{path}-{role}.lock", "a+b")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        what = {"api": "accepts messages (omnirelay serve or api)", "engine": "runs the engine (serve or worker)"}
+        raise RoleTaken(f"another omnirelay process already {what[role]} on {path}") from None
+    return handle
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -95,34 +122,64 @@ def migrate(conn: sqlite3.Connection) -> int:
 class SqliteStore:
     """The :class:`~omnirelay.store.base.Store` on a SQLite file."""
 
-    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path | str, synchronous: str = "FULL", shared: bool = False) -> None:
+        """Open (and migrate) the file. ``shared``: other processes write it too (``omnirelay api`` beside
+        ``omnirelay worker``), so writes take a lock file and :meth:`subscribe` watches for their commits."""
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         setup = _connect(self.path, synchronous)
         try:
-            self.version = migrate(setup)
+            if self.path == ":memory:":
+                self.version = migrate(setup)
+            else:
+                with open(self.path + "-write.lock", "a+b") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)  # processes starting together migrate one after the other
+                    self.version = migrate(setup)
         finally:
             setup.close()
-        self.writer = Writer(lambda: _connect(self.path, synchronous))
+        self.shared = shared
+        self.writer = Writer(lambda: _connect(self.path, synchronous), self.path + "-write.lock" if shared else None)
         self.writer.start()
         self._read = _connect(self.path, synchronous)
         self._read.execute("PRAGMA query_only=ON")
-        # Scenarios as sends read them. Exact, because only this process writes scenarios (the CLI's
-        # `accounts remove` deletes an account's scenarios with its credentials, so no send reads them again).
+        # Scenarios as sends read them. Exact, because only this process writes scenarios (one API process per
+        # file, see hold_role; the CLI's `accounts remove` deletes an account's scenarios with its credentials,
+        # so no send reads them again).
         self._scenarios: dict[tuple[int, str | None], ScenarioRecord | None] = {}
         self._on_jobs: Callable[[], None] = lambda: None
         self._on_outbox: Callable[[], None] = lambda: None
+        self._watch: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         """Finish queued writes and close the file."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         self.writer.stop()
         self._read.close()
 
     def subscribe(self, on_jobs: Callable[[], None], on_outbox: Callable[[], None]) -> None:
-        """Call ``on_jobs`` / ``on_outbox`` after receipts / webhook deliveries are stored from outside the engine
-        (an embedded store has one process; the engine and the API wake each other directly otherwise)."""
+        """Call ``on_jobs`` / ``on_outbox`` after receipts / webhook deliveries are stored from outside the engine.
+
+        In one process the engine and the API wake each other directly. A shared file is also watched for
+        other processes' commits (new messages, receipts from WhatsApp webhooks), every ``WATCH_SECONDS``.
+        """
         self._on_jobs, self._on_outbox = on_jobs, on_outbox
+        if self.shared and self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_commits(), name="sqlite-watch")
+
+    async def _watch_commits(self) -> None:
+        # PRAGMA data_version changes when any other connection commits: a read of shared memory, no I/O.
+        seen = self._one("PRAGMA data_version")[0]
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            version = self._one("PRAGMA data_version")[0]
+            if version != seen:
+                seen = version
+                self._on_jobs()
+                self._on_outbox()
 
     def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return self._read.execute(sql, tuple(args)).fetchone()
@@ -328,7 +385,8 @@ class SqliteStore:
         """Store one request's messages; answered once the group transaction holding them committed.
 
         (Collecting requests into one writer function per turn of the event loop was measured: slower, since
-        requests rarely share a turn and the writer already commits all that is queued together.)
+        requests rarely share a turn and the writer already commits all that is queued together. Merging the
+        requests queued for one transaction into one call, in the writer, made no measurable difference.)
         """
         item = AcceptItem(account_id, payload, bulk_id, messages, start_at, now)
         (outcome,) = await self.writer.run(lambda conn: _accept_batch(conn, [item]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import queue
 import sqlite3
 import threading
@@ -36,8 +37,11 @@ def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) 
 class Writer:
     """The single writer of one SQLite database."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], lock_path: str | None = None) -> None:
+        """``lock_path`` names a file that every process writing the same database locks around each
+        transaction; None when this writer is the database's only writer."""
         self._connect = connect
+        self._lock_path = lock_path
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
         self._ready = threading.Event()
@@ -67,6 +71,7 @@ class Writer:
     def _run(self) -> None:
         try:
             conn = self._connect()
+            lock = open(self._lock_path, "a+b") if self._lock_path else None  # noqa: SIM115 - closed below
         except BaseException as exc:
             self._startup_error = exc
             self._ready.set()
@@ -77,18 +82,29 @@ class Writer:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._commit(conn, batch)
+            if lock is not None:
+                # Another process writes the same file. SQLite alone would make the loser of a race poll
+                # (sleeping 1, 2, 5, 10... ms); a blocking flock wakes it the moment the winner commits, and
+                # what arrives meanwhile joins this transaction.
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                self._commit(conn, batch)
+            finally:
+                if lock is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
         conn.close()
+        if lock is not None:
+            lock.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
         done: list[tuple[WriteFn, asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]] = []
