@@ -455,6 +455,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--plain", action="store_true", help="run the plain `omnirelay` console script (no writer-transaction count)"
     )
     p.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="run `omnirelay api` with the engine in an `omnirelay worker` process beside it (both on the "
+        "SQLite file) instead of one `omnirelay serve`",
+    )
+    p.add_argument(
         "--pause-engine",
         action="store_true",
         help="diagnostic: keep the engine from running during the load (not how the product runs), "
@@ -527,7 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     count_file = folder / "transactions"
-    serve_args = ["serve", "--config", str(config), "--data-dir", str(data_dir), "--port", str(port)]
+    if args.worker_process and args.pause_engine:
+        raise SystemExit("--pause-engine and --worker-process exclude each other")
+    common = ["--config", str(config), "--data-dir", str(data_dir)]
+    serve_args = ["api" if args.worker_process else "serve", *common, "--port", str(port)]
     cmd = server_command(args.plain, count_file, serve_args)
     log = folder / "server.log"
     print("server:", " ".join(cmd), flush=True)
@@ -541,8 +550,19 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--switch-interval needs the launcher: drop --plain")
         env["BENCH_SWITCH_INTERVAL"] = str(args.switch_interval)
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    worker = None
     try:
         wait_healthy(base, proc, log)
+        if args.worker_process:
+            worker_cmd = server_command(True, count_file, ["worker", *common])
+            print("worker:", " ".join(worker_cmd), flush=True)
+            worker_log = folder / "worker.log"
+            worker = subprocess.Popen(worker_cmd, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 30
+            while b"worker running" not in worker_log.read_bytes():
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"omnirelay worker did not start:\n{worker_log.read_text()}")
+                time.sleep(0.05)
         status, answer = http("POST", base + "/omni/1/scenarios", json.dumps(SCENARIO).encode())
         if status != 200:
             raise SystemExit(f"creating the scenario answered {status}: {answer!r}")
@@ -558,9 +578,11 @@ def main(argv: list[str] | None = None) -> int:
         profiler = start_profiler(proc.pid, args.seconds, args.profile, args.profile_gil) if args.profile else None
         busy0 = machine_busy_seconds()
         cpu0, t0, threads0 = cpu_seconds(proc.pid), time.monotonic(), thread_cpu_seconds(proc.pid)
+        worker_cpu0 = cpu_seconds(worker.pid) if worker else 0.0
         url = base + "/omni/1/advanced"
         result = run_load(client, wrk, url, body, args, folder)
         cpu1, t1, threads1 = cpu_seconds(proc.pid), time.monotonic(), thread_cpu_seconds(proc.pid)
+        worker_cpu = (cpu_seconds(worker.pid) - worker_cpu0) if worker else 0.0
         busy1 = machine_busy_seconds()
         if profiler is not None:
             _, err = profiler.communicate(timeout=args.seconds + 30)
@@ -569,9 +591,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.5)  # the counter thread publishes five times a second
         txn_after = int(count_file.read_text()) if count_file.exists() else None
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM if args.graceful else signal.SIGKILL)
-            proc.wait(timeout=30)
+        for running in (proc, worker):
+            if running is not None and running.poll() is None:
+                running.send_signal(signal.SIGTERM if args.graceful else signal.SIGKILL)
+                running.wait(timeout=30)
 
     db = data_dir / "omnirelay.db"
     with contextlib.closing(sqlite3.connect(db)) as conn:
@@ -603,7 +626,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine_load_before": quiet_load,
         "seconds": args.seconds,
         "synchronous": args.synchronous or "FULL (default)",
-        "engine": "paused (diagnostic)" if args.pause_engine else "running",
+        "engine": "paused (diagnostic)"
+        if args.pause_engine
+        else "in an omnirelay worker process"
+        if args.worker_process
+        else "running",
+        "setup": "omnirelay api + omnirelay worker" if args.worker_process else "omnirelay serve",
         "switch_interval": args.switch_interval,
         "requests_per_s": rps,
         "destinations_per_s": rps * args.destinations,
@@ -641,9 +669,10 @@ def main(argv: list[str] | None = None) -> int:
         "server_other_threads_cores": sorted(
             ((threads1[t] - threads0.get(t, 0.0)) / (t1 - t0) for t in threads1 if t != proc.pid), reverse=True
         ),
+        "worker_cpu_cores": worker_cpu / (t1 - t0),
         "client_cpu_cores": result["client_cpu_s"] / (t1 - t0),
         "other_processes_cores": max(
-            0.0, (busy1 - busy0) / (t1 - t0) - (cpu1 - cpu0) / (t1 - t0) - result["client_cpu_s"] / (t1 - t0)
+            0.0, (busy1 - busy0 - (cpu1 - cpu0) - worker_cpu - result["client_cpu_s"]) / (t1 - t0)
         ),
         "data_dir": str(data_dir) if args.keep else None,
     }
@@ -694,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU                   server {summary['server_cpu_cores']:.2f} cores   "
         f"(main thread {summary['server_main_thread_cores']:.2f}, other threads "
         f"{', '.join(f'{c:.2f}' for c in summary['server_other_threads_cores'])})   "
-        f"load generator {summary['client_cpu_cores']:.2f} cores   (machine has {info['nproc']})"
+        + (f"worker process {summary['worker_cpu_cores']:.2f} cores   " if worker else "")
+        + f"load generator {summary['client_cpu_cores']:.2f} cores   (machine has {info['nproc']})"
     )
     print(
         f"other load            {summary['other_processes_cores']:.2f} cores used by other processes during the run "

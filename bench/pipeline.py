@@ -187,6 +187,11 @@ def main() -> None:
     parser.add_argument("--database", help="a PostgreSQL server URL to bench on (a fresh database is made on it)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL)")
     parser.add_argument("--api-processes", type=int, default=2, help="API processes (PostgreSQL)")
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="SQLite: run `omnirelay api` and `omnirelay worker` on the file instead of one `omnirelay serve`",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds (default 900)")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS", help="wait for an idle machine")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
@@ -239,15 +244,16 @@ def main() -> None:
             )
         setup = f"PostgreSQL, {args.api_processes} API processes, {args.workers} worker process(es)"
     else:
-        procs.append(
-            subprocess.Popen(
-                [*_omnirelay(), "serve", *common, "--data-dir", str(root / "data"), "--port", str(port)],
-                env=env,
-                start_new_session=True,
-                stdout=subprocess.DEVNULL,
-            )
-        )
+        data = ["--data-dir", str(root / "data")]
+        commands = [["serve", *common, *data, "--port", str(port)]]
         setup = "SQLite, one omnirelay serve process"
+        if args.worker_process:
+            commands = [["api", *common, *data, "--port", str(port)], ["worker", *common, *data]]
+            setup = "SQLite, omnirelay api + omnirelay worker (two processes, one file)"
+        for command in commands:
+            procs.append(
+                subprocess.Popen([*_omnirelay(), *command], env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+            )
     try:
         _wait_health(url, procs)
         seconds, got = asyncio.run(
