@@ -58,6 +58,8 @@ log = logging.getLogger("omnirelay.store")
 
 JOBS_CHANNEL = "omnirelay_jobs"
 OUTBOX_CHANNEL = "omnirelay_outbox"
+SCENARIOS_CHANNEL = "omnirelay_scenarios"
+"""Notified with every change of scenarios: API processes drop the scenarios they cache."""
 #: Advisory lock between storing receipts (exclusive) and storing provider ids (shared): without it, a receipt
 #: and its submission committed at the same moment would each miss the other, and the receipt stay held.
 RECEIPTS_LOCK = 7302
@@ -122,6 +124,13 @@ class PostgresStore:
         self._queue: list[tuple[AcceptItem, asyncio.Future[list[Stored]]]] = []
         self._flushers = 0
         self._listener: asyncio.Task[None] | None = None
+        # Scenarios as sends read them, kept only while this process listens for their changes (a query per
+        # send was a quarter of an API process's time). `_generation` moves on with every change, so a read
+        # that raced a change is not kept.
+        self._scenarios: dict[tuple[int, str | None], ScenarioRecord | None] = {}
+        self._scenarios_live = False
+        self._generation = 0
+        self._scenario_watch: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> PostgresStore:
@@ -142,10 +151,11 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Stop listening and close the connections."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._listener, self._scenario_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.pool.close()
 
     # --- notifications -------------------------------------------------------------------------
@@ -172,6 +182,45 @@ class PostgresStore:
                         await conn.close()
 
         self._listener = asyncio.create_task(listen(), name="pg-listen")
+
+    def _scenarios_changed(self) -> None:
+        self._generation += 1
+        self._scenarios.clear()
+
+    async def _watch_scenarios(self) -> None:
+        """Listen for scenario changes made by any process; the cache is used only while listening."""
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn)
+            except (OSError, asyncpg.PostgresError):
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await conn.add_listener(SCENARIOS_CHANNEL, lambda *_: self._scenarios_changed())
+                self._scenarios_changed()  # what was read before listening may be stale
+                self._scenarios_live = True
+                while not conn.is_closed():
+                    await asyncio.sleep(1.0)
+                    with contextlib.suppress(Exception):
+                        await conn.execute("SELECT 1")
+            finally:
+                self._scenarios_live = False
+                self._scenarios_changed()
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    async def _cached_scenario(self, account_id: int, key: str | None, sql: str, *args: Any) -> ScenarioRecord | None:
+        if self._scenario_watch is None:
+            self._scenario_watch = asyncio.get_running_loop().create_task(self._watch_scenarios(), name="pg-scenarios")
+        cache_key = (account_id, key)
+        if self._scenarios_live and cache_key in self._scenarios:
+            return self._scenarios[cache_key]
+        generation = self._generation
+        row = await self.pool.fetchrow(sql, *args)
+        found = scenario_from_row(row) if row else None
+        if self._scenarios_live and generation == self._generation:
+            self._scenarios[cache_key] = found
+        return found
 
     # --- accounts and keys ---------------------------------------------------------------------
 
@@ -200,7 +249,9 @@ class PostgresStore:
             for owned in OWNED_BY_ACCOUNT:
                 await conn.execute(f"DELETE FROM {owned.format(p='$1')}", account_id)
             await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
-            return True
+            await conn.execute(f"NOTIFY {SCENARIOS_CHANNEL}")
+        self._scenarios_changed()
+        return True
 
     async def set_config_keys(self, account_id: int, keys: dict[str, str]) -> None:
         """Make the account's config-file keys exactly ``keys`` (hash -> id), taking a key from another account."""
@@ -276,6 +327,8 @@ class PostgresStore:
                 scenario.default,
                 time.time(),
             )
+            await conn.execute(f"NOTIFY {SCENARIOS_CHANNEL}")  # sent on commit
+        self._scenarios_changed()  # at once in this process
 
     async def update_scenario(self, account_id: int, scenario: ScenarioRecord) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -293,23 +346,24 @@ class PostgresStore:
                 account_id,
                 scenario.key,
             )
+            await conn.execute(f"NOTIFY {SCENARIOS_CHANNEL}")
+        self._scenarios_changed()
         return str(status) != "UPDATE 0"
 
     async def delete_scenario(self, account_id: int, key: str) -> bool:
-        status = await self.pool.execute("DELETE FROM scenarios WHERE account_id = $1 AND key = $2", account_id, key)
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute("DELETE FROM scenarios WHERE account_id = $1 AND key = $2", account_id, key)
+            await conn.execute(f"NOTIFY {SCENARIOS_CHANNEL}")
+        self._scenarios_changed()
         return str(status) != "DELETE 0"
 
     async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
-        row = await self.pool.fetchrow(
-            f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND key = $2", account_id, key
-        )
-        return scenario_from_row(row) if row else None
+        sql = f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND key = $2"
+        return await self._cached_scenario(account_id, key, sql, account_id, key)
 
     async def default_scenario(self, account_id: int) -> ScenarioRecord | None:
-        row = await self.pool.fetchrow(
-            f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND is_default", account_id
-        )
-        return scenario_from_row(row) if row else None
+        sql = f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND is_default"
+        return await self._cached_scenario(account_id, None, sql, account_id)
 
     async def scenarios(self, account_id: int, is_default: bool | None, limit: int, page: int) -> list[ScenarioRecord]:
         rows = await self.pool.fetch(
@@ -383,21 +437,29 @@ class PostgresStore:
             if plan.fresh:
                 requests = [i for i, _ in plan.fresh]
                 fresh = [(i, m) for i, messages in plan.fresh for m in messages]
-                request_ids = await self._ids(conn, "requests_id_seq", len(requests))
-                message_ids = await self._ids(conn, "messages_id_seq", len(fresh))
+                request_ids, message_ids = await conn.fetchrow(
+                    "SELECT array(SELECT nextval('requests_id_seq') FROM generate_series(1, $1)),"
+                    " array(SELECT nextval('messages_id_seq') FROM generate_series(1, $2))",
+                    len(requests),
+                    len(fresh),
+                )
                 rid = dict(zip(requests, request_ids, strict=True))
-                await conn.execute(
-                    "INSERT INTO requests(id, account_id, payload)"
-                    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
+                # One statement (a round trip each cost more than the inserts): the requests, their messages, a
+                # start job for each message stored, the workers' wake-up (sent on commit); it answers how many
+                # messages were stored, fewer when another process took a client message id meanwhile.
+                stored = await conn.fetchval(
+                    "WITH r AS (INSERT INTO requests(id, account_id, payload)"
+                    "  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])),"
+                    " m AS (INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json,"
+                    "  content_hash, created_at, state, address) SELECT * FROM unnest($4::bigint[], $5::bigint[],"
+                    "  $6::text[], $7::bigint[], $8::text[], $9::bytea[], $10::bytea[], $11::float8[], $12::bytea[],"
+                    "  $13::text[]) ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id),"
+                    " j AS (INSERT INTO jobs(message, kind, due_at) SELECT u.m, 'start', u.d"
+                    "  FROM unnest($4::bigint[], $14::float8[]) AS u(m, d) JOIN m ON m.id = u.m)"
+                    f" SELECT (SELECT count(*) FROM m) FROM pg_notify('{JOBS_CHANNEL}', '')",
                     request_ids,
                     [items[i].account_id for i in requests],
                     [items[i].payload for i in requests],
-                )
-                inserted = await conn.fetch(
-                    "INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json, content_hash,"
-                    " created_at, state, address) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[],"
-                    " $4::bigint[], $5::text[], $6::bytea[], $7::bytea[], $8::float8[], $9::bytea[], $10::text[])"
-                    " ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id",
                     message_ids,
                     [items[i].account_id for i, _ in fresh],
                     [m.message_id for _, m in fresh],
@@ -408,22 +470,11 @@ class PostgresStore:
                     [items[i].now for i, _ in fresh],
                     [m.state for _, m in fresh],
                     [m.address for _, m in fresh],
-                )
-                if len(inserted) != len(fresh):
-                    raise _Retry
-                await conn.execute(
-                    "INSERT INTO jobs(message, kind, due_at)"
-                    " SELECT m, 'start', d FROM unnest($1::bigint[], $2::float8[]) AS u(m, d)",
-                    message_ids,
                     [items[i].start_at for i, _ in fresh],
                 )
-                await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
+                if stored != len(fresh):
+                    raise _Retry
         return plan.answers(items)
-
-    @staticmethod
-    async def _ids(conn: Conn, sequence: str, count: int) -> list[int]:
-        rows = await conn.fetch(f"SELECT nextval('{sequence}') FROM generate_series(1, $1)", count)
-        return [r[0] for r in rows]
 
     # --- engine --------------------------------------------------------------------------------
 
