@@ -162,33 +162,17 @@ class PostgresStore:
 
     def subscribe(self, on_jobs: Callable[[], None], on_outbox: Callable[[], None]) -> None:
         """Call ``on_jobs`` / ``on_outbox`` when any process stores new jobs / webhook deliveries."""
+        channels = {JOBS_CHANNEL: on_jobs, OUTBOX_CHANNEL: on_outbox}
+        self._listener = asyncio.create_task(self._listen(channels), name="pg-listen")
 
-        async def listen() -> None:
-            while True:
-                try:
-                    conn = await asyncpg.connect(self.dsn)
-                except (OSError, asyncpg.PostgresError):
-                    await asyncio.sleep(1.0)
-                    continue
-                try:
-                    await conn.add_listener(JOBS_CHANNEL, lambda *_: on_jobs())
-                    await conn.add_listener(OUTBOX_CHANNEL, lambda *_: on_outbox())
-                    while not conn.is_closed():
-                        await asyncio.sleep(1.0)
-                        with contextlib.suppress(Exception):
-                            await conn.execute("SELECT 1")
-                finally:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-
-        self._listener = asyncio.create_task(listen(), name="pg-listen")
-
-    def _scenarios_changed(self) -> None:
-        self._generation += 1
-        self._scenarios.clear()
-
-    async def _watch_scenarios(self) -> None:
-        """Listen for scenario changes made by any process; the cache is used only while listening."""
+    async def _listen(
+        self,
+        channels: dict[str, Callable[[], None]],
+        up: Callable[[], None] = lambda: None,
+        down: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Keep a connection listening on ``channels``, reconnecting after a loss; ``up`` once it listens, ``down``
+        once it stopped."""
         while True:
             try:
                 conn = await asyncpg.connect(self.dsn)
@@ -196,22 +180,34 @@ class PostgresStore:
                 await asyncio.sleep(1.0)
                 continue
             try:
-                await conn.add_listener(SCENARIOS_CHANNEL, lambda *_: self._scenarios_changed())
-                self._scenarios_changed()  # what was read before listening may be stale
-                self._scenarios_live = True
+                for channel, callback in channels.items():
+                    await conn.add_listener(channel, lambda *_, callback=callback: callback())
+                up()
                 while not conn.is_closed():
                     await asyncio.sleep(1.0)
                     with contextlib.suppress(Exception):
                         await conn.execute("SELECT 1")
             finally:
-                self._scenarios_live = False
-                self._scenarios_changed()
+                down()
                 with contextlib.suppress(Exception):
                     await conn.close()
 
+    def _scenarios_changed(self) -> None:
+        self._generation += 1
+        self._scenarios.clear()
+
+    def _scenarios_listening(self, live: bool) -> None:
+        self._scenarios_changed()  # what was read while not listening may be stale
+        self._scenarios_live = live
+
     async def _cached_scenario(self, account_id: int, key: str | None, sql: str, *args: Any) -> ScenarioRecord | None:
         if self._scenario_watch is None:
-            self._scenario_watch = asyncio.get_running_loop().create_task(self._watch_scenarios(), name="pg-scenarios")
+            watch = self._listen(
+                {SCENARIOS_CHANNEL: self._scenarios_changed},
+                up=lambda: self._scenarios_listening(True),
+                down=lambda: self._scenarios_listening(False),
+            )
+            self._scenario_watch = asyncio.get_running_loop().create_task(watch, name="pg-scenarios")
         cache_key = (account_id, key)
         if self._scenarios_live and cache_key in self._scenarios:
             return self._scenarios[cache_key]
