@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from omnirelay.channels.base import LaterReport, Submission, SubmitResult
+from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult
 from omnirelay.domain.message import initial_state, state_decoder
 from omnirelay.domain.model import AdvancedRequest, Step
 from omnirelay.domain.numbering import MccMncTable
@@ -36,7 +36,7 @@ class NetworkChannel:
         self.calls: list[Submission] = []
         self.states_seen: list[str] = []
 
-    async def submit(self, batch: list[Submission]) -> list[SubmitResult]:
+    async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
         for sub in batch:
             self.calls.append(sub)
             view = await self.store.message(sub.account_id, sub.message_id)

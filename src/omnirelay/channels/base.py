@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -75,12 +76,21 @@ class Receipt:
 ReceiptSink = Callable[[list[Receipt]], Awaitable[None]]
 """Where connectors hand receipts; it returns once they are stored durably (acknowledge the peer after)."""
 
+Answered = Callable[[int, SubmitResult], None]
+"""Called by a channel with a submission's index in its batch and its result, as soon as that result is known
+(the engine records it within milliseconds, so a crash while other submissions of the batch are still
+waiting for their peer does not lose a provider id that was already handed out)."""
+
 
 class Channel(Protocol):
     """A connector to the outside world (or the sandbox) for one or more OMNI channels."""
 
-    async def submit(self, batch: list[Submission]) -> list[SubmitResult]:
-        """Submit a batch; one result per submission, in order. Must not raise for one bad message."""
+    async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
+        """Submit a batch; one result per submission, in order. Must not raise for one bad message.
+
+        Each result is also given to ``answered`` (once per submission) the moment it is known, not when the
+        whole batch is: one slow answer must not hold back the others.
+        """
         ...
 
     async def close(self) -> None:
@@ -96,3 +106,20 @@ class InstantChannel(Channel, Protocol):
     def decide_now(self, submission: Submission) -> SubmitResult:
         """The answer to one submission, computed on the spot."""
         ...
+
+
+async def submit_each(
+    batch: Sequence[Submission],
+    submit_one: Callable[[Submission], Awaitable[SubmitResult]],
+    answered: Answered | None,
+) -> list[SubmitResult]:
+    """Run ``submit_one`` for every submission concurrently, giving each result to ``answered`` as soon as it
+    is there; the results in order (for channels that submit each message on its own: HTTP, SMTP)."""
+
+    async def one(index: int, submission: Submission) -> SubmitResult:
+        result = await submit_one(submission)
+        if answered is not None:
+            answered(index, result)
+        return result
+
+    return list(await asyncio.gather(*(one(i, sub) for i, sub in enumerate(batch))))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from omnirelay.channels.base import LaterReport, Submission, SubmitResult
+from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult
 from omnirelay.config import SandboxRule
 from omnirelay.domain import catalogue
 from omnirelay.domain.channels import parse_channel
@@ -93,9 +93,13 @@ class Sandbox:
         not_a_user = rule.outcome == "REJECTED" and submission.channel == "WHATSAPP"
         return SubmitResult(provider_id, [LaterReport(rule.after_s, rule.outcome, rule.error, not_a_user)])
 
-    async def submit(self, batch: list[Submission]) -> list[SubmitResult]:
-        """:meth:`decide_now` for each submission."""
-        return [self.decide_now(sub) for sub in batch]
+    async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
+        """:meth:`decide_now` for each submission (the engine asks :meth:`decide_now` itself)."""
+        results = [self.decide_now(sub) for sub in batch]
+        if answered is not None:
+            for i, result in enumerate(results):
+                answered(i, result)
+        return results
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -23,7 +23,9 @@ How a batch travels:
 * ESME_RTHROTTLED / ESME_RMSGQFUL pause the bind (0.25 s doubling to 4 s) and put the PDU back at the head
   of the queue: it is sent again, never lost. Other statuses refuse the message (``REJECTED``, the SMPP
   status named in the detail); ESME_RSYSERR and ESME_RX_T_APPN ask for a ``RETRY`` when no part went out.
-* :meth:`SmppChannel.submit` returns once every PDU of the batch is answered, or after
+* A message's result is handed to the engine as soon as each of ITS parts is answered (the last part's id is
+  the provider id), so the engine stores it while other messages of the batch still wait for their answer.
+  :meth:`SmppChannel.submit` returns once every PDU of the batch is answered, or after
   :attr:`SmppChannel.hold_seconds` (2 s) for PDUs still queued (throttled, rate-capped, bind lost meanwhile):
   those were never written, so their messages come back as ``RETRY`` and the engine submits them again
   later, within their validity. Messages for a connector that is not bound come back as ``RETRY`` at once.
@@ -44,11 +46,12 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from omnirelay.channels import smpp_pdu as pdus
-from omnirelay.channels.base import LaterReport, Receipt, ReceiptSink, Submission, SubmitResult
+from omnirelay.channels.base import Answered, LaterReport, Receipt, ReceiptSink, Submission, SubmitResult
 from omnirelay.channels.smpp_receipts import (
     RETRY_STATUSES,
     THROTTLE_STATUSES,
@@ -108,11 +111,13 @@ QUEUED, SENT, OK, FAILED, UNKNOWN, UNSENT = "queued", "sent", "ok", "failed", "u
 class _Part:
     """One submit_sm: its body, and what became of it."""
 
-    __slots__ = ("batch", "body", "message_id", "state", "status", "throttled")
+    __slots__ = ("batch", "body", "message_id", "planned", "state", "status", "throttled")
 
     def __init__(self, body: bytes, batch: _Batch) -> None:
         self.body = body
         self.batch = batch
+        self.planned: _Planned | None = None
+        """The message this part belongs to."""
         self.state = QUEUED
         self.status = 0
         self.message_id = ""
@@ -121,6 +126,8 @@ class _Part:
     def settle(self, state: str, status: int = 0, message_id: str = "") -> None:
         if self.state in (QUEUED, SENT):
             self.state, self.status, self.message_id = state, status, message_id
+            if self.planned is not None:
+                self.planned.settle()
             self.batch.settle()
 
 
@@ -298,6 +305,7 @@ class _Session(asyncio.Protocol):
         elif command_id == pdus.UNBIND:
             log.info("smpp %s: the SMSC unbound", self.config.name)
             self.respond(pdus.UNBIND, sequence)
+            self._flush()  # the unbind_resp goes out before the close (the transport sends what it holds first)
             if self.transport is not None:
                 self.transport.close()
         elif command_id == pdus.ALERT_NOTIFICATION:
@@ -683,12 +691,27 @@ class _Connector:
 # --- the channel ---------------------------------------------------------------------------------------
 
 
-@dataclass
 class _Planned:
-    index: int
-    connector: _Connector
-    parts: list[_Part]
-    validity_s: float
+    """One message of a batch: its parts, and who to tell once every one of them is settled."""
+
+    __slots__ = ("connector", "finished", "index", "left", "parts")
+
+    def __init__(self, index: int, connector: _Connector, parts: list[_Part]) -> None:
+        self.index = index
+        self.connector = connector
+        self.parts = parts
+        self.left = len(parts)
+        self.finished: Callable[[_Planned], None] | None = None
+        for part in parts:
+            part.planned = self
+
+    def settle(self) -> None:
+        self.left -= 1
+        if self.left == 0 and self.finished is not None:
+            try:
+                self.finished(self)
+            except Exception:  # the parts' bookkeeping must go on
+                log.exception("smpp: could not hand over the result of a message")
 
 
 class SmppChannel:
@@ -783,21 +806,37 @@ class SmppChannel:
             )
             for i, payload in enumerate(encoded.payloads)
         ]
-        return _Planned(index, connector, parts, sub.validity_s)
+        return _Planned(index, connector, parts)
 
-    async def submit(self, batch: list[Submission]) -> list[SubmitResult]:
-        """Submit each message's parts; one result per submission, in order (see the module docstring)."""
+    async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
+        """Submit each message's parts; one result per submission, in order (see the module docstring).
+
+        A message's result goes to ``answered`` as soon as each of its parts is settled, not the whole batch.
+        """
         results: list[SubmitResult | None] = [None] * len(batch)
+
+        def finish(index: int, result: SubmitResult) -> None:
+            results[index] = result
+            if answered is not None:
+                answered(index, result)
+
+        def finished(plan: _Planned) -> None:
+            finish(plan.index, self._result(plan))
+
         planned: list[_Planned] = []
         counter = _Batch()
         for i, sub in enumerate(batch):
             try:
                 plan = self._plan(i, sub, counter)
             except Exception as exc:  # one bad message must not fail the batch
-                results[i] = SubmitResult(
-                    None, [LaterReport(0.0, "REJECTED", "EC_INVALID_PDU_FORMAT", detail=f"not submitted: {exc}")]
+                finish(
+                    i,
+                    SubmitResult(
+                        None, [LaterReport(0.0, "REJECTED", "EC_INVALID_PDU_FORMAT", detail=f"not submitted: {exc}")]
+                    ),
                 )
                 continue
+            plan.finished = finished
             planned.append(plan)
         counter.left = sum(len(p.parts) for p in planned)
         if counter.left == 0:
@@ -824,8 +863,6 @@ class SmppChannel:
                     if part.state == QUEUED:
                         part.settle(UNSENT, status=part.status)
             await counter.done.wait()
-        for plan in planned:
-            results[plan.index] = self._result(plan)
         return [r if r is not None else SubmitResult() for r in results]
 
     def _result(self, plan: _Planned) -> SubmitResult:

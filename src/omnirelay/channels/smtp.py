@@ -37,7 +37,7 @@ from typing import Any
 import aiosmtplib
 from prometheus_client import Counter
 
-from omnirelay.channels.base import LaterReport, Submission, SubmitResult
+from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import SmtpConfig, SmtpServerConfig
 from omnirelay.metrics import Metrics
 
@@ -296,9 +296,10 @@ class SmtpChannel:
                 return pool
         return self.pools[0]
 
-    async def submit(self, batch: list[Submission]) -> list[SubmitResult]:
-        """Send each submission (concurrently, at most the pool's size per server); one result each, in order."""
-        return list(await asyncio.gather(*(self._submit_one(sub) for sub in batch)))
+    async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
+        """Send each submission (concurrently, at most the pool's size per server); one result each, in order,
+        each also given to ``answered`` as soon as its SMTP transaction ended."""
+        return await submit_each(batch, self._submit_one, answered)
 
     async def close(self) -> None:
         """QUIT and close every pooled connection."""

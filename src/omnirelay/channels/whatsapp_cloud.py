@@ -20,7 +20,7 @@ import aiohttp
 import msgspec
 from prometheus_client import Counter
 
-from omnirelay.channels.base import LaterReport, Submission, SubmitResult
+from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import WhatsAppConfig, WhatsAppSenderConfig
 from omnirelay.domain.model import MediaTemplateData, WhatsAppContact, WhatsAppData
 
@@ -417,9 +417,10 @@ class WhatsAppCloud:
             )
         return self._session
 
-    async def submit(self, batch: list[Submission]) -> list[SubmitResult]:
-        """Send each submission (concurrently); one result per submission, in order."""
-        return list(await asyncio.gather(*(self._submit_one(s) for s in batch)))
+    async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
+        """Send each submission (concurrently); one result per submission, in order, each also given to
+        ``answered`` as soon as its request is answered."""
+        return await submit_each(batch, self._submit_one, answered)
 
     async def _submit_one(self, sub: Submission) -> SubmitResult:
         sender = self.sender_for(sub.sender)

@@ -4,8 +4,10 @@ steps to their channels and records what comes back.
 One cycle is one transaction: it records the channel answers received since the last cycle, takes due
 jobs, decides, and stores the new states. Instant channels (the sandbox) answer inside that transaction.
 Steps for other channels are stored as SUBMITTING and submitted after the commit, in the background, so a
-crash never submits one twice (its validity timer fails it over instead); their answers are recorded by
-a later cycle, and outcomes that come later (delivery receipts, status webhooks) are stored as jobs.
+crash never submits one twice (its validity timer fails it over instead); each answer is recorded by the
+next cycle as soon as its channel has it (not when the channel's whole batch is answered: a crash while one
+submission waits for its peer keeps the provider ids of the others), answers that arrive together in one
+transaction; outcomes that come later (delivery receipts, status webhooks) are stored as jobs.
 """
 
 from __future__ import annotations
@@ -199,6 +201,9 @@ class Engine:
         self._later: list[tuple[int, str, int, float, bytes]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._in_flight_count = 0
+        """Submissions handed to connectors and not answered yet."""
+        self._room = asyncio.Event()
+        """Set when ``_in_flight_count`` fell below ``max_in_flight``."""
         self.on_progress: Callable[[], None] = lambda: None
         """Called after each cycle that did something (the notifier's wake-up)."""
 
@@ -266,28 +271,20 @@ class Engine:
         if submissions:
             # in the background: a slow or throttled connector must not hold up the other channels' messages
             self._in_flight_count += len(submissions)
-            task = asyncio.create_task(self._submit_and_keep(submissions))
+            task = asyncio.create_task(self._submit(submissions))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         if claimed or events:
             self.on_progress()
-        if self._in_flight_count >= self.settings.max_in_flight:
-            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        while self._in_flight_count >= self.settings.max_in_flight:
+            self._room.clear()
+            await self._room.wait()
         return claimed >= self.settings.batch_size or bool(self._events or self._later)
 
     async def wait_submissions(self) -> None:
         """Wait until every submission handed to a connector has its answer (waiting to be recorded)."""
         while self._in_flight:
             await asyncio.wait(self._in_flight)
-
-    async def _submit_and_keep(self, submissions: list[Submission]) -> None:
-        try:
-            events, later = await self._submit(submissions)
-            self._events += events
-            self._later += later
-        finally:
-            self._in_flight_count -= len(submissions)
-            self.wake()
 
     # --- deciding (runs inside the store's transaction) -----------------------------------------
 
@@ -484,41 +481,62 @@ class Engine:
 
     # --- submitting -----------------------------------------------------------------------------
 
-    async def _submit(
-        self, submissions: list[Submission]
-    ) -> tuple[list[tuple[int, bytes]], list[tuple[int, str, int, float, bytes]]]:
-        """Hand the steps to their channels; the answers as events to record now and jobs for later."""
+    async def _submit(self, submissions: list[Submission]) -> None:
+        """Hand the steps to their channels, each channel's batch at once."""
         by_channel: dict[str, list[Submission]] = defaultdict(list)
         for sub in submissions:
             by_channel[sub.channel].append(sub)
+        await asyncio.gather(*(self._submit_to(c, b) for c, b in by_channel.items()))
 
-        async def one(channel_name: str, batch: list[Submission]) -> list[tuple[Submission, SubmitResult]]:
+    async def _submit_to(self, channel_name: str, batch: list[Submission]) -> None:
+        """Submit one channel's batch; each answer is queued for the next cycle as soon as the channel has it."""
+        unanswered = dict(enumerate(batch))
+
+        def answered(index: int, result: SubmitResult) -> None:
+            sub = unanswered.pop(index, None)
+            if sub is not None:  # a second answer for the same submission is ignored
+                self._answered(sub, result)
+
+        try:
             channel = self.channels.get(channel_name)
             if channel is None:
                 refused = SubmitResult(None, [_refusal("no connector is configured for this channel")])
-                return [(s, refused) for s in batch]
+                for i in list(unanswered):
+                    answered(i, refused)
+                return
             try:
-                results = await channel.submit(batch)
+                results = await channel.submit(batch, answered)
             except Exception as exc:  # a broken connector must not stall other channels
                 log.exception("channel %s failed to submit %d messages", channel_name, len(batch))
                 refused = SubmitResult(None, [_refusal(f"connector error: {exc}")])
-                return [(s, refused) for s in batch]
-            return list(zip(batch, results, strict=True))
+                for i in list(unanswered):
+                    answered(i, refused)
+                return
+            for i, result in enumerate(results):  # those the channel did not hand to ``answered``
+                answered(i, result)
+        finally:
+            if unanswered:  # cancelled: nothing to record, but no longer in flight
+                self._in_flight_count -= len(unanswered)
+                self._made_room()
 
-        outcomes = await asyncio.gather(*(one(c, b) for c, b in by_channel.items()))
-        now = time.time()
-        events: list[tuple[int, bytes]] = []
-        later: list[tuple[int, str, int, float, bytes]] = []
-        for pairs in outcomes:
-            for sub, result in pairs:
-                events.append((sub.message, _event_encoder.encode(Submitted(sub.step, result.provider_id))))
-                for r in result.reports:
-                    event = _event_encoder.encode(Report(sub.step, r.outcome, r.error, r.not_a_user, r.detail))
-                    if r.after_s <= 0:
-                        events.append((sub.message, event))
-                    else:
-                        later.append((sub.message, "report", sub.step, now + r.after_s, event))
-        return events, later
+    def _answered(self, sub: Submission, result: SubmitResult) -> None:
+        """Queue a submission's answer as events for the next cycle, and wake the engine to record it."""
+        self._events.append((sub.message, _event_encoder.encode(Submitted(sub.step, result.provider_id))))
+        if result.reports:
+            now = time.time()
+            for r in result.reports:
+                event = _event_encoder.encode(Report(sub.step, r.outcome, r.error, r.not_a_user, r.detail))
+                if r.after_s <= 0:
+                    self._events.append((sub.message, event))
+                else:
+                    self._later.append((sub.message, "report", sub.step, now + r.after_s, event))
+        self._in_flight_count -= 1
+        self._made_room()
+        self.wake()
+
+    def _made_room(self) -> None:
+        if self._in_flight_count < self.settings.max_in_flight:
+            self._room.set()
 
 
 def _refusal(detail: str) -> LaterReport:
