@@ -122,8 +122,16 @@ class Smsc:
         return out
 
     def submits(self, status: int | None = 0) -> list[dict[str, Any]]:
-        """submit_sm PDUs received (with ``status`` answered; None = any)."""
+        """submit_sm PDUs received (with ``status`` answered; None = any); held ones (``answer_first``) too."""
         return [r for r in self.records("submit_sm") if status is None or r.get("status") == status]
+
+    def answered(self) -> list[dict[str, Any]]:
+        """submit_sm PDUs taken and answered (not held by ``answer_first``)."""
+        return [r for r in self.submits() if not r.get("held")]
+
+    def held(self) -> list[dict[str, Any]]:
+        """submit_sm PDUs taken but never answered (beyond ``answer_first``)."""
+        return [r for r in self.submits() if r.get("held")]
 
     def wait_for(self, check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
         """Poll ``check`` until it returns something truthy; fail after ``timeout``."""

@@ -15,6 +15,10 @@
 //   SMSC_ID_HEX          1 = message ids in hex (lower case) in submit_sm_resp and receipts
 //   SMSC_RESP_DELAY_MS   delay before each submit_sm_resp (the PDU is recorded, i.e. taken, at once)
 //   SMSC_ENQUIRE_MS      the SMSC sends enquire_link to each bound session this often (default never)
+//   SMSC_ANSWER_FIRST    answer only this many submit_sm (per process); later ones are recorded as taken
+//                        ("held": true, with their id) and never answered, and get no DLR
+//   SMSC_UNBIND_MS       the SMSC sends unbind to the first bound session this long after its bind and
+//                        records whether unbind_resp came back before the connection closed
 //
 // DLRs are queued per system_id: one due while no session of that system_id is bound waits for the next
 // bind, and one sent but not acknowledged (deliver_sm_resp) when its session dropped is sent again, like a
@@ -44,7 +48,11 @@ const dlrTlvs = env.SMSC_DLR_TLVS !== '0';
 const idHex = env.SMSC_ID_HEX === '1';
 const respDelay = Number(env.SMSC_RESP_DELAY_MS || 0);
 const enquireEvery = Number(env.SMSC_ENQUIRE_MS || 0);
+const answerFirst = env.SMSC_ANSWER_FIRST === undefined ? Infinity : Number(env.SMSC_ANSWER_FIRST);
+const unbindAfter = Number(env.SMSC_UNBIND_MS || 0);
 let nextId = Number(env.SMSC_ID_START || 1000);
+let answeredSubmits = 0;
+let unbindSent = false;
 
 // Written synchronously, before the answer goes out: once the ESME has an answer, the record is on file.
 const log = env.SMSC_LOG ? fs.openSync(env.SMSC_LOG, 'a') : null;
@@ -144,6 +152,19 @@ const server = smpp.createServer((session) => {
       return;
     }
     session.send(pdu.response({ system_id: 'node-smsc' }));
+    if (unbindAfter > 0 && !unbindSent) {
+      unbindSent = true;
+      setTimeout(() => {
+        let answered = false;
+        session.on('close', () => { if (!answered) record({ command: 'unbind_unanswered' }); });
+        record({ command: 'unbind_sent' });
+        session.send(new smpp.PDU('unbind', {}), (resp) => {
+          answered = true;
+          record({ command: 'unbind_resp', status: resp.command_status });
+          session.close();
+        });
+      }, unbindAfter);
+    }
     if (enquireEvery > 0) {
       enquirer = setInterval(() => {
         session.send(new smpp.PDU('enquire_link', {}), (resp) => {
@@ -205,6 +226,12 @@ const server = smpp.createServer((session) => {
     const id = idHex ? n.toString(16) : String(n);
     entry.status = 0;
     entry.message_id = id;
+    if (answeredSubmits >= answerFirst) {
+      entry.held = true;
+      record(entry);
+      return;
+    }
+    answeredSubmits++;
     record(entry);
     if (respDelay > 0) setTimeout(() => session.send(pdu.response({ message_id: id })), respDelay);
     else session.send(pdu.response({ message_id: id }));

@@ -1,0 +1,102 @@
+"""A fault in the middle of a batch: one submission of a batch waits for its peer while the others are answered.
+
+Each answered submission's provider id must be stored at once, not when the whole batch is answered: a gateway
+killed while one submission is still held must find, after its restart, the receipts of all the others (no
+failover, no second message to the same person). Real peers: the node-smpp SMSC (``answer_first``: it answers
+N submit_sm and holds the rest), an aiosmtpd server that stalls one recipient's DATA, and Prism behind the
+recording proxy holding one recipient's request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.integration.smsc.harness import Smsc
+from tests.integration.test_smtp import Mailbox, MailServer
+from tests.prism import PHONE_NUMBER_ID, Prism, RecordingProxy
+from tests.prism import prism as prism  # the session fixture
+
+from .conftest import ALADDIN_CONFIG, Gateway
+from .test_failover import DELIVERED_TO_HANDSET, get_message, short, wait_reports
+from .test_smpp_gateway import smpp_config, wait_bound
+
+
+def provider_ids(gw: Gateway, channel: str) -> dict[str, str]:
+    """messageId -> stored provider id of the ``channel`` step, for the steps that have one."""
+    rows = gw.query(
+        "SELECT m.message_id, s.provider_id FROM submissions s JOIN messages m ON m.id = s.message"
+        " WHERE s.channel = ? AND s.provider_id IS NOT NULL",
+        channel,
+    )
+    return {str(mid): str(pid) for mid, pid in rows}
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def post(gw: Gateway, destinations: list[dict[str, Any]], **body: Any) -> list[str]:
+    r = gw.post("/omni/1/advanced", {"destinations": destinations, **body})
+    assert r.status == 200, r
+    return [m["messageId"] for m in r.json["messages"]]
+
+
+# --- SMPP: kill -9 while the SMSC holds the 21st submit_sm ------------------------------------------------
+
+SMS_THEN_EMAIL = [{"from": "InfoSMS", "channel": "SMS"}, {"from": "info@shop.example", "channel": "EMAIL"}]
+
+
+def test_smpp_ids_answered_before_a_crash_are_kept_and_their_receipts_match(
+    make_smsc: Callable[..., Smsc], make_gateway: Callable[..., Gateway]
+) -> None:
+    # answers 20 submits and holds the rest; the receipts fall due after the gateway is gone
+    smsc = make_smsc(answer_first=20, dlr_delay_ms=1500)
+    gw = make_gateway(smpp_config(smsc, "window_size = 50\nresponse_timeout_seconds = 60"))  # the EMAIL: sandbox
+    key = gw.create_scenario(SMS_THEN_EMAIL, name="sms-email")["key"]
+    wait_bound(smsc)
+    numbers = [f"4179302{i:04d}" for i in range(1, 30) if i % 10][:21]  # none ends in 0: all are delivered
+    destinations = [{"to": {"phoneNumber": n, "emailAddress": f"user{n}@example.com"}} for n in numbers]
+    validity_s = 20
+    mids = post(
+        gw,
+        destinations,
+        scenarioKey=key,
+        sms={"text": "Your code is 1234", "validityPeriod": validity_s, "validityPeriodTimeUnit": "SECONDS"},
+        email={"text": "Your code is 1234", "subject": "Code"},
+    )
+    by_number = dict(zip(numbers, mids, strict=True))
+    smsc.wait_for(lambda: len(smsc.answered()) == 20 and len(smsc.held()) == 1, what="20 answered, 1 held")
+    held_mid = by_number[smsc.held()[0]["destination_addr"]]
+    answered = {by_number[p["destination_addr"]]: f"smsc:{p['message_id']}" for p in smsc.answered()}
+    # the 20 ids are stored while the SMSC still holds the 21st submit_sm (it never answers it)
+    wait_until(lambda: provider_ids(gw, "SMS") == answered, 10, "the 20 answered provider ids to be stored")
+    assert not smsc.records("dlr") and not smsc.records("dlr_queued")
+    gw.kill9()
+    smsc.wait_for(lambda: len(smsc.records("dlr_queued")) >= 20, what="the receipts to fall due meanwhile")
+    gw.start()
+    # the SMSC sends the 20 receipts to the new bind: each finds its message
+    reports = {r["messageId"]: r for r in wait_reports(gw, 20, timeout=validity_s - 2, channel="SMS")}
+    assert set(reports) == set(answered)
+    assert all(short(r["status"]) == DELIVERED_TO_HANDSET for r in reports.values())
+    for mid in answered:
+        attempts = get_message(gw, mid)["attempts"]
+        assert [a["channel"] for a in attempts if a["state"] not in ("SKIPPED", "PENDING")] == ["SMS"], attempts
+    # the held one: submitted but never answered, left to its validity, then it fails over to e-mail
+    (late,) = wait_reports(gw, 1, timeout=validity_s + 20, messageId=held_mid)
+    assert late["channel"] == "EMAIL" and short(late["status"]) == DELIVERED_TO_HANDSET, late
+    assert len(smsc.submits()) == 21  # nothing was submitted again by SMS after the restart
+    assert wait_reports(gw, 0, timeout=0) == []  # and no other message reported a second time
