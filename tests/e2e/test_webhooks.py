@@ -104,12 +104,17 @@ class Post:
 
 
 class Receiver:
-    """A webhook receiver on 127.0.0.1:``port``; answers ``statuses`` in turn, then 200."""
+    """A webhook receiver on 127.0.0.1:``port``; answers ``statuses`` in turn, then 200 (or what ``answer`` says
+    of each POST: a status, and how long to wait before answering)."""
 
-    def __init__(self, port: int | None = None, statuses: tuple[int, ...] = ()) -> None:
+    def __init__(self, port: int | None = None, statuses: tuple[int, ...] = (),
+                 answer: Callable[[Post], tuple[int, float]] | None = None) -> None:
         self.port = port or free_port()
         self.statuses = list(statuses)
+        self.answer = answer
         self.posts: list[Post] = []
+        self.answered: list[tuple[Post, int, float]] = []
+        """Each POST with the status it got and when (monotonic), in the order they were answered."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -123,10 +128,18 @@ class Receiver:
 
         async def handle(request: web.Request) -> web.Response:
             body = await request.read()
+            post = Post(time.monotonic(), request.path, {k.lower(): v for k, v in request.headers.items()}, body)
+            delay = 0.0
             with self._lock:
-                self.posts.append(Post(time.monotonic(), request.path,
-                                       {k.lower(): v for k, v in request.headers.items()}, body))
-                status = self.statuses.pop(0) if self.statuses else 200
+                self.posts.append(post)
+                if self.answer is not None:
+                    status, delay = self.answer(post)
+                else:
+                    status = self.statuses.pop(0) if self.statuses else 200
+            if delay > 0:
+                await asyncio.sleep(delay)
+            with self._lock:
+                self.answered.append((post, status, time.monotonic()))
             return web.Response(status=status, text="thanks" if status < 300 else "broken")
 
         def run() -> None:

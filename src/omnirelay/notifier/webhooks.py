@@ -5,6 +5,11 @@ report is never lost across restarts. A failed try is retried after 1 min + n² 
 the minute is configurable), up to a configured number of tries. Every POST is signed
 (``X-Omnirelay-Signature: sha256=<hex HMAC of the body with the account's webhook secret>``) and carries
 a stable ``X-Omnirelay-Report-Id`` so receivers can drop duplicates.
+
+Reports of one message are posted one after the other, in the order they were stored (intermediate reports
+before the final one, a seen report after it): the store does not hand out a delivery while an earlier one of
+the same message is unsent, in flight or waiting for its retry, so a later report waits for the earlier one's
+retries too (only one given up no longer holds the next). Reports of different messages go out concurrently.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ class Notifier:
                 except Exception:
                     log.exception("webhook round failed; retrying")
                     count = 0
-                if count < self.settings.batch_size:
+                if count == 0:  # after a round that posted some, a message's next report may be free to go now
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.settings.idle_poll_seconds)

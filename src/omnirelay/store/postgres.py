@@ -634,10 +634,14 @@ class PostgresStore:
         return _view(row) if row else None
 
     async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]:
-        """Due webhook deliveries, leased so that no other notifier takes them meanwhile."""
+        """Due webhook deliveries, leased so that no other notifier takes them meanwhile; one waits while an
+        earlier delivery of the same message is in the outbox (unsent, in flight or to be retried, not given
+        up), so a message's reports arrive in order."""
         rows = await self.pool.fetch(
-            "UPDATE outbox SET lease_until = $2 WHERE id IN (SELECT id FROM outbox WHERE due_at <= $1"
-            " AND lease_until <= $1 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            "UPDATE outbox SET lease_until = $2 WHERE id IN (SELECT id FROM outbox o WHERE due_at <= $1"
+            " AND lease_until <= $1 AND (message IS NULL OR NOT EXISTS (SELECT 1 FROM outbox e"
+            " WHERE e.message = o.message AND e.id < o.id AND e.due_at < 'Infinity'::float8))"
+            " ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED)"
             " RETURNING id, account_id, report_id, url, content_type, body, attempts",
             now,
             now + lease_s,
@@ -761,13 +765,14 @@ async def _apply(conn: Conn, changes: list[Change], now: float) -> None:
             " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[])",
             *_columns(reports, 6),
         )
-    hooks = [(c.account_id, *w, now) for c in changes for w in c.webhooks]
+    hooks = [(c.account_id, *w, now, c.message) for c in changes for w in c.webhooks]
     if hooks:
-        await conn.execute(
-            "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at)"
-            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[])"
+        await conn.execute(  # in the order of c.webhooks (ids ascending): the order a message's reports are posted in
+            "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at, message)"
+            " SELECT a, r, u, t, b, d, m FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
+            " $5::bytea[], $6::float8[], $7::bigint[]) WITH ORDINALITY AS x(a, r, u, t, b, d, m, n) ORDER BY n"
             " ON CONFLICT (report_id) DO NOTHING",
-            *_columns(hooks, 6),
+            *_columns(hooks, 7),
         )
         await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
     remembered = {(c.account_id, address, channel): until for c in changes for channel, address, until in c.remember}

@@ -54,6 +54,8 @@ from omnirelay.store.writer import Writer
 T = TypeVar("T")
 _MISSING = object()
 WATCH_SECONDS = 0.005
+GIVEN_UP = float("inf")
+"""The due time of a webhook delivery whose tries are used up (kept, never tried again, blocks nothing)."""
 """How often a shared file is checked for other processes' commits (bounds their wake-up latency)."""
 
 
@@ -520,13 +522,17 @@ class SqliteStore:
         return MessageView(*row) if row else None
 
     async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]:
-        """Webhook deliveries that are due, leased for ``lease_s`` so no other notifier takes them meanwhile."""
+        """Webhook deliveries that are due, leased for ``lease_s`` so no other notifier takes them meanwhile; one
+        waits while an earlier delivery of the same message is in the outbox (unsent, in flight or to be retried,
+        not given up), so a message's reports arrive in order."""
 
         def fn(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
-                "SELECT id, account_id, report_id, url, content_type, body, attempts FROM outbox"
-                " WHERE due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?",
-                (now, now, limit),
+                "SELECT id, account_id, report_id, url, content_type, body, attempts FROM outbox o"
+                " WHERE due_at <= ? AND lease_until <= ? AND (message IS NULL OR NOT EXISTS"
+                " (SELECT 1 FROM outbox e WHERE e.message = o.message AND e.id < o.id AND e.due_at < ?))"
+                " ORDER BY due_at LIMIT ?",
+                (now, now, GIVEN_UP, limit),
             ).fetchall()
             conn.executemany("UPDATE outbox SET lease_until = ? WHERE id = ?", [(now + lease_s, r[0]) for r in rows])
             return [Delivery(*r) for r in rows]
@@ -541,7 +547,7 @@ class SqliteStore:
             conn.executemany("DELETE FROM outbox WHERE id = ?", [(d,) for d in done])
             conn.executemany(
                 "UPDATE outbox SET attempts = attempts + 1, due_at = ?, lease_until = 0, last_error = ? WHERE id = ?",
-                [(due if due is not None else float("inf"), error, d) for d, due, error in retries],
+                [(due if due is not None else GIVEN_UP, error, d) for d, due, error in retries],
             )
 
         await self.writer.run(fn)
@@ -682,10 +688,10 @@ def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
         "INSERT INTO reports(account_id, message, message_id, bulk_id, channel, body) VALUES (?, ?, ?, ?, ?, ?)",
         [(c.account_id, c.message, *c.report) for c in changes if c.report is not None],
     )
-    conn.executemany(
-        "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT(report_id) DO NOTHING",
-        [(c.account_id, *w, now) for c in changes for w in c.webhooks],
+    conn.executemany(  # in the order of c.webhooks: the order a message's reports are posted in
+        "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at, message)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(report_id) DO NOTHING",
+        [(c.account_id, *w, now, c.message) for c in changes for w in c.webhooks],
     )
     conn.executemany(
         "INSERT INTO capabilities(account_id, channel, address, until) VALUES (?, ?, ?, ?)"
