@@ -233,6 +233,15 @@ def graph_error(code: int, message: str = "", http_status: int = 400, details: s
     return http_status, json.dumps(body).encode()
 
 
+def _recipient(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    to = data.get("to") if isinstance(data, dict) else None
+    return to if isinstance(to, str) else None
+
+
 class RecordingProxy:
     """A reverse proxy to Prism on 127.0.0.1 in a thread of its own (usable from sync and async tests)."""
 
@@ -244,6 +253,8 @@ class RecordingProxy:
         self.exchanges: list[Exchange] = []
         self.errors: list[tuple[int, bytes]] = []
         """Answers to give instead of Prism's next 200s, in order (the body is still validated by Prism)."""
+        self.held: dict[str, threading.Event] = {}
+        """Recipients whose sends get no answer until their event is set."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -267,6 +278,12 @@ class RecordingProxy:
             time.sleep(0.02)
         return self.sends()
 
+    def hold(self, to: str) -> threading.Event:
+        """Hold the answer to each send to ``to`` (after Prism answered it) until the returned event is set."""
+        with self._lock:
+            event = self.held[to] = threading.Event()
+        return event
+
     def fail_next(self, status: int, body: bytes) -> None:
         """Answer the next send Prism accepts with this error instead."""
         with self._lock:
@@ -281,6 +298,10 @@ class RecordingProxy:
             prism_body = await answer.read()
             prism_status = answer.status
             content_type = answer.headers.get("Content-Type", "application/json")
+        with self._lock:
+            held = self.held.get(_recipient(body)) if self.held else None
+        while held is not None and not held.is_set():
+            await asyncio.sleep(0.02)
         status, out, wamid = prism_status, prism_body, None
         with self._lock:
             if prism_status == 200 and request.path.endswith("/messages") and self.errors:

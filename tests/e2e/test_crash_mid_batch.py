@@ -20,12 +20,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.integration.smsc.harness import Smsc
 from tests.integration.test_smtp import Mailbox, MailServer
-from tests.prism import PHONE_NUMBER_ID, Prism, RecordingProxy
+from tests.prism import Prism, RecordingProxy
 from tests.prism import prism as prism  # the session fixture
 
 from .conftest import ALADDIN_CONFIG, Gateway
 from .test_failover import DELIVERED_TO_HANDSET, get_message, short, wait_reports
 from .test_smpp_gateway import smpp_config, wait_bound
+from .test_whatsapp_cloud import config as whatsapp_config
 
 
 def provider_ids(gw: Gateway, channel: str) -> dict[str, str]:
@@ -100,3 +101,88 @@ def test_smpp_ids_answered_before_a_crash_are_kept_and_their_receipts_match(
     assert late["channel"] == "EMAIL" and short(late["status"]) == DELIVERED_TO_HANDSET, late
     assert len(smsc.submits()) == 21  # nothing was submitted again by SMS after the restart
     assert wait_reports(gw, 0, timeout=0) == []  # and no other message reported a second time
+
+
+# --- WhatsApp Cloud API and SMTP: one submission of a batch stalls, the others' results are stored ------------
+
+
+def test_whatsapp_answers_are_stored_while_one_send_of_the_batch_is_held(
+    prism: Prism, make_gateway: Callable[..., Gateway]
+) -> None:
+    proxy = RecordingProxy(prism.url).start()
+    try:
+        gw = make_gateway(whatsapp_config(proxy.url, "http://127.0.0.1:9/inbound"))
+        key = gw.create_scenario([{"from": "WhatsAppSender", "channel": "WHATSAPP"}], name="wa")["key"]
+        numbers = [f"4179310{i:04d}" for i in range(1, 7)]
+        release = proxy.hold(numbers[2])
+        mids = post(gw, [{"to": {"phoneNumber": n}} for n in numbers], scenarioKey=key,
+                    whatsApp={"text": "Your table is ready"})
+        by_number = dict(zip(numbers, mids, strict=True))
+        proxy.wait_sends(5)  # the five answered: the proxy records an exchange once it answered it
+        answered = {by_number[e.json["to"]]: e.wamid for e in proxy.sends()}
+        assert by_number[numbers[2]] not in answered
+        # the five wamids are stored while the sixth request is still unanswered
+        wait_until(lambda: provider_ids(gw, "WHATSAPP") == answered, 10, "the five answered wamids to be stored")
+        assert not release.is_set()
+        release.set()
+        wait_until(lambda: len(provider_ids(gw, "WHATSAPP")) == 6, 10, "the held one's wamid")
+        assert len(proxy.sends()) == 6
+        assert all(e.prism_status == 200 for e in proxy.sends())
+    finally:
+        proxy.stop()
+
+
+class StallingMailbox(Mailbox):
+    """Holds DATA for the recipients in ``stalled`` until their event is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled: dict[str, threading.Event] = {}
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        for address in envelope.rcpt_tos:
+            event = self.stalled.get(address)
+            while event is not None and not event.is_set():
+                await asyncio.sleep(0.02)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def stalling_smtp() -> Iterator[MailServer]:
+    mailbox = StallingMailbox()
+    server = MailServer(mailbox)
+    server.start()
+    yield server
+    for event in mailbox.stalled.values():
+        event.set()
+    server.stop()
+
+
+def test_smtp_results_are_stored_while_one_message_of_the_batch_stalls(
+    stalling_smtp: MailServer, make_gateway: Callable[..., Gateway]
+) -> None:
+    gw = make_gateway(ALADDIN_CONFIG + f"""
+[[smtp.servers]]
+host = "{stalling_smtp.hostname}"
+port = {stalling_smtp.port}
+timeout_seconds = 30
+""")
+    key = gw.create_scenario([{"from": "info@shop.example", "channel": "EMAIL"}], name="mail")["key"]
+    addresses = [f"customer{i}@example.com" for i in range(5)]
+    mailbox = stalling_smtp.mailbox
+    assert isinstance(mailbox, StallingMailbox)
+    release = mailbox.stalled[addresses[1]] = threading.Event()
+    mids = post(gw, [{"to": {"emailAddress": a}} for a in addresses], scenarioKey=key,
+                email={"subject": "Order", "text": "Shipped"})
+    stalled = mids[1]
+    others = [m for m in mids if m != stalled]
+    mailbox.wait(4)
+    # the four mails' ids are stored (and they are delivered) while the server still holds the fifth's DATA
+    wait_until(lambda: set(provider_ids(gw, "EMAIL")) == set(others), 10, "the four answered mails' ids")
+    reports = {r["messageId"]: r for r in wait_reports(gw, 4, timeout=10)}
+    assert set(reports) == set(others)
+    assert all(short(r["status"]) == DELIVERED_TO_HANDSET for r in reports.values())
+    assert not release.is_set() and len(mailbox.received) == 4
+    release.set()
+    (last,) = wait_reports(gw, 1, timeout=10)
+    assert last["messageId"] == stalled and short(last["status"]) == DELIVERED_TO_HANDSET
