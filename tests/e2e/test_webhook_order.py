@@ -8,6 +8,7 @@ SMS report, both stored in the same transaction. Runs on PostgreSQL too (``OMNIR
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -92,3 +93,23 @@ def test_final_waits_for_a_slow_intermediate(
     check_order(rx, mids)
     for mid in mids:  # each report once: the slow one was not timed out and tried again
         assert len([p for p in rx.snapshot() if p.report["messageId"] == mid]) == 2
+
+
+def test_order_holds_across_a_kill_9_while_the_intermediate_waits_for_its_retry(
+        make_gateway: Callable[..., Gateway],
+        receiver: Callable[[Callable[[Post], tuple[int, float]]], Receiver]) -> None:
+    gw = make_gateway(CONFIG)
+    gw.create_scenario(FLOW, default=True)
+    accepting = threading.Event()
+
+    def answer(post: Post) -> tuple[int, float]:
+        return (200 if accepting.is_set() or not intermediate(post) else 503), 0.0
+
+    rx = receiver(answer)
+    mids = send(gw, numbers(3), notifyUrl=rx.url(), intermediateReport=True)
+    rx.wait_posts(MESSAGES)  # each intermediate report was refused once; the finals wait behind them
+    gw.kill9()
+    assert all(intermediate(p) for p in rx.snapshot())
+    accepting.set()
+    gw.start()
+    check_order(rx, mids)

@@ -249,6 +249,8 @@ class Engine:
         if due is not None:
             wait = max(0.0, min(wait, due - time.time()))
         self._wake.clear()
+        if self._events or self._later:  # answered while next_due ran: record them now
+            return
         if wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
