@@ -724,8 +724,8 @@ class SmppChannel:
 
     hold_seconds: float = 2.0
     """How long :meth:`submit` waits for PDUs that cannot be written yet (throttled, rate cap, window full,
-    the bind dropped meanwhile) before it hands their messages back as ``RETRY``: the engine waits for
-    :meth:`submit`, so this bounds how long other steps wait behind a slow SMSC."""
+    the bind dropped meanwhile) before it hands their messages back as ``RETRY``, so a busy SMSC cannot keep a
+    step waiting unsubmitted (answered messages are handed over at once, whatever the rest of the batch does)."""
 
     def __init__(
         self,
