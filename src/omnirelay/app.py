@@ -14,6 +14,7 @@ from aiohttp import web
 
 from omnirelay.api import openapi
 from omnirelay.api.auth import Authenticator
+from omnirelay.api.protocol import ConnectionLimits, Runner
 from omnirelay.api.reports import ReportRoutes
 from omnirelay.api.scenarios import ScenarioRoutes
 from omnirelay.api.sending import SendRoutes
@@ -233,6 +234,17 @@ class Gateway:
         for connector in self.connectors.values():  # after the engine recorded their last answers
             await connector.close()
         await self.store.close()
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """Limits on each HTTP client connection, from the settings."""
+    limits = settings.limits
+    return ConnectionLimits(limits.header_timeout_seconds, limits.keepalive_seconds, limits.max_connections_per_client)
+
+
+def runner(settings: Settings, app: web.Application) -> web.AppRunner:
+    """The runner that serves ``app`` with the settings' connection limits."""
+    return Runner(app, connection_limits(settings), access_log=None)
 
 
 def tariffs(settings: Settings) -> Tariffs:

@@ -20,6 +20,7 @@ from aiohttp import web
 from omnirelay import client, config
 from omnirelay.accounts import AccountError, add_account, create_key, first_start, sync_config_accounts
 from omnirelay.app import Gateway, describe_database, is_postgres, open_store
+from omnirelay.app import runner as http_runner
 from omnirelay.domain.credentials import hash_password
 from omnirelay.store import postgres
 from omnirelay.store.base import Store
@@ -187,7 +188,7 @@ def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False)
         except BaseException:
             await store.close()
             raise
-        runner = web.AppRunner(Gateway(settings, store, api=True, worker=worker).web_app(), access_log=None)
+        runner = http_runner(settings, Gateway(settings, store, api=True, worker=worker).web_app())
         await runner.setup()
         try:
             site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
@@ -259,7 +260,7 @@ def _worker(settings: config.Settings, port: int | None) -> int:
             loop.add_signal_handler(signum, stopping.set)
         runner = None
         if port is not None:
-            runner = web.AppRunner(gateway.operations_app(), access_log=None)
+            runner = http_runner(settings, gateway.operations_app())
             await runner.setup()
             await web.TCPSite(runner, settings.host, port).start()
         await gateway.start()

@@ -125,3 +125,30 @@ def test_free_form_json_within_the_limit_is_kept(gw: Gateway) -> None:
 
 def _raw(gw: Gateway, request: bytes) -> Response:
     return gw.raw(request, timeout=10)
+
+
+_MALFORMED = {
+    "bad request line": b"GET /omni/1/reports HTTP/1.1 trailing\r\nHost: x\r\n\r\n",
+    "not HTTP at all": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    "bad header name": b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+    "header line too long": b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+    "too many headers": b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(200))
+    + b"\r\n",
+    "bad content length": b"POST /omni/1/advanced HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    "bad chunk size": b"POST /omni/1/advanced HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    b"Content-Type: application/json\r\nAuthorization: App %s\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(_MALFORMED))
+def test_malformed_http_is_answered_in_the_envelope(gw: Gateway, case: str) -> None:
+    request = _MALFORMED[case]
+    if b"%s" in request:
+        assert gw.default_auth is not None
+        request = request % gw.default_auth.split()[1].encode()
+    r = _raw(gw, request)
+    assert r.status == 400, r
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    assert r.error()["messageId"] == "BAD_REQUEST", r
+    assert gw.get("/health").status == 200
+    _no_traceback(gw)

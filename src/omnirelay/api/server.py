@@ -7,6 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from omnirelay.api.auth import Authenticator
 from omnirelay.api.errors import ApiProblem, envelope
@@ -29,6 +31,9 @@ def error_middleware() -> web.middleware:  # type: ignore[valid-type]
             return await handler(request)
         except ApiProblem as problem:
             return problem.response()
+        except (RequestPayloadError, HttpProcessingError) as exc:  # the body broke off or is malformed
+            log.info("bad HTTP request body from %s: %s", request.remote, exc)
+            return envelope(400, f"Bad HTTP request body: {exc}")
         except web.HTTPRequestEntityTooLarge as exc:
             return envelope(413, f"Request body too large: {exc.text}")
         except web.HTTPException as exc:
