@@ -43,8 +43,8 @@ def error_middleware() -> web.middleware:  # type: ignore[valid-type]
             if "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
-        except UNAVAILABLE:
-            log.exception("database unavailable during %s %s", request.method, request.path)
+        except UNAVAILABLE as exc:  # one line, no traceback: an outage would flood the log
+            log.warning("database unavailable during %s %s: %r", request.method, request.path, exc)
             return envelope(503)
         except Exception:
             log.exception("unexpected error during %s %s", request.method, request.path)
