@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import shutil
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
@@ -54,6 +56,55 @@ async def open_store(settings: Settings, shared: bool = False) -> Store:
         assert settings.database is not None
         return await PostgresStore.open(settings.database)
     return SqliteStore(settings.sqlite_path(), synchronous=settings.sqlite_synchronous, shared=shared)
+
+
+#: What opening or using a store raises when its database cannot serve (sqlite3.Error: also a file that is not
+#: a database at all, or a schema that a read-only file keeps from migrating).
+CANNOT_SERVE: tuple[type[BaseException], ...] = (*UNAVAILABLE, sqlite3.Error)
+
+
+class StartupError(Exception):
+    """The process cannot start on its database (unreachable, read-only, full); the message says why."""
+
+
+async def open_store_to_serve(settings: Settings, shared: bool = False) -> Store:
+    """:func:`open_store`, refusing (:class:`StartupError`) a database that cannot take writes now."""
+    try:
+        store = await open_store(settings, shared)
+    except CANNOT_SERVE as exc:
+        raise StartupError(f"cannot open the database {describe_database(settings)}: {_reason(exc)}") from None
+    problem = await not_ready(settings, store)
+    if problem is not None:
+        await store.close()
+        raise StartupError(f"cannot start on {describe_database(settings)}: {problem}")
+    return store
+
+
+async def not_ready(settings: Settings, store: Store) -> str | None:
+    """Why the store cannot take requests now (it does not answer, cannot commit a write, or the data dir's disk
+    is below ``[limits] min_free_disk_mb``), or None when it can."""
+    now = time.time()
+    try:
+        await store.queue_stats(now)
+        await store.check_writable(now)
+    except CANNOT_SERVE as exc:
+        return f"the database cannot write: {_reason(exc)}"
+    if not is_postgres(settings):
+        folder = settings.sqlite_path().parent
+        try:
+            free_mb = shutil.disk_usage(folder).free / 1e6
+        except OSError as exc:
+            return f"the data dir cannot be read: {_reason(exc)}"
+        floor = settings.limits.min_free_disk_mb
+        if free_mb < floor:
+            return f"the disk of {folder} has {free_mb:.1f} MB free, less than min_free_disk_mb ({floor:g})"
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def describe_database(settings: Settings) -> str:
@@ -187,10 +238,9 @@ class Gateway:
             return web.json_response({"status": "ok"})
 
         async def ready(_request: web.Request) -> web.Response:
-            try:
-                await self.store.queue_stats(time.time())
-            except UNAVAILABLE as exc:
-                return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+            problem = await not_ready(self.settings, self.store)
+            if problem is not None:
+                return web.json_response({"status": "unavailable", "reason": problem}, status=503)
             return web.json_response({"status": "ready"})
 
         async def metrics(_request: web.Request) -> web.Response:

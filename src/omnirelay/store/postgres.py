@@ -611,6 +611,12 @@ class PostgresStore:
         row = await self.pool.fetchrow("SELECT COUNT(*), MIN(due_at) FROM jobs WHERE due_at <= $1", now)
         return int(row[0]), row[1]
 
+    async def check_writable(self, now: float) -> None:
+        """Commit one small write (fails on a standby, a read-only or a full database)."""
+        await self.pool.execute(
+            "INSERT INTO readiness(id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at", now
+        )
+
     async def next_due(self) -> float | None:
         """When the earliest job is due, or None."""
         value = await self.pool.fetchval(NEXT_DUE)
