@@ -91,6 +91,23 @@ def test_a_nul_in_a_free_form_key_is_named(gw: Gateway) -> None:
     assert list(r.validation()) == ["sms.regional.indiaDlt"], r
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/omni/1/logs?messageId=a%00b", "messageId"),
+        ("/omni/1/logs?to=%00", "to"),
+        ("/omni/1/reports?bulkId=%00", "bulkId"),
+        ("/omni/1/messages/a%00b", "messageId"),
+        ("/omni/1/scenarios/k%00", "key"),
+    ],
+)
+def test_a_nul_in_the_url_is_a_400_naming_the_parameter(gw: Gateway, path: str, field: str) -> None:
+    r = gw.get(path)
+    assert r.status == 400, r
+    assert list(r.validation()) == [field], r
+    _no_traceback(gw)
+
+
 def _nested(levels: int) -> Any:
     value: Any = "leaf"
     for _ in range(levels):

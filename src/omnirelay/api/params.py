@@ -177,6 +177,15 @@ def _deep_path(body: bytes) -> str:
     return _path([f[1] for f in frames[:-1]][:4])
 
 
+def check_url_text(request: web.Request) -> None:
+    """A 400 naming the path or query parameter that holds text no database stores (NUL, unpaired surrogates),
+    for every route at once."""
+    for name, value in (*request.match_info.items(), *request.query.items()):
+        problem = _text_problem(name) or _text_problem(value)
+        if problem:
+            raise bad_request({name: [problem]})
+
+
 def bad_text(body: bytes) -> tuple[str, str] | None:
     """(path, problem) of the first string (or object key) in ``body`` that no database stores: NUL, invalid
     UTF-8 or an unpaired surrogate; None when there is none or ``body`` is not JSON at all."""

@@ -12,6 +12,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from omnirelay.api.auth import Authenticator
 from omnirelay.api.errors import ApiProblem, envelope
+from omnirelay.api.params import check_url_text
 from omnirelay.metrics import Metrics
 from omnirelay.store.errors import UNAVAILABLE
 
@@ -28,6 +29,7 @@ def error_middleware() -> web.middleware:  # type: ignore[valid-type]
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            check_url_text(request)
             return await handler(request)
         except ApiProblem as problem:
             return problem.response()
