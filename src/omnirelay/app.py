@@ -16,6 +16,7 @@ from aiohttp import web
 
 from omnirelay.api import openapi
 from omnirelay.api.auth import Authenticator
+from omnirelay.api.params import BODY_TIMEOUT
 from omnirelay.api.protocol import ConnectionLimits, Runner
 from omnirelay.api.reports import ReportRoutes
 from omnirelay.api.scenarios import ScenarioRoutes
@@ -199,6 +200,7 @@ class Gateway:
             client_max_size=int(self.settings.limits.max_body_mb * 1024 * 1024),
             middlewares=[metrics_middleware(self.metrics), error_middleware(), auth_middleware(self.auth)],
         )
+        app[BODY_TIMEOUT] = self.settings.limits.body_timeout_seconds
         ScenarioRoutes(self.store).add_to(app)
         SendRoutes(self.store, limits, self._accepted).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)

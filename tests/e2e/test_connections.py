@@ -24,17 +24,16 @@ def _answer(sock: socket.socket) -> tuple[int, dict[str, object]]:
     return resp.status, json.loads(resp.read())
 
 
-def test_a_trickled_request_head_is_closed_after_the_header_timeout(make_gateway: Callable[..., Gateway]) -> None:
-    gw = make_gateway(ALADDIN_CONFIG + "\n[limits]\nheader_timeout_seconds = 2\n")
-    head = b"GET /omni/1/reports HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 40 + b"\r\n\r\n"
+def _trickle(gw: Gateway, head: bytes, slow: bytes) -> tuple[int, int, dict[str, object]]:
+    """Send ``head`` at once, then ``slow`` one byte a second until the gateway answers or closes; returns how
+    many slow bytes went out, and the answer."""
     with socket.create_connection((gw.host, gw.port), timeout=10) as sock:
+        sock.sendall(head)
         sent = 0
-        closed = False
-        for byte in head:  # one byte a second: 60 s for the whole head
+        for byte in slow:
             try:
                 sock.sendall(bytes([byte]))
             except OSError:  # the gateway closed the connection
-                closed = True
                 break
             sent += 1
             assert gw.get("/health").status == 200  # others are served meanwhile
@@ -47,14 +46,36 @@ def test_a_trickled_request_head_is_closed_after_the_header_timeout(make_gateway
             finally:
                 sock.settimeout(10)
             if pending is not None:  # an answer (or the end of the stream) is waiting
-                closed = True
                 break
-        assert closed, "the connection was still open after the whole head was trickled"
-        assert sent < len(head) // 2, sent
+        else:
+            raise AssertionError("the connection was still open after every byte was trickled")
         status, body = _answer(sock)
+    return sent, status, body
+
+
+def test_a_trickled_request_head_is_closed_after_the_header_timeout(make_gateway: Callable[..., Gateway]) -> None:
+    gw = make_gateway(ALADDIN_CONFIG + "\n[limits]\nheader_timeout_seconds = 2\n")
+    slow = b"GET /omni/1/reports HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 40 + b"\r\n\r\n"
+    sent, status, body = _trickle(gw, b"", slow)  # one byte a second: a minute for the whole head
+    assert sent < len(slow) // 2, sent
     assert status == 408
     assert body["requestError"]["serviceException"]["messageId"] == "REQUEST_TIMEOUT"  # type: ignore[index]
     assert gw.get("/health").status == 200
+    assert "Traceback" not in gw.output
+
+
+def test_a_trickled_body_is_answered_408(make_gateway: Callable[..., Gateway]) -> None:
+    gw = make_gateway(ALADDIN_CONFIG + "\n[limits]\nbody_timeout_seconds = 2\n")
+    assert gw.default_auth is not None
+    slow = b'{"name": "' + b"n" * 50 + b'", "flow": [{"from": "InfoSMS", "channel": "SMS"}]}'
+    head = (
+        b"POST /omni/1/scenarios HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + gw.default_auth.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(slow)
+    )
+    sent, status, body = _trickle(gw, head, slow)
+    assert sent < len(slow) // 2, sent
+    assert status == 408, body
+    assert "body" in body["requestError"]["serviceException"]["text"]  # type: ignore[index]
     assert "Traceback" not in gw.output
 
 

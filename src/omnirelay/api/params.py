@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -13,6 +14,10 @@ from aiohttp import web
 from omnirelay.api.errors import ApiProblem, bad_request, from_msgspec
 
 T = TypeVar("T")
+
+#: How long a request body may take to arrive (``[limits] body_timeout_seconds``), set on the application.
+BODY_TIMEOUT = web.AppKey("body_timeout_s", float)
+DEFAULT_BODY_TIMEOUT_S = 60.0
 
 
 def int_param(request: web.Request, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
@@ -71,7 +76,11 @@ async def read_json(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T
     invalid UTF-8, unpaired surrogates).
     """
     require_json(request)
-    body = await request.read()
+    try:
+        async with asyncio.timeout(request.config_dict.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S)):
+            body = await request.read()
+    except TimeoutError:  # a client trickling its body (slow-loris) does not hold a handler forever
+        raise ApiProblem(408, "The request body did not arrive in time") from None
     try:
         value = decoder.decode(body)
     except RecursionError:  # deeper than the decoder goes
