@@ -68,12 +68,16 @@ class _Handler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        waiting_for_head = not self._messages and self._current_request is None
-        if data and waiting_for_head and self._head_timer is None:
-            self._start_head_timer()  # the first byte of a request on a kept-alive connection
+        if data and self._head_timer is None and self._waiting_for_request():
+            self._start_head_timer()  # the first byte of the next request on a kept-alive connection
+        parsed = self._request_count
         super().data_received(data)
-        if self._messages or self._current_request is not None:
-            self._stop_head_timer()  # its head is complete
+        if self._request_count != parsed:
+            self._stop_head_timer()  # a request head is complete
+
+    def _waiting_for_request(self) -> bool:
+        """Whether the connection waits for a request (not busy with one, its body included)."""
+        return self._waiter is not None and not self._waiter.done()
 
     @property
     def _server(self) -> Server | None:
@@ -92,7 +96,7 @@ class _Handler(RequestHandler):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._messages or self._current_request is not None or self.transport is None:
+        if self.transport is None or self._messages or not self._waiting_for_request():
             return
         log.info("connection from %s closed: no complete request head within %ss", self._client,
                  self._limits.header_timeout_s)
