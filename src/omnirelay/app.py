@@ -11,6 +11,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
@@ -72,7 +73,7 @@ async def open_store_to_serve(settings: Settings, shared: bool = False) -> Store
     """:func:`open_store`, refusing (:class:`StartupError`) a database that cannot take writes now."""
     try:
         store = await open_store(settings, shared)
-    except CANNOT_SERVE as exc:
+    except (*CANNOT_SERVE, asyncpg.PostgresError) as exc:  # also: no such database, authentication refused
         raise StartupError(f"cannot open the database {describe_database(settings)}: {_reason(exc)}") from None
     problem = await not_ready(settings, store)
     if problem is not None:

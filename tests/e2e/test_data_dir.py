@@ -122,3 +122,18 @@ def test_readyz_is_not_ready_while_the_disk_is_full(make_gateway: Callable[..., 
                                         "sms": {"text": "hi"}})
     assert send.status == 200, send
     assert "Traceback" not in gw.output, gw.output[-3000:]
+
+
+@pytest.mark.parametrize("database", ["postgresql://postgres@127.0.0.1:1/omnirelay", "missing-database"])
+def test_serve_refuses_a_database_it_cannot_reach(make_gateway: Callable[..., Gateway], database: str) -> None:
+    gw = make_gateway(start=False)
+    gw.drop_database()
+    if database == "missing-database":
+        from tests.pg import ADMIN_URL
+
+        database = ADMIN_URL.rpartition("/")[0] + "/omnirelay_no_such_database"
+    done = gw.cli("serve", "--port", str(free_port()), "--database", database, check=False, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "Traceback" not in output, output
+    assert output.startswith("omnirelay: cannot open the database postgresql://"), output
