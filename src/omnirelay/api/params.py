@@ -76,11 +76,14 @@ async def read_json(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T
     invalid UTF-8, unpaired surrogates).
     """
     require_json(request)
-    try:
-        async with asyncio.timeout(request.config_dict.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S)):
-            body = await request.read()
-    except TimeoutError:  # a client trickling its body (slow-loris) does not hold a handler forever
-        raise ApiProblem(408, "The request body did not arrive in time") from None
+    if request.content.is_eof():  # the usual body: it came with the head, no timer needed (one costs ~7 µs)
+        body = await request.read()
+    else:
+        try:
+            async with asyncio.timeout(request.config_dict.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S)):
+                body = await request.read()
+        except TimeoutError:  # a client trickling its body (slow-loris) does not hold a handler forever
+            raise ApiProblem(408, "The request body did not arrive in time") from None
     try:
         value = decoder.decode(body)
     except RecursionError:  # deeper than the decoder goes
