@@ -38,7 +38,8 @@ def test_good_or_unparsable_bodies_have_no_bad_text(body: bytes) -> None:
 
 
 def _with_regional(levels: int) -> bytes:
-    return b'{"destinations":[{"to":{"phoneNumber":"1"}}],"sms":{"regional":{"x":' + b"[" * levels + b"]" * levels + b"}}}"
+    head = b'{"destinations":[{"to":{"phoneNumber":"1"}}],"sms":{"regional":{"x":'
+    return head + b"[" * levels + b"]" * levels + b"}}}"
 
 
 def test_depth_is_counted_from_the_body() -> None:
