@@ -74,7 +74,9 @@ async def open_store_to_serve(settings: Settings, shared: bool = False) -> Store
     try:
         store = await open_store(settings, shared)
     except (*CANNOT_SERVE, asyncpg.PostgresError) as exc:  # also: no such database, authentication refused
-        raise StartupError(f"cannot open the database {describe_database(settings)}: {_reason(exc)}") from None
+        disk = _disk_problem(settings)  # SQLite says "disk I/O error" when it cannot even start its WAL
+        why = f"{_reason(exc)}; {disk}" if disk else _reason(exc)
+        raise StartupError(f"cannot open the database {describe_database(settings)}: {why}") from None
     problem = await not_ready(settings, store)
     if problem is not None:
         await store.close()
@@ -91,15 +93,21 @@ async def not_ready(settings: Settings, store: Store) -> str | None:
         await store.check_writable(now)
     except CANNOT_SERVE as exc:
         return f"the database cannot write: {_reason(exc)}"
-    if not is_postgres(settings):
-        folder = settings.sqlite_path().parent
-        try:
-            free_mb = shutil.disk_usage(folder).free / 1e6
-        except OSError as exc:
-            return f"the data dir cannot be read: {_reason(exc)}"
-        floor = settings.limits.min_free_disk_mb
-        if free_mb < floor:
-            return f"the disk of {folder} has {free_mb:.1f} MB free, less than min_free_disk_mb ({floor:g})"
+    return _disk_problem(settings)
+
+
+def _disk_problem(settings: Settings) -> str | None:
+    """On SQLite, what is wrong with the data dir's disk (too little free space), or None."""
+    if is_postgres(settings):
+        return None
+    folder = settings.sqlite_path().parent
+    try:
+        free_mb = shutil.disk_usage(folder).free / 1e6
+    except OSError as exc:
+        return f"the data dir cannot be read: {_reason(exc)}"
+    floor = settings.limits.min_free_disk_mb
+    if free_mb < floor:
+        return f"the disk of {folder} has {free_mb:.1f} MB free, less than min_free_disk_mb ({floor:g})"
     return None
 
 
