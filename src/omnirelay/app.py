@@ -6,14 +6,19 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import shutil
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
 from omnirelay.api import openapi
 from omnirelay.api.auth import Authenticator
+from omnirelay.api.params import BODY_TIMEOUT
+from omnirelay.api.protocol import ConnectionLimits, Runner
 from omnirelay.api.reports import ReportRoutes
 from omnirelay.api.scenarios import ScenarioRoutes
 from omnirelay.api.sending import SendRoutes
@@ -53,6 +58,63 @@ async def open_store(settings: Settings, shared: bool = False) -> Store:
         assert settings.database is not None
         return await PostgresStore.open(settings.database)
     return SqliteStore(settings.sqlite_path(), synchronous=settings.sqlite_synchronous, shared=shared)
+
+
+#: What opening or using a store raises when its database cannot serve (sqlite3.Error: also a file that is not
+#: a database at all, or a schema that a read-only file keeps from migrating).
+CANNOT_SERVE: tuple[type[BaseException], ...] = (*UNAVAILABLE, sqlite3.Error)
+
+
+class StartupError(Exception):
+    """The process cannot start on its database (unreachable, read-only, full); the message says why."""
+
+
+async def open_store_to_serve(settings: Settings, shared: bool = False) -> Store:
+    """:func:`open_store`, refusing (:class:`StartupError`) a database that cannot take writes now."""
+    try:
+        store = await open_store(settings, shared)
+    except (*CANNOT_SERVE, asyncpg.PostgresError) as exc:  # also: no such database, authentication refused
+        disk = _disk_problem(settings)  # SQLite says "disk I/O error" when it cannot even start its WAL
+        why = f"{_reason(exc)}; {disk}" if disk else _reason(exc)
+        raise StartupError(f"cannot open the database {describe_database(settings)}: {why}") from None
+    problem = await not_ready(settings, store)
+    if problem is not None:
+        await store.close()
+        raise StartupError(f"cannot start on {describe_database(settings)}: {problem}")
+    return store
+
+
+async def not_ready(settings: Settings, store: Store) -> str | None:
+    """Why the store cannot take requests now (it does not answer, cannot commit a write, or the data dir's disk
+    is below ``[limits] min_free_disk_mb``), or None when it can."""
+    now = time.time()
+    try:
+        await store.queue_stats(now)
+        await store.check_writable(now)
+    except CANNOT_SERVE as exc:
+        return f"the database cannot write: {_reason(exc)}"
+    return _disk_problem(settings)
+
+
+def _disk_problem(settings: Settings) -> str | None:
+    """On SQLite, what is wrong with the data dir's disk (too little free space), or None."""
+    if is_postgres(settings):
+        return None
+    folder = settings.sqlite_path().parent
+    try:
+        free_mb = shutil.disk_usage(folder).free / 1e6
+    except OSError as exc:
+        return f"the data dir cannot be read: {_reason(exc)}"
+    floor = settings.limits.min_free_disk_mb
+    if free_mb < floor:
+        return f"the disk of {folder} has {free_mb:.1f} MB free, less than min_free_disk_mb ({floor:g})"
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def describe_database(settings: Settings) -> str:
@@ -147,6 +209,7 @@ class Gateway:
             client_max_size=int(self.settings.limits.max_body_mb * 1024 * 1024),
             middlewares=[metrics_middleware(self.metrics), error_middleware(), auth_middleware(self.auth)],
         )
+        app[BODY_TIMEOUT] = self.settings.limits.body_timeout_seconds
         ScenarioRoutes(self.store).add_to(app)
         SendRoutes(self.store, limits, self._accepted).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
@@ -186,10 +249,9 @@ class Gateway:
             return web.json_response({"status": "ok"})
 
         async def ready(_request: web.Request) -> web.Response:
-            try:
-                await self.store.queue_stats(time.time())
-            except UNAVAILABLE as exc:
-                return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+            problem = await not_ready(self.settings, self.store)
+            if problem is not None:
+                return web.json_response({"status": "unavailable", "reason": problem}, status=503)
             return web.json_response({"status": "ready"})
 
         async def metrics(_request: web.Request) -> web.Response:
@@ -233,6 +295,17 @@ class Gateway:
         for connector in self.connectors.values():  # after the engine recorded their last answers
             await connector.close()
         await self.store.close()
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """Limits on each HTTP client connection, from the settings."""
+    limits = settings.limits
+    return ConnectionLimits(limits.header_timeout_seconds, limits.keepalive_seconds, limits.max_connections_per_client)
+
+
+def runner(settings: Settings, app: web.Application) -> web.AppRunner:
+    """The runner that serves ``app`` with the settings' connection limits."""
+    return Runner(app, connection_limits(settings), access_log=None)
 
 
 def tariffs(settings: Settings) -> Tariffs:

@@ -19,7 +19,16 @@ from aiohttp import web
 
 from omnirelay import client, config
 from omnirelay.accounts import AccountError, add_account, create_key, first_start, sync_config_accounts
-from omnirelay.app import Gateway, describe_database, is_postgres, open_store
+from omnirelay.app import (
+    CANNOT_SERVE,
+    Gateway,
+    StartupError,
+    describe_database,
+    is_postgres,
+    open_store,
+    open_store_to_serve,
+)
+from omnirelay.app import runner as http_runner
 from omnirelay.domain.credentials import hash_password
 from omnirelay.store import postgres
 from omnirelay.store.base import Store
@@ -171,7 +180,11 @@ def _hold_roles(settings: config.Settings, *roles: str) -> list[IO[bytes]]:
     """On SQLite, claim this process's roles on the file (one API process, one engine); PostgreSQL needs none."""
     if is_postgres(settings):
         return []
-    return [hold_role(settings.sqlite_path(), role) for role in roles]
+    try:
+        return [hold_role(settings.sqlite_path(), role) for role in roles]
+    except OSError as exc:  # a read-only or full data dir, or one that is not ours
+        folder = settings.sqlite_path().parent
+        raise StartupError(f"cannot use the data dir {folder}: {exc.strerror} ({exc.filename or folder})") from None
 
 
 def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False) -> int:
@@ -181,13 +194,15 @@ def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False)
     held = _hold_roles(settings, "api", "engine") if worker else _hold_roles(settings, "api")
 
     async def run() -> int:
-        store = await open_store(settings, shared=not worker)
+        store = await open_store_to_serve(settings, shared=not worker)
         try:
             await _prepare(settings, store)
-        except BaseException:
+        except BaseException as exc:
             await store.close()
+            if isinstance(exc, CANNOT_SERVE):
+                raise StartupError(f"cannot start on {describe_database(settings)}: {exc}") from None
             raise
-        runner = web.AppRunner(Gateway(settings, store, api=True, worker=worker).web_app(), access_log=None)
+        runner = http_runner(settings, Gateway(settings, store, api=True, worker=worker).web_app())
         await runner.setup()
         try:
             site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
@@ -229,7 +244,7 @@ def _api(settings: config.Settings, processes: int) -> int:
     if processes <= 1:
         return _run_http(settings, worker=False, reuse_port=True)
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_run_http, args=(settings, False, True)) for _ in range(processes)]
+    children = [context.Process(target=_api_child, args=(settings,)) for _ in range(processes)]
     for child in children:
         child.start()
 
@@ -245,13 +260,23 @@ def _api(settings: config.Settings, processes: int) -> int:
     return max(child.exitcode or 0 for child in children)
 
 
+def _api_child(settings: config.Settings) -> None:
+    """One of ``omnirelay api --processes N``: its exit code says whether it could start."""
+    try:
+        code = _run_http(settings, worker=False, reuse_port=True)
+    except StartupError as exc:
+        print(f"omnirelay: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
 def _worker(settings: config.Settings, port: int | None) -> int:
     """``omnirelay worker``: the engine and the webhook notifier, no HTTP."""
     _setup(settings)
     held = _hold_roles(settings, "engine")
 
     async def run() -> None:
-        store = await open_store(settings, shared=True)
+        store = await open_store_to_serve(settings, shared=True)
         gateway = Gateway(settings, store, api=False, worker=True)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -259,7 +284,7 @@ def _worker(settings: config.Settings, port: int | None) -> int:
             loop.add_signal_handler(signum, stopping.set)
         runner = None
         if port is not None:
-            runner = web.AppRunner(gateway.operations_app(), access_log=None)
+            runner = http_runner(settings, gateway.operations_app())
             await runner.setup()
             await web.TCPSite(runner, settings.host, port).start()
         await gateway.start()
@@ -279,13 +304,16 @@ def _worker(settings: config.Settings, port: int | None) -> int:
 
 
 def _migrate(settings: config.Settings) -> int:
-    if is_postgres(settings):
-        assert settings.database is not None
-        version = asyncio.run(postgres.migrate(settings.database))
-    else:
-        store = SqliteStore(settings.sqlite_path())
-        version = store.version
-        asyncio.run(store.close())
+    try:
+        if is_postgres(settings):
+            assert settings.database is not None
+            version = asyncio.run(postgres.migrate(settings.database))
+        else:
+            store = SqliteStore(settings.sqlite_path())
+            version = store.version
+            asyncio.run(store.close())
+    except CANNOT_SERVE as exc:
+        raise StartupError(f"cannot migrate {describe_database(settings)}: {exc}") from None
     print(f"database {describe_database(settings)} is at schema version {version}")
     return 0
 
@@ -359,6 +387,6 @@ def main(argv: list[str] | None = None) -> int:
         return client.run(args)
     try:
         return commands[args.command](args)
-    except (config.ConfigError, AccountError, SchemaError, postgres.SchemaError, RoleTaken) as exc:
+    except (config.ConfigError, AccountError, SchemaError, postgres.SchemaError, RoleTaken, StartupError) as exc:
         print(f"omnirelay: {exc}", file=sys.stderr)
         return 2

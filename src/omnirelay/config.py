@@ -42,6 +42,11 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True):
     min_validity_seconds: float = 30.0
     max_destinations: int = 10_000
     max_body_mb: float = 16.0
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    keepalive_seconds: float = 75.0
+    max_connections_per_client: int = 256
+    min_free_disk_mb: float = 64.0
 
 
 class CapabilityConfig(msgspec.Struct, forbid_unknown_fields=True):

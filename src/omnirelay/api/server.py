@@ -7,9 +7,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from omnirelay.api.auth import Authenticator
 from omnirelay.api.errors import ApiProblem, envelope
+from omnirelay.api.params import check_url_text
 from omnirelay.metrics import Metrics
 from omnirelay.store.errors import UNAVAILABLE
 
@@ -26,9 +29,13 @@ def error_middleware() -> web.middleware:  # type: ignore[valid-type]
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            check_url_text(request)
             return await handler(request)
         except ApiProblem as problem:
             return problem.response()
+        except (RequestPayloadError, HttpProcessingError) as exc:  # the body broke off or is malformed
+            log.info("bad HTTP request body from %s: %s", request.remote, exc)
+            return envelope(400, f"Bad HTTP request body: {exc}")
         except web.HTTPRequestEntityTooLarge as exc:
             return envelope(413, f"Request body too large: {exc.text}")
         except web.HTTPException as exc:
@@ -38,8 +45,8 @@ def error_middleware() -> web.middleware:  # type: ignore[valid-type]
             if "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
-        except UNAVAILABLE:
-            log.exception("database unavailable during %s %s", request.method, request.path)
+        except UNAVAILABLE as exc:  # one line, no traceback: an outage would flood the log
+            log.warning("database unavailable during %s %s: %r", request.method, request.path, exc)
             return envelope(503)
         except Exception:
             log.exception("unexpected error during %s %s", request.method, request.path)

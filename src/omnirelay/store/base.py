@@ -159,6 +159,10 @@ class Store(Protocol):
         """How many jobs are due, and when the oldest of them fell due (None when none is)."""
         ...
 
+    async def check_writable(self, now: float) -> None:
+        """Commit one small write; raises (one of ``store.errors.UNAVAILABLE``) when the database cannot write."""
+        ...
+
     # reports, logs, webhooks
     async def take_reports(
         self, account_id: int, bulk_id: str | None, message_id: str | None, channel: str | None, limit: int

@@ -36,6 +36,7 @@ from omnirelay.store.base import (
     Stored,
     Work,
 )
+from omnirelay.store.errors import UNAVAILABLE
 from omnirelay.store.rows import (
     ACCOUNT_COLS,
     NEXT_DUE,
@@ -115,6 +116,21 @@ class _Retry(Exception):
     """Another process inserted one of our client-supplied message ids meanwhile: run the batch again."""
 
 
+class _Pool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type information
+    """A pool whose giving back of a connection never fails the work done on it.
+
+    asyncpg resets a connection as it comes back; when the server went away meanwhile, that reset raises (a
+    socket error, or ``InternalClientError: cannot switch to state 15``) after the transaction committed, and
+    the caller would report a stored request as failed. The broken connection is closed either way.
+    """
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:
+        try:
+            await super().release(connection, timeout=timeout)
+        except UNAVAILABLE as exc:
+            log.warning("a database connection broke as it was given back (closed): %r", exc)
+
+
 class PostgresStore:
     """The :class:`~omnirelay.store.base.Store` on PostgreSQL."""
 
@@ -135,8 +151,16 @@ class PostgresStore:
     @classmethod
     async def open(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> PostgresStore:
         """Connect; refuses a database whose schema is missing or unknown (run ``omnirelay migrate``)."""
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
-        assert pool is not None
+        pool = await _Pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            max_queries=50_000,
+            max_inactive_connection_lifetime=300.0,
+            loop=None,
+            connection_class=asyncpg.Connection,
+            record_class=asyncpg.Record,
+        )
         async with pool.acquire() as conn:
             version = await schema_version(conn)
         latest = migrations()[-1][0]
@@ -395,27 +419,35 @@ class PostgresStore:
         try:
             while self._queue:
                 waiting, self._queue = self._queue, []
-                items = [item for item, _ in waiting]
-                outcomes: list[list[Stored] | MessageIdConflict] | BaseException = RuntimeError("not run")
-                for _attempt in range(3):
-                    try:
-                        outcomes = await self._accept_batch(items)
-                        break
-                    except _Retry as exc:  # another process took a client message id meanwhile: decide again
-                        outcomes = exc
-                    except Exception as exc:  # the database is unreachable or failed: nothing of the batch is stored
-                        outcomes = exc
-                        break
-                for index, (_, future) in enumerate(waiting):
+                outcomes = await self._settle_batch([item for item, _ in waiting])
+                for (_, future), outcome in zip(waiting, outcomes, strict=True):
                     if future.done():
                         continue
-                    outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[index]
                     if isinstance(outcome, BaseException):
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
         finally:
             self._flushers -= 1
+
+    async def _settle_batch(self, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict | BaseException]:
+        """Each request's answer from one group transaction. When the transaction fails, nothing of it is stored:
+        a failure of the database itself (unreachable, full, read-only) is every request's answer; any other may
+        be one request's doing (text the database refuses), so the halves are tried on their own, down to the
+        culprit, and every other request is answered."""
+        error: BaseException = RuntimeError("not run")
+        for _attempt in range(3):
+            try:
+                return list(await self._accept_batch(items))
+            except _Retry as exc:  # another process took a client message id meanwhile: decide again
+                error = exc
+            except Exception as exc:
+                error = exc
+                break
+        if len(items) == 1 or isinstance(error, (*UNAVAILABLE, _Retry)):
+            return [error] * len(items)
+        half = len(items) // 2
+        return await self._settle_batch(items[:half]) + await self._settle_batch(items[half:])
 
     async def _accept_batch(self, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict]:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -578,6 +610,12 @@ class PostgresStore:
         """How many jobs are due, and when the oldest of them fell due."""
         row = await self.pool.fetchrow("SELECT COUNT(*), MIN(due_at) FROM jobs WHERE due_at <= $1", now)
         return int(row[0]), row[1]
+
+    async def check_writable(self, now: float) -> None:
+        """Commit one small write (fails on a standby, a read-only or a full database)."""
+        await self.pool.execute(
+            "INSERT INTO readiness(id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at", now
+        )
 
     async def next_due(self) -> float | None:
         """When the earliest job is due, or None."""

@@ -456,6 +456,14 @@ class SqliteStore:
         count, oldest = self._one("SELECT COUNT(*), MIN(due_at) FROM jobs WHERE due_at <= ?", (now,))
         return int(count), oldest
 
+    async def check_writable(self, now: float) -> None:
+        """Commit one small write through the group-commit writer (fails on a read-only or full file)."""
+        await self.writer.run(
+            lambda c: c.execute(
+                "INSERT INTO readiness(id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at", (now,)
+            )
+        )
+
     async def next_due(self) -> float | None:
         """When the earliest job is due, or None when there is none."""
         row = self._one(NEXT_DUE)

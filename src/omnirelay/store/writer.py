@@ -2,7 +2,9 @@
 
 Callers hand in a function of the connection and await its result; the writer drains everything queued,
 runs each function under its own savepoint (one failing function does not undo the others), commits once
-and only then wakes the callers. A request is answered only after the commit that made it durable.
+and only then wakes the callers. A request is answered only after the commit that made it durable, and a
+transaction that fails as a whole is split to find the member that failed it (one bad write never fails
+another).
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from omnirelay.store.errors import UNAVAILABLE
+
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
 _Item = tuple[WriteFn, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_Done = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, Any, BaseException | None]
 
 MAX_BATCH = 2000
 
@@ -62,7 +67,11 @@ class Writer:
             self._thread.join()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the next group transaction and return its result once committed."""
+        """Run ``fn`` in the next group transaction and return its result once committed.
+
+        ``fn`` may run again when its first transaction failed as a whole (nothing of that run is kept): its
+        effects belong in the connection, or in what it returns.
+        """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._queue.put((fn, fut, loop))
@@ -107,30 +116,46 @@ class Writer:
             lock.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
-        done: list[tuple[WriteFn, asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, fut, loop in batch:
-                conn.execute("SAVEPOINT w")
-                try:
-                    result = fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO w")
-                    conn.execute("RELEASE w")
-                    done.append((fn, fut, loop, None, exc))
-                else:
-                    conn.execute("RELEASE w")
-                    done.append((fn, fut, loop, result, None))
-            conn.execute("COMMIT")
-            self.transactions += 1
-        except Exception as exc:  # the commit itself failed (disk full, I/O error): nobody's write is durable
-            if conn.in_transaction:
-                conn.rollback()
-            done = [(fn, fut, loop, None, exc) for fn, fut, loop in batch]
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]]
         by_loop = defaultdict(list)
-        for _fn, fut, loop, result, error in done:
+        for fut, loop, result, error in self._transaction(conn, batch):
             by_loop[loop].append((fut, result, error))
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed; its callers are gone
                 loop.call_soon_threadsafe(_settle, items)
+
+    def _transaction(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Done]:
+        """Run ``batch`` in one transaction. When the transaction as a whole fails (its commit, or a function that
+        took the transaction down with it), nothing of it is durable: a failure that would fail any write
+        (disk full, I/O error, read-only file) is every member's answer; any other may be one member's doing, so
+        the halves are tried again on their own, down to the culprit, and every other member is answered."""
+        try:
+            done = self._attempt(conn, batch)
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            if len(batch) == 1 or isinstance(exc, UNAVAILABLE):
+                return [(fut, loop, None, exc) for _fn, fut, loop in batch]
+            half = len(batch) // 2
+            return self._transaction(conn, batch[:half]) + self._transaction(conn, batch[half:])
+        self.transactions += 1
+        return done
+
+    def _attempt(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Done]:
+        done: list[_Done] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for fn, fut, loop in batch:
+            conn.execute("SAVEPOINT w")
+            try:
+                result = fn(conn)
+            except Exception as exc:
+                if not conn.in_transaction:  # SQLite rolled the whole transaction back (full, I/O error...)
+                    raise
+                conn.execute("ROLLBACK TO w")
+                conn.execute("RELEASE w")
+                done.append((fut, loop, None, exc))
+            else:
+                conn.execute("RELEASE w")
+                done.append((fut, loop, result, None))
+        conn.execute("COMMIT")
+        return done
