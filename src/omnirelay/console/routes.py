@@ -230,12 +230,9 @@ class ConsoleRoutes:
         origin = request.headers.get("Origin")
         if origin is not None and urlsplit(origin).netloc != request.host:  # also "null" (sandboxed, opaque)
             return False
-        given = request.headers.get("X-CSRF-Token")
-        if given is None:
-            form = await request.post()  # aiohttp keeps it: the handler reads the same form again
-            field = form.get(CSRF_FIELD)
-            given = field if isinstance(field, str) else None
-        return same(given, expected)
+        form = await request.post()  # aiohttp keeps it: the handler reads the same form again
+        given = form.get(CSRF_FIELD)
+        return same(given if isinstance(given, str) else None, expected)
 
     @staticmethod
     def _refused(session: Session | None) -> web.Response:
