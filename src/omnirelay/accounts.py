@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from omnirelay.config import AccountConfig
@@ -16,6 +17,8 @@ from omnirelay.domain.credentials import (
     verify_password,
 )
 from omnirelay.store.base import Account, AccountExists, Store
+
+log = logging.getLogger("omnirelay.accounts")
 
 
 class AccountError(Exception):
@@ -56,9 +59,12 @@ async def create_key(store: Store, account: Account, source: str = "cli") -> str
 async def sync_config_accounts(store: Store, declared: list[AccountConfig]) -> None:
     """Make the config file's accounts exist with exactly the declared password and keys.
 
-    The file is the truth for what it declares: a password or key removed from it stops working, a key moved
-    to another account moves. An account the file declared once but no longer does keeps its data but loses
-    the credentials the file gave it.
+    The file is the truth for what it declares: a password or key removed from an account it declares stops
+    working, a key moved to another account moves. It never touches an account it does not declare: several
+    processes share one database, each with its own config file (or none, as the account commands run), and
+    none can tell an account dropped from its file from one declared in another's. So an account leaves only
+    by ``omnirelay accounts remove``; a start whose file declares accounts but not this one says so in the log.
+    Only the server processes call this (``serve`` and ``api``), never a command that only reads.
     """
     names = {spec.username for spec in declared}
     for spec in declared:
@@ -78,17 +84,24 @@ async def sync_config_accounts(store: Store, declared: list[AccountConfig]) -> N
                 account = await store.account_by_username(spec.username)
                 assert account is not None
         elif spec.password_hash is not None:
-            await store.set_password_hash(account.id, spec.password_hash)
+            if spec.password_hash != account.password_hash:
+                await store.set_password_hash(account.id, spec.password_hash)
         elif spec.password is not None:
             if not verify_password(spec.password, account.password_hash):
                 await store.set_password_hash(account.id, hash_password(spec.password))
         elif account.password_hash is not None:
             await store.set_password_hash(account.id, None)
         await store.set_config_keys(account.id, {key_hash(k): key_id(k) for k in spec.api_keys})
+    if not declared:
+        return
     for account in await store.accounts():
         if account.source == "config" and account.username not in names:
-            await store.set_password_hash(account.id, None)
-            await store.set_config_keys(account.id, {})
+            log.warning(
+                "account %r was declared in a config file but is not in this one: it keeps its credentials"
+                " (`omnirelay accounts remove %s` removes it)",
+                account.username,
+                account.username,
+            )
 
 
 async def first_start(store: Store) -> NewCredentials | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import shutil
 import sqlite3
@@ -213,14 +212,7 @@ class Gateway:
         ScenarioRoutes(self.store).add_to(app)
         SendRoutes(self.store, limits, self._accepted).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
-        secret = self.settings.console_secret
-        ConsoleRoutes(
-            self.store,
-            self.sandbox,
-            limits,
-            self.engine.wake if self.worker else lambda: None,
-            hashlib.sha256(secret.encode()).digest() if secret else None,
-        ).add_to(app)
+        ConsoleRoutes(self.store, self.sandbox, limits, self.engine.wake if self.worker else lambda: None).add_to(app)
         document = msgspec.json.encode(openapi.build())
 
         async def openapi_json(_request: web.Request) -> web.Response:

@@ -123,10 +123,19 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 def _with_store(settings: config.Settings, work: Callable[[Store], Awaitable[int]]) -> int:
+    """Run an account or key command on the server's database. It changes only what the command says: the
+    config file's accounts are the server's to make exist (at its start), so no ``--config`` given here (or a
+    different one) can take anyone's credentials away."""
+    if not is_postgres(settings):
+        path = settings.sqlite_path()
+        if not path.exists():
+            raise config.ConfigError(
+                f"no database at {path}: give the server's --data-dir or --database (or run `omnirelay migrate`)"
+            )
+
     async def run() -> int:
         store = await open_store(settings)
         try:
-            await sync_config_accounts(store, settings.accounts)
             return await work(store)
         finally:
             await store.close()
@@ -336,10 +345,13 @@ def _accounts(args: argparse.Namespace) -> int:
                 count = sum(1 for k in keys if k.account_id == a.id)
                 print(f"{a.username}\t{a.source}\t{count} API key(s)")
         elif args.action == "remove":
-            if not await store.remove_account(args.username):
+            account = await store.account_by_username(args.username)
+            if account is None or not await store.remove_account(args.username):
                 print(f"no account {args.username!r}", file=sys.stderr)
                 return 1
             print(f"account {args.username} removed")
+            if account.source == "config":
+                print("(declared in a config file: remove it there too, or the server's next start makes it again)")
         return 0
 
     return _with_store(settings, work)
@@ -357,10 +369,13 @@ def _keys(args: argparse.Namespace) -> int:
             key = await create_key(store, account)
             print(f"API key for {account.username} (shown only now): {key}")
         elif args.action == "revoke":
+            declared = any(k.id == args.key_id and k.source == "config" for k in await store.keys())
             if not await store.revoke_key(args.key_id):
                 print(f"no API key with id {args.key_id!r}", file=sys.stderr)
                 return 1
             print(f"API key {args.key_id} revoked")
+            if declared:
+                print("(declared in a config file: remove it there too, or the server's next start adds it again)")
         elif args.action == "list":
             for k in await store.keys():
                 print(f"{k.id}\t{k.username}\t{k.source}")

@@ -168,6 +168,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     console_secret: str | None = None
+    """No longer used (console sessions are kept in the database, so every process knows them); still accepted so
+    that config files written for earlier versions load."""
     accounts: list[AccountConfig] = msgspec.field(default_factory=list)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     sandbox: SandboxConfig = msgspec.field(default_factory=SandboxConfig)

@@ -107,14 +107,26 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 
 def _login_cookie(console: Console, username: str, password: str) -> str | None:
+    """Log in through the login form (its cookie and form token go together); the session cookie, or None."""
+    import re
     from urllib.parse import urlencode
 
-    status, headers, _ = console.request(
-        "POST", "/console/login", urlencode({"username": username, "password": password}),
-        {"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    cookie = headers.get("set-cookie")
-    return cookie.split(";", 1)[0] if status == 303 and cookie else None
+    _, headers, page = console.request("GET", "/console/login")
+    pair = headers["set-cookie"].split(";", 1)[0]
+    token = re.search(rb'name="csrf" value="([^"]+)"', page)
+    assert token, page
+    conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=10)
+    try:
+        conn.request("POST", "/console/login",
+                     urlencode({"username": username, "password": password, "csrf": token.group(1).decode()}),
+                     {"Content-Type": "application/x-www-form-urlencoded", "Cookie": pair})
+        r = conn.getresponse()
+        cookies = [v.split(";", 1)[0] for k, v in r.getheaders() if k.lower() == "set-cookie"]
+        status = r.status
+    finally:
+        conn.close()
+    session = [c for c in cookies if c.startswith("omnirelay_console=")]
+    return session[0] if status == 303 and session else None
 
 
 def test_console_needs_a_session(console: Console) -> None:

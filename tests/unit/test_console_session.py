@@ -1,24 +1,29 @@
-"""The console's signed session cookies."""
+"""The console's session and form tokens."""
 
 from __future__ import annotations
 
-from omnirelay.console.session import Session, Sessions
+from omnirelay.console.session import Session, csrf_token, new_token, same, token_hash
 
 
-def test_round_trip_and_expiry() -> None:
-    sessions = Sessions(b"k" * 32, ttl_s=60)
-    value = sessions.issue(7, "Aladdin.the:great", 1000.0)
-    assert sessions.verify(value, 1000.0) == Session(7, "Aladdin.the:great")
-    assert sessions.verify(value, 1061.0) is None
+def test_tokens_are_random_and_stored_only_as_a_hash() -> None:
+    tokens = {new_token() for _ in range(100)}
+    assert len(tokens) == 100
+    token = tokens.pop()
+    assert len(token) >= 43  # 256 bits
+    assert token not in token_hash(token)
+    assert token_hash(token) == token_hash(token)
 
 
-def test_forgeries_are_refused() -> None:
-    sessions = Sessions(b"k" * 32)
-    value = sessions.issue(7, "bob", 1000.0)
-    account, name, expires, signature = value.split(".")
-    assert sessions.verify(f"8.{name}.{expires}.{signature}", 1000.0) is None
-    assert sessions.verify(f"{account}.{name}.{int(expires) + 1}.{signature}", 1000.0) is None
-    assert Sessions(b"x" * 32).verify(value, 1000.0) is None  # another process's secret
-    for junk in ("", "x", "...", "a.b.c.d", value + "0"):
-        assert sessions.verify(junk, 1000.0) is None
-    assert sessions.verify(None, 1000.0) is None
+def test_the_form_token_is_neither_the_cookie_nor_what_the_store_keeps() -> None:
+    token = new_token()
+    session = Session(7, "Aladdin", token)
+    assert session.csrf == csrf_token(token)
+    assert session.csrf not in (token, token_hash(token))
+    assert csrf_token(new_token()) != session.csrf
+
+
+def test_same() -> None:
+    assert same("abc", "abc")
+    assert not same("abd", "abc")
+    assert not same("", "abc")
+    assert not same(None, "abc")

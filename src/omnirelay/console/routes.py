@@ -1,8 +1,8 @@
-"""The operator console at ``/console``: server-rendered pages over the store, behind a signed session cookie.
+"""The operator console at ``/console``: server-rendered pages over the store, behind a session cookie.
 
-Every page and JSON endpoint needs a session and reads only the logged-in account's data (the store scopes
-every query by account id). The console does its own auth, so ``/console`` is a public prefix for the API's
-auth middleware.
+Every page and JSON endpoint needs a session (kept in the store, see :mod:`omnirelay.console.session`) and reads
+only the logged-in account's data (the store scopes every query by account id). Every POST carries its form
+token. The console does its own auth, so ``/console`` is a public prefix for the API's auth middleware.
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.channels.sandbox import Sandbox
-from omnirelay.console.session import COOKIE, Session, Sessions
+from omnirelay.console.session import (
+    COOKIE,
+    CSRF_FIELD,
+    LOGIN_COOKIE,
+    TTL_S,
+    Session,
+    new_token,
+    same,
+    token_hash,
+)
 from omnirelay.console.stats import OUTCOMES, aggregate, message_channel, outcome
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.credentials import verify_password
@@ -98,6 +107,15 @@ def _redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
 
 
+def _token_input(value: str) -> str:
+    return f'<input type="hidden" name="{CSRF_FIELD}" value="{h(value)}">'
+
+
+def csrf_input(session: Session) -> str:
+    """The hidden field that every form changing something carries."""
+    return _token_input(session.csrf)
+
+
 NAV = (("overview", "Overview"), ("messages", "Messages"), ("scenarios", "Scenarios"), ("sandbox", "Sandbox rules"))
 
 
@@ -111,7 +129,8 @@ def page(title: str, body: str, session: Session | None, active: str = "", head:
         nav = (
             f'<nav><span class="brand">omnirelay</span>{links}<span class="spacer"></span>'
             f'<span class="who">{h(session.username)}</span>'
-            f'<form method="post" action="{PREFIX}/logout"><button class="link" type="submit">Log out</button></form>'
+            f'<form method="post" action="{PREFIX}/logout">{csrf_input(session)}'
+            '<button class="link" type="submit">Log out</button></form>'
             "</nav>"
         )
     return (
@@ -148,15 +167,15 @@ class ConsoleRoutes:
     """The console's pages and JSON endpoints; ``add_to`` registers them under ``/console``."""
 
     def __init__(
-        self, store: Store, sandbox: Sandbox, limits: Limits, wake: Callable[[], None], secret: bytes | None = None
+        self, store: Store, sandbox: Sandbox, limits: Limits, wake: Callable[[], None], ttl_s: float = TTL_S
     ) -> None:
         self.store = store
         self.sandbox = sandbox
         self.limits = limits
         self.wake = wake
         """Called after the tester stored a message (wakes the engine)."""
-        self.sessions = Sessions(secret)
-        """Signs session cookies; processes behind one address need the same ``secret`` (setting console_secret)."""
+        self.ttl_s = ttl_s
+        """How long a login lasts (unless logged out first)."""
         self.static = _load_static()
 
     def add_to(self, app: web.Application) -> None:
@@ -183,33 +202,49 @@ class ConsoleRoutes:
 
     # --- session --------------------------------------------------------------------------------
 
-    def session(self, request: web.Request) -> Session | None:
-        """The request's valid session, or None."""
-        return self.sessions.verify(request.cookies.get(COOKIE), time.time())
+    async def session(self, request: web.Request) -> Session | None:
+        """The request's live session (one look-up by primary key), or None."""
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        account = await self.store.console_session(token_hash(token), time.time())
+        return Session(account.id, account.username, token) if account is not None else None
 
     def _guard(self, handler: Handler, api: bool = False) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            session = self.session(request)
+            session = await self.session(request)
             if session is None:
                 if api:
                     return web.json_response({"error": "not logged in"}, status=401)
                 return _redirect(f"{PREFIX}/login?next={quote(request.path_qs, safe='')}")
-            if request.method == "POST" and not self._same_origin(request):
-                return _html(page("Forbidden", "<p>Cross-site request refused.</p>", session), 403)
+            if request.method == "POST" and not await self._form_is_ours(request, session.csrf):
+                return self._refused(session)
             return await handler(request, session)
 
         return guarded
 
     @staticmethod
-    def _same_origin(request: web.Request) -> bool:
+    async def _form_is_ours(request: web.Request, expected: str) -> bool:
+        """Whether a POST comes from one of our own pages: it carries the form token (which another site cannot
+        know), and an ``Origin``, when the browser sends one, is this host."""
         origin = request.headers.get("Origin")
-        if not origin or origin == "null":
-            return origin is None
-        return urlsplit(origin).netloc == request.host
+        if origin is not None and urlsplit(origin).netloc != request.host:  # also "null" (sandboxed, opaque)
+            return False
+        form = await request.post()  # aiohttp keeps it: the handler reads the same form again
+        given = form.get(CSRF_FIELD)
+        return same(given if isinstance(given, str) else None, expected)
+
+    @staticmethod
+    def _refused(session: Session | None) -> web.Response:
+        body = (
+            '<p class="error" role="alert">This form was refused: it did not come from a page of this console, or'
+            " the page is older than the login. Go back, reload the page and send it again.</p>"
+        )
+        return _html(page("Forbidden", body, session), 403)
 
     async def root(self, request: web.Request) -> web.Response:
         """``/console``: the overview, or the login form."""
-        return _redirect(f"{PREFIX}/overview" if self.session(request) else f"{PREFIX}/login")
+        return _redirect(f"{PREFIX}/overview" if await self.session(request) else f"{PREFIX}/login")
 
     async def static_file(self, request: web.Request) -> web.Response:
         """The console's CSS and scripts (nothing secret: no session needed)."""
@@ -219,47 +254,69 @@ class ConsoleRoutes:
         body, content_type = found
         return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "max-age=300"})
 
-    def _login_page(self, error: str = "", username: str = "", next_path: str = "", status: int = 200) -> web.Response:
+    def _login_page(
+        self, request: web.Request, error: str = "", username: str = "", next_path: str = "", status: int = 200
+    ) -> web.Response:
+        """The login form, with a fresh pair of login cookie and form token."""
+        pair = new_token()
         alert = f'<div class="error" role="alert">{h(error)}</div>' if error else ""
         body = (
-            f'{alert}<form method="post" action="{PREFIX}/login" class="card narrow">'
+            f'{alert}<form method="post" action="{PREFIX}/login" class="card narrow">{_token_input(pair)}'
             f'<input type="hidden" name="next" value="{h(next_path)}">'
             f'<label>Username <input name="username" autocomplete="username" value="{h(username)}" required></label>'
             '<label>Password <input name="password" type="password" autocomplete="current-password" required>'
             '</label><button type="submit">Log in</button></form>'
         )
-        return _html(page("Log in", body, None), status)
+        response = _html(page("Log in", body, None), status)
+        response.set_cookie(
+            LOGIN_COOKIE, pair, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure
+        )
+        return response
 
     async def login_form(self, request: web.Request) -> web.Response:
         """The login form."""
-        return self._login_page(next_path=request.query.get("next", ""))
+        return self._login_page(request, next_path=request.query.get("next", ""))
 
     async def login(self, request: web.Request) -> web.Response:
-        """Check username and password; on success set the session cookie and go on."""
+        """Check username and password; on success store a session, set its cookie and go on."""
         form = await request.post()
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         next_path = str(form.get("next", ""))
+        pair = request.cookies.get(LOGIN_COOKIE, "")
+        if not pair or not await self._form_is_ours(request, pair):
+            return self._login_page(
+                request, "The login form was refused (it did not come from this console): log in again.",
+                username, next_path, status=403,
+            )
         account = await self.store.account_by_username(username) if username else None
         stored = account.password_hash if account is not None else None
         ok = await asyncio.to_thread(verify_password, password, stored)
-        if account is None or not ok:
-            return self._login_page("Wrong username or password.", username, next_path, status=401)
+        if account is None or stored is None or not ok:
+            return self._login_page(request, "Wrong username or password.", username, next_path, status=401)
         if not next_path.startswith(PREFIX + "/") or next_path.startswith("//"):
             next_path = f"{PREFIX}/overview"
+        token, now = new_token(), time.time()
+        await self.store.add_console_session(token_hash(token), account.id, stored, now + self.ttl_s, now)
         response = _redirect(next_path)
         response.set_cookie(
             COOKIE,
-            self.sessions.issue(account.id, account.username, time.time()),
-            max_age=int(self.sessions.ttl_s),
+            token,
+            max_age=int(self.ttl_s),
             path=PREFIX,
             httponly=True,
             samesite="Lax",
             secure=request.secure,
         )
+        response.del_cookie(LOGIN_COOKIE, path=PREFIX)
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
-        """Forget the session cookie."""
+        """End the session in the store (for every process), then forget its cookie."""
+        session = await self.session(request)
+        if session is not None:
+            if not await self._form_is_ours(request, session.csrf):
+                return self._refused(session)
+            await self.store.end_console_session(token_hash(session.token))
         response = _redirect(f"{PREFIX}/login")
         response.del_cookie(COOKIE, path=PREFIX)
         return response
@@ -468,11 +525,11 @@ class ConsoleRoutes:
             )
         return rows
 
-    def _scenario_form(self, action: str, form: ScenarioForm | None, button: str) -> str:
+    def _scenario_form(self, session: Session, action: str, form: ScenarioForm | None, button: str) -> str:
         name, flow, default = form if form is not None else ("", [], False)
         checked = " checked" if default else ""
         return (
-            f'<form method="post" action="{h(action)}" class="card scenario-form">'
+            f'<form method="post" action="{h(action)}" class="card scenario-form">{csrf_input(session)}'
             f'<label>Name <input name="name" value="{h(name)}" placeholder="e.g. WHATSAPP-SMS"></label>'
             '<table class="flow"><thead><tr><th>Step</th><th>Channel</th><th>From</th></tr></thead>'
             f"<tbody>{self._flow_rows(flow)}</tbody></table>"
@@ -499,6 +556,7 @@ class ConsoleRoutes:
                 ""
                 if r.default
                 else f'<form method="post" action="{PREFIX}/scenarios/{h(r.key)}/default" class="inline">'
+                f"{csrf_input(session)}"
                 '<button class="small" type="submit">Make default</button></form>'
             )
             + f' <a class="button small" href="{PREFIX}/scenarios/{h(r.key)}#try">Try</a></td></tr>'
@@ -512,7 +570,7 @@ class ConsoleRoutes:
         )
         body = (
             f'<section class="card">{table}</section><h2>New scenario</h2>{_errors_html(errors)}'
-            + self._scenario_form(f"{PREFIX}/scenarios", submitted, "Create scenario")
+            + self._scenario_form(session, f"{PREFIX}/scenarios", submitted, "Create scenario")
         )
         return _html(page("Scenarios", body, session, "scenarios"), 400 if errors else 200)
 
@@ -578,6 +636,7 @@ class ConsoleRoutes:
             ""
             if record.default
             else f'<form method="post" action="{PREFIX}/scenarios/{h(record.key)}/default" class="inline">'
+            f"{csrf_input(session)}"
             '<button type="submit" class="secondary">Make default</button></form>'
         )
         body = (
@@ -585,12 +644,15 @@ class ConsoleRoutes:
             f"{' · ★ default' if record.default else ''} {default_form}</p>"
             f'<h2 id="try">Try in the sandbox</h2>{_errors_html(try_errors)}'
             f'<form method="post" action="{PREFIX}/scenarios/{h(record.key)}/try" class="card try-form">'
+            f"{csrf_input(session)}"
             f'<label>To (phone number or e-mail) <input name="to" value="{h(to)}" required '
             'placeholder="41793026727"></label>'
             f'<label>Text <input name="text" value="{h(text or "Hello from the omnirelay console")}" required></label>'
             '<button type="submit">Send through this scenario</button></form>'
             f"<h2>Edit</h2>{_errors_html(errors)}"
-            + self._scenario_form(f"{PREFIX}/scenarios/{record.key}", submitted or self._as_form(record), "Save")
+            + self._scenario_form(
+                session, f"{PREFIX}/scenarios/{record.key}", submitted or self._as_form(record), "Save"
+            )
         )
         status = 400 if errors or try_errors else 200
         return _html(page(f"Scenario {record.name}", body, session, "scenarios"), status)

@@ -1,53 +1,55 @@
-"""Signed session cookies of the console: ``<account id>.<username, base64url>.<expiry>.<HMAC-SHA256>``."""
+"""Console sessions and their CSRF tokens.
+
+A login is a random token in an ``HttpOnly`` cookie; the store keeps only its SHA-256 (``console_sessions``),
+so every process on the database knows the session, and a logout ends it everywhere. Every form that changes
+something carries a token derived from the session's own token: a page of another site can neither read the
+cookie nor, therefore, compute the form token. The login form (no session yet) pairs a random cookie with the
+same value in the form.
+"""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 
 COOKIE = "omnirelay_console"
+LOGIN_COOKIE = "omnirelay_console_login"
+"""The login form's pair value (a double-submit token: no session exists yet)."""
+CSRF_FIELD = "csrf"
 TTL_S = 12 * 3600
 
 
 @dataclass(frozen=True)
 class Session:
-    """Who is logged in."""
+    """Who is logged in, by which cookie token, and the token their forms carry."""
 
     account_id: int
     username: str
+    token: str
+
+    @property
+    def csrf(self) -> str:
+        """The form token of this session."""
+        return csrf_token(self.token)
 
 
-class Sessions:
-    """Issues and checks session cookie values, signed with a secret (by default random per process)."""
+def new_token() -> str:
+    """A fresh random token (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
 
-    def __init__(self, secret: bytes | None = None, ttl_s: float = TTL_S) -> None:
-        self.secret = secret if secret is not None else secrets.token_bytes(32)
-        self.ttl_s = ttl_s
 
-    def _sign(self, body: str) -> str:
-        return hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()
+def token_hash(token: str) -> str:
+    """What the store keeps of a session token: its SHA-256, so a read of the database logs nobody in."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
-    def issue(self, account_id: int, username: str, now: float) -> str:
-        """A cookie value for this account, valid for ``ttl_s`` from ``now``."""
-        name = base64.urlsafe_b64encode(username.encode()).decode().rstrip("=")
-        body = f"{account_id}.{name}.{int(now + self.ttl_s)}"
-        return f"{body}.{self._sign(body)}"
 
-    def verify(self, value: str | None, now: float) -> Session | None:
-        """The session a cookie value names, or None when it is missing, forged, malformed or expired."""
-        if not value:
-            return None
-        body, _, signature = value.rpartition(".")
-        if not body or not hmac.compare_digest(signature, self._sign(body)):
-            return None
-        try:
-            account, name, expires = body.split(".")
-            if int(expires) < now:
-                return None
-            username = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
-            return Session(int(account), username)
-        except ValueError:
-            return None
+def csrf_token(token: str) -> str:
+    """The form token of the session with this cookie token (another hash than the stored one)."""
+    return hashlib.sha256(b"omnirelay console form\0" + token.encode()).hexdigest()
+
+
+def same(given: str | None, expected: str) -> bool:
+    """Whether a submitted token is the expected one (constant-time)."""
+    return bool(given) and hmac.compare_digest(str(given).encode(), expected.encode())

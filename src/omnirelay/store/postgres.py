@@ -329,6 +329,35 @@ class PostgresStore:
         )
         return [ApiKey(*r) for r in rows]
 
+    # --- console sessions ----------------------------------------------------------------------
+
+    async def add_console_session(
+        self, token_hash: str, account_id: int, password_hash: str, expires_at: float, now: float
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM console_sessions WHERE expires_at <= $1", now)
+            await conn.execute(
+                "INSERT INTO console_sessions(token_hash, account_id, password_hash, expires_at)"
+                " VALUES ($1, $2, $3, $4)",
+                token_hash,
+                account_id,
+                password_hash,
+                expires_at,
+            )
+
+    async def console_session(self, token_hash: str, now: float) -> Account | None:
+        cols = ", ".join("a." + c.strip() for c in ACCOUNT_COLS.split(","))
+        row = await self.pool.fetchrow(
+            f"SELECT {cols} FROM console_sessions s JOIN accounts a ON a.id = s.account_id"
+            " WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.password_hash = s.password_hash",
+            token_hash,
+            now,
+        )
+        return account_from_row(row) if row else None
+
+    async def end_console_session(self, token_hash: str) -> None:
+        await self.pool.execute("DELETE FROM console_sessions WHERE token_hash = $1", token_hash)
+
     # --- scenarios -----------------------------------------------------------------------------
 
     async def create_scenario(self, account_id: int, scenario: ScenarioRecord) -> None:

@@ -282,6 +282,32 @@ class SqliteStore:
         )
         return [ApiKey(*r) for r in rows]
 
+    # --- console sessions ----------------------------------------------------------------------
+
+    async def add_console_session(
+        self, token_hash: str, account_id: int, password_hash: str, expires_at: float, now: float
+    ) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (now,))
+            conn.execute(
+                "INSERT INTO console_sessions(token_hash, account_id, password_hash, expires_at) VALUES (?, ?, ?, ?)",
+                (token_hash, account_id, password_hash, expires_at),
+            )
+
+        await self.writer.run(fn)
+
+    async def console_session(self, token_hash: str, now: float) -> Account | None:
+        row = self._one(
+            f"SELECT {', '.join('a.' + c.strip() for c in ACCOUNT_COLS.split(','))} FROM console_sessions s"
+            " JOIN accounts a ON a.id = s.account_id"
+            " WHERE s.token_hash = ? AND s.expires_at > ? AND a.password_hash = s.password_hash",
+            (token_hash, now),
+        )
+        return account_from_row(row) if row else None
+
+    async def end_console_session(self, token_hash: str) -> None:
+        await self.writer.run(lambda c: c.execute("DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,)))
+
     # --- scenarios -----------------------------------------------------------------------------
 
     async def create_scenario(self, account_id: int, scenario: ScenarioRecord) -> None:
