@@ -73,6 +73,7 @@ def test_bad_destinations_are_rejected_in_place_and_the_rest_delivered(make_gate
     assert len(in_logs) == len(good) + len(refused)  # the duplicates are answered, not stored
     rejected_logs = logs(gw, bulkId=bulk, generalStatus="REJECTED")
     assert {e["messageId"] for e in rejected_logs} == set(refused)
+    assert all("price" not in e for e in rejected_logs)  # nothing was sent, nothing is charged
 
     one = get_message(gw, messages[5]["messageId"])
     assert one["phase"] == "DONE" and one["status"]["name"] == "REJECTED_DESTINATION"

@@ -116,6 +116,8 @@ def build_log(
         text = (content.get(content_field) or {}).get("text")
         count = message_count(channel, content)
         mcc_mnc, price = _phone_facts(address, channel, count, tariffs)
+        if state.phase == "DONE" and not state.attempts:  # refused when accepted: nothing was sent or charged
+            price = None
     return LogEntry(
         bulkId=bulk_id,
         messageId=message_id,
