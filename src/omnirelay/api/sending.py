@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import msgspec
 from aiohttp import web
@@ -26,6 +26,10 @@ _PENDING = msgspec.Raw(msgspec.json.encode(catalogue.PENDING_ENROUTE))
 def _status(name: str) -> msgspec.Raw:
     """A refused destination's status, encoded once."""
     return msgspec.Raw(msgspec.json.encode(catalogue.status(name)))
+
+
+#: The status of a destination whose client message id names another message.
+_DUPLICATE = _status(DUPLICATE_ID[0])
 
 
 class _Sent(msgspec.Struct, gc=False):
@@ -101,6 +105,42 @@ class SendRoutes:
             bulk_id = uuid7()
         state = initial_state(now, plan.send_at)
         fresh_ids = iter(uuid7s(plan.fresh))
+        if not plan.rejected:  # the usual request: every destination is stored and answered in order
+            messages = [
+                NewMessage(
+                    d.message_id or next(fresh_ids),
+                    d.to_json,
+                    d.content_hash,
+                    state,
+                    d.message_id is not None,
+                    d.address,
+                )
+                for d in plan.destinations
+            ]
+            stored = await self.store.accept(account.id, plan.payload, bulk_id, messages, plan.send_at or now, now)
+            sent = [
+                _Sent(msgspec.Raw(s.to_json), _DUPLICATE if s.duplicate else _PENDING, s.message_id) for s in stored
+            ]
+            taken = len(sent) - sum(1 for s in stored if s.duplicate)
+        else:
+            stored, sent, taken = await self._send_with_rejections(account, plan, bulk_id, state, fresh_ids, now)
+        self.accepted(taken)
+        # the bulk id new messages got; for a request replayed whole, the one it was first stored under
+        answer_bulk = plan.bulk_id
+        if answer_bulk is None:
+            if bulk_id is not None and any(s.bulk_id == bulk_id for s in stored):
+                answer_bulk = bulk_id
+            else:
+                answer_bulk = next((s.bulk_id for s in stored if s.bulk_id), None)
+        answer = _Answer(sent)
+        if answer_bulk is not None and (plan.bulk_id or len(sent) > 1):
+            answer.bulkId = answer_bulk
+        return web.Response(body=_encoder.encode(answer), content_type="application/json")
+
+    async def _send_with_rejections(
+        self, account: Account, plan: Accepted, bulk_id: str | None, state: bytes, fresh_ids: Iterator[str], now: float
+    ) -> tuple[list[Stored], list[_Sent], int]:
+        """Store a request of which some destinations are refused; what was stored, the answer, how many are sent."""
         # a destination whose message id an earlier one of this request took is answered, never stored
         stored_at: list[int] = []
         messages: list[NewMessage] = []
@@ -128,23 +168,12 @@ class SendRoutes:
         taken = 0
         for d, s in zip(plan.destinations, answers, strict=True):
             if s is None:  # a duplicate within the request
-                sent.append(_Sent(msgspec.Raw(d.to_json), _status(DUPLICATE_ID[0]), d.message_id or ""))
+                sent.append(_Sent(msgspec.Raw(d.to_json), _DUPLICATE, d.message_id or ""))
             elif s.duplicate:
-                sent.append(_Sent(msgspec.Raw(s.to_json), _status(DUPLICATE_ID[0]), s.message_id))
+                sent.append(_Sent(msgspec.Raw(s.to_json), _DUPLICATE, s.message_id))
             elif d.rejected is not None:
                 sent.append(_Sent(msgspec.Raw(s.to_json), _status(d.rejected.status), s.message_id))
             else:
                 taken += 1
                 sent.append(_Sent(msgspec.Raw(s.to_json), _PENDING, s.message_id))
-        self.accepted(taken)
-        # the bulk id new messages got; for a request replayed whole, the one it was first stored under
-        answer_bulk = plan.bulk_id
-        if answer_bulk is None:
-            if bulk_id is not None and any(s.bulk_id == bulk_id for s in stored):
-                answer_bulk = bulk_id
-            else:
-                answer_bulk = next((s.bulk_id for s in stored if s.bulk_id), None)
-        answer = _Answer(sent)
-        if answer_bulk is not None and (plan.bulk_id or len(sent) > 1):
-            answer.bulkId = answer_bulk
-        return web.Response(body=_encoder.encode(answer), content_type="application/json")
+        return stored, sent, taken

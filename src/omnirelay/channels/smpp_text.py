@@ -80,9 +80,7 @@ class Parts:
     payloads: list[bytes]
 
 
-def message_parts(
-    text: str, reference: int, gsm7_data_coding: int = 0, coding: smscount.Coding | None = None
-) -> Parts:
+def message_parts(text: str, reference: int, gsm7_data_coding: int = 0, coding: smscount.Coding | None = None) -> Parts:
     """Encode ``text`` in ``coding`` (by default GSM-7 when the default alphabet can carry it, else UCS-2) and cut
     it into the parts :func:`~omnirelay.domain.smscount.split_parts` counts.
 
