@@ -77,19 +77,12 @@ class Coding(NamedTuple):
 GSM7_DEFAULT: Final = Coding("GSM7")
 UCS2: Final = Coding("UCS2")
 
-#: The GSM 03.38 default alphabet (one septet each), as mapped by unicode.org's GSM0338.TXT. Position 0x1B
-#: (ESC) is deliberately absent: it is the escape to the extension table, not a character a text can carry.
-GSM7_BASIC: Final[frozenset[str]] = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅå"
-    "Δ_ΦΓΛΩΠΨΣΘΞÆæßÉ"  # 0x1B (ESC) sits between Ξ and Æ
-    " !\"#¤%&'()*+,-./"
-    "0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
+#: The GSM 03.38 default alphabet (one septet each). ESC (0x1B) is absent: it is the escape to the
+#: extension table, not a character a text can carry.
+GSM7_BASIC: Final[frozenset[str]] = frozenset(gsm7.DEFAULT) - {chr(gsm7.ESC)}
 
 #: The GSM 03.38 extension table (ESC + character: two septets each).
-GSM7_EXTENSION: Final[frozenset[str]] = frozenset("\f^{}\\[~]|€")
+GSM7_EXTENSION: Final[frozenset[str]] = frozenset(gsm7.DEFAULT_EXTENSION.values())
 
 _HIGH_SURROGATES: Final = range(0xD800, 0xDC00)
 _LOW_SURROGATES: Final = range(0xDC00, 0xE000)

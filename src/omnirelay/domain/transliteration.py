@@ -13,13 +13,12 @@ import functools
 import unicodedata
 from typing import Final
 
+from omnirelay.domain import gsm7
+
 __all__ = ["SCHEMES", "transliterate"]
 
 #: The GSM 03.38 default alphabet and extension table: what needs no replacement.
-_GSM: Final = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà\f^{}\\[~]|€"
-)
+_GSM: Final = (frozenset(gsm7.DEFAULT) - {chr(gsm7.ESC)}) | frozenset(gsm7.DEFAULT_EXTENSION.values())
 
 
 def _pairs(sources: str, targets: str) -> dict[str, str]:
