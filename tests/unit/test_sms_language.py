@@ -202,3 +202,9 @@ def test_the_25_part_limit_counts_with_the_language() -> None:
     errors = _plan({"text": long_turkish})
     assert isinstance(errors, dict) and set(errors) == {"sms.text"}
     assert "needs 55" in errors["sms.text"][0]
+
+
+def test_more_parts_than_a_concatenation_header_numbers_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="256 parts"):
+        message_parts("x" * (255 * 153 + 1), 1)
+    assert len(message_parts("x" * (255 * 153), 1).payloads) == 255

@@ -111,6 +111,8 @@ def message_parts(text: str, reference: int, gsm7_data_coding: int = 0, coding: 
             return Parts(data_coding, 0, encoded)
         return Parts(data_coding, ESM_CLASS_UDHI, [bytes((len(shifts),)) + shifts + encoded[0]])
     total = len(encoded)
+    if total > 0xFF:  # validation keeps texts to 25 parts; this guards what was stored before it did
+        raise ValueError(f"the text needs {total} parts, more than the 255 a concatenation header can number")
     ref = reference & 0xFF
     return Parts(
         data_coding,
