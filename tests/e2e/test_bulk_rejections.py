@@ -3,10 +3,11 @@ its place. Refused destinations are in the logs as rejected and never get a repo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from .conftest import ALADDIN_CONFIG, Gateway, GatewayPool
+from .conftest import ALADDIN_CONFIG, ALADDIN_KEY, Gateway, GatewayPool
 from .test_failover import get_message, take_reports, uid, wait_reports
 
 CONFIG = ALADDIN_CONFIG + "\n[limits]\nmin_validity_seconds = 1\n"
@@ -120,3 +121,15 @@ def test_text_endpoint_rejects_per_destination_too(gateway: Gateway) -> None:
                                       "destinations": [{"to": {"phoneNumber": number(2)}}, {"to": {}}]})
     assert r.status == 200, r
     assert [m["status"]["name"] for m in r.json["messages"]] == ["PENDING_ENROUTE", "MISSING_TO"]
+
+
+def test_send_csv_with_a_bad_row_sends_the_rest(make_gateway: GatewayPool, tmp_path: Path) -> None:
+    gw = make_gateway(CONFIG)
+    gw.create_scenario(SMS_FLOW, name="sms", default=True)
+    csv_file = tmp_path / "to.csv"
+    csv_file.write_text(f"to\n{number(1)}\n4179-typo\n{number(2)}\n")
+    done = gw.cli("send", "--csv", str(csv_file), "--text", "hi", "--wait", "10", "--url", gw.url,
+                  "--key", ALADDIN_KEY, locate=False)
+    summary = done.stdout + done.stderr
+    assert "2 accepted, 1 rejected, 3 finished" in summary, summary
+    assert "REJECTED_DESTINATION" in summary and "DELIVERED_TO_HANDSET" in summary
