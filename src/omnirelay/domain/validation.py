@@ -409,7 +409,7 @@ def _check_destinations(
             rejection = _rejection(MISSING_TO, f"destinations[{i}].to", "is required")
         elif phone is not None and not phone_ok(phone):
             rejection = _rejection(BAD_DESTINATION, f"destinations[{i}].to.phoneNumber", PHONE_FORMAT)
-        elif phone is not None and phone.lstrip("+").startswith("0"):
+        elif phone is not None and (phone[1] if phone[0] == "+" else phone[0]) == "0":  # the regex: 3+ characters
             rejection = _rejection(
                 PREFIX_MISSING, f"destinations[{i}].to.phoneNumber", "must start with the country code, not 0"
             )
