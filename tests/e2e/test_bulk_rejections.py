@@ -133,3 +133,4 @@ def test_send_csv_with_a_bad_row_sends_the_rest(make_gateway: GatewayPool, tmp_p
     summary = done.stdout + done.stderr
     assert "2 accepted, 1 rejected, 3 finished" in summary, summary
     assert "REJECTED_DESTINATION" in summary and "DELIVERED_TO_HANDSET" in summary
+
