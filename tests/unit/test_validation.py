@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.dates import format_ts
@@ -514,3 +516,30 @@ def test_scenario_name_length() -> None:
 def test_scenario_unknown_channel_is_a_type_error() -> None:
     with pytest.raises(msgspec.ValidationError):
         scenario(flow=[{"channel": "PIGEON"}])
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([PHONE, "41793026728", "+41793026729", "nope", "12", "0791234567", None]),
+                  st.sampled_from([None, "a", "b", "c"])),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_every_destination_is_answered_in_place(rows: list[tuple[str | None, str | None]]) -> None:
+    destinations = [
+        {**({"to": {"phoneNumber": p}} if p is not None else {}), **({"messageId": m} if m else {})} for p, m in rows
+    ]
+    req = msgspec.convert({"destinations": destinations, "sms": {"text": "x"}}, AdvancedRequest)
+    plan = accepted(req, SMS)
+    assert len(plan.destinations) == len(rows)
+    seen: set[str] = set()
+    for (phone, mid), d in zip(rows, plan.destinations, strict=True):
+        duplicate = mid is not None and mid in seen
+        seen |= {mid} if mid else set()
+        good = phone is not None and phone not in ("nope", "12", "0791234567")
+        assert d.duplicate == duplicate
+        assert (d.rejected is None) == (good and not duplicate)
+        assert d.message_id == mid
+    assert plan.rejected == sum(d.rejected is not None for d in plan.destinations)
+    assert plan.fresh == sum(mid is None for _, mid in rows)
