@@ -136,10 +136,15 @@ async def _send(args: argparse.Namespace, session: aiohttp.ClientSession) -> int
         ]
         print(table(rows, ["to", "messageId", "accepted", "channel", "outcome"]))
     summary = Counter((r["channel"], r["status"]["name"]) for r in outcomes.values())
-    print(f"\n{len(sent)} accepted" + (f", {len(outcomes)} finished" if args.wait else ""))
+    refused = sum(1 for m in sent if m["status"]["groupName"] == "REJECTED")
+    print(
+        f"\n{len(sent) - refused} accepted"
+        + (f", {refused} rejected" if refused else "")
+        + (f", {len(outcomes)} finished" if args.wait else "")
+    )
     if summary:
         print(table([(c, s, n) for (c, s), n in sorted(summary.items())], ["channel", "outcome", "messages"]))
-    return 0
+    return 1 if sent and refused == len(sent) else 0
 
 
 #: Query parameters of the listing commands, by the argument that gives each.

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from omnirelay.domain.model import Step
-from omnirelay.store.base import MessageIdConflict, NewMessage, ScenarioRecord
+from omnirelay.store.base import NewMessage, ScenarioRecord
 from omnirelay.store.sqlite import SchemaError, SqliteStore
 
 pytestmark = pytest.mark.timeout(120)
@@ -162,7 +162,9 @@ async def test_failing_write_does_not_undo_the_others(store: SqliteStore, accoun
     assert {b"one", b"two"} <= payloads
 
 
-async def test_conflicting_accept_fails_alone(store: SqliteStore, account_id: int, db_path: Path) -> None:
+async def test_conflicting_message_id_refuses_that_destination_alone(
+    store: SqliteStore, account_id: int, db_path: Path
+) -> None:
     await store.accept(account_id, b"{}", None, [new_message("taken", content=b"first")], 0.0, 0.0)
     async with Gate(store):
         conflict = asyncio.ensure_future(
@@ -176,14 +178,12 @@ async def test_conflicting_accept_fails_alone(store: SqliteStore, account_id: in
             )
         )
         fine = asyncio.ensure_future(store.accept(account_id, b"{}", None, [new_message("fine")], 0.0, 0.0))
-    with pytest.raises(MessageIdConflict) as info:
-        await conflict
-    assert info.value.index == 1
+    assert [(s.message_id, s.duplicate) for s in await conflict] == [("fresh-in-conflict", False), ("taken", True)]
     assert (await fine)[0].message_id == "fine"
     with raw(db_path) as conn:
-        ids = {r[0] for r in conn.execute("SELECT message_id FROM messages")}
-    assert "fine" in ids and "taken" in ids
-    assert "fresh-in-conflict" not in ids  # a refused request stores none of its destinations
+        ids = {r[0]: r[1] for r in conn.execute("SELECT message_id, content_hash FROM messages")}
+    assert "fine" in ids and "fresh-in-conflict" in ids  # the other destinations are stored
+    assert ids["taken"] == new_message("taken", content=b"first").content_hash  # the first one is untouched
 
 
 async def test_failed_scenario_insert_keeps_the_old_default(store: SqliteStore, account_id: int) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from omnirelay.channels.base import Receipt
 from omnirelay.domain.model import Step
-from omnirelay.store.base import Change, LogQuery, MessageIdConflict, NewMessage, ScenarioRecord, Store, Work
+from omnirelay.store.base import Change, LogQuery, NewMessage, ScenarioRecord, Store, Work
 from omnirelay.store.postgres import PostgresStore
 from omnirelay.store.sqlite import SqliteStore
 from tests.pg import create_database, drop_database
@@ -93,12 +93,40 @@ async def test_accept_is_idempotent_per_client_message_id(store: Store) -> None:
     b = (await store.create_account("b", None, "s", "cli")).id
     assert await accept(store, a, message("m1"), message("m2")) == ["m1", "m2"]
     assert await accept(store, a, message("m1"), message("m3")) == ["m1", "m3"]
-    with pytest.raises(MessageIdConflict) as conflict:
-        await accept(store, a, message("m4"), message("m2", content=b"other"))
-    assert conflict.value.index == 1
+    now = time.time()
+    answer = await store.accept(a, b"{}", None, [message("m4"), message("m2", content=b"other")], now, now)
+    assert [(s.message_id, s.duplicate) for s in answer] == [("m4", False), ("m2", True)]
     assert await accept(store, b, message("m1", content=b"b's own")) == ["m1"]  # ids are per account
     logs = await store.logs(a, LogQuery(since=0, limit=100))
-    assert sorted(v.message_id for v in logs) == ["m1", "m2", "m3"]  # m4 was not stored
+    assert sorted(v.message_id for v in logs) == ["m1", "m2", "m3", "m4"]  # m4 is stored, the other m2 is not
+    assert [v.payload for v in logs if v.message_id == "m2"] == [b'{"steps":[]}']  # the first m2 is untouched
+
+
+async def test_rejected_destinations_are_stored_finished_without_a_job(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    refused = message("bad", phone="nope")
+    rejected = NewMessage(
+        refused.message_id,
+        refused.to_json,
+        refused.content_hash,
+        b'{"phase":"DONE","status":"REJECTED_DESTINATION"}',
+        True,
+        refused.address,
+        rejected=True,
+    )
+    assert await accept(store, a, message("good-1"), rejected, message("good-2")) == ["good-1", "bad", "good-2"]
+    seen: list[Work] = []
+    await store.engine_step(time.time() + 1, 100, [], _finisher(seen))  # type: ignore[arg-type]
+    assert sorted(w.message_id for w in seen) == ["good-1", "good-2"]  # no job for the refused one
+    refused_logs = await store.logs(a, LogQuery(since=0, status_group=5, limit=100))
+    assert [(v.message_id, v.state) for v in refused_logs] == [("bad", rejected.state)]
+    reports = await store.take_reports(a, None, None, None, 100)
+    assert sorted(msgspec.json.decode(r)["messageId"] for r in reports) == ["good-1", "good-2"]
+    # a replay of the same request stores nothing again and answers the same ids
+    assert await accept(store, a, message("good-1"), rejected, message("good-2")) == ["good-1", "bad", "good-2"]
+    assert len(await store.logs(a, LogQuery(since=0, limit=100))) == 3
+    # finished at once, so purged with the other finished messages
+    assert await store.purge(time.time() + 1, 100) == 3
 
 
 async def test_concurrent_accepts_all_committed(store: Store) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.dates import format_ts
@@ -164,18 +166,24 @@ def test_too_many_destinations() -> None:
     assert "destinations" in errors_of(req, SMS, Limits(max_destinations=2))
 
 
-def test_destination_needs_to() -> None:
+def rejections(req: AdvancedRequest, flow: list[Step]) -> dict[int, tuple[str, str]]:
+    """The refused destinations of a valid request: index -> (status, reason)."""
+    plan = accepted(req, flow)
+    return {i: (d.rejected.status, d.rejected.reason) for i, d in enumerate(plan.destinations) if d.rejected}
+
+
+def test_destination_without_to_is_missing_to() -> None:
     req = msgspec.convert({"destinations": [{"messageId": "m1"}], "sms": {"text": "x"}}, AdvancedRequest)
-    assert "destinations[0].to" in errors_of(req, SMS)
+    assert rejections(req, SMS) == {0: ("MISSING_TO", "destinations[0].to is required")}
 
 
 def test_destination_needs_address_for_a_channel_with_content() -> None:
     req = msgspec.convert(
         {"destinations": [{"to": {"emailAddress": "jane@example.com"}}], "sms": {"text": "x"}}, AdvancedRequest
     )
-    errors = errors_of(req, SMS)
-    assert "destinations[0].to" in errors
-    assert "phoneNumber" in errors["destinations[0].to"][0]
+    status, reason = rejections(req, SMS)[0]
+    assert status == "MISSING_TO"
+    assert reason.startswith("destinations[0].to ") and "phoneNumber" in reason
 
 
 def test_one_usable_channel_is_enough() -> None:
@@ -188,7 +196,7 @@ def test_one_usable_channel_is_enough() -> None:
         },
         AdvancedRequest,
     )
-    accepted(req, flow)
+    assert rejections(req, flow) == {}
 
 
 def test_address_must_be_for_a_channel_that_has_content() -> None:
@@ -198,26 +206,34 @@ def test_address_must_be_for_a_channel_that_has_content() -> None:
         {"destinations": [{"to": {"emailAddress": "jane@example.com"}}], "whatsApp": {"text": "x"}},
         AdvancedRequest,
     )
-    assert "destinations[0].to" in errors_of(req, flow)
+    assert rejections(req, flow)[0][0] == "MISSING_TO"
 
 
 def test_whatsapp_user_id_addresses_whatsapp() -> None:
     req = msgspec.convert(
         {"destinations": [{"to": {"whatsAppUserId": "wa-user-1"}}], "whatsApp": {"text": "x"}}, AdvancedRequest
     )
-    accepted(req, WA_SMS[:1])
+    assert rejections(req, WA_SMS[:1]) == {}
 
 
 @pytest.mark.parametrize("phone", ["abc", "12", "+41 79 302 67 27", "4179302672712345678901"])
-def test_bad_phone_number(phone: str) -> None:
+def test_bad_phone_number_is_rejected_destination(phone: str) -> None:
     req = msgspec.convert({"destinations": [{"to": {"phoneNumber": phone}}], "sms": {"text": "x"}}, AdvancedRequest)
-    assert "destinations[0].to.phoneNumber" in errors_of(req, SMS)
+    status, reason = rejections(req, SMS)[0]
+    assert status == "REJECTED_DESTINATION"
+    assert reason.startswith("destinations[0].to.phoneNumber ")
+
+
+@pytest.mark.parametrize("phone", ["0793026727", "+0793026727", "0041793026727"])
+def test_national_number_is_prefix_missing(phone: str) -> None:
+    req = msgspec.convert({"destinations": [{"to": {"phoneNumber": phone}}], "sms": {"text": "x"}}, AdvancedRequest)
+    assert rejections(req, SMS)[0][0] == "REJECTED_PREFIX_MISSING"
 
 
 @pytest.mark.parametrize("phone", ["41793026727", "+41793026727", "385"])
 def test_good_phone_number(phone: str) -> None:
     req = msgspec.convert({"destinations": [{"to": {"phoneNumber": phone}}], "sms": {"text": "x"}}, AdvancedRequest)
-    accepted(req, SMS)
+    assert rejections(req, SMS) == {}
 
 
 @pytest.mark.parametrize("address", ["jane", "jane@", "jane@example", "ja ne@example.com"])
@@ -225,35 +241,58 @@ def test_bad_email_address(address: str) -> None:
     req = msgspec.convert(
         {"destinations": [{"to": {"emailAddress": address}}], "email": {"text": "x"}}, AdvancedRequest
     )
-    errors = errors_of(req, [Step(channel="EMAIL", from_="a@example.com")])
-    assert "destinations[0].to.emailAddress" in errors
+    status, reason = rejections(req, [Step(channel="EMAIL", from_="a@example.com")])[0]
+    assert status == "REJECTED_DESTINATION"
+    assert reason.startswith("destinations[0].to.emailAddress ")
 
 
-def test_errors_name_the_destination_index() -> None:
+def test_one_bad_destination_does_not_sink_the_request() -> None:
+    good = [{"to": {"phoneNumber": f"4179302672{i}"}} for i in range(5)]
     req = msgspec.convert(
-        {
-            "destinations": [{"to": {"phoneNumber": PHONE}}, {"to": {"phoneNumber": "nope"}}],
-            "sms": {"text": "x"},
-        },
+        {"destinations": [*good[:2], {"to": {"phoneNumber": "nope"}}, *good[2:]], "sms": {"text": "x"}},
         AdvancedRequest,
     )
-    errors = errors_of(req, SMS)
-    assert "destinations[1].to.phoneNumber" in errors
-    assert not any(k.startswith("destinations[0]") for k in errors)
+    plan = accepted(req, SMS)
+    assert [d.rejected is not None for d in plan.destinations] == [False, False, True, False, False, False]
+    assert plan.rejected == 1
+    assert plan.fresh == 6  # the refused one is stored too, under an id of its own
+    assert [d.to.phoneNumber for d in plan.destinations] == ["41793026720", "41793026721", "nope",
+                                                             "41793026722", "41793026723", "41793026724"]
 
 
-def test_duplicate_message_id() -> None:
+def test_every_destination_rejected_is_still_a_plan() -> None:
+    req = msgspec.convert(
+        {"destinations": [{"to": {"phoneNumber": "x"}}, {"to": {}}], "sms": {"text": "x"}}, AdvancedRequest
+    )
+    assert [s for s, _ in rejections(req, SMS).values()] == ["REJECTED_DESTINATION", "MISSING_TO"]
+
+
+def test_duplicate_message_id_rejects_the_later_destination_only() -> None:
     req = msgspec.convert(
         {
             "destinations": [
                 {"to": {"phoneNumber": PHONE}, "messageId": "m1"},
                 {"to": {"phoneNumber": "41793026728"}, "messageId": "m1"},
+                {"to": {"phoneNumber": "41793026729"}, "messageId": "m2"},
             ],
             "sms": {"text": "x"},
         },
         AdvancedRequest,
     )
-    assert "destinations[1].messageId" in errors_of(req, SMS)
+    plan = accepted(req, SMS)
+    assert [(d.duplicate, d.rejected.status if d.rejected else None) for d in plan.destinations] == [
+        (False, None),
+        (True, "REJECTED_DUPLICATE_MESSAGE_ID"),
+        (False, None),
+    ]
+    assert plan.fresh == 0
+
+
+def test_request_errors_still_fail_the_whole_request() -> None:
+    req = msgspec.convert(
+        {"destinations": [{"to": {"phoneNumber": "x"}}], "sms": {"text": "x"}, "notifyUrl": "nope"}, AdvancedRequest
+    )
+    assert set(errors_of(req, SMS)) == {"notifyUrl"}
 
 
 def test_address_for_prefers_fields_in_order() -> None:
@@ -477,3 +516,30 @@ def test_scenario_name_length() -> None:
 def test_scenario_unknown_channel_is_a_type_error() -> None:
     with pytest.raises(msgspec.ValidationError):
         scenario(flow=[{"channel": "PIGEON"}])
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([PHONE, "41793026728", "+41793026729", "nope", "12", "0791234567", None]),
+                  st.sampled_from([None, "a", "b", "c"])),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_every_destination_is_answered_in_place(rows: list[tuple[str | None, str | None]]) -> None:
+    destinations = [
+        {**({"to": {"phoneNumber": p}} if p is not None else {}), **({"messageId": m} if m else {})} for p, m in rows
+    ]
+    req = msgspec.convert({"destinations": destinations, "sms": {"text": "x"}}, AdvancedRequest)
+    plan = accepted(req, SMS)
+    assert len(plan.destinations) == len(rows)
+    seen: set[str] = set()
+    for (phone, mid), d in zip(rows, plan.destinations, strict=True):
+        duplicate = mid is not None and mid in seen
+        seen |= {mid} if mid else set()
+        good = phone is not None and phone not in ("nope", "12", "0791234567")
+        assert d.duplicate == duplicate
+        assert (d.rejected is None) == (good and not duplicate)
+        assert d.message_id == mid
+    assert plan.rejected == sum(d.rejected is not None for d in plan.destinations)
+    assert plan.fresh == sum(mid is None for _, mid in rows)

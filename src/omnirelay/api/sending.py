@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import msgspec
 from aiohttp import web
@@ -12,13 +13,23 @@ from omnirelay.api.errors import bad_request
 from omnirelay.api.params import read_json
 from omnirelay.domain import catalogue
 from omnirelay.domain.ids import uuid7, uuid7s
-from omnirelay.domain.message import initial_state
+from omnirelay.domain.message import initial_state, rejected_state
 from omnirelay.domain.model import AdvancedRequest, SimpleRequest, Step
-from omnirelay.domain.validation import Accepted, Limits, prepare_send, simple_to_advanced
-from omnirelay.store.base import Account, MessageIdConflict, NewMessage, ScenarioRecord, Store
+from omnirelay.domain.validation import DUPLICATE_ID, Accepted, Limits, prepare_send, simple_to_advanced
+from omnirelay.store.base import Account, NewMessage, ScenarioRecord, Store, Stored
 
 #: The status every accepted message answers with.
 _PENDING = msgspec.Raw(msgspec.json.encode(catalogue.PENDING_ENROUTE))
+
+
+@functools.cache
+def _status(name: str) -> msgspec.Raw:
+    """A refused destination's status, encoded once."""
+    return msgspec.Raw(msgspec.json.encode(catalogue.status(name)))
+
+
+#: The status of a destination whose client message id names another message.
+_DUPLICATE = _status(DUPLICATE_ID[0])
 
 
 class _Sent(msgspec.Struct, gc=False):
@@ -67,7 +78,7 @@ class SendRoutes:
             raise bad_request({"text": ["is required"]})
         account: Account = request["account"]
         scenario = await self._scenario(account, simple.scenarioKey)
-        return await self._send(account, simple_to_advanced(simple, scenario.flow), scenario.flow)
+        return await self._send(account, simple_to_advanced(simple, scenario.flow), scenario.flow, simple=True)
 
     async def _scenario(self, account: Account, key: str | None) -> ScenarioRecord:
         if key:
@@ -80,29 +91,40 @@ class SendRoutes:
                 raise bad_request({"scenarioKey": ["is required: the account has no default scenario"]})
         return scenario
 
-    async def _send(self, account: Account, body: AdvancedRequest, flow: list[Step]) -> web.Response:
+    async def _send(
+        self, account: Account, body: AdvancedRequest, flow: list[Step], simple: bool = False
+    ) -> web.Response:
         now = time.time()
         plan = prepare_send(body, flow, now, self.limits)
         if not isinstance(plan, Accepted):
+            if simple:  # the legacy request's one text is what each channel's ``text`` complains about
+                plan = {("text" if k.endswith(".text") else k): v for k, v in plan.items()}
             raise bad_request(plan)
         bulk_id = plan.bulk_id
         if bulk_id is None and len(plan.destinations) > 1:
             bulk_id = uuid7()
         state = initial_state(now, plan.send_at)
         fresh_ids = iter(uuid7s(plan.fresh))
-        messages = [
-            NewMessage(
-                d.message_id or next(fresh_ids), d.to_json, d.content_hash, state, d.message_id is not None, d.address
-            )
-            for d in plan.destinations
-        ]
-        try:
+        if not plan.rejected:  # the usual request: every destination is stored and answered in order
+            messages = [
+                NewMessage(
+                    d.message_id or next(fresh_ids),
+                    d.to_json,
+                    d.content_hash,
+                    state,
+                    d.message_id is not None,
+                    d.address,
+                )
+                for d in plan.destinations
+            ]
             stored = await self.store.accept(account.id, plan.payload, bulk_id, messages, plan.send_at or now, now)
-        except MessageIdConflict as exc:
-            raise bad_request(
-                {f"destinations[{exc.index}].messageId": ["is already used by another message with different content"]}
-            ) from None
-        self.accepted(len(stored))
+            sent = [
+                _Sent(msgspec.Raw(s.to_json), _DUPLICATE if s.duplicate else _PENDING, s.message_id) for s in stored
+            ]
+            taken = len(sent) - sum(1 for s in stored if s.duplicate)
+        else:
+            stored, sent, taken = await self._send_with_rejections(account, plan, bulk_id, state, fresh_ids, now)
+        self.accepted(taken)
         # the bulk id new messages got; for a request replayed whole, the one it was first stored under
         answer_bulk = plan.bulk_id
         if answer_bulk is None:
@@ -110,7 +132,48 @@ class SendRoutes:
                 answer_bulk = bulk_id
             else:
                 answer_bulk = next((s.bulk_id for s in stored if s.bulk_id), None)
-        answer = _Answer([_Sent(msgspec.Raw(s.to_json), _PENDING, s.message_id) for s in stored])
-        if answer_bulk is not None and (plan.bulk_id or len(stored) > 1):
+        answer = _Answer(sent)
+        if answer_bulk is not None and (plan.bulk_id or len(sent) > 1):
             answer.bulkId = answer_bulk
         return web.Response(body=_encoder.encode(answer), content_type="application/json")
+
+    async def _send_with_rejections(
+        self, account: Account, plan: Accepted, bulk_id: str | None, state: bytes, fresh_ids: Iterator[str], now: float
+    ) -> tuple[list[Stored], list[_Sent], int]:
+        """Store a request of which some destinations are refused; what was stored, the answer, how many are sent."""
+        # a destination whose message id an earlier one of this request took is answered, never stored
+        stored_at: list[int] = []
+        messages: list[NewMessage] = []
+        for i, d in enumerate(plan.destinations):
+            if d.duplicate:
+                continue
+            r = d.rejected
+            stored_at.append(i)
+            messages.append(
+                NewMessage(
+                    d.message_id or next(fresh_ids),
+                    d.to_json,
+                    d.content_hash,
+                    state if r is None else rejected_state(now, r.status, r.error, r.reason),
+                    d.message_id is not None,
+                    d.address,
+                    r is not None,
+                )
+            )
+        stored = await self.store.accept(account.id, plan.payload, bulk_id, messages, plan.send_at or now, now)
+        answers: list[Stored | None] = [None] * len(plan.destinations)
+        for i, one in zip(stored_at, stored, strict=True):
+            answers[i] = one
+        sent: list[_Sent] = []
+        taken = 0
+        for d, s in zip(plan.destinations, answers, strict=True):
+            if s is None:  # a duplicate within the request
+                sent.append(_Sent(msgspec.Raw(d.to_json), _DUPLICATE, d.message_id or ""))
+            elif s.duplicate:
+                sent.append(_Sent(msgspec.Raw(s.to_json), _DUPLICATE, s.message_id))
+            elif d.rejected is not None:
+                sent.append(_Sent(msgspec.Raw(s.to_json), _status(d.rejected.status), s.message_id))
+            else:
+                taken += 1
+                sent.append(_Sent(msgspec.Raw(s.to_json), _PENDING, s.message_id))
+        return stored, sent, taken

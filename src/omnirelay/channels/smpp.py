@@ -62,6 +62,7 @@ from omnirelay.channels.smpp_receipts import (
 )
 from omnirelay.channels.smpp_text import destination_address, message_parts, source_address, validity_period
 from omnirelay.config import SmppConfig, SmppConnectorConfig
+from omnirelay.domain.smscount import sms_text
 
 if TYPE_CHECKING:
     from omnirelay.metrics import Metrics
@@ -779,12 +780,12 @@ class SmppChannel:
 
     def _plan(self, index: int, sub: Submission, batch: _Batch) -> _Planned:
         sms = sub.content.get("sms") if isinstance(sub.content, dict) else None
-        text = sms.get("text") if isinstance(sms, dict) else None
-        if not isinstance(text, str):
+        if not isinstance(sms, dict) or not isinstance(sms.get("text"), str):
             raise ValueError("the message has no SMS text")
+        text, coding = sms_text(sms)
         connector = self.connectors[self.route(sub.address)]
         config = connector.config
-        encoded = message_parts(text, connector.next_reference(), config.gsm7_data_coding)
+        encoded = message_parts(text, connector.next_reference(), config.gsm7_data_coding, coding)
         source = source_address(sub.sender)
         destination = destination_address(sub.address)
         if destination == b"\0":

@@ -2,7 +2,8 @@
 
 The parts are exactly those :func:`omnirelay.domain.smscount.split_parts` counts (so ``messageCount`` in
 reports equals the PDUs sent). GSM-7 text travels unpacked, one septet per octet, extension characters as
-ESC plus their code; anything else as UCS-2 (UTF-16BE, surrogate pairs for characters outside the BMP).
+ESC plus their code, in the national language tables the ``sms`` object's language chose (named in the UDH);
+anything else as UCS-2 (UTF-16BE, surrogate pairs for characters outside the BMP).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from omnirelay.domain import smscount
+from omnirelay.domain import gsm7, smscount
 
 __all__ = [
     "GSM7_TABLE",
@@ -25,60 +26,48 @@ __all__ = [
     "validity_period",
 ]
 
-#: The GSM 03.38 default alphabet in septet order; position 0x1B is ESC (the escape to the extension table).
-_BASIC_ORDER: Final = (
-    "@£$¥èéùìòÇ\nØø\rÅå"
-    "Δ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ"
-    " !\"#¤%&'()*+,-./"
-    "0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-#: The GSM 03.38 extension table: character -> the septet that follows ESC.
-_EXTENSION: Final[dict[str, int]] = {
-    "\f": 0x0A,
-    "^": 0x14,
-    "{": 0x28,
-    "}": 0x29,
-    "\\": 0x2F,
-    "[": 0x3C,
-    "~": 0x3D,
-    "]": 0x3E,
-    "|": 0x40,
-    "€": 0x65,
-}
-ESC: Final = 0x1B
-
-#: ``str.translate`` table: a character of the GSM 03.38 alphabets -> its septet(s) as code points < 128.
-GSM7_TABLE: Final[dict[int, str]] = {
-    **{ord(char): chr(septet) for septet, char in enumerate(_BASIC_ORDER) if septet != ESC},
-    **{ord(char): chr(ESC) + chr(septet) for char, septet in _EXTENSION.items()},
-}
-_GSM7_DECODE: Final[dict[int, str]] = {septet: char for septet, char in enumerate(_BASIC_ORDER) if septet != ESC}
-_GSM7_EXT_DECODE: Final[dict[int, str]] = {septet: char for char, septet in _EXTENSION.items()}
-
+ESC: Final = gsm7.ESC
 DATA_CODING_UCS2: Final = 8
 ESM_CLASS_UDHI: Final = 0x40
+#: UDH information elements: concatenation with an 8-bit reference, national language single / locking shift.
+IE_CONCAT: Final = 0x00
+IE_SINGLE_SHIFT: Final = 0x24
+IE_LOCKING_SHIFT: Final = 0x25
 
 
-def gsm7_encode(text: str) -> bytes:
-    """Unpacked GSM 03.38 septets of ``text`` (every character must be in the alphabets, see
-    :func:`omnirelay.domain.smscount.encoding`); extension characters become ESC and their code."""
-    return text.translate(GSM7_TABLE).encode("ascii")
+@functools.cache
+def _encode_table(locking: int, single: int) -> dict[int, str]:
+    """``str.translate`` table: a character of the tables -> its septet(s) as code points < 128."""
+    table = {ord(char): chr(ESC) + chr(code) for code, char in gsm7.extension(single).items()}
+    table.update((ord(char), chr(code)) for code, char in enumerate(gsm7.alphabet(locking)) if code != ESC)
+    return table
 
 
-def gsm7_decode(octets: bytes) -> str:
+#: ``str.translate`` table of the default alphabet and extension table.
+GSM7_TABLE: Final[dict[int, str]] = _encode_table(0, 0)
+
+
+def gsm7_encode(text: str, locking: int = 0, single: int = 0) -> bytes:
+    """Unpacked GSM 03.38 septets of ``text`` in the alphabet of ``locking`` and the shift table of ``single``
+    (national language identifiers, 0 for the default tables); shift-table characters become ESC and their
+    code. Every character must be in the tables (see :func:`omnirelay.domain.smscount.choose_coding`)."""
+    return text.translate(_encode_table(locking, single)).encode("ascii")
+
+
+def gsm7_decode(octets: bytes, locking: int = 0, single: int = 0) -> str:
     """Text of unpacked GSM 03.38 septets (receipts, tests); unknown codes become ``?``."""
+    letters = gsm7.alphabet(locking)
+    shifted = gsm7.extension(single)
     out: list[str] = []
     escaped = False
     for octet in octets:
         if escaped:
-            out.append(_GSM7_EXT_DECODE.get(octet, " "))
+            out.append(shifted.get(octet, " "))
             escaped = False
         elif octet == ESC:
             escaped = True
         else:
-            out.append(_GSM7_DECODE.get(octet, "?"))
+            out.append(letters[octet] if octet < 0x80 else "?")
     return "".join(out)
 
 
@@ -91,30 +80,47 @@ class Parts:
     payloads: list[bytes]
 
 
-def message_parts(text: str, reference: int, gsm7_data_coding: int = 0) -> Parts:
-    """Encode ``text`` and cut it into the parts :func:`~omnirelay.domain.smscount.split_parts` counts.
+def message_parts(text: str, reference: int, gsm7_data_coding: int = 0, coding: smscount.Coding | None = None) -> Parts:
+    """Encode ``text`` in ``coding`` (by default GSM-7 when the default alphabet can carry it, else UCS-2) and cut
+    it into the parts :func:`~omnirelay.domain.smscount.split_parts` counts.
 
-    More than one part: each starts with a concatenation UDH with an 8-bit reference (``05 00 03 ref total
-    seq``) and esm_class has UDHI (0x40).
+    More than one part: each starts with a concatenation UDH element with an 8-bit reference (``00 03 ref
+    total seq``) and esm_class has UDHI (0x40). National language tables add their elements to every part's
+    UDH, also to a single part's: ``24 01 id`` (single shift), ``25 01 id`` (locking shift).
     """
-    gsm7 = smscount.encoding(text) == "GSM7"
+    if coding is None:
+        coding = smscount.Coding(smscount.encoding(text))
+    gsm7_text = coding.encoding == "GSM7"
+    shifts = b""
+    if coding.single:
+        shifts += bytes((IE_SINGLE_SHIFT, 1, coding.single))
+    if coding.locking:
+        shifts += bytes((IE_LOCKING_SHIFT, 1, coding.locking))
     # Short texts fit one part whatever they hold (80 characters cost at most 160 septets, 35 at most 70
     # UTF-16 code units): most messages skip the splitter.
-    chunks = [text] if len(text) <= (80 if gsm7 else 35) else smscount.split_parts(text)
-    if gsm7:
-        coding = gsm7_data_coding
-        encoded = [gsm7_encode(chunk) for chunk in chunks]
+    short = not shifts and len(text) <= (80 if gsm7_text else 35)
+    chunks = [text] if short else smscount.split_parts(text, coding)
+    if gsm7_text:
+        data_coding = gsm7_data_coding
+        encoded = [gsm7_encode(chunk, coding.locking, coding.single) for chunk in chunks]
     else:
-        coding = DATA_CODING_UCS2
+        data_coding = DATA_CODING_UCS2
         encoded = [chunk.encode("utf-16-be", "surrogatepass") for chunk in chunks]
     if len(encoded) == 1:
-        return Parts(coding, 0, encoded)
+        if not shifts:
+            return Parts(data_coding, 0, encoded)
+        return Parts(data_coding, ESM_CLASS_UDHI, [bytes((len(shifts),)) + shifts + encoded[0]])
     total = len(encoded)
+    if total > 0xFF:  # validation keeps texts to 25 parts; this guards what was stored before it did
+        raise ValueError(f"the text needs {total} parts, more than the 255 a concatenation header can number")
     ref = reference & 0xFF
     return Parts(
-        coding,
+        data_coding,
         ESM_CLASS_UDHI,
-        [bytes((0x05, 0x00, 0x03, ref, total, seq)) + octets for seq, octets in enumerate(encoded, 1)],
+        [
+            bytes((5 + len(shifts), IE_CONCAT, 3, ref, total, seq)) + shifts + octets
+            for seq, octets in enumerate(encoded, 1)
+        ],
     )
 
 

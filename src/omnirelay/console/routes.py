@@ -45,7 +45,7 @@ from omnirelay.domain.validation import (
     simple_to_advanced,
     validate_scenario,
 )
-from omnirelay.store.base import LogQuery, MessageIdConflict, MessageView, NewMessage, ScenarioRecord, Store
+from omnirelay.store.base import LogQuery, MessageView, NewMessage, ScenarioRecord, Store
 
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 ScenarioForm = tuple[str, list[tuple[str, str]], bool]
@@ -714,6 +714,9 @@ class ConsoleRoutes:
         plan = prepare_send(request_body, found.flow, now, self.limits)
         if not isinstance(plan, Accepted):
             return await self._scenario_page(session, found, try_errors=plan, to=to, text=text)
+        refused = next((d.rejected for d in plan.destinations if d.rejected is not None), None)
+        if refused is not None:
+            return await self._scenario_page(session, found, try_errors={"to": [refused.reason]}, to=to, text=text)
         messages = [
             NewMessage(
                 d.message_id or uuid7(),
@@ -725,12 +728,9 @@ class ConsoleRoutes:
             )
             for d in plan.destinations
         ]
-        try:
-            stored = await self.store.accept(
-                session.account_id, plan.payload, plan.bulk_id, messages, plan.send_at or now, now
-            )
-        except MessageIdConflict:  # cannot happen: the tester never supplies message ids
-            return await self._scenario_page(session, found, try_errors={"messageId": ["conflict"]}, to=to, text=text)
+        stored = await self.store.accept(
+            session.account_id, plan.payload, plan.bulk_id, messages, plan.send_at or now, now
+        )
         self.wake()
         return _redirect(f"{PREFIX}/messages/{quote(stored[0].message_id, safe='')}")
 

@@ -52,3 +52,12 @@ def initial_state(now: float, send_at: float | None) -> bytes:
     """The stored state of a message just accepted."""
     note = "accepted" if send_at is None else "accepted, scheduled"
     return state_encoder.encode(MessageState(history=[LogLine(now, note)]))
+
+
+def rejected_state(now: float, status: str, error: str, reason: str) -> bytes:
+    """The stored state of a destination refused at acceptance: final at once, with why in its history."""
+    return state_encoder.encode(
+        MessageState(
+            phase="DONE", status=status, error=error, done_at=now, history=[LogLine(now, f"rejected: {reason}")]
+        )
+    )

@@ -111,16 +111,49 @@ class ScenarioList(msgspec.Struct):
 # --- sending -----------------------------------------------------------------------------------
 
 
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
 class ChannelData(Base):
     """Fields every channel object has."""
 
     text: str | None = None
-    validityPeriod: Annotated[int, Meta(ge=0)] | None = None
+    validityPeriod: Annotated[int, Meta(ge=0, le=INT32_MAX)] | None = None
     validityPeriodTimeUnit: TimeUnit | None = None
 
 
+class LanguageCode(enum.StrEnum):
+    """``sms.language.languageCode``: the national language tables a GSM-7 SMS may use."""
+
+    NONE = "NONE"
+    TR = "TR"
+    ES = "ES"
+    PT = "PT"
+    AUTODETECT = "AUTODETECT"
+
+
+class Transliteration(enum.StrEnum):
+    """``sms.transliteration``: which characters are replaced by GSM-7 ones before sending."""
+
+    NONE = "NONE"
+    ALL = "ALL"
+    BALTIC = "BALTIC"
+    CENTRAL_EUROPEAN = "CENTRAL_EUROPEAN"
+    COLOMBIAN = "COLOMBIAN"
+    CYRILLIC = "CYRILLIC"
+    GREEK = "GREEK"
+    NON_UNICODE = "NON_UNICODE"
+    PORTUGUESE = "PORTUGUESE"
+    SERBIAN_CYRILLIC = "SERBIAN_CYRILLIC"
+    TURKISH = "TURKISH"
+    BULGARIAN_CYRILLIC = "BULGARIAN_CYRILLIC"
+
+
 class SmsLanguage(Base):
-    languageCode: str | None = None
+    """``sms.language``; ``singleShift`` / ``lockingShift`` false (legacy clients) rule out that kind of table."""
+
+    languageCode: LanguageCode | None = None
     singleShift: bool | None = None
     lockingShift: bool | None = None
 
@@ -128,7 +161,7 @@ class SmsLanguage(Base):
 class SmsData(ChannelData):
     """The ``sms`` object."""
 
-    transliteration: str | None = None
+    transliteration: Transliteration | None = None
     language: SmsLanguage | None = None
     regional: dict[str, Any] | None = None
 
@@ -247,7 +280,7 @@ class LineData(ChannelData):
     type: LineType | None = None
     url: Text1000 | None = None
     thumbnailUrl: Text1000 | None = None
-    duration: int | str | None = None
+    duration: Annotated[int, Meta(ge=0, le=INT64_MAX)] | str | None = None
     packageId: str | None = None
     stickerId: str | None = None
     altText: Annotated[str, Meta(max_length=400)] | None = None

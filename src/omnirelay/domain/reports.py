@@ -11,7 +11,7 @@ from omnirelay.domain.message import Attempt, MessageState
 from omnirelay.domain.model import LogEntry, Price, Report
 from omnirelay.domain.numbering import MccMncTable, region_of
 from omnirelay.domain.pricing import PriceList
-from omnirelay.domain.smscount import count_parts
+from omnirelay.domain.smscount import sms_parts
 
 
 @dataclass(frozen=True)
@@ -28,21 +28,11 @@ class Tariffs:
 
 _CACHE_MAX = 10_000
 
-#: SMS parts by text: the messages of one request share their text.
-_parts: dict[str, int] = {}
-
 
 def message_count(channel: str, content: dict[str, Any]) -> int:
-    """How many messages a step costs: SMS parts for SMS, one otherwise."""
+    """How many messages a step costs: SMS parts for SMS (with its language and transliteration), one otherwise."""
     if channel == "SMS":
-        text = (content.get("sms") or {}).get("text") or ""
-        count = _parts.get(text)
-        if count is None:
-            count = count_parts(text)
-            if len(_parts) >= _CACHE_MAX:
-                _parts.clear()
-            _parts[text] = count
-        return count
+        return sms_parts(content.get("sms") or {})
     return 1
 
 
@@ -126,6 +116,8 @@ def build_log(
         text = (content.get(content_field) or {}).get("text")
         count = message_count(channel, content)
         mcc_mnc, price = _phone_facts(address, channel, count, tariffs)
+        if state.phase == "DONE" and not state.attempts:  # refused when accepted: nothing was sent or charged
+            price = None
     return LogEntry(
         bulkId=bulk_id,
         messageId=message_id,

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from omnirelay.domain import smscount
 from omnirelay.domain.channels import ADDRESS_FIELDS, CONTENT_FIELDS, NEEDS_SENDER, Channel, parse_channel
 from omnirelay.domain.dates import parse_ts
 from omnirelay.domain.model import (
@@ -23,6 +24,7 @@ from omnirelay.domain.model import (
     Destination,
     ScenarioIn,
     SimpleRequest,
+    SmsData,
     Step,
     TimeUnit,
     To,
@@ -36,6 +38,7 @@ MAX_SEND_AHEAD_S = 180 * 86400
 WHATSAPP_TEXT_MAX = 4096
 PUSH_TEXT_MAX = 2000
 KAKAO_ALIM_TEXT_MAX = 1000
+SMS_TEXT_MAX = 4000
 
 PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 PHONE_FORMAT = "must be a phone number in international format, e.g. 41793026727"
@@ -117,8 +120,18 @@ class PlannedStep(msgspec.Struct, frozen=True, gc=False):
     validity_s: float
 
 
+class Rejection(msgspec.Struct, frozen=True, gc=False):
+    """Why one destination of a request is refused while the others are sent: Infobip's status (group REJECTED)
+    and error names, and what was wrong, for the message's history."""
+
+    status: str
+    error: str
+    reason: str
+
+
 class AcceptedDestination(msgspec.Struct, gc=False):
-    """One destination that passed validation (a struct without GC tracking: made by the thousand)."""
+    """One destination of a valid request, to be sent or, with ``rejected``, stored as refused (a struct
+    without GC tracking: made by the thousand)."""
 
     message_id: str | None
     to: To
@@ -127,6 +140,11 @@ class AcceptedDestination(msgspec.Struct, gc=False):
     """Fingerprint of the destination with the request's content, for idempotent client message ids (else empty)."""
     address: str | None = None
     """The destination's main address, as :func:`main_address` gives it."""
+    rejected: Rejection | None = None
+    """Why this destination is refused; None when it is sent."""
+    duplicate: bool = False
+    """Its client message id was used by an earlier destination of the same request: it is answered, not stored
+    (the id names that earlier message)."""
 
 
 @dataclass
@@ -142,6 +160,8 @@ class Accepted:
     payload: bytes = field(default=b"")
     fresh: int = 0
     """How many destinations have no client message id (each needs a new one)."""
+    rejected: int = 0
+    """How many destinations are refused (each answered with its own status; see :class:`Rejection`)."""
 
 
 def validity_seconds(channel: Channel, data: ChannelData | None, limits: Limits) -> float:
@@ -219,6 +239,23 @@ def _check_whatsapp(errors: Errors, wa: WhatsAppData) -> None:
         )
 
 
+def _check_sms(errors: Errors, sms: SmsData) -> None:
+    """Infobip refuses an SMS of more than 25 parts (``REJECTED_MESSAGE_TOO_LONG``); its text is the same for
+    every destination, so here the request is refused."""
+    text = sms.text or ""
+    if len(text) <= smscount.SURELY_FITS:
+        return
+    parts = smscount.sms_parts(msgspec.to_builtins(sms)) if len(text) <= SMS_TEXT_MAX else None
+    if parts is None or parts > smscount.MAX_PARTS:
+        needs = f"this text needs {parts}" if parts is not None else f"this text has {len(text)} characters"
+        _add(
+            errors,
+            "sms.text",
+            f"must fit in {smscount.MAX_PARTS} SMS parts and {SMS_TEXT_MAX} characters (25 parts hold 3825 GSM-7"
+            f" or 1675 UCS-2 characters): {needs}",
+        )
+
+
 def _check_content(errors: Errors, req: AdvancedRequest) -> None:
     if req.whatsApp is not None:
         _check_whatsapp(errors, req.whatsApp)
@@ -234,6 +271,8 @@ def _check_content(errors: Errors, req: AdvancedRequest) -> None:
             _add(errors, "viber.fileUrl", "must be an http(s) URL")
         if v.buttonText is not None and v.buttonURL is None:
             _add(errors, "viber.buttonURL", "is required with buttonText")
+    if req.sms is not None and req.sms.text:
+        _check_sms(errors, req.sms)
     for name in ("sms", "email", "voice"):
         data = getattr(req, name)
         if data is not None and data.text is not None and data.text == "":
@@ -321,22 +360,37 @@ def prepare_send(req: AdvancedRequest, flow: list[Step], now: float, limits: Lim
         if v is not None
     }
     payload = msgspec.json.encode({"steps": steps, "content": content, "options": options})
-    accepted, supplied = _check_destinations(errors, destinations, with_content, payload + (req.sendAt or "").encode())
     if errors:
         return errors
-    return Accepted(accepted, steps, content, options, req.bulkId, send_at, payload, len(accepted) - supplied)
+    shared = payload + (req.sendAt or "").encode()
+    accepted, supplied, rejected = _check_destinations(destinations, with_content, shared)
+    return Accepted(accepted, steps, content, options, req.bulkId, send_at, payload, len(accepted) - supplied, rejected)
 
 
 _to_encoder = msgspec.json.Encoder()
+_NO_TO = To()
+
+#: Infobip's statuses for a refused destination, with the error that goes with each.
+MISSING_TO = ("MISSING_TO", "EC_INVALID_DESTINATION_ADDRESS")
+BAD_DESTINATION = ("REJECTED_DESTINATION", "EC_INVALID_DESTINATION_ADDRESS")
+BAD_EMAIL = ("REJECTED_DESTINATION", "EC_INVALID_EMAIL_ADDRESS")
+PREFIX_MISSING = ("REJECTED_PREFIX_MISSING", "EC_INVALID_REQUEST_DESTINATION")
+DUPLICATE_ID = ("REJECTED_DUPLICATE_MESSAGE_ID", "EC_DUPLICATE_REQUEST")
+
+
+def _rejection(kind: tuple[str, str], path: str, message: str) -> Rejection:
+    return Rejection(kind[0], kind[1], f"{path} {message}")
 
 
 def _check_destinations(
-    errors: Errors, destinations: list[Destination], with_content: list[Channel], shared_content: bytes
-) -> tuple[list[AcceptedDestination], int]:
-    """Check each destination; the accepted ones and how many of them carry a client message id.
+    destinations: list[Destination], with_content: list[Channel], shared_content: bytes
+) -> tuple[list[AcceptedDestination], int, int]:
+    """Check each destination; all of them in order (a bad one marked with its :class:`Rejection`), how many
+    carry a client message id, and how many are rejected.
 
-    This loop runs for every destination of a request (up to 10,000), so it does per destination only what
-    depends on the destination, and builds a field path only for an error.
+    A problem of one destination never fails the request: Infobip sends the others and answers the bad one with
+    its own status. This loop runs for every destination of a request (up to 10,000), so it does per
+    destination only what depends on the destination, and builds a field path only for a rejection.
     """
     # A destination is usable when it has any address that some channel with content needs: what
     # ``address_for(channel, to) is not None`` says for one of those channels.
@@ -345,37 +399,52 @@ def _check_destinations(
     shared: bytes | None = None
     accepted: list[AcceptedDestination] = []
     seen_ids: set[str] = set()
+    supplied = rejected = 0
     for i, dest in enumerate(destinations):
         to = dest.to
+        phone = None if to is None else to.phoneNumber
+        rejection: Rejection | None = None
         if to is None:
-            _add(errors, f"destinations[{i}].to", "is required")
-            continue
-        phone = to.phoneNumber
-        if phone is not None and not phone_ok(phone):
-            _add(errors, f"destinations[{i}].to.phoneNumber", PHONE_FORMAT)
-        if to.emailAddress is not None and not email_ok(to.emailAddress):
-            _add(errors, f"destinations[{i}].to.emailAddress", "must be an e-mail address")
-        if needed:
+            to = _NO_TO
+            rejection = _rejection(MISSING_TO, f"destinations[{i}].to", "is required")
+        elif phone is not None and not phone_ok(phone):
+            rejection = _rejection(BAD_DESTINATION, f"destinations[{i}].to.phoneNumber", PHONE_FORMAT)
+        elif phone is not None and (phone[1] if phone[0] == "+" else phone[0]) == "0":  # the regex: 3+ characters
+            rejection = _rejection(
+                PREFIX_MISSING, f"destinations[{i}].to.phoneNumber", "must start with the country code, not 0"
+            )
+        elif to.emailAddress is not None and not email_ok(to.emailAddress):
+            rejection = _rejection(BAD_EMAIL, f"destinations[{i}].to.emailAddress", "must be an e-mail address")
+        elif needed:
             for name in needed:
                 if getattr(to, name):
                     break
             else:
-                _add(
-                    errors,
+                rejection = _rejection(
+                    MISSING_TO,
                     f"destinations[{i}].to",
                     f"needs an address for the scenario's channels: one of {', '.join(sorted(needed))}",
                 )
         message_id = dest.messageId
         to_json = encode(to)
         digest = b""
+        duplicate = False
         if message_id is not None:
+            supplied += 1
             if message_id in seen_ids:
-                _add(errors, f"destinations[{i}].messageId", "appears more than once in this request")
+                duplicate = True
+                rejection = _rejection(
+                    DUPLICATE_ID, f"destinations[{i}].messageId", "appears more than once in this request"
+                )
             seen_ids.add(message_id)
             # only a client-supplied message id can be sent again, so only its content needs a fingerprint
             if shared is None:
                 shared = hashlib.blake2b(shared_content, digest_size=16).digest()
             digest = hashlib.blake2b(shared + to_json, digest_size=16).digest()
         address = phone.lstrip("+") if phone else main_address(to)
-        accepted.append(AcceptedDestination(message_id, to, to_json, digest, address))
-    return accepted, len(seen_ids)
+        if rejection is None:
+            accepted.append(AcceptedDestination(message_id, to, to_json, digest, address))
+        else:
+            rejected += 1
+            accepted.append(AcceptedDestination(message_id, to, to_json, digest, address, rejection, duplicate))
+    return accepted, supplied, rejected

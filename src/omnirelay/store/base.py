@@ -58,6 +58,9 @@ class NewMessage:
     address: str | None
     """The destination's main address (phone number without ``+``, else the first one it has): the key of
     capability memory."""
+    rejected: bool = False
+    """Refused at acceptance (its ``state`` is final): stored finished in status group REJECTED, with no job,
+    so it shows in the logs and never gets a report or a webhook."""
 
 
 class Stored(NamedTuple):
@@ -66,6 +69,9 @@ class Stored(NamedTuple):
     message_id: str
     to_json: bytes
     bulk_id: str | None
+    duplicate: bool = False
+    """The client message id already names a stored message with different content: nothing was stored for this
+    destination (Infobip's ``REJECTED_DUPLICATE_MESSAGE_ID``)."""
 
 
 T = TypeVar("T")
@@ -87,14 +93,6 @@ class LogQuery:
 
 class AccountExists(Exception):
     """An account with that username exists already (perhaps just made by another process)."""
-
-
-class MessageIdConflict(Exception):
-    """A client-supplied message id already names a message with different content."""
-
-    def __init__(self, index: int) -> None:
-        super().__init__(f"messageId of destination {index} is already used with different content")
-        self.index = index
 
 
 class Store(Protocol):

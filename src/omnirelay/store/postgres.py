@@ -29,7 +29,6 @@ from omnirelay.store.base import (
     Change,
     Delivery,
     LogQuery,
-    MessageIdConflict,
     MessageView,
     NewMessage,
     ScenarioRecord,
@@ -41,6 +40,7 @@ from omnirelay.store.rows import (
     ACCOUNT_COLS,
     NEXT_DUE,
     OWNED_BY_ACCOUNT,
+    REJECTED_GROUP,
     SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
@@ -459,7 +459,7 @@ class PostgresStore:
         finally:
             self._flushers -= 1
 
-    async def _settle_batch(self, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict | BaseException]:
+    async def _settle_batch(self, items: list[AcceptItem]) -> list[list[Stored] | BaseException]:
         """Each request's answer from one group transaction. When the transaction fails, nothing of it is stored:
         a failure of the database itself (unreachable, full, read-only) is every request's answer; any other may
         be one request's doing (text the database refuses), so the halves are tried on their own, down to the
@@ -478,7 +478,7 @@ class PostgresStore:
         half = len(items) // 2
         return await self._settle_batch(items[:half]) + await self._settle_batch(items[half:])
 
-    async def _accept_batch(self, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict]:
+    async def _accept_batch(self, items: list[AcceptItem]) -> list[list[Stored]]:
         async with self.pool.acquire() as conn, conn.transaction():
             wanted = supplied_ids(items)
             existing: dict[tuple[int, str], tuple[bytes, bytes, str | None]] = {}
@@ -502,17 +502,22 @@ class PostgresStore:
                 )
                 rid = dict(zip(requests, request_ids, strict=True))
                 # One statement (a round trip each cost more than the inserts): the requests, their messages, a
-                # start job for each message stored, the workers' wake-up (sent on commit); it answers how many
-                # messages were stored, fewer when another process took a client message id meanwhile.
+                # start job for each message stored but not refused (those are stored finished: a done time and
+                # status group 5), the workers' wake-up (sent on commit); it answers how many messages were
+                # stored, fewer when another process took a client message id meanwhile.
                 stored = await conn.fetchval(
                     "WITH r AS (INSERT INTO requests(id, account_id, payload)"
                     "  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])),"
                     " m AS (INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json,"
-                    "  content_hash, created_at, state, address) SELECT * FROM unnest($4::bigint[], $5::bigint[],"
-                    "  $6::text[], $7::bigint[], $8::text[], $9::bytea[], $10::bytea[], $11::float8[], $12::bytea[],"
-                    "  $13::text[]) ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id),"
+                    "  content_hash, created_at, state, address, status_group, done_at)"
+                    "  SELECT u.id, u.a, u.mid, u.r, u.b, u.t, u.h, u.c, u.s, u.ad,"
+                    "  CASE WHEN u.done IS NULL THEN 1 ELSE $15::smallint END, u.done FROM unnest($4::bigint[],"
+                    "  $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::bytea[], $10::bytea[], $11::float8[],"
+                    "  $12::bytea[], $13::text[], $16::float8[]) AS u(id, a, mid, r, b, t, h, c, s, ad, done)"
+                    "  ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id, done_at),"
                     " j AS (INSERT INTO jobs(message, kind, due_at) SELECT u.m, 'start', u.d"
-                    "  FROM unnest($4::bigint[], $14::float8[]) AS u(m, d) JOIN m ON m.id = u.m)"
+                    "  FROM unnest($4::bigint[], $14::float8[]) AS u(m, d) JOIN m ON m.id = u.m"
+                    "  WHERE m.done_at IS NULL)"
                     f" SELECT (SELECT count(*) FROM m) FROM pg_notify('{JOBS_CHANNEL}', '')",
                     request_ids,
                     [items[i].account_id for i in requests],
@@ -528,6 +533,8 @@ class PostgresStore:
                     [m.state for _, m in fresh],
                     [m.address for _, m in fresh],
                     [items[i].start_at for i, _ in fresh],
+                    REJECTED_GROUP,
+                    [items[i].now if m.rejected else None for i, m in fresh],
                 )
                 if stored != len(fresh):
                     raise _Retry

@@ -11,7 +11,7 @@ import msgspec
 from omnirelay.channels.base import Receipt
 from omnirelay.domain.failover import Report
 from omnirelay.domain.model import Step
-from omnirelay.store.base import Account, MessageIdConflict, NewMessage, ScenarioRecord, Stored
+from omnirelay.store.base import Account, NewMessage, ScenarioRecord, Stored
 
 ACCOUNT_COLS = "id, username, password_hash, webhook_secret, source"
 SCENARIO_COLS = "key, name, flow, is_default"
@@ -35,6 +35,8 @@ NEXT_DUE = (
     " UNION ALL SELECT MIN(due_at) FROM jobs WHERE kind = 'start') AS m"
 )
 VIEW_COLS = "m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload"
+#: ``messages.status_group`` of a destination refused at acceptance (Infobip's group 5, REJECTED).
+REJECTED_GROUP = 5
 
 _flow_decoder = msgspec.json.Decoder(list[Step])
 
@@ -65,21 +67,19 @@ class AcceptItem:
 class AcceptPlan:
     """What a group commit of accepts writes, and what each request is answered."""
 
-    outcomes: list[list[Stored | None] | MessageIdConflict]
-    """Per request: the replayed answers (None where a new message is stored; an empty list when nothing is
-    replayed), or its conflict."""
+    outcomes: list[list[Stored | None]]
+    """Per request: the replayed answers and duplicates (None where a new message is stored; an empty list when
+    nothing is replayed)."""
     fresh: list[tuple[int, list[NewMessage]]] = field(default_factory=list)
     """(request index, its messages to insert, in order) of every request that stores at least one message (each
     gets a ``requests`` row)."""
 
-    def answers(self, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict]:
-        """Per request, once committed: the answer for each destination, or the conflict."""
-        result: list[list[Stored] | MessageIdConflict] = []
+    def answers(self, items: list[AcceptItem]) -> list[list[Stored]]:
+        """Per request, once committed: the answer for each destination."""
+        result: list[list[Stored]] = []
         for item, outcome in zip(items, self.outcomes, strict=True):
             bulk_id = item.bulk_id
-            if isinstance(outcome, MessageIdConflict):
-                result.append(outcome)
-            elif outcome:
+            if outcome:
                 result.append(
                     [
                         a if a is not None else Stored(m.message_id, m.to_json, bulk_id)
@@ -94,8 +94,9 @@ class AcceptPlan:
 def plan_accepts(
     items: list[AcceptItem], existing: dict[tuple[int, str], tuple[bytes, bytes, str | None]]
 ) -> AcceptPlan:
-    """Decide a group commit: replays answer from what is stored, conflicts fail their own request only, and a
-    client message id used twice within the batch counts as stored by the first request that used it."""
+    """Decide a group commit: replays answer from what is stored, a client message id taken with other content
+    is a duplicate of its own destination only, and a client message id used twice within the batch counts as
+    stored by the first request that used it."""
     plan = AcceptPlan(outcomes=[])
     by_account: dict[int, dict[str, tuple[bytes, bytes, str | None]]] = {}
     for (account, mid), found in existing.items():
@@ -108,11 +109,7 @@ def plan_accepts(
                 plan.fresh.append((index, item.messages))
             continue
         mine = by_account.setdefault(item.account_id, {})
-        try:
-            answers = replayed(item.messages, mine)
-        except MessageIdConflict as exc:
-            plan.outcomes.append(exc)
-            continue
+        answers = replayed(item.messages, mine)
         plan.outcomes.append(answers)
         fresh = [m for m, a in zip(item.messages, answers, strict=True) if a is None]
         if fresh:
@@ -131,10 +128,10 @@ def supplied_ids(items: list[AcceptItem]) -> list[tuple[int, str]]:
 def replayed(
     messages: list[NewMessage], existing: Mapping[str, tuple[bytes, bytes, str | None]]
 ) -> list[Stored | None]:
-    """For each message, the stored answer when its client-supplied id is already taken with the same content.
+    """For each message whose client-supplied id is already taken, what it is answered: the stored answer when
+    the content is the same, a duplicate (nothing stored) when it differs; None for a message to store.
 
-    ``existing`` maps a message id to (content hash, to_json, bulk id) of the stored message; a message id
-    taken with other content raises :class:`MessageIdConflict` naming the destination.
+    ``existing`` maps a message id to (content hash, to_json, bulk id) of the stored message.
     """
     answers: list[Stored | None] = [None] * len(messages)
     for i, m in enumerate(messages):
@@ -143,8 +140,9 @@ def replayed(
             continue
         content_hash, to_json, bulk_id = found
         if bytes(content_hash) != m.content_hash:
-            raise MessageIdConflict(i)
-        answers[i] = Stored(m.message_id, bytes(to_json), bulk_id)
+            answers[i] = Stored(m.message_id, m.to_json, None, duplicate=True)
+        else:
+            answers[i] = Stored(m.message_id, bytes(to_json), bulk_id)
     return answers
 
 

@@ -26,7 +26,6 @@ from omnirelay.store.base import (
     Change,
     Delivery,
     LogQuery,
-    MessageIdConflict,
     MessageView,
     NewMessage,
     ScenarioRecord,
@@ -37,6 +36,7 @@ from omnirelay.store.rows import (
     ACCOUNT_COLS,
     NEXT_DUE,
     OWNED_BY_ACCOUNT,
+    REJECTED_GROUP,
     SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
@@ -418,8 +418,6 @@ class SqliteStore:
         """
         item = AcceptItem(account_id, payload, bulk_id, messages, start_at, now)
         (outcome,) = await self.writer.run(lambda conn: _accept_batch(conn, [item]))
-        if isinstance(outcome, MessageIdConflict):
-            raise outcome
         return outcome
 
     # --- engine --------------------------------------------------------------------------------
@@ -637,8 +635,8 @@ class SqliteStore:
         return await self.writer.run(fn)
 
 
-def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict]:
-    """Insert a batch of accepted requests; the answer of each (or its conflict)."""
+def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[list[Stored]]:
+    """Insert a batch of accepted requests; the answer of each."""
     existing: dict[tuple[int, str], tuple[bytes, bytes, str | None]] = {}
     wanted = supplied_ids(items)
     for start in range(0, len(wanted), 400):
@@ -650,8 +648,10 @@ def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[lis
         ):
             existing[(account, message_id)] = (found[0], found[1], found[2])
     plan = plan_accepts(items, existing)
-    for index, messages in plan.fresh:
+    for index, fresh in plan.fresh:
         item = items[index]
+        messages = [m for m in fresh if not m.rejected]
+        refused = [m for m in fresh if m.rejected] if len(messages) < len(fresh) else []
         request_id = conn.execute(
             "INSERT INTO requests(account_id, payload) VALUES (?, ?)", (item.account_id, item.payload)
         ).lastrowid
@@ -676,6 +676,15 @@ def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[lis
             " SELECT id, 'start', ? FROM messages WHERE request_id = ? ORDER BY id",
             (item.start_at, request_id),
         )
+        if refused:  # after the start jobs, which are for every message of the request stored so far
+            conn.executemany(
+                "INSERT INTO messages(account_id, request_id, bulk_id, created_at, message_id, to_json, content_hash,"
+                " state, address, status_group, done_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (*shared, m.message_id, m.to_json, m.content_hash, m.state, m.address, REJECTED_GROUP, item.now)
+                    for m in refused
+                ],
+            )
     return plan.answers(items)
 
 
