@@ -35,7 +35,8 @@ def test_create_returns_the_scenario_with_a_new_key(gateway: Gateway) -> None:
     assert r.status == 200, r
     body = r.json
     assert re.fullmatch(r"[0-9A-F]{32}", body["key"]), body
-    assert body == {"key": body["key"], "name": "one", "flow": WHATSAPP_SMS_FLOW, "default": False}
+    assert body == {"key": body["key"], "name": "one", "flow": WHATSAPP_SMS_FLOW, "default": False,
+                    "defaultScenario": False}
     other = gateway.create_scenario(name="one")
     assert other["key"] != body["key"]
 
@@ -63,18 +64,21 @@ def test_step_without_from_is_allowed_for_sms(gateway: Gateway) -> None:
     assert created["flow"] == [{"channel": "SMS"}]
 
 
-def test_default_scenario_spelling_is_accepted_and_default_is_emitted(gateway: Gateway) -> None:
-    """The old official clients send ``defaultScenario`` (and ``"key": null``); answers say ``default``."""
+def test_default_scenario_spelling_is_accepted_and_both_are_emitted(gateway: Gateway) -> None:
+    """The old official clients send ``defaultScenario`` (and ``"key": null``) and read it back; answers say
+    ``default`` as documented and ``defaultScenario`` beside it."""
     body = {"key": None, "name": "legacy client", "flow": [{"channel": "SMS", "from": "InfoSMS"}],
             "defaultScenario": True}
     r = gateway.post("/omni/1/scenarios", body)
     assert r.status == 200, r
-    assert r.json["default"] is True
-    assert "defaultScenario" not in r.json
-    assert gateway.get(f"/omni/1/scenarios/{r.json['key']}").json["default"] is True
+    assert r.json["default"] is True and r.json["defaultScenario"] is True
+    read = gateway.get(f"/omni/1/scenarios/{r.json['key']}").json
+    assert read["default"] is True and read["defaultScenario"] is True
+    listed = gateway.get("/omni/1/scenarios?isDefault=true").json["scenarios"]
+    assert [(s["default"], s["defaultScenario"]) for s in listed] == [(True, True)]
     r = gateway.put(f"/omni/1/scenarios/{r.json['key']}", {**body, "defaultScenario": False})
     assert r.status == 200, r
-    assert r.json["default"] is False and "defaultScenario" not in r.json
+    assert r.json["default"] is False and r.json["defaultScenario"] is False
 
 
 def test_vk_alias_becomes_vkontakte(gateway: Gateway) -> None:
