@@ -25,7 +25,9 @@ import pytest
 from .conftest import ALADDIN_KEY, Gateway
 
 VERSION = "2.3.0"
-ENUM_GUARD = re.compile(r"    def __init__\(self, value\):\n        if value not in .*\n            raise NotImplementedError\(.*\)\n")
+ENUM_GUARD = re.compile(
+    r"    def __init__\(self, value\):\n        if value not in .*\n            raise NotImplementedError\(.*\)\n"
+)
 
 
 @pytest.fixture(scope="module")
