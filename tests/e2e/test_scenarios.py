@@ -164,8 +164,8 @@ def test_put_replaces_name_flow_and_default(gateway: Gateway) -> None:
            "default": True}
     r = gateway.put(f"/omni/1/scenarios/{created['key']}", new)
     assert r.status == 200, r
-    assert r.json == {"key": created["key"], **new}
-    assert gateway.get(f"/omni/1/scenarios/{created['key']}").json == {"key": created["key"], **new}
+    assert r.json == {"key": created["key"], **new, "defaultScenario": True}
+    assert gateway.get(f"/omni/1/scenarios/{created['key']}").json == r.json
 
 
 def test_put_without_default_keeps_the_current_flag(gateway: Gateway) -> None:
@@ -300,10 +300,10 @@ def test_malformed_scenario_body_is_400(gateway: Gateway, body: bytes) -> None:
     assert r.validation(), r
 
 
-def test_xml_body_is_refused_in_the_envelope(gateway: Gateway) -> None:
+def test_xml_body_is_validated_like_json(gateway: Gateway) -> None:
     r = gateway.post("/omni/1/scenarios", b"<scenario><flow/></scenario>", headers={"Content-Type": "application/xml"})
-    assert r.status == 415, r
-    assert r.error()["messageId"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert r.status == 400, r
+    assert "flow" in r.validation()
 
 
 def test_json_without_content_type_is_read(gateway: Gateway) -> None:

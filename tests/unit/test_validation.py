@@ -288,7 +288,8 @@ def test_whatsapp_template_needs_a_name_and_a_language_only() -> None:
 
 def test_whatsapp_template_data_alone_needs_a_name_and_a_language() -> None:
     errors = errors_of(request(whatsApp={"templateData": ["a"]}), WA_SMS[:1])
-    assert set(errors) == {"whatsApp.templateName", "whatsApp.language"}, errors
+    assert {"whatsApp.templateName", "whatsApp.language"} <= set(errors), errors
+    assert "whatsApp.templateNamespace" not in errors
 
 
 def test_whatsapp_template_without_namespace_is_accepted() -> None:
