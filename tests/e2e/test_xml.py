@@ -7,6 +7,7 @@ import http.server
 import threading
 import time
 from collections.abc import Iterator
+from typing import ClassVar
 from xml.etree import ElementTree
 
 import pytest
@@ -203,7 +204,7 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
 
 
 class _Hits(http.server.BaseHTTPRequestHandler):
-    paths: list[str] = []
+    paths: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         _Hits.paths.append(self.path)
