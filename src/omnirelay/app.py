@@ -13,13 +13,12 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.api import openapi
+from omnirelay.api.answers import answer_middleware
 from omnirelay.api.auth import Authenticator
-from omnirelay.api.errors import legacy_client_middleware
 from omnirelay.api.reports import ReportRoutes
 from omnirelay.api.scenarios import ScenarioRoutes
 from omnirelay.api.sending import SendRoutes
 from omnirelay.api.server import auth_middleware, error_middleware, metrics_middleware
-from omnirelay.api.xml import xml_middleware
 from omnirelay.channels.base import Channel as Connector
 from omnirelay.channels.base import Receipt
 from omnirelay.channels.sandbox import Sandbox
@@ -149,8 +148,7 @@ class Gateway:
             client_max_size=int(self.settings.limits.max_body_mb * 1024 * 1024),
             middlewares=[
                 metrics_middleware(self.metrics),
-                xml_middleware(),
-                legacy_client_middleware(),
+                answer_middleware(),
                 error_middleware(),
                 auth_middleware(self.auth),
             ],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import msgspec
 from aiohttp import web
 
@@ -80,24 +78,15 @@ def without_validation(body: bytes) -> bytes:
     return _encoder.encode(error)
 
 
-def legacy_client_middleware() -> web.middleware:  # type: ignore[valid-type]
-    """Error answers the old official Python client can parse: no ``validationErrors``, the fields in ``text``."""
-
-    @web.middleware
-    async def middleware(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        response = await handler(request)
-        if (
-            response.status >= 400
-            and isinstance(response, web.Response)
-            and isinstance(response.body, bytes)
-            and request.headers.get("User-Agent", "").startswith(LEGACY_PYTHON_AGENT)
-        ):
-            response.body = without_validation(response.body)
-        return response
-
-    return middleware
+def rewrite_for_legacy_client(request: web.Request, response: web.StreamResponse) -> None:
+    """An error answer the old official Python client can parse: no ``validationErrors``, the fields in ``text``."""
+    if (
+        response.status >= 400
+        and isinstance(response, web.Response)
+        and isinstance(response.body, bytes)
+        and request.headers.get("User-Agent", "").startswith(LEGACY_PYTHON_AGENT)
+    ):
+        response.body = without_validation(response.body)
 
 
 def bad_request(validation: dict[str, list[str]], text: str | None = None) -> ApiProblem:

@@ -1,18 +1,14 @@
 """XML answers: ``/omni/`` answers (errors too) in XML when the request's ``Accept`` prefers it.
 
-Handlers answer JSON; this middleware rewrites the answer under the root element of Infobip's XML examples.
-JSON clients pay one header look-up.
+Handlers answer JSON; :func:`rewrite_as_xml` (run by :mod:`omnirelay.api.answers`) rewrites the answer under
+the root element of Infobip's XML examples. JSON clients pay one header look-up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
 from omnirelay.domain.xml import json_to_xml
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 XML_TYPES = ("application/xml", "text/xml")
 _JSON_TYPES = ("application/json", "application/*", "*/*")
@@ -63,29 +59,22 @@ def _root(request: web.Request, status: int) -> str | None:
     return ROOTS.get((request.method, resource.canonical))
 
 
-def xml_middleware() -> web.middleware:  # type: ignore[valid-type]
-    """Answer ``/omni/`` requests in XML when ``Accept`` asks for it."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
-        accept = request.headers.get("Accept")
-        if accept is None or "xml" not in accept or not request.path.startswith("/omni/"):
-            return response
-        media = xml_type(accept)
-        if (
-            media is None
-            or not isinstance(response, web.Response)
-            or response.content_type != "application/json"
-            or not isinstance(response.body, bytes)
-        ):
-            return response
-        root = _root(request, response.status)
-        if root is None:
-            return response
-        response.body = json_to_xml(response.body, root)
-        response.content_type = media
-        response.charset = "utf-8"
-        return response
-
-    return middleware
+def rewrite_as_xml(request: web.Request, response: web.StreamResponse) -> None:
+    """Rewrite a JSON answer to an ``/omni/`` request as XML when the request's ``Accept`` prefers it."""
+    accept = request.headers.get("Accept")
+    if accept is None or "xml" not in accept or not request.path.startswith("/omni/"):
+        return
+    media = xml_type(accept)
+    if (
+        media is None
+        or not isinstance(response, web.Response)
+        or response.content_type != "application/json"
+        or not isinstance(response.body, bytes)
+    ):
+        return
+    root = _root(request, response.status)
+    if root is None:
+        return
+    response.body = json_to_xml(response.body, root)
+    response.content_type = media
+    response.charset = "utf-8"
