@@ -67,6 +67,12 @@ def test_malformed_or_entity_declaring_documents_are_refused(body: str) -> None:
         from_xml(body.encode(), ScenarioIn)
 
 
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    deep = "<r><push><customPayload>" + "<a>" * 5000 + "x" + "</a>" * 5000 + "</customPayload></push></r>"
+    with pytest.raises(XmlError, match="nested too deeply"):
+        from_xml(deep.encode(), AdvancedRequest)
+
+
 def test_answers_use_infobips_element_names() -> None:
     body = to_xml({"bulkId": "b", "messages": [{"to": {"phoneNumber": "1"}, "status": {"id": 7}, "ok": True,
                                                 "none": None}]}, "omniResponse")

@@ -169,4 +169,8 @@ def from_xml(body: bytes, type_: Any) -> Any:
     The root element's name is not checked (Infobip's examples use ``<OmniAdvancedRequest>``,
     ``<scenario>``, ``<request>``). Raises :class:`XmlError`.
     """
-    return _value(parse(body), inspect.type_info(type_))
+    root = parse(body)
+    try:
+        return _value(root, inspect.type_info(type_))
+    except RecursionError:
+        raise XmlError("elements are nested too deeply") from None
