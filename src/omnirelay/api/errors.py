@@ -97,11 +97,16 @@ def bad_request(validation: dict[str, list[str]], text: str | None = None) -> Ap
     return ApiProblem(400, text, validation)
 
 
-def from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError, syntax: str = "JSON") -> ApiProblem:
-    """A 400 for a body that is not JSON (or XML: ``syntax``) or whose types are wrong, naming the field."""
+def malformed(syntax: str, message: str) -> ApiProblem:
+    """A 400 for a body that is not well-formed JSON or XML (``syntax``)."""
+    return ApiProblem(400, f"Malformed {syntax}: {message}", {"body": [f"malformed {syntax}: {message}"]})
+
+
+def from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError) -> ApiProblem:
+    """A 400 for a body that is not JSON or whose types are wrong, naming the field."""
     message = str(exc)
     if not isinstance(exc, msgspec.ValidationError):
-        return ApiProblem(400, f"Malformed {syntax}: {message}", {"body": [f"malformed {syntax}: {message}"]})
+        return malformed("JSON", message)
     path = ""
     if " - at `$" in message:
         message, _, where = message.rpartition(" - at `$")

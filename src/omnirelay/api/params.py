@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from omnirelay.api.errors import bad_request, from_msgspec
+from omnirelay.api.errors import bad_request, from_msgspec, malformed
 from omnirelay.domain.xml import XmlError, from_xml
 
 T = TypeVar("T")
@@ -82,6 +82,6 @@ def read_xml(body: bytes, type_: Any) -> Any:
     try:
         return msgspec.convert(from_xml(body, type_), type_, strict=False)
     except XmlError as exc:
-        raise from_msgspec(msgspec.DecodeError(str(exc)), "XML") from None
+        raise malformed("XML", str(exc)) from None
     except msgspec.ValidationError as exc:
         raise from_msgspec(exc) from None

@@ -179,9 +179,9 @@ def main_address(to: To) -> str | None:
 def _check_whatsapp(errors: Errors, wa: WhatsAppData) -> None:
     if wa.text is not None and len(wa.text) > WHATSAPP_TEXT_MAX:
         _add(errors, "whatsApp.text", f"must be at most {WHATSAPP_TEXT_MAX} characters")
-    # What Infobip's document requires of a template: its name and language (the Cloud API needs no
-    # namespace); templateData and mediaTemplateData are optional; a media template's body needs its
-    # placeholders (an empty list for none).
+    # A template needs its name and language (the Cloud API sends none without its language code) and no
+    # namespace (the Cloud API has none); templateData and mediaTemplateData are optional; Infobip's document
+    # requires a media template's body and its placeholders (an empty list for none).
     if wa.templateName is not None or wa.templateData is not None or wa.mediaTemplateData is not None:
         for name in ("templateName", "language"):
             if not getattr(wa, name):
