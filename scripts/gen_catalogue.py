@@ -16,14 +16,19 @@ Rules:
 * entries whose ``group_id`` is null are skipped;
 * when a name occurs in several families, the "General status codes" / "General error codes"
   family wins; otherwise the first occurrence wins;
-* a handful of descriptions are replaced by the short texts Infobip's own API examples show on the
-  wire (real clients compare against them); all descriptions are collapsed to a single line;
+* descriptions are Infobip's short wire texts ("Message delivered to handset"), never the table's
+  documentation paragraphs: the texts Infobip's answers carry where they are known (``WIRE_DESCRIPTIONS``:
+  its API examples, its old status table, answers quoted by integrations); otherwise a text made from the
+  name in the style of those texts (``EC_UNKNOWN_SUBSCRIBER`` -> "Unknown Subscriber", ``REJECTED_INVALID_UDH``
+  -> "Rejected invalid UDH"); a name whose words run together (``EC_NNR_NOTRANSLATIONFORTHISSPECIFICADDRESS``,
+  camel case in Infobip's older tables) is split into the fewest words of the table's own vocabulary;
 * ``permanent`` defaults to false when absent.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,19 +54,208 @@ ERROR_GROUP_NAMES: dict[int, str] = {
 }
 GENERAL_FAMILIES = {"General status codes", "General error codes"}
 
-# Descriptions Infobip's own API examples show on the wire; clients compare against these.
+# Descriptions Infobip's answers carry on the wire; clients compare against these.
 WIRE_DESCRIPTIONS: dict[str, str] = {
+    "PENDING_WAITING_DELIVERY": "Message sent, waiting for delivery report",
     "PENDING_ENROUTE": "Message sent to next instance",
-    "DELIVERED_TO_HANDSET": "Message delivered to handset",
+    "PENDING_ACCEPTED": "Message sent to next instance",
+    "UNDELIVERABLE_REJECTED_OPERATOR": "Message rejected by operator",
     "UNDELIVERABLE_NOT_DELIVERED": "Message sent not delivered",
+    "DELIVERED_TO_OPERATOR": "Message delivered to operator",
+    "DELIVERED_TO_HANDSET": "Message delivered to handset",
+    "EXPIRED_EXPIRED": "Message expired",
+    "REJECTED_NETWORK": "Network is forbidden",
     "REJECTED_PREFIX_MISSING": "Number prefix missing",
+    "REJECTED_DND": "Destination on DND list",
+    "REJECTED_SOURCE": "Invalid Source address",
+    "REJECTED_NOT_ENOUGH_CREDITS": "Not enough credits",
+    "REJECTED_SENDER": "By Sender",
+    "REJECTED_DESTINATION_BLOCKLISTED": "By Destination",
+    "REJECTED_PREPAID_PACKAGE_EXPIRED": "Prepaid package expired",
+    "REJECTED_DESTINATION_NOT_REGISTERED": "Destination not registered",
+    "REJECTED_ROUTE_NOT_AVAILABLE": "Route not available",
+    "REJECTED_FLOODING_FILTER": "Rejected flooding",
+    "REJECTED_SYSTEM_ERROR": "System error",
+    "REJECTED_DUPLICATE_MESSAGE_ID": "Rejected duplicate message ID",
+    "REJECTED_INVALID_UDH": "Rejected invalid UDH",
+    "REJECTED_MESSAGE_TOO_LONG": "Rejected message too long",
+    "REJECTED_DESTINATION": "Invalid destination address",
     "NO_ERROR": "No Error",
     "EC_ABSENT_SUBSCRIBER_SM": "Absent Subscriber",
 }
 
+#: Words written in capitals in a text made from a name.
+ACRONYMS = frozenset(
+    [
+        "API",
+        "BCC",
+        "BSUID",
+        "CC",
+        "CUG",
+        "DF",
+        "DLR",
+        "DND",
+        "DNS",
+        "DTMF",
+        "GMSC",
+        "GSM",
+        "HLR",
+        "HTTP",
+        "ID",
+        "IMSI",
+        "IP",
+        "MMS",
+        "MNP",
+        "MO",
+        "MSC",
+        "MT",
+        "MTP",
+        "MX",
+        "NC",
+        "NNR",
+        "NPI",
+        "OTP",
+        "OTT",
+        "PA",
+        "PDU",
+        "RCS",
+        "SC",
+        "SCCP",
+        "SM",
+        "SME",
+        "SMPP",
+        "SMS",
+        "SMSC",
+        "SMTP",
+        "SS",
+        "SSML",
+        "TF",
+        "TON",
+        "TTL",
+        "UA",
+        "UDH",
+        "URL",
+        "USSD",
+        "VAS",
+        "VP",
+        "WA",
+        "XUDT",
+    ]
+)
+#: Words of the SS7/MAP error names that the table's descriptions do not use (some misspelt as in the names).
+NAME_WORDS = frozenset(
+    [
+        "abnormal",
+        "ac",
+        "adequate",
+        "app",
+        "capacity",
+        "cancellation",
+        "centre",
+        "congestion",
+        "context",
+        "counter",
+        "detected",
+        "dialog",
+        "encapsulated",
+        "equipment",
+        "equipped",
+        "event",
+        "gmsc",
+        "hop",
+        "incompatibility",
+        "invoke",
+        "local",
+        "maintenance",
+        "malfunction",
+        "map",
+        "memory",
+        "msc",
+        "nature",
+        "node",
+        "originating",
+        "peer",
+        "perform",
+        "procedure",
+        "processing",
+        "protection",
+        "realeased",
+        "reassembly",
+        "remote",
+        "ressource",
+        "segmentation",
+        "sc",
+        "sm",
+        "smpp",
+        "submitted",
+        "subsystem",
+        "supporting",
+        "transaction",
+        "translation",
+        "transport",
+        "unequipped",
+        "version",
+        "violation",
+        "xudt",
+    ]
+)
+
 
 def _one_line(text: object) -> str:
     return " ".join(str(text or "").split())
+
+
+#: The MAP "open refuse" prefix of some error names: an acronym only as their first word.
+FIRST_ACRONYMS = frozenset({"OR"})
+#: Shorter words are never split (``ACC``, ``ADRESS``).
+SHORTEST_SPLIT = 7
+
+
+def _word(word: str, capitalize: bool, first: bool) -> str:
+    if word in ACRONYMS or (first and word in FIRST_ACRONYMS):
+        return word
+    return word.capitalize() if capitalize else word.lower()
+
+
+def split_words(word: str, vocabulary: frozenset[str]) -> list[str]:
+    """``word`` as the fewest words of ``vocabulary`` that spell it, or itself when none do."""
+    lower = word.lower()
+    best: list[list[str] | None] = [[]] + [None] * len(lower)
+    for end in range(1, len(lower) + 1):
+        for start in range(max(0, end - 20), end):
+            head = best[start]
+            piece = lower[start:end]
+            if head is not None and piece in vocabulary and (best[end] is None or len(head) + 1 < len(best[end] or [])):
+                best[end] = [*head, piece]
+    found = best[len(lower)]
+    return [w.upper() for w in found] if found else [word]
+
+
+def short_text(kind: str, name: str, vocabulary: frozenset[str]) -> str:
+    """The short text a status or error answers with (see the module's rules)."""
+    if name in WIRE_DESCRIPTIONS:
+        return WIRE_DESCRIPTIONS[name]
+    words = [w for w in name.split("_") if w]
+    if kind == "error" and words[0] == "EC" and len(words) > 1:
+        words = words[1:]
+    words = [
+        part
+        for w in words
+        for part in (split_words(w, vocabulary) if len(w) >= SHORTEST_SPLIT and w.lower() not in vocabulary else [w])
+    ]
+    # Infobip's error texts are in title case ("Unknown Subscriber"), its status texts in sentence case
+    return " ".join(_word(w, kind == "error" or i == 0, i == 0) for i, w in enumerate(words))
+
+
+def vocabulary(source: dict[str, Any]) -> frozenset[str]:
+    """Every word of the table's descriptions (two letters or more, and "a"), and :data:`NAME_WORDS`."""
+    words = {"a", *NAME_WORDS}
+    for family in source["families"]:
+        for group in family["groups"]:
+            for code in group["codes"]:
+                text = str(code.get("description") or "").lower()
+                words.update(w for w in re.findall(r"[a-z]+", text) if len(w) > 1)
+    return frozenset(words)
 
 
 def build(source: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -69,6 +263,7 @@ def build(source: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {"statuses": {}, "errors": {}}
     # (kind, name) -> whether the stored entry came from a general family
     from_general: dict[tuple[str, str], bool] = {}
+    words = vocabulary(source)
 
     for family in source["families"]:
         is_general = family["family"] in GENERAL_FAMILIES
@@ -97,7 +292,7 @@ def build(source: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
                     "groupName": group_names[group_id],
                     "id": int(code["id"]),
                     "name": name,
-                    "description": _one_line(WIRE_DESCRIPTIONS.get(name, code.get("description"))),
+                    "description": short_text(kind, name, words),
                 }
                 if kind == "error":
                     entry["permanent"] = bool(code.get("permanent", False))
@@ -120,10 +315,7 @@ def main(argv: list[str]) -> int:
         json.dumps(catalogue, ensure_ascii=False, separators=(",", ":")) + "\n",
         encoding="utf-8",
     )
-    print(
-        f"wrote {OUTPUT.relative_to(ROOT)}: "
-        f"{len(catalogue['statuses'])} statuses, {len(catalogue['errors'])} errors"
-    )
+    print(f"wrote {OUTPUT.relative_to(ROOT)}: {len(catalogue['statuses'])} statuses, {len(catalogue['errors'])} errors")
     return 0
 
 

@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.api import openapi
+from omnirelay.api.answers import answer_middleware
 from omnirelay.api.auth import Authenticator
 from omnirelay.api.params import BODY_TIMEOUT
 from omnirelay.api.protocol import ConnectionLimits, Runner
@@ -206,7 +207,12 @@ class Gateway:
         )
         app = web.Application(
             client_max_size=int(self.settings.limits.max_body_mb * 1024 * 1024),
-            middlewares=[metrics_middleware(self.metrics), error_middleware(), auth_middleware(self.auth)],
+            middlewares=[
+                metrics_middleware(self.metrics),
+                answer_middleware(),
+                error_middleware(),
+                auth_middleware(self.auth),
+            ],
         )
         app[BODY_TIMEOUT] = self.settings.limits.body_timeout_seconds
         ScenarioRoutes(self.store).add_to(app)

@@ -85,7 +85,7 @@ def test_wire_names_in_the_schemas(document: dict[str, Any]) -> None:
     assert "from_" not in blob
     scenario_in = schemas["ScenarioIn"]["properties"]
     assert {"flow", "name", "default", "defaultScenario"} <= set(scenario_in)
-    assert set(schemas["Scenario"]["properties"]) == {"key", "name", "flow", "default"}
+    assert set(schemas["Scenario"]["properties"]) == {"key", "name", "flow", "default", "defaultScenario"}
     advanced = schemas["AdvancedRequest"]["properties"]
     assert {"scenarioKey", "destinations", "whatsApp", "sms", "sendAt", "bulkId", "notifyUrl",
             "callbackData"} <= set(advanced)

@@ -35,7 +35,8 @@ def test_create_returns_the_scenario_with_a_new_key(gateway: Gateway) -> None:
     assert r.status == 200, r
     body = r.json
     assert re.fullmatch(r"[0-9A-F]{32}", body["key"]), body
-    assert body == {"key": body["key"], "name": "one", "flow": WHATSAPP_SMS_FLOW, "default": False}
+    assert body == {"key": body["key"], "name": "one", "flow": WHATSAPP_SMS_FLOW, "default": False,
+                    "defaultScenario": False}
     other = gateway.create_scenario(name="one")
     assert other["key"] != body["key"]
 
@@ -63,18 +64,21 @@ def test_step_without_from_is_allowed_for_sms(gateway: Gateway) -> None:
     assert created["flow"] == [{"channel": "SMS"}]
 
 
-def test_default_scenario_spelling_is_accepted_and_default_is_emitted(gateway: Gateway) -> None:
-    """The old official clients send ``defaultScenario`` (and ``"key": null``); answers say ``default``."""
+def test_default_scenario_spelling_is_accepted_and_both_are_emitted(gateway: Gateway) -> None:
+    """The old official clients send ``defaultScenario`` (and ``"key": null``) and read it back; answers say
+    ``default`` as documented and ``defaultScenario`` beside it."""
     body = {"key": None, "name": "legacy client", "flow": [{"channel": "SMS", "from": "InfoSMS"}],
             "defaultScenario": True}
     r = gateway.post("/omni/1/scenarios", body)
     assert r.status == 200, r
-    assert r.json["default"] is True
-    assert "defaultScenario" not in r.json
-    assert gateway.get(f"/omni/1/scenarios/{r.json['key']}").json["default"] is True
+    assert r.json["default"] is True and r.json["defaultScenario"] is True
+    read = gateway.get(f"/omni/1/scenarios/{r.json['key']}").json
+    assert read["default"] is True and read["defaultScenario"] is True
+    listed = gateway.get("/omni/1/scenarios?isDefault=true").json["scenarios"]
+    assert [(s["default"], s["defaultScenario"]) for s in listed] == [(True, True)]
     r = gateway.put(f"/omni/1/scenarios/{r.json['key']}", {**body, "defaultScenario": False})
     assert r.status == 200, r
-    assert r.json["default"] is False and "defaultScenario" not in r.json
+    assert r.json["default"] is False and r.json["defaultScenario"] is False
 
 
 def test_vk_alias_becomes_vkontakte(gateway: Gateway) -> None:
@@ -160,8 +164,8 @@ def test_put_replaces_name_flow_and_default(gateway: Gateway) -> None:
            "default": True}
     r = gateway.put(f"/omni/1/scenarios/{created['key']}", new)
     assert r.status == 200, r
-    assert r.json == {"key": created["key"], **new}
-    assert gateway.get(f"/omni/1/scenarios/{created['key']}").json == {"key": created["key"], **new}
+    assert r.json == {"key": created["key"], **new, "defaultScenario": True}
+    assert gateway.get(f"/omni/1/scenarios/{created['key']}").json == r.json
 
 
 def test_put_without_default_keeps_the_current_flag(gateway: Gateway) -> None:
@@ -297,10 +301,10 @@ def test_malformed_scenario_body_is_400(gateway: Gateway, body: bytes) -> None:
     assert r.validation(), r
 
 
-def test_xml_body_is_refused_in_the_envelope(gateway: Gateway) -> None:
+def test_xml_body_is_validated_like_json(gateway: Gateway) -> None:
     r = gateway.post("/omni/1/scenarios", b"<scenario><flow/></scenario>", headers={"Content-Type": "application/xml"})
-    assert r.status == 415, r
-    assert r.error()["messageId"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert r.status == 400, r
+    assert "flow" in r.validation()
 
 
 def test_json_without_content_type_is_read(gateway: Gateway) -> None:

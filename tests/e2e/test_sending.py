@@ -111,7 +111,7 @@ def _days(days: float, suffix: str = "+0000") -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}" + suffix
 
 
-TEMPLATE = {"templateName": "t", "templateNamespace": "ns", "templateData": ["1"], "language": "en_US"}
+TEMPLATE = {"templateName": "t", "templateData": ["1"], "language": "en_US"}
 
 INVALID: dict[str, tuple[Callable[[dict[str, Any]], None], list[str]]] = {
     # destinations
@@ -124,18 +124,14 @@ INVALID: dict[str, tuple[Callable[[dict[str, Any]], None], list[str]]] = {
     # whatsApp
     "whatsApp text of 4097": (_set("whatsApp.text", "x" * 4097), ["whatsApp.text"]),
     "whatsApp text of 4097 non-ascii": (_set("whatsApp.text", "é" * 4097), ["whatsApp.text"]),
-    "template without templateNamespace": (_set("whatsApp", {k: v for k, v in TEMPLATE.items()
-                                                             if k != "templateNamespace"}),
-                                           ["whatsApp.templateNamespace"]),
-    "template without templateData": (_set("whatsApp", {k: v for k, v in TEMPLATE.items() if k != "templateData"}),
-                                      ["whatsApp.templateData"]),
     "template without language": (_set("whatsApp", {k: v for k, v in TEMPLATE.items() if k != "language"}),
                                   ["whatsApp.language"]),
     "template without templateName": (_set("whatsApp", {k: v for k, v in TEMPLATE.items() if k != "templateName"}),
                                       ["whatsApp.templateName"]),
     "template with empty language": (_set("whatsApp", {**TEMPLATE, "language": ""}), ["whatsApp.language"]),
-    "template with only a name": (_set("whatsApp", {"templateName": "t"}),
-                                  ["whatsApp.templateNamespace", "whatsApp.templateData", "whatsApp.language"]),
+    "template with only a name": (_set("whatsApp", {"templateName": "t"}), ["whatsApp.language"]),
+    "media template without body": (_set("whatsApp", {**TEMPLATE, "mediaTemplateData": {"header": {}}}),
+                                    ["whatsApp.mediaTemplateData.body"]),
     "policy other than deterministic|fallback": (_set("whatsApp", {**TEMPLATE, "policy": "strict"}),
                                                  ["whatsApp.policy"]),
     "bad imageUrl": (_set("whatsApp.imageUrl", "www.infobip.com/logo.png"), ["whatsApp.imageUrl"]),
@@ -247,6 +243,10 @@ VALID: dict[str, Callable[[dict[str, Any]], None]] = {
     "whatsApp text of 4096": _set("whatsApp.text", "x" * 4096),
     "whatsApp text of 4096 non-ascii": _set("whatsApp.text", "é" * 4096),
     "callbackData of 4000": _set("callbackData", "c" * 4000),
+    "template without templateNamespace or templateData": _set("whatsApp", {"templateName": "t", "language": "en"}),
+    "media template without templateData": _set("whatsApp", {"templateName": "t", "language": "en",
+                                                             "mediaTemplateData": {
+        "header": {"imageUrl": "https://www.example.com/image.png"}, "body": {"placeholders": ["Jennifer"]}}}),
     "policy deterministic": _set("whatsApp", {**TEMPLATE, "policy": "deterministic"}),
     "policy fallback": _set("whatsApp", {**TEMPLATE, "policy": "fallback"}),
     "policy upper-case (legacy)": _set("whatsApp", {**TEMPLATE, "policy": "FALLBACK"}),
@@ -364,10 +364,9 @@ def test_body_limit_is_configurable(make_gateway: Any) -> None:
     assert r.error()["messageId"] == "PAYLOAD_TOO_LARGE"
 
 
-def test_xml_body_is_415(gateway: Gateway, key: str) -> None:
+def test_empty_xml_body_is_validated_like_json(gateway: Gateway, key: str) -> None:
     r = gateway.post("/omni/1/advanced", b"<OmniAdvancedRequest/>", headers={"Content-Type": "application/xml"})
-    assert r.status == 415, r
-    assert r.error()["messageId"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert_bad(r, "destinations", only=False)
 
 
 # --- scenario selection --------------------------------------------------------------------------------------

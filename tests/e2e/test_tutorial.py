@@ -111,7 +111,8 @@ def assert_one_pending(r: Any, phone: str = "41793026727") -> str:
 
 def test_create_scenario_as_in_the_tutorial(gateway: Gateway, scenario: dict[str, Any]) -> None:
     assert re.fullmatch(r"[0-9A-F]{32}", scenario["key"]), scenario
-    assert {k: v for k, v in scenario.items() if k != "key"} == CREATE_RESPONSE
+    # and the default flag once more under the old official clients' name
+    assert {k: v for k, v in scenario.items() if k != "key"} == {**CREATE_RESPONSE, "defaultScenario": True}
     # it is stored as answered
     again = gateway.get(f"/omni/1/scenarios/{scenario['key']}")
     assert again.status == 200, again

@@ -152,3 +152,43 @@ def test_structs_are_frozen() -> None:
     assert isinstance(catalogue.NO_ERROR, Error)
     with pytest.raises(AttributeError):
         catalogue.PENDING_ENROUTE.id = 99  # type: ignore[misc]
+
+
+def test_every_description_is_a_short_wire_text_not_a_paragraph() -> None:
+    for kind, table in _raw().items():
+        for name, entry in table.items():
+            text = entry["description"]
+            assert text and len(text) <= 60 and "\n" not in text, (kind, name, text)
+            assert not text.endswith("."), (kind, name, text)  # a label, as on the wire, not a sentence of docs
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("PENDING_ACCEPTED", "Message sent to next instance"),
+        ("PENDING_WAITING_DELIVERY", "Message sent, waiting for delivery report"),
+        ("EXPIRED_EXPIRED", "Message expired"),
+        ("REJECTED_DESTINATION", "Invalid destination address"),
+        ("REJECTED_NETWORK", "Network is forbidden"),
+        ("REJECTED_DUPLICATE_MESSAGE_ID", "Rejected duplicate message ID"),
+        ("REJECTED_MESSAGE_TOO_LONG", "Rejected message too long"),
+        ("UNDELIVERABLE_REJECTED_OPERATOR", "Message rejected by operator"),
+    ],
+)
+def test_status_wire_texts(name: str, text: str) -> None:
+    assert catalogue.status(name).description == text
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("EC_UNKNOWN_SUBSCRIBER", "Unknown Subscriber"),
+        ("EC_ABSENT_SUBSCRIBER", "Absent Subscriber"),
+        ("EC_UNKNOWN_USER", "Unknown User"),
+        ("EC_VALIDITY_EXPIRED", "Validity Expired"),
+        ("EC_INVALID_PDU_FORMAT", "Invalid PDU Format"),
+        ("EC_NNR_NOTRANSLATIONFORTHISSPECIFICADDRESS", "NNR No Translation For This Specific Address"),
+    ],
+)
+def test_error_wire_texts(name: str, text: str) -> None:
+    assert catalogue.error(name).description == text

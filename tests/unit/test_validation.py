@@ -319,28 +319,38 @@ def test_whatsapp_needs_some_content() -> None:
     assert "whatsApp" in errors_of(request(whatsApp={"previewUrl": True}), WA_SMS[:1])
 
 
-def test_whatsapp_template_needs_all_its_fields() -> None:
+def test_whatsapp_template_needs_a_name_and_a_language_only() -> None:
     errors = errors_of(request(whatsApp={"templateName": "welcome"}), WA_SMS[:1])
-    for name in ("templateNamespace", "templateData", "language"):
-        assert f"whatsApp.{name}" in errors, errors
-    assert "whatsApp.templateName" not in errors
+    assert set(errors) == {"whatsApp.language"}, errors
+    accepted(request(whatsApp={"templateName": "welcome", "language": "en"}), WA_SMS[:1])
 
 
-def test_whatsapp_template_data_alone_needs_the_rest() -> None:
+def test_whatsapp_template_data_alone_needs_a_name_and_a_language() -> None:
     errors = errors_of(request(whatsApp={"templateData": ["a"]}), WA_SMS[:1])
-    for name in ("templateName", "templateNamespace", "language"):
-        assert f"whatsApp.{name}" in errors, errors
+    assert {"whatsApp.templateName", "whatsApp.language"} <= set(errors), errors
+    assert "whatsApp.templateNamespace" not in errors
 
 
-def test_whatsapp_template_complete_is_accepted() -> None:
-    template = {
-        "templateName": "welcome",
-        "templateNamespace": "ns_1",
-        "templateData": ["Jane"],
-        "language": "en",
-    }
+def test_whatsapp_template_without_namespace_is_accepted() -> None:
+    template = {"templateName": "welcome", "templateData": ["Jane"], "language": "en"}
     plan = accepted(request(whatsApp=template), WA_SMS[:1])
     assert plan.content["whatsApp"]["templateName"] == "welcome"
+
+
+def test_whatsapp_media_template_without_template_data_is_accepted() -> None:
+    template = {"templateName": "media", "language": "en",
+                "mediaTemplateData": {"header": {"imageUrl": "https://e.com/i.png"}, "body": {"placeholders": []}}}
+    accepted(request(whatsApp=template), WA_SMS[:1])
+
+
+def test_whatsapp_media_template_needs_its_body_placeholders() -> None:
+    base = {"templateName": "media", "language": "en"}
+    no_body = {**base, "mediaTemplateData": {"header": {"imageUrl": "https://e.com/i.png"}}}
+    assert set(errors_of(request(whatsApp=no_body), WA_SMS[:1])) == {"whatsApp.mediaTemplateData.body"}
+    no_list = {**base, "mediaTemplateData": {"body": {}}}
+    assert set(errors_of(request(whatsApp=no_list), WA_SMS[:1])) == {"whatsApp.mediaTemplateData.body.placeholders"}
+    empty_value = {**base, "mediaTemplateData": {"body": {"placeholders": ["a", ""]}}}
+    assert "whatsApp.mediaTemplateData.body.placeholders" in errors_of(request(whatsApp=empty_value), WA_SMS[:1])
 
 
 def test_whatsapp_location_needs_both_coordinates() -> None:

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from omnirelay.api.errors import ApiProblem, bad_request, from_msgspec
+from omnirelay.api.errors import ApiProblem, bad_request, from_msgspec, malformed
+from omnirelay.domain.xml import XmlError, from_xml
 
 T = TypeVar("T")
 
@@ -69,13 +70,14 @@ def str_param(request: web.Request, name: str, max_length: int = 200) -> str | N
 
 
 async def read_json(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T:
-    """The request body decoded and type-checked; a 400 naming the field (or 415 for XML) otherwise.
+    """The request body (JSON, or XML when declared ``application/xml`` or ``text/xml``) decoded and
+    type-checked; a 400 naming the field otherwise. Any type not declared as XML is read as JSON, since many
+    clients send JSON under a wrong or missing type.
 
-    Refused before anything is stored, whatever the field: JSON nested deeper than :data:`MAX_DEPTH` (every
+    Refused before anything is stored, whatever the field: bodies nested deeper than :data:`MAX_DEPTH` (every
     later reader of the stored request would have to recurse as deep), and text no database keeps (NUL,
     invalid UTF-8, unpaired surrogates).
     """
-    require_json(request)
     if request.content.is_eof():  # the usual body: it came with the head, no timer needed (one costs ~7 µs)
         body = await request.read()
     else:
@@ -84,6 +86,12 @@ async def read_json(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T
                 body = await request.read()
         except TimeoutError:  # a client trickling its body (slow-loris) does not hold a handler forever
             raise ApiProblem(408, "The request body did not arrive in time") from None
+    if "xml" in request.content_type:
+        value: T = read_xml(body, decoder.type)  # the XML parser itself refuses NUL and invalid UTF-8
+        deep = too_deep(value)
+        if deep is not None:
+            raise bad_request({deep or "body": [f"is nested deeper than {MAX_DEPTH} levels"]})
+        return value
     try:
         value = decoder.decode(body)
     except RecursionError:  # deeper than the decoder goes
@@ -241,10 +249,11 @@ def _path(parts: list[str | int]) -> str:
     return out
 
 
-def require_json(request: web.Request) -> None:
-    """Refuse bodies declared as XML: Infobip's API also speaks XML, this gateway only JSON.
-
-    Any other declared type is read as JSON, since many clients send JSON under a wrong or missing type.
-    """
-    if "xml" in request.content_type:
-        raise ApiProblem(415, f"Content-Type {request.content_type} is not supported: send application/json")
+def read_xml(body: bytes, type_: Any) -> Any:
+    """An XML body as ``type_``, checked as its JSON form would be; a 400 naming the field otherwise."""
+    try:
+        return msgspec.convert(from_xml(body, type_), type_, strict=False)
+    except XmlError as exc:
+        raise malformed("XML", str(exc)) from None
+    except msgspec.ValidationError as exc:
+        raise from_msgspec(exc) from None

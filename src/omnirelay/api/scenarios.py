@@ -23,7 +23,9 @@ def _json(body: object) -> web.Response:
 
 
 def _out(record: ScenarioRecord) -> Scenario:
-    return Scenario(key=record.key, name=record.name, flow=record.flow, default=record.default)
+    return Scenario(
+        key=record.key, name=record.name, flow=record.flow, default=record.default, defaultScenario=record.default
+    )
 
 
 async def _read(request: web.Request) -> ScenarioIn:

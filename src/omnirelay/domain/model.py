@@ -94,12 +94,14 @@ class Step(Base, kw_only=True):
 
 
 class Scenario(msgspec.Struct):
-    """A scenario as returned."""
+    """A scenario as returned: the default flag under both names, ``default`` as Infobip documents it and
+    ``defaultScenario`` as the old official clients (Java, PHP, C#, Python 2.x) read it."""
 
     key: str
     name: str
     flow: list[Step]
     default: bool
+    defaultScenario: bool
 
 
 class ScenarioList(msgspec.Struct):

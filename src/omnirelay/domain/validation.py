@@ -199,16 +199,21 @@ def main_address(to: To) -> str | None:
 def _check_whatsapp(errors: Errors, wa: WhatsAppData) -> None:
     if wa.text is not None and len(wa.text) > WHATSAPP_TEXT_MAX:
         _add(errors, "whatsApp.text", f"must be at most {WHATSAPP_TEXT_MAX} characters")
-    if wa.templateName is not None or wa.templateNamespace is not None or wa.templateData is not None:
-        template_fields = {
-            "templateName": wa.templateName,
-            "templateNamespace": wa.templateNamespace,
-            "templateData": wa.templateData,
-            "language": wa.language,
-        }
-        for name, value in template_fields.items():
-            if value is None or value == "":
+    # A template needs its name and language (the Cloud API sends none without its language code) and no
+    # namespace (the Cloud API has none); templateData and mediaTemplateData are optional; Infobip's document
+    # requires a media template's body and its placeholders (an empty list for none).
+    if wa.templateName is not None or wa.templateData is not None or wa.mediaTemplateData is not None:
+        for name in ("templateName", "language"):
+            if not getattr(wa, name):
                 _add(errors, f"whatsApp.{name}", "is required for a template message")
+    media = wa.mediaTemplateData
+    if media is not None:
+        if media.body is None:
+            _add(errors, "whatsApp.mediaTemplateData.body", "is required (with placeholders, [] for none)")
+        elif media.body.placeholders is None:
+            _add(errors, "whatsApp.mediaTemplateData.body.placeholders", "is required ([] for none)")
+        elif not all(media.body.placeholders):
+            _add(errors, "whatsApp.mediaTemplateData.body.placeholders", "must not contain empty values")
     if wa.policy is not None and wa.policy.lower() not in ("deterministic", "fallback"):
         _add(errors, "whatsApp.policy", "must be deterministic or fallback")
     if (wa.latitude is None) != (wa.longitude is None):
