@@ -1,0 +1,11 @@
+-- Session (IBSSO) and OAuth2 access tokens, by the SHA-256 of the token: the token itself is never stored.
+-- A session's expires_at moves on with use (idle_seconds after its last use); an OAuth token's is fixed.
+CREATE TABLE auth_tokens (
+    token_hash   text PRIMARY KEY,
+    account_id   bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    kind         text NOT NULL,
+    created_at   double precision NOT NULL,
+    expires_at   double precision NOT NULL,
+    idle_seconds double precision
+);
+CREATE INDEX auth_tokens_account ON auth_tokens(account_id, kind);
