@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import pytest
 
-from .conftest import ALADDIN_CONFIG, BOB_KEY, WHATSAPP_SMS_FLOW, Gateway, app_auth
+from .conftest import ACCOUNTS_CONFIG, ALADDIN_KEY, BOB_KEY, WHATSAPP_SMS_FLOW, Gateway, app_auth
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,7 +27,7 @@ def scenario_count(gw: Gateway) -> int:
 
 
 def test_scenario_creation_past_its_limit_is_429_until_the_retry_after_passed(make_gateway: Any) -> None:
-    gw: Gateway = make_gateway(ALADDIN_CONFIG + '[rate_limits]\n"POST /omni/1/scenarios" = "3/12s"\n')
+    gw: Gateway = make_gateway(ACCOUNTS_CONFIG + '[rate_limits]\n"POST /omni/1/scenarios" = "3/12s"\n')
     for _ in range(3):
         assert create(gw).status == 200
     r = create(gw)
@@ -43,7 +44,7 @@ def test_scenario_creation_past_its_limit_is_429_until_the_retry_after_passed(ma
 
 
 def test_documented_default_limit_of_scenario_creation(make_gateway: Any) -> None:
-    gw: Gateway = make_gateway()
+    gw: Gateway = make_gateway(ACCOUNTS_CONFIG)
     for n in range(20):  # Infobip: 20 requests per 10 minutes
         assert create(gw).status == 200, n
     r = create(gw)
@@ -52,13 +53,13 @@ def test_documented_default_limit_of_scenario_creation(make_gateway: Any) -> Non
 
 
 def test_a_limit_can_be_switched_off(make_gateway: Any) -> None:
-    gw: Gateway = make_gateway(ALADDIN_CONFIG + '[rate_limits]\n"POST /omni/1/scenarios" = "off"\n')
+    gw: Gateway = make_gateway(ACCOUNTS_CONFIG + '[rate_limits]\n"POST /omni/1/scenarios" = "off"\n')
     for n in range(25):
         assert create(gw).status == 200, n
 
 
 def test_a_send_past_its_limit_stores_nothing(make_gateway: Any) -> None:
-    gw: Gateway = make_gateway(ALADDIN_CONFIG + '[rate_limits]\n"POST /omni/1/advanced" = "2/1h"\n')
+    gw: Gateway = make_gateway(ACCOUNTS_CONFIG + '[rate_limits]\n"POST /omni/1/advanced" = "2/1h"\n')
     gw.create_scenario(default=True)
     body = {"destinations": [{"to": {"phoneNumber": "41793026720"}}], "sms": {"text": "hi"}}
     assert gw.post("/omni/1/advanced", body).status == 200
@@ -73,7 +74,7 @@ def test_a_send_past_its_limit_stores_nothing(make_gateway: Any) -> None:
 
 
 async def test_many_concurrent_sends_under_the_default_limit_all_pass(make_gateway: Any) -> None:
-    gw: Gateway = make_gateway()
+    gw: Gateway = make_gateway(ACCOUNTS_CONFIG)
     gw.create_scenario(default=True)
     body = {"destinations": [{"to": {"phoneNumber": "41793026720"}}], "sms": {"text": "hi"}}
     async with gw.session() as session:
@@ -87,7 +88,7 @@ async def test_many_concurrent_sends_under_the_default_limit_all_pass(make_gatew
 
 
 def test_an_unknown_endpoint_in_rate_limits_stops_the_start(make_gateway: Any) -> None:
-    gw: Gateway = make_gateway(ALADDIN_CONFIG + '[rate_limits]\n"POST /omni/1/scenario" = "3/1m"\n', start=False)
+    gw: Gateway = make_gateway(ACCOUNTS_CONFIG + '[rate_limits]\n"POST /omni/1/scenario" = "3/1m"\n', start=False)
     with pytest.raises(RuntimeError) as failed:
         gw.start()
     assert "[rate_limits]" in str(failed.value) and "POST /omni/1/scenario'" in str(failed.value)
@@ -95,9 +96,18 @@ def test_an_unknown_endpoint_in_rate_limits_stops_the_start(make_gateway: Any) -
 
 
 def test_a_malformed_limit_stops_the_start(make_gateway: Any) -> None:
-    gw: Gateway = make_gateway(ALADDIN_CONFIG + '[rate_limits]\n"POST /omni/1/scenarios" = "3 a minute"\n',
+    gw: Gateway = make_gateway(ACCOUNTS_CONFIG + '[rate_limits]\n"POST /omni/1/scenarios" = "3 a minute"\n',
                                start=False)
     with pytest.raises(RuntimeError) as failed:
         gw.start()
     assert "rate_limits" in str(failed.value)
     assert "Traceback" not in str(failed.value)
+
+
+def test_the_client_commands_wait_out_a_429(make_gateway: Any) -> None:
+    gw: Gateway = make_gateway(ACCOUNTS_CONFIG + '[rate_limits]\n"GET /omni/1/logs" = "1/2s"\n')
+    assert gw.get("/omni/1/logs").status == 200
+    assert gw.get("/omni/1/logs").status == 429
+    done = gw.cli("logs", "--json", "--url", gw.url, "--key", ALADDIN_KEY, locate=False, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
