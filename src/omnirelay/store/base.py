@@ -142,7 +142,7 @@ class Store(Protocol):
         idle_seconds: float | None,
         only_one: bool,
     ) -> bool:
-        """Store a token's hash (and drop the account's expired ones); with ``only_one``, store nothing and answer
+        """Store a token's hash (and drop every expired one); with ``only_one``, store nothing and answer
         False while the account holds a live token of that ``kind``, also against another process doing the same."""
         ...
 

@@ -322,7 +322,7 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             # the account's row lock makes two processes creating a session for it at once take turns
             await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id)
-            await conn.execute("DELETE FROM auth_tokens WHERE account_id = $1 AND expires_at <= $2", account_id, now)
+            await conn.execute("DELETE FROM auth_tokens WHERE expires_at <= $1", now)
             if only_one and await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM auth_tokens WHERE account_id = $1 AND kind = $2)", account_id, kind
             ):

@@ -294,7 +294,7 @@ class SqliteStore:
         only_one: bool,
     ) -> bool:
         def fn(conn: sqlite3.Connection) -> bool:
-            conn.execute("DELETE FROM auth_tokens WHERE account_id = ? AND expires_at <= ?", (account_id, now))
+            conn.execute("DELETE FROM auth_tokens WHERE expires_at <= ?", (now,))
             if only_one and conn.execute(
                 "SELECT 1 FROM auth_tokens WHERE account_id = ? AND kind = ?", (account_id, kind)
             ).fetchone():

@@ -9,3 +9,4 @@ CREATE TABLE auth_tokens (
     idle_seconds REAL
 );
 CREATE INDEX auth_tokens_account ON auth_tokens(account_id, kind);
+CREATE INDEX auth_tokens_expiry ON auth_tokens(expires_at);
