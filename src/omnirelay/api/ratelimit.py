@@ -21,8 +21,8 @@ from omnirelay.store.base import Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Infobip's documented limits (the OpenAPI document's ``x-throttling-info``), plus a generous one for sending,
-#: which Infobip does not document; ``[rate_limits]`` in the config overrides any of them.
+#: Infobip's documented limits (the OpenAPI document's ``x-throttling-info``; the logs' "120 per 0 m" read as per
+#: minute), plus a generous one for sending, which Infobip does not document; ``[rate_limits]`` overrides any.
 DEFAULTS = {
     "POST /omni/1/scenarios": "20/10m",
     "PUT /omni/1/scenarios/{key}": "40/10m",
