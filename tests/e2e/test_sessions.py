@@ -195,3 +195,16 @@ def test_oauth_token_expires(make_gateway: Any) -> None:
     time.sleep(2.5)
     r = gw.get("/omni/1/scenarios", auth=bearer)
     assert r.status == 401 and r.json == UNAUTHORIZED
+
+
+def test_a_new_password_ends_the_sessions_and_tokens_of_its_account(make_gateway: Any) -> None:
+    gw: Gateway = make_gateway()
+    aladdin, access = login(gw), oauth(gw).json["access_token"]
+    bob = login(gw, "bob", "bob's password")
+    gw.set_config(ALADDIN_CONFIG.replace('password = "open sesame"', 'password = "new sesame"'))
+    gw.restart()
+    for auth in (f"IBSSO {aladdin}", f"Bearer {access}"):
+        r = gw.get("/omni/1/scenarios", auth=auth)
+        assert r.status == 401 and r.json == UNAUTHORIZED
+    assert scenarios(gw, f"IBSSO {bob}") == 200, "other accounts keep theirs"
+    assert scenarios(gw, f"IBSSO {login(gw, 'Aladdin', 'new sesame')}") == 200

@@ -10,3 +10,14 @@ CREATE TABLE auth_tokens (
 );
 CREATE INDEX auth_tokens_account ON auth_tokens(account_id, kind);
 CREATE INDEX auth_tokens_expiry ON auth_tokens(expires_at);
+
+-- A new password (or none) ends the account's sessions and OAuth tokens.
+CREATE FUNCTION omnirelay_end_auth_tokens() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM auth_tokens WHERE account_id = NEW.id;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER accounts_password_ends_tokens AFTER UPDATE OF password_hash ON accounts
+    FOR EACH ROW WHEN (OLD.password_hash IS DISTINCT FROM NEW.password_hash)
+    EXECUTE FUNCTION omnirelay_end_auth_tokens();

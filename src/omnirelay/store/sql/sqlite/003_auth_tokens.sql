@@ -10,3 +10,10 @@ CREATE TABLE auth_tokens (
 );
 CREATE INDEX auth_tokens_account ON auth_tokens(account_id, kind);
 CREATE INDEX auth_tokens_expiry ON auth_tokens(expires_at);
+
+-- A new password (or none) ends the account's sessions and OAuth tokens.
+CREATE TRIGGER accounts_password_ends_tokens AFTER UPDATE OF password_hash ON accounts
+    WHEN OLD.password_hash IS NOT NEW.password_hash
+BEGIN
+    DELETE FROM auth_tokens WHERE account_id = NEW.id;
+END;
