@@ -14,19 +14,21 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from omnirelay.api import openapi
+from omnirelay.api import openapi, ratelimit
 from omnirelay.api.answers import answer_middleware
 from omnirelay.api.auth import Authenticator
 from omnirelay.api.params import BODY_TIMEOUT
 from omnirelay.api.protocol import ConnectionLimits, Runner
+from omnirelay.api.ratelimit import RateLimiter, RateLimitError, rate_limit_middleware
 from omnirelay.api.reports import ReportRoutes
 from omnirelay.api.scenarios import ScenarioRoutes
 from omnirelay.api.sending import SendRoutes
 from omnirelay.api.server import auth_middleware, error_middleware, metrics_middleware
+from omnirelay.api.sessions import AuthRoutes
 from omnirelay.channels.base import Channel as Connector
 from omnirelay.channels.base import Receipt
 from omnirelay.channels.sandbox import Sandbox
-from omnirelay.config import Settings
+from omnirelay.config import ConfigError, Settings
 from omnirelay.console import ConsoleRoutes
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.numbering import MccMncTable
@@ -205,6 +207,7 @@ class Gateway:
             min_validity_seconds=self.settings.limits.min_validity_seconds,
             max_destinations=self.settings.limits.max_destinations,
         )
+        limiter = RateLimiter(self.store, {})
         app = web.Application(
             client_max_size=int(self.settings.limits.max_body_mb * 1024 * 1024),
             middlewares=[
@@ -212,9 +215,12 @@ class Gateway:
                 answer_middleware(),
                 error_middleware(),
                 auth_middleware(self.auth),
+                rate_limit_middleware(limiter),
             ],
         )
         app[BODY_TIMEOUT] = self.settings.limits.body_timeout_seconds
+        a = self.settings.auth
+        AuthRoutes(self.store, self.auth, a.session_idle_minutes * 60, a.oauth_token_seconds).add_to(app)
         ScenarioRoutes(self.store).add_to(app)
         SendRoutes(self.store, limits, self._accepted).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
@@ -230,6 +236,11 @@ class Gateway:
 
             WhatsAppWebhookRoutes(self.settings.whatsapp, self.settings.accounts, self.store, self.metrics).add_to(app)
         self.add_operations_routes(app)
+        endpoints = {f"{r.method} {r.resource.canonical}" for r in app.router.routes() if r.resource is not None}
+        try:
+            limiter.set_limits(ratelimit.limits(self.settings.rate_limits, endpoints))
+        except RateLimitError as exc:
+            raise ConfigError(str(exc)) from None
         app.on_startup.append(lambda _app: self.start())
         app.on_cleanup.append(lambda _app: self.stop())
         return app

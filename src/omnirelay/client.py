@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 BATCH = 1000  # destinations per request when sending a CSV
+RATE_LIMITED_TRIES = 10  # a request refused with 429 is asked again, after its Retry-After, up to this often
 
 
 class ClientError(Exception):
@@ -52,15 +53,21 @@ def _auth(args: argparse.Namespace) -> str:
 
 async def _call(session: aiohttp.ClientSession, method: str, path: str, body: Any = None) -> Any:
     try:
-        async with session.request(method, path, json=body) as response:
-            data = await response.json(content_type=None)
-            if response.status >= 400:
-                exc = (data or {}).get("requestError", {}).get("serviceException", {})
-                detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in (exc.get("validationErrors") or {}).items())
-                raise ClientError(f"{response.status} {exc.get('text', 'error')}" + (f" ({detail})" if detail else ""))
-            return data
+        for attempt in range(RATE_LIMITED_TRIES):
+            async with session.request(method, path, json=body) as response:
+                status, wait = response.status, response.headers.get("Retry-After", "1")
+                data = await response.json(content_type=None)
+            if status != 429 or attempt == RATE_LIMITED_TRIES - 1:
+                break
+            # a 429 did nothing: ask again once its Retry-After has passed
+            await asyncio.sleep(min(60.0, float(wait) if wait.isdigit() else 1.0))
     except aiohttp.ClientError as exc:
         raise ClientError(f"cannot reach the gateway: {exc}") from None
+    if status >= 400:
+        problem = (data or {}).get("requestError", {}).get("serviceException", {})
+        detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in (problem.get("validationErrors") or {}).items())
+        raise ClientError(f"{status} {problem.get('text', 'error')}" + (f" ({detail})" if detail else ""))
+    return data
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -157,6 +157,21 @@ class SmtpConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Wait before retrying after a 4xx answer (doubling each time, within the step's validity)."""
 
 
+class AuthConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Sessions (``POST /auth/1/session``, ``Authorization: IBSSO``) and OAuth2 tokens (``Authorization: Bearer``)."""
+
+    session_idle_minutes: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """A session ends this long after its last use (Infobip: 60 minutes)."""
+    oauth_token_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    """The lifetime of an OAuth2 access token (its ``expires_in``)."""
+
+
+RateRoute = Annotated[str, msgspec.Meta(pattern=r"^(GET|POST|PUT|DELETE|PATCH) /\S*$")]
+"""An endpoint as ``METHOD /path``, the path as routed (``PUT /omni/1/scenarios/{key}``)."""
+RateText = Annotated[str, msgspec.Meta(pattern=r"^(off|[1-9][0-9]*/([0-9]+(\.[0-9]+)?)?[smh])$")]
+"""``N/period``: N requests per period (``10m``, ``1s``, ``2h``; ``m`` alone is one minute), or ``off``."""
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True):
     """All settings of a gateway."""
 
@@ -181,6 +196,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     smpp: SmppConfig = msgspec.field(default_factory=SmppConfig)
     whatsapp: WhatsAppConfig = msgspec.field(default_factory=WhatsAppConfig)
     smtp: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    rate_limits: dict[RateRoute, RateText] = msgspec.field(default_factory=dict)
+    """Per account and endpoint, over the defaults in :mod:`omnirelay.api.ratelimit`."""
 
     def sqlite_path(self) -> Path:
         """The SQLite file: ``database`` when it names one, else ``omnirelay.db`` in the data folder."""

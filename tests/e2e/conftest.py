@@ -52,7 +52,7 @@ ALADDIN_KEY = "a1addin0" * 8
 BOB_KEY = "b0b0b0b0" * 8
 NODEFAULT_KEY = "cafecafe" * 8
 
-ALADDIN_CONFIG = f"""
+ACCOUNTS_CONFIG = f"""
 [[accounts]]
 username = "Aladdin"
 password = "open sesame"
@@ -67,6 +67,14 @@ api_keys = ["{BOB_KEY}"]
 [[accounts]]
 username = "nodefault"
 api_keys = ["{NODEFAULT_KEY}"]
+"""
+#: The default config of the tests: the accounts, without Infobip's low limits on creating and changing scenarios
+#: and reading the logs, which test traffic passes (test_rate_limits.py tests them, on ACCOUNTS_CONFIG).
+ALADDIN_CONFIG = ACCOUNTS_CONFIG + """
+[rate_limits]
+"POST /omni/1/scenarios" = "off"
+"PUT /omni/1/scenarios/{key}" = "off"
+"GET /omni/1/logs" = "off"
 """
 
 

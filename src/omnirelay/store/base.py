@@ -37,6 +37,18 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class AuthToken:
+    """A session (IBSSO) or OAuth2 access token's stored side (the token itself is never stored)."""
+
+    account: Account
+    kind: str
+    """``session`` or ``oauth``."""
+    expires_at: float
+    idle_seconds: float | None
+    """Sessions: each use moves ``expires_at`` to this long after it; None for tokens with a fixed expiry."""
+
+
+@dataclass(frozen=True)
 class ScenarioRecord:
     """A stored scenario."""
 
@@ -130,6 +142,31 @@ class Store(Protocol):
 
     async def end_console_session(self, token_hash: str) -> None:
         """Log a console session out, in every process."""
+    # session and OAuth tokens (by their SHA-256)
+    async def add_auth_token(
+        self,
+        account_id: int,
+        token_hash: str,
+        kind: str,
+        now: float,
+        expires_at: float,
+        idle_seconds: float | None,
+        only_one: bool,
+    ) -> bool:
+        """Store a token's hash (and drop every expired one); with ``only_one``, store nothing and answer
+        False while the account holds a live token of that ``kind``, also against another process doing the same."""
+        ...
+
+    async def auth_token(self, token_hash: str, now: float) -> AuthToken | None:
+        """The live token with this hash, or None (unknown, ended or expired)."""
+        ...
+
+    async def extend_auth_token(self, token_hash: str, expires_at: float, now: float) -> None:
+        """Move a live token's expiry to ``expires_at`` (never earlier; an expired token stays expired)."""
+        ...
+
+    async def remove_auth_tokens(self, account_id: int, kind: str, token_hash: str | None = None) -> int:
+        """End the account's tokens of ``kind`` (only the one with ``token_hash`` when given); returns how many."""
         ...
 
     # scenarios

@@ -26,6 +26,7 @@ from omnirelay.store.base import (
     Account,
     AccountExists,
     ApiKey,
+    AuthToken,
     Change,
     Delivery,
     LogQuery,
@@ -357,6 +358,70 @@ class PostgresStore:
 
     async def end_console_session(self, token_hash: str) -> None:
         await self.pool.execute("DELETE FROM console_sessions WHERE token_hash = $1", token_hash)
+
+    # --- session and OAuth tokens --------------------------------------------------------------
+
+    async def add_auth_token(
+        self,
+        account_id: int,
+        token_hash: str,
+        kind: str,
+        now: float,
+        expires_at: float,
+        idle_seconds: float | None,
+        only_one: bool,
+    ) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # the account's row lock makes two processes creating a session for it at once take turns
+            await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id)
+            await conn.execute("DELETE FROM auth_tokens WHERE expires_at <= $1", now)
+            if only_one and await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM auth_tokens WHERE account_id = $1 AND kind = $2)", account_id, kind
+            ):
+                return False
+            await conn.execute(
+                "INSERT INTO auth_tokens(token_hash, account_id, kind, created_at, expires_at, idle_seconds)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                token_hash,
+                account_id,
+                kind,
+                now,
+                expires_at,
+                idle_seconds,
+            )
+            return True
+
+    async def auth_token(self, token_hash: str, now: float) -> AuthToken | None:
+        cols = ", ".join("a." + c.strip() for c in ACCOUNT_COLS.split(","))
+        row = await self.pool.fetchrow(
+            f"SELECT t.kind, t.expires_at, t.idle_seconds, {cols} FROM auth_tokens t"
+            " JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1 AND t.expires_at > $2",
+            token_hash,
+            now,
+        )
+        return AuthToken(account_from_row(tuple(row)[3:]), row[0], row[1], row[2]) if row else None
+
+    async def extend_auth_token(self, token_hash: str, expires_at: float, now: float) -> None:
+        await self.pool.execute(
+            "UPDATE auth_tokens SET expires_at = $2 WHERE token_hash = $1 AND expires_at > $3 AND expires_at < $2",
+            token_hash,
+            expires_at,
+            now,
+        )
+
+    async def remove_auth_tokens(self, account_id: int, kind: str, token_hash: str | None = None) -> int:
+        if token_hash is None:
+            done = await self.pool.execute(
+                "DELETE FROM auth_tokens WHERE account_id = $1 AND kind = $2", account_id, kind
+            )
+        else:
+            done = await self.pool.execute(
+                "DELETE FROM auth_tokens WHERE account_id = $1 AND kind = $2 AND token_hash = $3",
+                account_id,
+                kind,
+                token_hash,
+            )
+        return int(done.rsplit(" ", 1)[-1])
 
     # --- scenarios -----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from omnirelay.store.base import (
     Account,
     AccountExists,
     ApiKey,
+    AuthToken,
     Change,
     Delivery,
     LogQuery,
@@ -307,6 +308,59 @@ class SqliteStore:
 
     async def end_console_session(self, token_hash: str) -> None:
         await self.writer.run(lambda c: c.execute("DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,)))
+    # --- session and OAuth tokens --------------------------------------------------------------
+
+    async def add_auth_token(
+        self,
+        account_id: int,
+        token_hash: str,
+        kind: str,
+        now: float,
+        expires_at: float,
+        idle_seconds: float | None,
+        only_one: bool,
+    ) -> bool:
+        def fn(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM auth_tokens WHERE expires_at <= ?", (now,))
+            if only_one and conn.execute(
+                "SELECT 1 FROM auth_tokens WHERE account_id = ? AND kind = ?", (account_id, kind)
+            ).fetchone():
+                return False
+            conn.execute(
+                "INSERT INTO auth_tokens(token_hash, account_id, kind, created_at, expires_at, idle_seconds)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (token_hash, account_id, kind, now, expires_at, idle_seconds),
+            )
+            return True
+
+        return await self.writer.run(fn)
+
+    async def auth_token(self, token_hash: str, now: float) -> AuthToken | None:
+        cols = ", ".join("a." + c.strip() for c in ACCOUNT_COLS.split(","))
+        row = self._one(
+            f"SELECT t.kind, t.expires_at, t.idle_seconds, {cols} FROM auth_tokens t"
+            " JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = ? AND t.expires_at > ?",
+            (token_hash, now),
+        )
+        return AuthToken(account_from_row(row[3:]), row[0], row[1], row[2]) if row else None
+
+    async def extend_auth_token(self, token_hash: str, expires_at: float, now: float) -> None:
+        await self.writer.run(
+            lambda c: c.execute(
+                "UPDATE auth_tokens SET expires_at = ? WHERE token_hash = ? AND expires_at > ? AND expires_at < ?",
+                (expires_at, token_hash, now, expires_at),
+            )
+        )
+
+    async def remove_auth_tokens(self, account_id: int, kind: str, token_hash: str | None = None) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            sql = "DELETE FROM auth_tokens WHERE account_id = ? AND kind = ?"
+            args: tuple[Any, ...] = (account_id, kind)
+            if token_hash is not None:
+                sql, args = sql + " AND token_hash = ?", (*args, token_hash)
+            return conn.execute(sql, args).rowcount
+
+        return await self.writer.run(fn)
 
     # --- scenarios -----------------------------------------------------------------------------
 
