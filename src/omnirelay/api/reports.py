@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.api.errors import ApiProblem, bad_request
-from omnirelay.api.params import int_param, list_param, str_param
+from omnirelay.api.params import int_param, list_param, only_params, str_param
 from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
 from omnirelay.domain.dates import format_ts, parse_ts
 from omnirelay.domain.message import state_decoder
@@ -31,6 +31,20 @@ GENERAL_STATUS = {
     "REJECTED": 5,
 }
 LOG_WINDOW_S = 48 * 3600
+REPORT_PARAMS = ("bulkId", "messageId", "channel", "limit")
+LOG_PARAMS = (
+    "from",
+    "to",
+    "bulkId",
+    "messageId",
+    "generalStatus",
+    "channel",
+    "sentSince",
+    "sentUntil",
+    "limit",
+    "mcc",
+    "mnc",
+)
 
 
 def _channel_param(request: web.Request) -> str | None:
@@ -72,6 +86,7 @@ class ReportRoutes:
 
     async def reports(self, request: web.Request) -> web.Response:
         account: Account = request["account"]
+        only_params(request, *REPORT_PARAMS)
         limit = int_param(request, "limit", 50, 1, 1000)
         bodies = await self.store.take_reports(
             account.id,
@@ -84,6 +99,7 @@ class ReportRoutes:
 
     async def logs(self, request: web.Request) -> web.Response:
         account: Account = request["account"]
+        only_params(request, *LOG_PARAMS)
         limit = int_param(request, "limit", 50, 1, 1000)
         status = request.query.get("generalStatus")
         if status and status.upper() not in GENERAL_STATUS:
@@ -135,6 +151,7 @@ class ReportRoutes:
 
     async def message(self, request: web.Request) -> web.Response:
         account: Account = request["account"]
+        only_params(request)
         view = await self.store.message(account.id, request.match_info["messageId"])
         if view is None:
             raise ApiProblem(404, "Message not found")
