@@ -148,7 +148,8 @@ class Gateway:
             middlewares=[metrics_middleware(self.metrics), error_middleware(), auth_middleware(self.auth)],
         )
         ScenarioRoutes(self.store).add_to(app)
-        SendRoutes(self.store, limits, self._accepted).add_to(app)
+        notify_urls = {a.username: a.notify_url for a in self.settings.accounts if a.notify_url}
+        SendRoutes(self.store, limits, self._accepted, notify_urls).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
         secret = self.settings.console_secret
         ConsoleRoutes(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 from aiohttp import web
@@ -44,11 +44,19 @@ _encoder = msgspec.json.Encoder()
 class SendRoutes:
     """Handlers of the send endpoints."""
 
-    def __init__(self, store: Store, limits: Limits, accepted: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        limits: Limits,
+        accepted: Callable[[int], None],
+        notify_urls: Mapping[str, str] | None = None,
+    ) -> None:
         self.store = store
         self.limits = limits
         self.accepted = accepted
         """Called with the number of messages newly stored (wakes the engine, counts them)."""
+        self.notify_urls = notify_urls or {}
+        """Each account's own report URL (by username), for requests that name none."""
 
     def add_to(self, app: web.Application) -> None:
         """Register the routes."""
@@ -85,6 +93,13 @@ class SendRoutes:
         plan = prepare_send(body, flow, now, self.limits)
         if not isinstance(plan, Accepted):
             raise bad_request(plan)
+        payload = plan.payload
+        account_url = self.notify_urls.get(account.username)
+        if account_url is not None and "notifyUrl" not in plan.options and plan.options.get("notify") is not False:
+            # Resolved now, so the report goes where the settings said when the message was accepted, whichever
+            # worker makes it; the request's content hash (replays) is that of what the client sent.
+            options = {**plan.options, "notifyUrl": account_url}
+            payload = _encoder.encode({"steps": plan.steps, "content": plan.content, "options": options})
         bulk_id = plan.bulk_id
         if bulk_id is None and len(plan.destinations) > 1:
             bulk_id = uuid7()
@@ -97,7 +112,7 @@ class SendRoutes:
             for d in plan.destinations
         ]
         try:
-            stored = await self.store.accept(account.id, plan.payload, bulk_id, messages, plan.send_at or now, now)
+            stored = await self.store.accept(account.id, payload, bulk_id, messages, plan.send_at or now, now)
         except MessageIdConflict as exc:
             raise bad_request(
                 {f"destinations[{exc.index}].messageId": ["is already used by another message with different content"]}
