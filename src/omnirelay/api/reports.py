@@ -67,6 +67,13 @@ def _date_param(request: web.Request, name: str) -> float | None:
         raise bad_request({name: [str(exc)]}) from None
 
 
+def _digits_param(request: web.Request, name: str, lengths: tuple[int, ...]) -> str | None:
+    raw = str_param(request, name)
+    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) in lengths):
+        raise bad_request({name: [f"must be {' or '.join(map(str, lengths))} digits"]})
+    return raw
+
+
 def _json(data: bytes) -> web.Response:
     return web.Response(body=data, content_type="application/json")
 
@@ -106,8 +113,7 @@ class ReportRoutes:
             raise bad_request({"generalStatus": [f"must be one of {', '.join(GENERAL_STATUS)}"]})
         since = _date_param(request, "sentSince")
         until = _date_param(request, "sentUntil")
-        sender = str_param(request, "from")
-        mcc, mnc = str_param(request, "mcc"), str_param(request, "mnc")
+        mcc, mnc = _digits_param(request, "mcc", (3,)), _digits_param(request, "mnc", (2, 3))
         query = LogQuery(
             since=since if since is not None else time.time() - LOG_WINDOW_S,
             until=until,
@@ -116,16 +122,13 @@ class ReportRoutes:
             status_group=GENERAL_STATUS[status.upper()] if status else None,
             channel=_channel_param(request),
             to=str_param(request, "to"),
-            limit=limit if not (sender or mcc or mnc) else 1000,
+            sender=str_param(request, "from"),
+            mcc=mcc,
+            mnc=mnc,
+            limit=limit,
         )
         entries = [self._log_entry(v) for v in await self.store.logs(account.id, query)]
-        if sender:
-            entries = [e for e in entries if e.from_ == sender]
-        if mcc:
-            entries = [e for e in entries if e.mccMnc is not None and e.mccMnc.startswith(mcc)]
-        if mnc:
-            entries = [e for e in entries if e.mccMnc is not None and e.mccMnc[3:] == mnc]
-        return _json(_encoder.encode(Logs(entries[:limit])))
+        return _json(_encoder.encode(Logs(entries)))
 
     def _log_entry(self, view: MessageView) -> LogEntry:
         state = state_decoder.decode(view.state)

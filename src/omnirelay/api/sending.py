@@ -14,6 +14,7 @@ from omnirelay.domain import catalogue
 from omnirelay.domain.ids import uuid7, uuid7s
 from omnirelay.domain.message import initial_state
 from omnirelay.domain.model import AdvancedRequest, SimpleRequest, Step
+from omnirelay.domain.reports import Tariffs, log_columns
 from omnirelay.domain.validation import Accepted, Limits, prepare_send, simple_to_advanced
 from omnirelay.store.base import Account, MessageIdConflict, NewMessage, ScenarioRecord, Store
 
@@ -49,9 +50,12 @@ class SendRoutes:
         store: Store,
         limits: Limits,
         accepted: Callable[[int], None],
+        tariffs: Tariffs,
         notify_urls: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
+        self.tariffs = tariffs
+        """Networks of numbers, for the logs' filter columns."""
         self.limits = limits
         self.accepted = accepted
         """Called with the number of messages newly stored (wakes the engine, counts them)."""
@@ -105,9 +109,17 @@ class SendRoutes:
             bulk_id = uuid7()
         state = initial_state(now, plan.send_at)
         fresh_ids = iter(uuid7s(plan.fresh))
+        first = plan.steps[0] if plan.steps else None
+        channel, sender = (first.channel, first.sender) if first else (None, None)
         messages = [
             NewMessage(
-                d.message_id or next(fresh_ids), d.to_json, d.content_hash, state, d.message_id is not None, d.address
+                d.message_id or next(fresh_ids),
+                d.to_json,
+                d.content_hash,
+                state,
+                d.message_id is not None,
+                d.address,
+                *log_columns(channel, sender, d.to, self.tariffs),
             )
             for d in plan.destinations
         ]

@@ -46,7 +46,7 @@ from omnirelay.domain.failover import (
 )
 from omnirelay.domain.message import Attempt, MessageState, state_decoder, state_encoder
 from omnirelay.domain.model import SeenReport, SeenReports, To
-from omnirelay.domain.reports import Tariffs, build_report
+from omnirelay.domain.reports import LogColumns, Tariffs, build_report, log_columns
 from omnirelay.domain.validation import address_for, has_content, main_address
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Change, Store, Work
@@ -355,6 +355,7 @@ class Engine:
             change.status_group = catalogue.status(state.status).groupId if state.phase == "DONE" else 1
             change.channel = state.channel
             change.done_at = state.done_at
+            change.sender, change.mcc, change.mnc = _log_columns(msg, state, self.tariffs)
             changes.append(change)
 
     def _message(self, work: Work) -> _Message:
@@ -519,6 +520,15 @@ class Engine:
                     else:
                         later.append((sub.message, "report", sub.step, now + r.after_s, event))
         return events, later
+
+
+def _log_columns(msg: _Message, state: MessageState, tariffs: Tariffs) -> LogColumns:
+    """What GET /omni/1/logs filters on, for the step its entry shows (the current one; the first before any)."""
+    steps = msg.request.steps
+    step = steps[state.step] if 0 <= state.step < len(steps) else steps[0] if steps else None
+    return log_columns(
+        state.channel or (step.channel if step else None), step.sender if step else None, msg.to, tariffs
+    )
 
 
 def _refusal(detail: str) -> LaterReport:

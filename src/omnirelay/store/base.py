@@ -58,6 +58,10 @@ class NewMessage:
     address: str | None
     """The destination's main address (phone number without ``+``, else the first one it has): the key of
     capability memory."""
+    sender: str | None = None
+    mcc: str | None = None
+    mnc: str | None = None
+    """What GET /omni/1/logs filters on (:class:`~omnirelay.domain.reports.LogColumns`) before the first step."""
 
 
 class Stored(NamedTuple):
@@ -82,6 +86,9 @@ class LogQuery:
     status_group: int | None = None
     channel: str | None = None
     to: str | None = None
+    sender: str | None = None
+    mcc: str | None = None
+    mnc: str | None = None
     limit: int = 50
 
 
@@ -165,6 +172,16 @@ class Store(Protocol):
     ) -> list[bytes]: ...
     async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]: ...
     async def message(self, account_id: int, message_id: str) -> MessageView | None: ...
+    async def unindexed_messages(self, limit: int) -> list[tuple[int, bytes, bytes, bytes]]:
+        """Up to ``limit`` messages stored before the logs' filter columns existed (their ``mcc`` is ``'?'``):
+        (id, to_json, state, payload)."""
+        ...
+
+    async def set_log_columns(self, rows: list[tuple[int, str | None, str | None, str | None]]) -> None:
+        """Fill the filter columns of such messages: (id, sender, mcc, mnc); a message the engine has changed
+        meanwhile (and so filled) is left alone."""
+        ...
+
     async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]: ...
     async def settle_deliveries(self, done: list[int], retries: list[tuple[int, float | None, str]]) -> None: ...
     async def push_webhooks(self, items: list[tuple[int, str, str, str, bytes]], now: float) -> None:
@@ -214,6 +231,10 @@ class Change:
     channel: str | None
     done_at: float | None
     cancel_expiry: bool = False
+    sender: str | None = None
+    mcc: str | None = None
+    mnc: str | None = None
+    """What GET /omni/1/logs filters on, as the message's entry shows it now."""
     jobs: list[tuple[str, int, float, bytes]] = field(default_factory=list)
     """New jobs: (kind, step, due_at, event)."""
     report: tuple[str, str | None, str, bytes] | None = None
