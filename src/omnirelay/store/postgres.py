@@ -608,40 +608,8 @@ class PostgresStore:
 
     async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]:
         """Messages matching the filters, newest first."""
-        # The statement names only the filters given: a generic plan of "($n IS NULL OR column = $n)" could not
-        # choose the filter's index.
-        args: list[Any] = [account_id, query.since]
-        where = ["m.account_id = $1", "m.created_at >= $2"]
-
-        def add(condition: str, value: Any) -> None:
-            args.append(value)
-            where.append(condition.format(f"${len(args)}"))
-
-        if query.until is not None:
-            add("m.created_at <= {}", query.until)
-        if query.bulk_ids:
-            add("m.bulk_id = ANY({}::text[])", list(query.bulk_ids))
-        if query.message_ids:
-            add("m.message_id = ANY({}::text[])", list(query.message_ids))
-        if query.status_group is not None:
-            add("m.status_group = {}", query.status_group)
-        if query.to is not None:
-            add("position({} in convert_from(m.to_json, 'UTF8')) > 0", msgspec.json.encode(query.to).decode())
-        for column, value in (
-            ("channel", query.channel),
-            ("sender", query.sender),
-            ("mcc", query.mcc),
-            ("mnc", query.mnc),
-        ):
-            if value is not None:
-                add(f"m.{column} = {{}}", value)
-        args.append(query.limit)
-        rows = await self.pool.fetch(
-            f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
-            f" ORDER BY m.created_at DESC, m.id DESC LIMIT ${len(args)}",
-            *args,
-        )
-        return [_view(r) for r in rows]
+        sql, args = logs_statement(account_id, query)
+        return [_view(r) for r in await self.pool.fetch(sql, *args)]
 
     async def unindexed_messages(self, limit: int) -> list[tuple[int, bytes, bytes, bytes]]:
         """Messages stored before the logs' filter columns existed: (id, to_json, state, payload)."""
@@ -757,6 +725,41 @@ class PostgresStore:
             granted, left = take_tokens((row[0], row[1]), want, rate, burst, now)
             await conn.execute("UPDATE rate_buckets SET tokens = $2, updated = $3 WHERE key = $1", key, left, now)
             return granted
+
+
+def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
+    """The statement of :meth:`PostgresStore.logs` and its arguments. It names only the filters given: a generic
+    plan of "($n IS NULL OR column = $n)" could not choose the index of the filter given."""
+    args: list[Any] = [account_id, query.since]
+    where = ["m.account_id = $1", "m.created_at >= $2"]
+
+    def add(condition: str, value: Any) -> None:
+        args.append(value)
+        where.append(condition.format(f"${len(args)}"))
+
+    if query.until is not None:
+        add("m.created_at <= {}", query.until)
+    if query.bulk_ids:
+        add("m.bulk_id = ANY({}::text[])", list(query.bulk_ids))
+    if query.message_ids:
+        add("m.message_id = ANY({}::text[])", list(query.message_ids))
+    if query.to is not None:
+        add("position({} in convert_from(m.to_json, 'UTF8')) > 0", msgspec.json.encode(query.to).decode())
+    for column, value in (
+        ("status_group", query.status_group),
+        ("channel", query.channel),
+        ("sender", query.sender),
+        ("mcc", query.mcc),
+        ("mnc", query.mnc),
+    ):
+        if value is not None:
+            add(f"m.{column} = {{}}", value)
+    args.append(query.limit)
+    sql = (
+        f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
+        f" ORDER BY m.created_at DESC, m.id DESC LIMIT ${len(args)}"
+    )
+    return sql, args
 
 
 def _view(row: Sequence[Any]) -> MessageView:

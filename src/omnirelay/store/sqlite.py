@@ -484,35 +484,7 @@ class SqliteStore:
 
     async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]:
         """Messages matching the filters, newest first."""
-        where: list[str] = ["m.account_id = ?", "m.created_at >= ?"]
-        args: list[Any] = [account_id, query.since]
-        if query.until is not None:
-            where.append("m.created_at <= ?")
-            args.append(query.until)
-        for column, values in (("m.bulk_id", query.bulk_ids), ("m.message_id", query.message_ids)):
-            if values:
-                where.append(f"{column} IN ({','.join('?' * len(values))})")
-                args.extend(values)
-        if query.status_group is not None:
-            where.append("m.status_group = ?")
-            args.append(query.status_group)
-        if query.channel is not None:
-            where.append("m.channel = ?")
-            args.append(query.channel)
-        if query.to is not None:
-            where.append("instr(m.to_json, ?) > 0")
-            args.append(msgspec.json.encode(query.to).decode())
-        for column, value in (("m.sender", query.sender), ("m.mcc", query.mcc), ("m.mnc", query.mnc)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        rows = self._all(
-            f"SELECT {VIEW_COLS} FROM messages m"
-            f" JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
-            " ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
-            [*args, query.limit],
-        )
-        return [MessageView(*r) for r in rows]
+        return [MessageView(*r) for r in self._all(*logs_statement(account_id, query))]
 
     async def message(self, account_id: int, message_id: str) -> MessageView | None:
         """One message of the account, or None."""
@@ -617,6 +589,37 @@ class SqliteStore:
             return granted
 
         return await self.writer.run(fn)
+
+
+def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
+    """The statement of :meth:`SqliteStore.logs` and its arguments (each filter given has an index to read)."""
+    where: list[str] = ["m.account_id = ?", "m.created_at >= ?"]
+    args: list[Any] = [account_id, query.since]
+    if query.until is not None:
+        where.append("m.created_at <= ?")
+        args.append(query.until)
+    for column, values in (("m.bulk_id", query.bulk_ids), ("m.message_id", query.message_ids)):
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            args.extend(values)
+    if query.to is not None:
+        where.append("instr(m.to_json, ?) > 0")
+        args.append(msgspec.json.encode(query.to).decode())
+    for column, value in (
+        ("m.status_group", query.status_group),
+        ("m.channel", query.channel),
+        ("m.sender", query.sender),
+        ("m.mcc", query.mcc),
+        ("m.mnc", query.mnc),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    sql = (
+        f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
+        " ORDER BY m.created_at DESC, m.id DESC LIMIT ?"
+    )
+    return sql, [*args, query.limit]
 
 
 def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[list[Stored] | MessageIdConflict]:
