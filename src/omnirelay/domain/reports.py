@@ -76,10 +76,8 @@ def _phone_facts_of(address: str, channel: str, count: int, tariffs: Tariffs) ->
 
 def network_of(address: str, tariffs: Tariffs) -> str | None:
     """The MCC+MNC that reports and logs show for ``address`` (None for what is not a phone number)."""
-    if not address.lstrip("+").isdigit():
-        return None
     key = tariffs.networks.prefix_key(address)
-    if key is None:
+    if key is None:  # not a number, or one a prefix cannot place: its own lookup (None for what is not digits)
         return tariffs.networks.lookup(address)
     cache = tariffs.network_cache
     if key in cache:
@@ -104,7 +102,11 @@ def log_columns(channel: str | None, sender: str | None, to: To, tariffs: Tariff
     that step (the same address, hence the same network)."""
     if channel is None:
         return LogColumns(sender, None, None)
-    address = address_for(parse_channel(channel), to) or main_address(to) or ""
+    return log_columns_at(address_for(parse_channel(channel), to) or main_address(to) or "", sender, tariffs)
+
+
+def log_columns_at(address: str, sender: str | None, tariffs: Tariffs) -> LogColumns:
+    """:func:`log_columns` of a step whose address is known already."""
     network = network_of(address, tariffs)
     if network is None:
         return LogColumns(sender, None, None)

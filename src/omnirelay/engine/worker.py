@@ -46,7 +46,7 @@ from omnirelay.domain.failover import (
 )
 from omnirelay.domain.message import Attempt, MessageState, state_decoder, state_encoder
 from omnirelay.domain.model import SeenReport, SeenReports, To
-from omnirelay.domain.reports import LogColumns, Tariffs, build_report, log_columns
+from omnirelay.domain.reports import LogColumns, Tariffs, build_report, log_columns, log_columns_at
 from omnirelay.domain.validation import address_for, has_content, main_address
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Change, Store, Work
@@ -525,10 +525,13 @@ class Engine:
 def _log_columns(msg: _Message, state: MessageState, tariffs: Tariffs) -> LogColumns:
     """What GET /omni/1/logs filters on, for the step its entry shows (the current one; the first before any)."""
     steps = msg.request.steps
-    step = steps[state.step] if 0 <= state.step < len(steps) else steps[0] if steps else None
-    return log_columns(
-        state.channel or (step.channel if step else None), step.sender if step else None, msg.to, tariffs
-    )
+    index = state.step if 0 <= state.step < len(steps) else 0
+    if not steps:
+        return log_columns(state.channel, None, msg.to, tariffs)
+    step = steps[index]
+    if state.channel is None or state.channel == step.channel:  # the plan has the step's address already
+        return log_columns_at(msg.plan[index].address or main_address(msg.to) or "", step.sender, tariffs)
+    return log_columns(state.channel, step.sender, msg.to, tariffs)
 
 
 def _refusal(detail: str) -> LaterReport:
