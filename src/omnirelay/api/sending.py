@@ -11,11 +11,12 @@ from aiohttp import web
 from omnirelay.api.errors import bad_request
 from omnirelay.api.params import read_json
 from omnirelay.domain import catalogue
+from omnirelay.domain.channels import ADDRESS_FIELDS, parse_channel
 from omnirelay.domain.ids import uuid7, uuid7s
 from omnirelay.domain.message import initial_state
 from omnirelay.domain.model import AdvancedRequest, SimpleRequest, Step
-from omnirelay.domain.reports import Tariffs, log_columns
-from omnirelay.domain.validation import Accepted, Limits, prepare_send, simple_to_advanced
+from omnirelay.domain.reports import Tariffs, network_of
+from omnirelay.domain.validation import Accepted, Limits, address_for, prepare_send, simple_to_advanced
 from omnirelay.store.base import Account, MessageIdConflict, NewMessage, ScenarioRecord, Store
 
 #: The status every accepted message answers with.
@@ -109,20 +110,27 @@ class SendRoutes:
             bulk_id = uuid7()
         state = initial_state(now, plan.send_at)
         fresh_ids = iter(uuid7s(plan.fresh))
-        first = plan.steps[0] if plan.steps else None
-        channel, sender = (first.channel, first.sender) if first else (None, None)
-        messages = [
-            NewMessage(
-                d.message_id or next(fresh_ids),
-                d.to_json,
-                d.content_hash,
-                state,
-                d.message_id is not None,
-                d.address,
-                *log_columns(channel, sender, d.to, self.tariffs),
+        # the logs' filter columns as the entries show the first step (the engine writes them when that changes)
+        first = plan.steps[0]  # a scenario has a step at least
+        kind, sender, tariffs = parse_channel(first.channel), first.sender, self.tariffs
+        by_phone = ADDRESS_FIELDS[kind][0] == "phoneNumber"  # then a number's address is the main one
+        messages = []
+        for d in plan.destinations:
+            address = d.address if by_phone and d.to.phoneNumber else address_for(kind, d.to) or d.address
+            network = network_of(address, tariffs) if address else None
+            messages.append(
+                NewMessage(
+                    d.message_id or next(fresh_ids),
+                    d.to_json,
+                    d.content_hash,
+                    state,
+                    d.message_id is not None,
+                    d.address,
+                    sender,
+                    network[:3] if network else None,
+                    (network[3:] or None) if network else None,
+                )
             )
-            for d in plan.destinations
-        ]
         try:
             stored = await self.store.accept(account.id, payload, bulk_id, messages, plan.send_at or now, now)
         except MessageIdConflict as exc:

@@ -322,6 +322,7 @@ class Engine:
             msg = messages[m]
             state = state_decoder.decode(items[-1].state)
             started_before = state.phase != "WAITING"
+            shown = (state.step, state.channel)
             ctx = Context(
                 now=now,
                 plan=msg.plan,
@@ -355,7 +356,8 @@ class Engine:
             change.status_group = catalogue.status(state.status).groupId if state.phase == "DONE" else 1
             change.channel = state.channel
             change.done_at = state.done_at
-            change.sender, change.mcc, change.mnc = _log_columns(msg, state, self.tariffs)
+            if not started_before or (state.step, state.channel) != shown:  # a step the stored columns do not show
+                change.columns = _log_columns(msg, state, self.tariffs)
             changes.append(change)
 
     def _message(self, work: Work) -> _Message:

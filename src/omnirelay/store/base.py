@@ -231,10 +231,9 @@ class Change:
     channel: str | None
     done_at: float | None
     cancel_expiry: bool = False
-    sender: str | None = None
-    mcc: str | None = None
-    mnc: str | None = None
-    """What GET /omni/1/logs filters on, as the message's entry shows it now."""
+    columns: tuple[str | None, str | None, str | None] | None = None
+    """What GET /omni/1/logs filters on (sender, MCC, MNC) as the message's entry shows it now; None when that
+    is what is stored already."""
     jobs: list[tuple[str, int, float, bytes]] = field(default_factory=list)
     """New jobs: (kind, step, due_at, event)."""
     report: tuple[str, str | None, str, bytes] | None = None

@@ -762,6 +762,9 @@ def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
     return sql, args
 
 
+_NO = (None, None, None)
+
+
 def _view(row: Sequence[Any]) -> MessageView:
     return MessageView(row[0], row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]))
 
@@ -775,12 +778,17 @@ async def _apply(conn: Conn, changes: list[Change], now: float) -> None:
     """Write the engine's changes with one statement per kind of row."""
     await conn.execute(
         "UPDATE messages AS m SET state = u.state, status_group = u.sg, channel = u.ch, done_at = u.done,"
-        " sender = u.sender, mcc = u.mcc, mnc = u.mnc"
-        " FROM unnest($1::bigint[], $2::bytea[], $3::smallint[], $4::text[], $5::float8[], $6::text[], $7::text[],"
-        " $8::text[]) AS u(id, state, sg, ch, done, sender, mcc, mnc)"
+        " sender = CASE WHEN u.cols THEN u.sender ELSE m.sender END, mcc = CASE WHEN u.cols THEN u.mcc ELSE m.mcc END,"
+        " mnc = CASE WHEN u.cols THEN u.mnc ELSE m.mnc END"
+        " FROM unnest($1::bigint[], $2::bytea[], $3::smallint[], $4::text[], $5::float8[], $6::bool[], $7::text[],"
+        " $8::text[], $9::text[]) AS u(id, state, sg, ch, done, cols, sender, mcc, mnc)"
         " WHERE m.id = u.id",
         *_columns(
-            [(c.message, c.state, c.status_group, c.channel, c.done_at, c.sender, c.mcc, c.mnc) for c in changes], 8
+            [
+                (c.message, c.state, c.status_group, c.channel, c.done_at, c.columns is not None, *(c.columns or _NO))
+                for c in changes
+            ],
+            9,
         ),
     )
     cancel = [c.message for c in changes if c.cancel_expiry]

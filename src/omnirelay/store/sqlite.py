@@ -695,10 +695,15 @@ def _decide_and_apply(
 
 def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
     """Write the engine's changes with one statement per kind of row."""
+    # The logs' filter columns only where they change: setting an indexed column rewrites its index entries.
+    conn.executemany(
+        "UPDATE messages SET state = ?, status_group = ?, channel = ?, done_at = ? WHERE id = ?",
+        [(c.state, c.status_group, c.channel, c.done_at, c.message) for c in changes if c.columns is None],
+    )
     conn.executemany(
         "UPDATE messages SET state = ?, status_group = ?, channel = ?, done_at = ?, sender = ?, mcc = ?, mnc = ?"
         " WHERE id = ?",
-        [(c.state, c.status_group, c.channel, c.done_at, c.sender, c.mcc, c.mnc, c.message) for c in changes],
+        [(c.state, c.status_group, c.channel, c.done_at, *c.columns, c.message) for c in changes if c.columns],
     )
     conn.executemany(
         "DELETE FROM jobs WHERE message = ? AND kind = 'expire'",
