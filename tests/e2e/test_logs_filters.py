@@ -51,6 +51,7 @@ def filled(module_gateways: Callable[..., Gateway]) -> tuple[Gateway, dict[str, 
         wait_message(gw, mid)
     time.sleep(0.05)
     newer = send(gw, [f"49170{i:07d}" for i in range(NEWER)])
+    wait_message(gw, newer[-1], timeout=60)  # the engine has taken them all up
     groups = {
         "whatsapp": ids[: len(whatsapp)],
         "failover": ids[len(whatsapp) :],
