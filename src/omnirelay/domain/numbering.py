@@ -186,11 +186,6 @@ class MccMncTable:
     def __repr__(self) -> str:
         return f"MccMncTable({self._prefixes!r})"
 
-    @property
-    def key_length(self) -> int:
-        """How many leading digits :meth:`prefix_key` keeps."""
-        return self._key_len
-
     def prefix_key(self, phone: str) -> str | None:
         """A prefix of ``phone``'s digits that decides both :func:`region_of` and :meth:`lookup`: numbers with
         the same key get the same answers from both (a key for caching what follows from them).

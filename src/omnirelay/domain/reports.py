@@ -31,8 +31,6 @@ class Tariffs:
 
 
 _CACHE_MAX = 10_000
-_UNPLACED = "?"
-"""Not a network code (those are digits): what :func:`network_of` finds for a head it has not placed."""
 
 #: SMS parts by text: the messages of one request share their text.
 _parts: dict[str, int] = {}
@@ -78,21 +76,15 @@ def _phone_facts_of(address: str, channel: str, count: int, tariffs: Tariffs) ->
 
 def network_of(address: str, tariffs: Tariffs) -> str | None:
     """The MCC+MNC that reports and logs show for ``address`` (None for what is not a phone number)."""
-    number = address[1:] if address.startswith("+") else address
-    if not (number.isascii() and number.isdigit()):
-        return None
-    # By the digits prefix_key would keep, without its country-code work (it runs for every destination accepted):
-    # a head under a country code that a prefix cannot place is marked, and its numbers looked up one by one.
-    networks, cache = tariffs.networks, tariffs.network_cache
-    head = number[: networks.key_length]
-    found = cache.get(head, _UNPLACED)
-    if found is not _UNPLACED:
-        return found
+    key = tariffs.networks.prefix_key(address)
+    if key is None:  # not a number, or one a prefix cannot place: its own look-up (None for what is not digits)
+        return tariffs.networks.lookup(address)
+    cache = tariffs.network_cache
+    if key in cache:
+        return cache[key]
     if len(cache) >= _CACHE_MAX:
         cache.clear()
-    found = networks.lookup(number)
-    if networks.prefix_key(number) is not None:
-        cache[head] = found
+    found = cache[key] = tariffs.networks.lookup(address)
     return found
 
 

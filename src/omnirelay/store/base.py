@@ -61,7 +61,8 @@ class NewMessage:
     sender: str | None = None
     mcc: str | None = None
     mnc: str | None = None
-    """What GET /omni/1/logs filters on (:class:`~omnirelay.domain.reports.LogColumns`) before the first step."""
+    """What GET /omni/1/logs filters on (:class:`~omnirelay.domain.reports.LogColumns`), given for scheduled
+    messages only: the others get them from the engine's first decision."""
 
 
 class Stored(NamedTuple):
