@@ -50,6 +50,7 @@ def test_misspelled_report_filter_takes_nothing(gw: Gateway) -> None:
         ("/omni/1/scenarios?isdefault=true", "isdefault"),
         ("/omni/1/scenarios?size=5", "size"),
         ("/omni/1/messages/some-id?verbose=1", "verbose"),
+        ("/omni/1/scenarios/some-key?expand=flow", "expand"),
     ],
 )
 def test_unknown_parameter_of_a_get_endpoint_is_400(gw: Gateway, path: str, param: str) -> None:
