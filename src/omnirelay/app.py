@@ -35,6 +35,7 @@ from omnirelay.domain.numbering import MccMncTable
 from omnirelay.domain.pricing import PriceEntry, PriceList
 from omnirelay.domain.reports import Tariffs
 from omnirelay.domain.validation import Limits
+from omnirelay.engine.log_columns import fill_log_columns
 from omnirelay.engine.worker import Engine, EngineSettings, purge_forever
 from omnirelay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from omnirelay.metrics import Metrics
@@ -222,7 +223,8 @@ class Gateway:
         a = self.settings.auth
         AuthRoutes(self.store, self.auth, a.session_idle_minutes * 60, a.oauth_token_seconds).add_to(app)
         ScenarioRoutes(self.store).add_to(app)
-        SendRoutes(self.store, limits, self._accepted).add_to(app)
+        notify_urls = {a.username: a.notify_url for a in self.settings.accounts if a.notify_url}
+        SendRoutes(self.store, limits, self._accepted, self.tariffs, notify_urls).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
         ConsoleRoutes(self.store, self.sandbox, limits, self.engine.wake if self.worker else lambda: None).add_to(app)
         document = msgspec.json.encode(openapi.build())
@@ -292,7 +294,11 @@ class Gateway:
                 asyncio.create_task(self.engine.run(), name="engine"),
                 asyncio.create_task(self.notifier.run(), name="notifier"),
                 asyncio.create_task(purge_forever(self.store, retention_s), name="purge"),
+                asyncio.create_task(self._fill_log_columns(), name="log-columns"),
             ]
+
+    async def _fill_log_columns(self) -> None:
+        await fill_log_columns(self.store, self.tariffs)
 
     async def stop(self) -> None:
         """Stop the background work and close the store."""

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from omnirelay.domain.validation import URL
+
 
 class AccountConfig(msgspec.Struct, forbid_unknown_fields=True):
     """An account declared in the config file."""
@@ -22,6 +24,8 @@ class AccountConfig(msgspec.Struct, forbid_unknown_fields=True):
     webhook_secret: str | None = None
     inbound_url: str | None = None
     """Where messages that users send to this account's senders (WhatsApp inbound) are pushed."""
+    notify_url: str | None = None
+    """Where the reports of this account's requests without ``notifyUrl`` are pushed (unless ``notify`` is false)."""
 
 
 class SandboxRule(msgspec.Struct, forbid_unknown_fields=True):
@@ -258,4 +262,6 @@ def load(
     for account in settings.accounts:
         if account.password is None and account.password_hash is None and not account.api_keys:
             raise ConfigError(f"account {account.username!r} needs a password, a password_hash or api_keys")
+        if account.notify_url is not None and not URL.match(account.notify_url):
+            raise ConfigError(f"account {account.username!r}: notify_url must be an http(s) URL")
     return settings

@@ -21,6 +21,14 @@ BODY_TIMEOUT = web.AppKey("body_timeout_s", float)
 DEFAULT_BODY_TIMEOUT_S = 60.0
 
 
+def only_params(request: web.Request, *names: str) -> None:
+    """Refuse a query parameter the endpoint does not know: a misspelled filter must not widen what a call reads
+    (or, for the reports, takes)."""
+    for name in request.query:
+        if name not in names:
+            raise bad_request({name: [f"is not a parameter of this endpoint; known: {', '.join(names)}"]})
+
+
 def int_param(request: web.Request, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     """An integer parameter within bounds."""
     raw = request.query.get(name)

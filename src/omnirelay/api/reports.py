@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.api.errors import ApiProblem, bad_request
-from omnirelay.api.params import int_param, list_param, str_param
+from omnirelay.api.params import int_param, list_param, only_params, str_param
 from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
 from omnirelay.domain.dates import format_ts, parse_ts
 from omnirelay.domain.message import state_decoder
@@ -31,6 +31,20 @@ GENERAL_STATUS = {
     "REJECTED": 5,
 }
 LOG_WINDOW_S = 48 * 3600
+REPORT_PARAMS = ("bulkId", "messageId", "channel", "limit")
+LOG_PARAMS = (
+    "from",
+    "to",
+    "bulkId",
+    "messageId",
+    "generalStatus",
+    "channel",
+    "sentSince",
+    "sentUntil",
+    "limit",
+    "mcc",
+    "mnc",
+)
 
 
 def _channel_param(request: web.Request) -> str | None:
@@ -53,6 +67,13 @@ def _date_param(request: web.Request, name: str) -> float | None:
         raise bad_request({name: [str(exc)]}) from None
 
 
+def _digits_param(request: web.Request, name: str, lengths: tuple[int, ...]) -> str | None:
+    raw = str_param(request, name)
+    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) in lengths):
+        raise bad_request({name: [f"must be {' or '.join(map(str, lengths))} digits"]})
+    return raw
+
+
 def _json(data: bytes) -> web.Response:
     return web.Response(body=data, content_type="application/json")
 
@@ -72,6 +93,7 @@ class ReportRoutes:
 
     async def reports(self, request: web.Request) -> web.Response:
         account: Account = request["account"]
+        only_params(request, *REPORT_PARAMS)
         limit = int_param(request, "limit", 50, 1, 1000)
         bodies = await self.store.take_reports(
             account.id,
@@ -84,14 +106,14 @@ class ReportRoutes:
 
     async def logs(self, request: web.Request) -> web.Response:
         account: Account = request["account"]
+        only_params(request, *LOG_PARAMS)
         limit = int_param(request, "limit", 50, 1, 1000)
         status = request.query.get("generalStatus")
         if status and status.upper() not in GENERAL_STATUS:
             raise bad_request({"generalStatus": [f"must be one of {', '.join(GENERAL_STATUS)}"]})
         since = _date_param(request, "sentSince")
         until = _date_param(request, "sentUntil")
-        sender = str_param(request, "from")
-        mcc, mnc = str_param(request, "mcc"), str_param(request, "mnc")
+        mcc, mnc = _digits_param(request, "mcc", (3,)), _digits_param(request, "mnc", (2, 3))
         query = LogQuery(
             since=since if since is not None else time.time() - LOG_WINDOW_S,
             until=until,
@@ -100,16 +122,13 @@ class ReportRoutes:
             status_group=GENERAL_STATUS[status.upper()] if status else None,
             channel=_channel_param(request),
             to=str_param(request, "to"),
-            limit=limit if not (sender or mcc or mnc) else 1000,
+            sender=str_param(request, "from"),
+            mcc=mcc,
+            mnc=mnc,
+            limit=limit,
         )
         entries = [self._log_entry(v) for v in await self.store.logs(account.id, query)]
-        if sender:
-            entries = [e for e in entries if e.from_ == sender]
-        if mcc:
-            entries = [e for e in entries if e.mccMnc is not None and e.mccMnc.startswith(mcc)]
-        if mnc:
-            entries = [e for e in entries if e.mccMnc is not None and e.mccMnc[3:] == mnc]
-        return _json(_encoder.encode(Logs(entries[:limit])))
+        return _json(_encoder.encode(Logs(entries)))
 
     def _log_entry(self, view: MessageView) -> LogEntry:
         state = state_decoder.decode(view.state)
@@ -135,6 +154,7 @@ class ReportRoutes:
 
     async def message(self, request: web.Request) -> web.Response:
         account: Account = request["account"]
+        only_params(request)
         view = await self.store.message(account.id, request.match_info["messageId"])
         if view is None:
             raise ApiProblem(404, "Message not found")

@@ -6,7 +6,7 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.api.errors import ApiProblem, bad_request
-from omnirelay.api.params import bool_param, int_param, read_json
+from omnirelay.api.params import bool_param, int_param, only_params, read_json
 from omnirelay.domain.ids import scenario_key
 from omnirelay.domain.model import Scenario, ScenarioIn, ScenarioList
 from omnirelay.domain.validation import validate_scenario
@@ -65,6 +65,7 @@ class ScenarioRoutes:
 
     async def list(self, request: web.Request) -> web.Response:
         account: Account = request["account"]
+        only_params(request, "isDefault", "default", "limit", "page")
         is_default = bool_param(request, "isDefault", "default")
         limit = int_param(request, "limit", 100, 0, 1000)
         page = int_param(request, "page", 0, 0, 1_000_000_000)
@@ -73,6 +74,7 @@ class ScenarioRoutes:
 
     async def get(self, request: web.Request) -> web.Response:
         account: Account = request["account"]
+        only_params(request)
         record = await self.store.scenario(account.id, request.match_info["key"])
         if record is None:
             raise ApiProblem(404, NOT_FOUND)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from omnirelay.domain import catalogue
+from omnirelay.domain.channels import parse_channel
 from omnirelay.domain.dates import format_ts
 from omnirelay.domain.message import Attempt, MessageState
-from omnirelay.domain.model import LogEntry, Price, Report
+from omnirelay.domain.model import LogEntry, Price, Report, To
 from omnirelay.domain.numbering import MccMncTable, region_of
 from omnirelay.domain.pricing import PriceList
 from omnirelay.domain.smscount import sms_parts
+from omnirelay.domain.validation import address_for, main_address
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Tariffs:
         default_factory=dict, init=False, repr=False, compare=False
     )
     """:func:`_phone_facts` by number prefix (:meth:`MccMncTable.prefix_key`), channel and message count."""
+    network_cache: dict[str, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """:func:`network_of` by number prefix (:meth:`MccMncTable.prefix_key`)."""
 
 
 _CACHE_MAX = 10_000
@@ -58,6 +62,45 @@ def _phone_facts_of(address: str, channel: str, count: int, tariffs: Tariffs) ->
     mcc_mnc = tariffs.networks.lookup(address) if phone_like else None
     unit = tariffs.prices.price(channel, region)
     return mcc_mnc, round(unit.pricePerMessage * count, 6), unit.currency
+
+
+def network_of(address: str, tariffs: Tariffs) -> str | None:
+    """The MCC+MNC that reports and logs show for ``address`` (None for what is not a phone number)."""
+    key = tariffs.networks.prefix_key(address)
+    if key is None:  # not a number, or one a prefix cannot place: its own look-up (None for what is not digits)
+        return tariffs.networks.lookup(address)
+    cache = tariffs.network_cache
+    if key in cache:
+        return cache[key]
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    found = cache[key] = tariffs.networks.lookup(address)
+    return found
+
+
+class LogColumns(NamedTuple):
+    """What GET /omni/1/logs filters on, stored beside each message: its entry's ``from`` and ``mccMnc`` split
+    into MCC and MNC (None where the entry shows none)."""
+
+    sender: str | None
+    mcc: str | None
+    mnc: str | None
+
+
+def log_columns(channel: str | None, sender: str | None, to: To, tariffs: Tariffs) -> LogColumns:
+    """The filter columns of a message at a step of ``channel`` sent from ``sender``, as :func:`build_log` shows
+    that step (the same address, hence the same network)."""
+    if channel is None:
+        return LogColumns(sender, None, None)
+    return log_columns_at(address_for(parse_channel(channel), to) or main_address(to) or "", sender, tariffs)
+
+
+def log_columns_at(address: str, sender: str | None, tariffs: Tariffs) -> LogColumns:
+    """:func:`log_columns` of a step whose address is known already."""
+    network = network_of(address, tariffs)
+    if network is None:
+        return LogColumns(sender, None, None)
+    return LogColumns(sender, network[:3], network[3:] or None)
 
 
 def build_report(

@@ -48,7 +48,7 @@ from omnirelay.domain.failover import (
 )
 from omnirelay.domain.message import Attempt, MessageState, state_decoder, state_encoder
 from omnirelay.domain.model import SeenReport, SeenReports, To
-from omnirelay.domain.reports import Tariffs, build_report
+from omnirelay.domain.reports import LogColumns, Tariffs, build_report, log_columns, log_columns_at
 from omnirelay.domain.validation import address_for, has_content, main_address
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Change, Store, Work
@@ -321,6 +321,7 @@ class Engine:
             msg = messages[m]
             state = state_decoder.decode(items[-1].state)
             started_before = state.phase != "WAITING"
+            shown = (state.step, state.channel)
             ctx = Context(
                 now=now,
                 plan=msg.plan,
@@ -354,6 +355,8 @@ class Engine:
             change.status_group = catalogue.status(state.status).groupId if state.phase == "DONE" else 1
             change.channel = state.channel
             change.done_at = state.done_at
+            if not started_before or (state.step, state.channel) != shown:  # a step the stored columns do not show
+                change.columns = _log_columns(msg, state, self.tariffs)
             changes.append(change)
 
     def _message(self, work: Work) -> _Message:
@@ -539,6 +542,18 @@ class Engine:
     def _made_room(self) -> None:
         if self._in_flight_count < self.settings.max_in_flight:
             self._room.set()
+
+
+def _log_columns(msg: _Message, state: MessageState, tariffs: Tariffs) -> LogColumns:
+    """What GET /omni/1/logs filters on, for the step its entry shows (the current one; the first before any)."""
+    steps = msg.request.steps
+    index = state.step if 0 <= state.step < len(steps) else 0
+    if not steps:
+        return log_columns(state.channel, None, msg.to, tariffs)
+    step = steps[index]
+    if state.channel is None or state.channel == step.channel:  # the plan has the step's address already
+        return log_columns_at(msg.plan[index].address or main_address(msg.to) or "", step.sender, tariffs)
+    return log_columns(state.channel, step.sender, msg.to, tariffs)
 
 
 def _refusal(detail: str) -> LaterReport:

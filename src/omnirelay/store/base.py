@@ -73,6 +73,11 @@ class NewMessage:
     rejected: bool = False
     """Refused at acceptance (its ``state`` is final): stored finished in status group REJECTED, with no job,
     so it shows in the logs and never gets a report or a webhook."""
+    sender: str | None = None
+    mcc: str | None = None
+    mnc: str | None = None
+    """What GET /omni/1/logs filters on (:class:`~omnirelay.domain.reports.LogColumns`), given for scheduled
+    messages only: the others get them from the engine's first decision."""
 
 
 class Stored(NamedTuple):
@@ -100,6 +105,9 @@ class LogQuery:
     status_group: int | None = None
     channel: str | None = None
     to: str | None = None
+    sender: str | None = None
+    mcc: str | None = None
+    mnc: str | None = None
     limit: int = 50
 
 
@@ -219,6 +227,16 @@ class Store(Protocol):
     ) -> list[bytes]: ...
     async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]: ...
     async def message(self, account_id: int, message_id: str) -> MessageView | None: ...
+    async def unindexed_messages(self, limit: int) -> list[tuple[int, bytes, bytes, bytes]]:
+        """Up to ``limit`` messages stored before the logs' filter columns existed (their ``mcc`` is ``'?'``):
+        (id, to_json, state, payload)."""
+        ...
+
+    async def set_log_columns(self, rows: list[tuple[int, str | None, str | None, str | None]]) -> None:
+        """Fill the filter columns of such messages: (id, sender, mcc, mnc); a message the engine has changed
+        meanwhile (and so filled) is left alone."""
+        ...
+
     async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]: ...
     async def settle_deliveries(self, done: list[int], retries: list[tuple[int, float | None, str]]) -> None: ...
     async def push_webhooks(self, items: list[tuple[int, str, str, str, bytes]], now: float) -> None:
@@ -268,6 +286,9 @@ class Change:
     channel: str | None
     done_at: float | None
     cancel_expiry: bool = False
+    columns: tuple[str | None, str | None, str | None] | None = None
+    """What GET /omni/1/logs filters on (sender, MCC, MNC) as the message's entry shows it now; None when that
+    is what is stored already."""
     jobs: list[tuple[str, int, float, bytes]] = field(default_factory=list)
     """New jobs: (kind, step, due_at, event)."""
     report: tuple[str, str | None, str, bytes] | None = None

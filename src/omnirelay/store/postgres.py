@@ -574,11 +574,12 @@ class PostgresStore:
                     "WITH r AS (INSERT INTO requests(id, account_id, payload)"
                     "  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])),"
                     " m AS (INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json,"
-                    "  content_hash, created_at, state, address, status_group, done_at)"
+                    "  content_hash, created_at, state, address, status_group, done_at, sender, mcc, mnc)"
                     "  SELECT u.id, u.a, u.mid, u.r, u.b, u.t, u.h, u.c, u.s, u.ad,"
-                    "  CASE WHEN u.done IS NULL THEN 1 ELSE $15::smallint END, u.done FROM unnest($4::bigint[],"
-                    "  $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::bytea[], $10::bytea[], $11::float8[],"
-                    "  $12::bytea[], $13::text[], $16::float8[]) AS u(id, a, mid, r, b, t, h, c, s, ad, done)"
+                    "  CASE WHEN u.done IS NULL THEN 1 ELSE $15::smallint END, u.done, u.se, u.mcc, u.mnc"
+                    "  FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::bytea[],"
+                    "  $10::bytea[], $11::float8[], $12::bytea[], $13::text[], $16::float8[], $17::text[], $18::text[],"
+                    "  $19::text[]) AS u(id, a, mid, r, b, t, h, c, s, ad, done, se, mcc, mnc)"
                     "  ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id, done_at),"
                     " j AS (INSERT INTO jobs(message, kind, due_at) SELECT u.m, 'start', u.d"
                     "  FROM unnest($4::bigint[], $14::float8[]) AS u(m, d) JOIN m ON m.id = u.m"
@@ -600,6 +601,9 @@ class PostgresStore:
                     [items[i].start_at for i, _ in fresh],
                     REJECTED_GROUP,
                     [items[i].now if m.rejected else None for i, m in fresh],
+                    [m.sender for _, m in fresh],
+                    [m.mcc for _, m in fresh],
+                    [m.mnc for _, m in fresh],
                 )
                 if stored != len(fresh):
                     raise _Retry
@@ -743,24 +747,26 @@ class PostgresStore:
 
     async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]:
         """Messages matching the filters, newest first."""
+        sql, args = logs_statement(account_id, query)
+        return [_view(r) for r in await self.pool.fetch(sql, *args)]
+
+    async def unindexed_messages(self, limit: int) -> list[tuple[int, bytes, bytes, bytes]]:
+        """Messages stored before the logs' filter columns existed: (id, to_json, state, payload)."""
         rows = await self.pool.fetch(
-            f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id"
-            " WHERE m.account_id = $1 AND m.created_at >= $2 AND ($3::float8 IS NULL OR m.created_at <= $3)"
-            " AND (cardinality($4::text[]) = 0 OR m.bulk_id = ANY($4)) AND (cardinality($5::text[]) = 0 OR"
-            " m.message_id = ANY($5)) AND ($6::smallint IS NULL OR m.status_group = $6)"
-            " AND ($7::text IS NULL OR m.channel = $7) AND ($8::text IS NULL OR position($8 in convert_from(m.to_json,"
-            " 'UTF8')) > 0) ORDER BY m.created_at DESC, m.id DESC LIMIT $9",
-            account_id,
-            query.since,
-            query.until,
-            list(query.bulk_ids),
-            list(query.message_ids),
-            query.status_group,
-            query.channel,
-            f'"{query.to}"' if query.to is not None else None,
-            query.limit,
+            "SELECT m.id, m.to_json, m.state, r.payload FROM messages m JOIN requests r ON r.id = m.request_id"
+            " WHERE m.mcc = '?' ORDER BY m.id LIMIT $1",
+            limit,
         )
-        return [_view(r) for r in rows]
+        return [(r[0], bytes(r[1]), bytes(r[2]), bytes(r[3])) for r in rows]
+
+    async def set_log_columns(self, rows: list[tuple[int, str | None, str | None, str | None]]) -> None:
+        """Fill the filter columns of messages stored before they existed (unless the engine did meanwhile)."""
+        await self.pool.execute(
+            "UPDATE messages AS m SET sender = u.sender, mcc = u.mcc, mnc = u.mnc"
+            " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, sender, mcc, mnc)"
+            " WHERE m.id = u.id AND m.mcc = '?'",
+            *_columns(rows, 4),
+        )
 
     async def message(self, account_id: int, message_id: str) -> MessageView | None:
         """One message of the account, or None."""
@@ -864,6 +870,44 @@ class PostgresStore:
             return granted
 
 
+def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
+    """The statement of :meth:`PostgresStore.logs` and its arguments. It names only the filters given: a generic
+    plan of "($n IS NULL OR column = $n)" could not choose the index of the filter given."""
+    args: list[Any] = [account_id, query.since]
+    where = ["m.account_id = $1", "m.created_at >= $2"]
+
+    def add(condition: str, value: Any) -> None:
+        args.append(value)
+        where.append(condition.format(f"${len(args)}"))
+
+    if query.until is not None:
+        add("m.created_at <= {}", query.until)
+    if query.bulk_ids:
+        add("m.bulk_id = ANY({}::text[])", list(query.bulk_ids))
+    if query.message_ids:
+        add("m.message_id = ANY({}::text[])", list(query.message_ids))
+    if query.to is not None:
+        add("position({} in convert_from(m.to_json, 'UTF8')) > 0", msgspec.json.encode(query.to).decode())
+    for column, value in (
+        ("status_group", query.status_group),
+        ("channel", query.channel),
+        ("sender", query.sender),
+        ("mcc", query.mcc),
+        ("mnc", query.mnc),
+    ):
+        if value is not None:
+            add(f"m.{column} = {{}}", value)
+    args.append(query.limit)
+    sql = (
+        f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
+        f" ORDER BY m.created_at DESC, m.id DESC LIMIT ${len(args)}"
+    )
+    return sql, args
+
+
+_NO = (None, None, None)
+
+
 def _view(row: Sequence[Any]) -> MessageView:
     return MessageView(row[0], row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]))
 
@@ -876,11 +920,19 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
 async def _apply(conn: Conn, changes: list[Change], now: float) -> None:
     """Write the engine's changes with one statement per kind of row."""
     await conn.execute(
-        "UPDATE messages AS m SET state = u.state, status_group = u.sg, channel = u.ch, done_at = u.done"
-        " FROM unnest($1::bigint[], $2::bytea[], $3::smallint[], $4::text[], $5::float8[])"
-        " AS u(id, state, sg, ch, done)"
+        "UPDATE messages AS m SET state = u.state, status_group = u.sg, channel = u.ch, done_at = u.done,"
+        " sender = CASE WHEN u.cols THEN u.sender ELSE m.sender END, mcc = CASE WHEN u.cols THEN u.mcc ELSE m.mcc END,"
+        " mnc = CASE WHEN u.cols THEN u.mnc ELSE m.mnc END"
+        " FROM unnest($1::bigint[], $2::bytea[], $3::smallint[], $4::text[], $5::float8[], $6::bool[], $7::text[],"
+        " $8::text[], $9::text[]) AS u(id, state, sg, ch, done, cols, sender, mcc, mnc)"
         " WHERE m.id = u.id",
-        *_columns([(c.message, c.state, c.status_group, c.channel, c.done_at) for c in changes], 5),
+        *_columns(
+            [
+                (c.message, c.state, c.status_group, c.channel, c.done_at, c.columns is not None, *(c.columns or _NO))
+                for c in changes
+            ],
+            9,
+        ),
     )
     cancel = [c.message for c in changes if c.cancel_expiry]
     if cancel:
