@@ -81,11 +81,11 @@ def test_a_bad_request_raises_the_clients_own_exception_naming_the_field(infobip
     key = gateway.create_scenario([{"channel": "SMS", "from": "InfoSMS"}])["key"]
 
     to = To()
-    to.phone_number = "not-a-number"
+    to.phone_number = "41793026700"
     destination = Destination()
     destination.to = to
     sms = SmsData()
-    sms.text = "Hello"
+    sms.text = "x" * 4001  # over the SMS limit: wrong for the request as a whole, so a 400
     request = OmniAdvancedRequest()
     request.destinations = [destination]
     request.scenario_key = key
@@ -94,7 +94,32 @@ def test_a_bad_request_raises_the_clients_own_exception_naming_the_field(infobip
         clients.send_advanced_omni_message(_configuration(infobip, gateway)).execute(request)
     details = raised.value.requestError.serviceException
     assert details.messageId == "BAD_REQUEST"
-    assert "destinations[0].to.phoneNumber" in details.text
+    assert "sms.text" in details.text
+
+
+def test_a_bad_number_in_a_bulk_is_its_own_status_through_the_client(infobip: ModuleType, gateway: Gateway) -> None:
+    clients = _module("infobip.clients")
+    To = _module("infobip.api.model.omni.To").To
+    Destination = _module("infobip.api.model.omni.Destination").Destination
+    OmniAdvancedRequest = _module("infobip.api.model.omni.send.OmniAdvancedRequest").OmniAdvancedRequest
+    SmsData = _module("infobip.api.model.omni.send.SmsData").SmsData
+    key = gateway.create_scenario([{"channel": "SMS", "from": "InfoSMS"}])["key"]
+    destinations = []
+    for number in ("41793026700", "not-a-number"):
+        to = To()
+        to.phone_number = number
+        destination = Destination()
+        destination.to = to
+        destinations.append(destination)
+    sms = SmsData()
+    sms.text = "Hello"
+    request = OmniAdvancedRequest()
+    request.destinations = destinations
+    request.scenario_key = key
+    request.sms = sms
+    response = clients.send_advanced_omni_message(_configuration(infobip, gateway)).execute(request)
+    assert [m.status.name for m in response.messages] == ["PENDING_ENROUTE", "REJECTED_DESTINATION"]
+    assert response.bulk_id
 
 
 def test_a_send_and_scenario_calls_work_through_the_client(infobip: ModuleType, gateway: Gateway) -> None:
