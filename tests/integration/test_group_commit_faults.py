@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -22,20 +21,6 @@ from tests.integration.test_store_contract import message
 from tests.pg import create_database, drop_database
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        sqlite = SqliteStore(tmp_path / "omnirelay.db")
-        yield sqlite
-        await sqlite.close()
-    else:
-        url = await create_database()
-        pg = await PostgresStore.open(url)
-        yield pg
-        await pg.close()
-        await drop_database(url)
 
 
 async def _accept(store: Store, account: int, message_id: str) -> list[str]:

@@ -9,9 +9,7 @@ import time
 
 from omnirelay.store.base import Change, Store, Work
 
-from .test_store_contract import accept, message, store
-
-__all__ = ["store"]  # the fixture, used by name
+from .test_store_contract import accept, message
 
 URL = "http://127.0.0.1:9/hook"
 

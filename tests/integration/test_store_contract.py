@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -21,23 +20,8 @@ from omnirelay.domain.model import Step
 from omnirelay.store.base import Change, LogQuery, NewMessage, ScenarioRecord, Store, Work
 from omnirelay.store.postgres import PostgresStore
 from omnirelay.store.sqlite import SqliteStore
-from tests.pg import create_database, drop_database
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        sqlite = SqliteStore(tmp_path / "omnirelay.db")
-        yield sqlite
-        await sqlite.close()
-    else:
-        url = await create_database()
-        pg = await PostgresStore.open(url)
-        yield pg
-        await pg.close()
-        await drop_database(url)
 
 
 def message(message_id: str, content: bytes = b"c", supplied: bool = True, phone: str = "41793026727") -> NewMessage:
