@@ -9,6 +9,9 @@ It runs the scripts beside it, each in a process of its own and each writing its
 the other, and waits before each for the machine to be quiet (``--wait-quiet``): every figure is skewed by
 other work on a 2-core machine.
 
+* the floor (``bench/floor.py``, in ``accept`` on SQLite and in ``scale`` on PostgreSQL): the least a durable
+  accept costs here (aiohttp + msgspec, group commit, answered after commit, nothing else); every
+  single-destination accept figure is also given as a ratio of it, measured minutes apart in the same run;
 * ``accept`` (``bench/accept.py``, one ``omnirelay serve``, SQLite): single-destination ``/omni/1/advanced``
   requests/s with p50/p99 at full load (wrk, closed loop), then at half that rate (``bench/openloop.py``, an
   open loop at a constant rate whose latency counts from each request's scheduled time), and
@@ -195,6 +198,22 @@ class Harness:
             Run(name, "accept", f"accept, {setup}, {destinations} destination(s)/request, {load}", argv, s + 240)
         )
 
+    def floor(self, store: str) -> Run:
+        """The minimal durable-accept server (``bench/floor.py``): the reference every accept figure is a ratio of."""
+        s = self.sizes.accept_seconds
+        argv = [self.script("floor.py"), "--store", store, "--seconds", str(s)]
+        if store == "postgres":
+            argv += ["--database", self.args.database]
+        where = "SQLite" if store == "sqlite" else "PostgreSQL"
+        return self.execute(Run(f"floor-{store}", "accept", f"floor, {where}, 1 destination/request", argv, s + 120))
+
+    def ratio(self, name: str, floor: str) -> float | None:
+        """Single-destination accepts/s of run ``name`` as a ratio of the floor run ``floor`` of the same bench run."""
+        run = self.find(name)
+        rps = _get(run, "requests_per_s") or _get(run, "requests_per_second")
+        ref = _get(self.find(floor), "requests_per_s")
+        return rps / ref if rps and ref else None
+
     def accept_pg(self, processes: int, destinations: int, rate: float | None = None) -> Run:
         s = self.sizes.accept_seconds
         argv = [
@@ -278,6 +297,7 @@ class Harness:
     def run_all(self) -> None:
         only = self.args.only
         if "accept" in only:
+            self.floor("sqlite")
             for split in (False, True):
                 full = self.accept(1, split=split)
                 rps = _get(full, "requests_per_s")
@@ -291,6 +311,7 @@ class Harness:
                 for path in ("rejected", "delivered", "silent"):
                     self.pipeline(path, split=split)
         if "scale" in only and self.check_pg():
+            self.floor("postgres")
             for processes in (1, 2):
                 full = self.accept_pg(processes, 1)
                 rps = _get(full, "requests_per_second")
@@ -350,6 +371,13 @@ class Harness:
             ("", "one `serve` (SQLite)"),
             (SPLIT, "one API process with the engine in a worker process (`omnirelay api` + `omnirelay worker`)"),
         )
+        for (suffix, setup), share in zip(setups, (0.8, 0.9), strict=True):
+            goal = f"≥ {share} × the floor's single-destination accepts/s (`bench/floor.py`, same run), {setup}"
+            value = self.ratio(f"accept-sqlite{suffix}-d1", "floor-sqlite")
+            if value is None:
+                rows.append((goal, "not measured", "—", ""))
+            else:
+                rows.append((goal, f"{value:.2f} ×", "met" if value >= share else "missed", "floor, SQLite"))
         for suffix, setup in setups:
             a1 = self.find(f"accept-sqlite{suffix}-d1")
             add(
@@ -480,7 +508,7 @@ class Harness:
         L.append("| --- | --- | --- |")
         L += [f"| {g} | {f} | {m} |" for g, f, m, _ in self.goals()]
         L.append("")
-        accept = [r for r in self.runs if r.name.startswith("accept-")]
+        accept = [r for r in self.runs if r.name.startswith(("floor-", "accept-"))]
         if accept:
             L.append("### Accept: `POST /omni/1/advanced`, durable (answered after commit)")
             L.append("")
@@ -491,25 +519,31 @@ class Harness:
             )
             L.append("")
             L.append(
-                "| setup | destinations / request | load generator | requests/s | destinations/s | p50 | p99 | "
-                "non-2xx | durable | load before | other load during | command |"
+                "| setup | destinations / request | load generator | requests/s | × floor | destinations/s | p50 | "
+                "p99 | non-2xx | durable | load before | other load during | command |"
             )
-            L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
+            L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
             for r in accept:
                 res = r.result or {}
-                if SPLIT in r.name:
+                if r.name.startswith("floor-"):
+                    setup = f"**floor**: {res.get('setup', r.label)}"
+                elif SPLIT in r.name:
                     setup = "SQLite, `api` + `worker` (engine in its own process)"
                 elif "sqlite" in r.name:
                     setup = "SQLite, one `serve`"
                 else:
                     setup = f"PostgreSQL, {res.get('api_processes', r.name.split('api')[1][0])} API process(es)"
                 if r.error:
-                    L.append(f"| {setup} | | | failed: {_md(r.error)} | | | | | | | | `{r.command}` |")
+                    L.append(f"| {setup} | | | failed: {_md(r.error)} | | | | | | | | | `{r.command}` |")
                     continue
                 rps = res.get("requests_per_s", res.get("requests_per_second"))
                 dps = res.get("destinations_per_s", res.get("destinations_per_second"))
+                floor = "floor-sqlite" if "sqlite" in r.name else "floor-postgres"
+                single = res.get("destinations") == 1 and "half" not in r.name
+                times = self.ratio(r.name, floor) if single else None
                 L.append(
                     f"| {setup} | {res.get('destinations', '')} | {_md(res.get('load_generator', ''))} | {_num(rps)} | "
+                    f"{'—' if times is None else f'{times:.2f}'} | "
                     f"{_num(dps)} | {_ms(res.get('p50_ms'))} | {_ms(res.get('p99_ms'))} | {_num(res.get('non2xx'))} | "
                     f"{'yes' if res.get('durable') else 'NO'} | {_cores(r.load_before)} | "
                     f"{_cores(res.get('other_processes_cores'))} | `{r.command}` |"
