@@ -719,6 +719,21 @@ class Harness:
                 cells.append("—" if value is None else fmt.format(value))
             L.append(f"| {labels[key]} | " + " | ".join(cells) + " |")
         L.append("")
+        costs = [r for r in self.runs if r.name.startswith("pipeline-pg-") and _get(r, "write_cost")]
+        if costs:
+            L.append("Write cost per message on PostgreSQL, from the database's own counters over each end-to-end run "
+                     "(`pg_stat_database`; WAL from `pg_current_wal_lsn()`, the whole server's):")
+            L.append("")
+            L.append("| run | WAL bytes | commits | rows inserted | updated | deleted | table bytes |")
+            L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for r in costs:
+                c = _get(r, "write_cost")
+                L.append(
+                    f"| {r.label} | {c['wal_bytes_per_message']:,.0f} | {c['commits_per_message']:.3f} | "
+                    f"{c['rows_inserted_per_message']:.2f} | {c['rows_updated_per_message']:.2f} | "
+                    f"{c['rows_deleted_per_message']:.2f} | {c['table_bytes_per_message']:,.0f} |"
+                )
+            L.append("")
         return L
 
     def write(self, text: str) -> None:

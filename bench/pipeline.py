@@ -173,6 +173,40 @@ def _failover_gaps(states: list[tuple[float, bytes]]) -> tuple[list[float], list
     return gaps, totals
 
 
+#: Counters of one database and of the whole server's WAL, read before and after the run: the write cost per message.
+WRITE_COST = """
+SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS wal, xact_commit, tup_inserted, tup_updated, tup_deleted
+FROM pg_stat_database WHERE datname = current_database()
+"""
+
+
+async def _write_counters(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SELECT pg_stat_force_next_flush()")  # this session's own counts, not a second late
+        row = await conn.fetchrow(WRITE_COST)
+        sizes = await conn.fetchval(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        )
+    finally:
+        await conn.close()
+    return {**{k: int(v) for k, v in dict(row).items()}, "bytes": int(sizes or 0)}
+
+
+def _write_cost(before: dict[str, int], after: dict[str, int], messages: int) -> dict[str, float]:
+    """Per message: WAL bytes (the whole server's: run it on a quiet one), commits, rows written, table growth."""
+    d = {k: after[k] - before[k] for k in before}
+    return {
+        "wal_bytes_per_message": round(d["wal"] / messages, 1),
+        "commits_per_message": round(d["xact_commit"] / messages, 3),
+        "rows_inserted_per_message": round(d["tup_inserted"] / messages, 2),
+        "rows_updated_per_message": round(d["tup_updated"] / messages, 2),
+        "rows_deleted_per_message": round(d["tup_deleted"] / messages, 2),
+        "table_bytes_per_message": round(d["bytes"] / messages, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20_000)
@@ -256,10 +290,14 @@ def main() -> None:
             )
     try:
         _wait_health(url, procs)
+        before = asyncio.run(_write_counters(pg_url)) if pg_url else None
         seconds, got = asyncio.run(
             _drive(url, args.messages, args.per_request, args.concurrency, args.path, args.timeout)
         )
         if pg_url:
+            time.sleep(1.5)  # other processes flush their statistics at most a second late
+            assert before is not None
+            write_cost = _write_cost(before, asyncio.run(_write_counters(pg_url)), args.messages)
 
             async def states() -> list[tuple[float, bytes]]:
                 conn = await asyncpg.connect(pg_url)
@@ -303,6 +341,8 @@ def main() -> None:
         "accept_to_final_ms_p50": round(statistics.median(totals), 1) if totals else None,
         "accept_to_final_ms_p99": round(totals[int(len(totals) * 0.99) - 1], 1) if totals else None,
     }
+    if pg_url:
+        result["write_cost"] = write_cost
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
