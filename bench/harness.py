@@ -176,6 +176,8 @@ class Harness:
             "rss_10pct_mb",
             "rss_100pct_mb",
             "sms_per_second",
+            "death_to_first_accept_s",
+            "acknowledged_lost",
         )
         return ", ".join(f"{k} {_num(r[k])}" for k in keys if r.get(k) is not None)
 
@@ -321,6 +323,10 @@ class Harness:
             for processes in (1, 2):
                 for path in ("rejected", "delivered", "silent"):
                     self.pipeline(path, processes)
+            self.execute(
+                Run("pg-failover", "scale", "PostgreSQL failover: primary killed under load, standby promoted",
+                    [self.script("pg_failover.py")], 600)
+            )
         if "memory" in only:
             self.memory()
         if "smpp" in only:
@@ -458,6 +464,16 @@ class Harness:
             lambda v: v >= 10_000,
             "" if self.pg_ok is not False else "PostgreSQL not reachable",
         )
+        failover = self.find("pg-failover")
+        add(
+            "PostgreSQL failover: ≤ 10 s from the primary's death to the first accepted request (promoted at once)",
+            failover,
+            "death_to_first_accept_s",
+            "{:.2f} s",
+            lambda v: v <= 10,
+        )
+        add("same: 0 acknowledged messages lost, 0 steps submitted twice", failover, "acknowledged_lost",
+            "{} lost", lambda v: v == 0 and _get(failover, "steps_submitted_twice") == 0)
         pg_best = max(
             (r for r in self.runs if r.name.startswith("pipeline-pg-") and r.name.endswith("-rejected") and r.result),
             key=lambda r: r.result.get("messages_per_second", 0) if r.result else 0,

@@ -32,6 +32,7 @@ from omnirelay.app import runner as http_runner
 from omnirelay.domain.credentials import hash_password
 from omnirelay.store import postgres
 from omnirelay.store.base import Store
+from omnirelay.store.errors import OutageLines
 from omnirelay.store.sqlite import RoleTaken, SchemaError, SqliteStore, hold_role
 
 log = logging.getLogger("omnirelay")
@@ -164,6 +165,7 @@ def _setup(settings: config.Settings) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(OutageLines())
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     with contextlib.suppress(ImportError):
         import uvloop

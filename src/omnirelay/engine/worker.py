@@ -52,6 +52,7 @@ from omnirelay.domain.reports import LogColumns, Tariffs, build_report, log_colu
 from omnirelay.domain.validation import address_for, has_content, main_address
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Change, Store, Work
+from omnirelay.store.errors import UNAVAILABLE, Outage, describe
 
 log = logging.getLogger("omnirelay.engine")
 
@@ -220,16 +221,22 @@ class Engine:
 
     async def run(self) -> None:
         """Cycle until cancelled; on cancellation, record the channel answers already received."""
+        outage = Outage("engine")
         try:
             while True:
                 try:
                     busy = await self.cycle()
                 except asyncio.CancelledError:
                     raise
+                except UNAVAILABLE as exc:
+                    outage.began(exc)
+                    await asyncio.sleep(1.0)
+                    continue
                 except Exception:
                     log.exception("engine cycle failed; retrying")
                     await asyncio.sleep(1.0)
                     continue
+                outage.ended()
                 if not busy:
                     await self._idle()
         finally:
@@ -568,6 +575,8 @@ async def purge_forever(store: Store, retention_s: float, every_s: float = 60.0,
                 await asyncio.sleep(0)  # let the engine's transactions in between
         except asyncio.CancelledError:
             raise
+        except UNAVAILABLE as exc:
+            log.warning("purge: the database cannot serve now (%s); trying again in %g s", describe(exc), every_s)
         except Exception:
             log.exception("purge failed; retrying later")
         await asyncio.sleep(every_s)

@@ -27,6 +27,7 @@ import aiohttp
 from omnirelay.domain.xml import reports_json_to_xml
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Delivery, Store
+from omnirelay.store.errors import UNAVAILABLE, Outage
 
 log = logging.getLogger("omnirelay.notifier")
 
@@ -72,12 +73,17 @@ class Notifier:
     async def run(self) -> None:
         """Deliver until cancelled."""
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
+        outage = Outage("webhooks")
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 try:
                     count = await self.deliver_due(session)
+                    outage.ended()
                 except asyncio.CancelledError:
                     raise
+                except UNAVAILABLE as exc:
+                    outage.began(exc)
+                    count = 0
                 except Exception:
                     log.exception("webhook round failed; retrying")
                     count = 0
