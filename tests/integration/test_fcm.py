@@ -30,7 +30,8 @@ DEVICE = "fGqVnY2lSwq3Zk0aB7xP1c:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx1pm8QvNkPC3
 
 PUSH = {
     "text": "Your parcel arrives today",
-    "notificationOptions": {"title": "Parcel", "sound": "default", "badge": 1, "priority": "HIGH"},
+    "notificationOptions": {"title": "Parcel", "soundEnabled": True, "soundName": "bell", "badge": 1,
+                            "vibrationEnabled": True, "category": "mm_accept_decline"},
     "customPayload": {"orderId": "42", "items": 3, "express": True, "tags": ["a", "b"]},
 }
 
@@ -84,7 +85,7 @@ def test_the_document_refuses_what_fcm_refuses() -> None:
     assert send_errors({"message": {**good["message"], "bogus": 1}})  # unknown field
     assert send_errors({"message": {**good["message"], "data": {"n": 3}}})  # data values are strings
     assert send_errors({"message": {**good["message"], "topic": "news"}})  # two targets
-    android = {**good["message"]["android"], "priority": "URGENT"}
+    android = {**good["message"]["android"], "priority": "URGENT"}  # the document's enum: NORMAL, HIGH
     assert send_errors({"message": {**good["message"], "android": android}})  # not in the enum
 
 
@@ -130,8 +131,10 @@ async def test_a_push_is_sent_and_counts_as_delivered(push: FcmPush, fake: FakeF
     assert message["token"] == DEVICE
     assert message["notification"] == {"title": "Parcel", "body": "Your parcel arrives today"}
     assert message["data"] == {"orderId": "42", "items": "3", "express": "true", "tags": '["a","b"]'}
-    assert message["android"] == {"ttl": "120s", "priority": "HIGH", "notification": {"sound": "default"}}
-    assert message["apns"]["payload"] == {"aps": {"sound": "default", "badge": 1}}
+    assert message["android"] == {"ttl": "120s", "notification": {
+        "sound": "bell", "defaultVibrateTimings": True, "notificationCount": 1, "clickAction": "mm_accept_decline"}}
+    assert message["apns"]["payload"] == {"aps": {"sound": "bell", "badge": 1, "category": "mm_accept_decline"}}
+    assert int(message["apns"]["headers"]["apns-expiration"]) > time.time()
     assert message["webpush"] == {"headers": {"TTL": "120"}}
     (request,) = fake.token_requests
     assert request.status == 200 and request.claims is not None
@@ -141,9 +144,28 @@ async def test_a_push_is_sent_and_counts_as_delivered(push: FcmPush, fake: FakeF
 
 
 async def test_data_only_push(push: FcmPush, fake: FakeFcm) -> None:
-    (result,) = await push.submit([submission({"customPayload": {"silent": "1"}})])
+    (result,) = await push.submit([submission({"customPayload": {"refresh": "1"}})])
     assert result.reports[0].outcome == "DELIVERED"
     assert "notification" not in fake.sends[0].json["message"]
+
+
+async def test_a_silent_push_hands_its_text_to_the_app(push: FcmPush, fake: FakeFcm) -> None:
+    content = {"text": "3 new offers", "notificationOptions": {"title": "Offers", "isSilent": True, "badge": 3},
+               "customPayload": {"offers": [1, 2, 3]}}
+    (result,) = await push.submit([submission(content)])
+    assert result.reports[0].outcome == "DELIVERED"
+    message = fake.sends[0].json["message"]
+    assert "notification" not in message and "notification" not in message["android"]
+    assert message["data"] == {"title": "Offers", "body": "3 new offers", "offers": "[1,2,3]"}
+    assert message["apns"]["payload"] == {"aps": {"content-available": 1}}
+    assert message["apns"]["headers"]["apns-push-type"] == "background"
+
+
+async def test_sound_off(push: FcmPush, fake: FakeFcm) -> None:
+    await push.submit([submission({"text": "quiet", "notificationOptions": {"soundEnabled": False,
+                                                                          "soundName": "bell"}})])
+    message = fake.sends[0].json["message"]
+    assert "notification" not in message["android"] and "payload" not in message["apns"]
 
 
 async def test_one_token_serves_a_batch_and_later_sends(push: FcmPush, fake: FakeFcm) -> None:

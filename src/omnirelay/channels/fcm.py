@@ -71,52 +71,77 @@ def _data_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _option(options: dict[str, Any], name: str, kind: type) -> Any:
+    value = options.get(name)
+    if kind is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if isinstance(value, kind) and value != "" else None
+
+
 def build_message(token: str, push: dict[str, Any] | PushData, validity_s: float) -> dict[str, Any]:
     """The ``messages:send`` body for an OMNI ``push`` object sent to the registration token ``token``.
 
     ``text`` is the notification's body and ``notificationOptions.title`` its title (``contentUrl`` its
-    image); ``customPayload`` is the data payload, non-string values as JSON text. The step's validity is the
-    message's time to live on every platform. Raises :class:`ContentError` when nothing can be sent.
+    image); ``customPayload`` is the data payload, non-string values as JSON text. Of the other
+    ``notificationOptions``: ``soundEnabled`` / ``soundName``, ``vibrationEnabled``, ``badge`` and
+    ``category`` go to the Android and APNs options; ``isSilent`` sends no notification, the text and title
+    going in the data payload (``body``, ``title``) for the app, with APNs ``content-available``. The step's
+    validity is the message's time to live everywhere. Raises :class:`ContentError` when nothing can be sent.
     """
     try:
         data = push if isinstance(push, PushData) else msgspec.convert(push, PushData)
     except msgspec.ValidationError as exc:
         raise ContentError(f"push: {exc}") from None
     options = data.notificationOptions or {}
+    silent = _option(options, "isSilent", bool) is True
     message: dict[str, Any] = {"token": token}
-    notification: dict[str, str] = {}
-    title = options.get("title")
-    if isinstance(title, str) and title:
-        notification["title"] = title
+    visible: dict[str, str] = {}
+    title = _option(options, "title", str)
+    if title:
+        visible["title"] = title
     if data.text:
-        notification["body"] = data.text
-    image = options.get("contentUrl")
-    if notification and isinstance(image, str) and image:
-        notification["image"] = image
-    if notification:
-        message["notification"] = notification
+        visible["body"] = data.text
+    payload: dict[str, str] = {}
     if data.customPayload:
         for key in data.customPayload:
             if key in RESERVED_DATA_KEYS or key.lower().startswith(RESERVED_DATA_PREFIXES):
                 raise ContentError(f"push.customPayload: {key!r} is a key FCM reserves")
-        message["data"] = {k: _data_value(v) for k, v in data.customPayload.items()}
+        payload = {k: _data_value(v) for k, v in data.customPayload.items()}
+    if silent:
+        payload = {**visible, **payload}
+    elif visible:
+        image = _option(options, "contentUrl", str)
+        message["notification"] = {**visible, "image": image} if image else visible
+    if payload:
+        message["data"] = payload
     if "notification" not in message and "data" not in message:
         raise ContentError("push: nothing to send (give text, notificationOptions.title or customPayload)")
     ttl = max(0, min(int(validity_s), TTL_MAX_S))
+    sound: str | None = None
+    if _option(options, "soundEnabled", bool) is not False:
+        sound = _option(options, "soundName", str) or ("default" if options.get("soundEnabled") is True else None)
+    badge = _option(options, "badge", int)
+    category = _option(options, "category", str)
     android: dict[str, Any] = {"ttl": f"{ttl}s"}
-    if str(options.get("priority", "")).upper() == "HIGH":
-        android["priority"] = "HIGH"
-    sound = options.get("sound")
-    if isinstance(sound, str) and sound and notification:
-        android["notification"] = {"sound": sound}
-    message["android"] = android
+    apns_headers = {"apns-expiration": str(int(time.time()) + ttl)}
     aps: dict[str, Any] = {}
-    if isinstance(sound, str) and sound and notification:
-        aps["sound"] = sound
-    badge = options.get("badge")
-    if isinstance(badge, int) and not isinstance(badge, bool):
-        aps["badge"] = badge
-    apns: dict[str, Any] = {"headers": {"apns-expiration": str(int(time.time()) + ttl)}}
+    if silent:
+        apns_headers.update({"apns-push-type": "background", "apns-priority": "5"})
+        aps["content-available"] = 1
+    else:
+        notification: dict[str, Any] = {}
+        if sound:
+            notification["sound"] = aps["sound"] = sound
+        if _option(options, "vibrationEnabled", bool) is True:
+            notification["defaultVibrateTimings"] = True
+        if badge is not None:
+            notification["notificationCount"] = aps["badge"] = badge
+        if category:
+            notification["clickAction"] = aps["category"] = category
+        if notification:
+            android["notification"] = notification
+    message["android"] = android
+    apns: dict[str, Any] = {"headers": apns_headers}
     if aps:
         apns["payload"] = {"aps": aps}
     message["apns"] = apns
