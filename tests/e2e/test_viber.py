@@ -140,16 +140,26 @@ def test_not_a_viber_user_fails_over_to_sms_at_once(gw: Gateway, fake: FakeViber
     assert "receiverNotRegistered" in viber["note"], viber
     assert [s.status for s in fake.sends_to(NOT_A_USER[to])] == [5]
 
+    # capability memory: the next message to this number skips Viber (nothing more reaches the bot API)
+    second = send(gw, to)
+    (report,) = wait_reports(gw, 1, messageId=second)
+    assert report["channel"] == "SMS"
+    skipped = get_message(gw, second)["attempts"][0]
+    assert (skipped["channel"], skipped["state"]) == ("VIBER", "SKIPPED") and "capability memory" in skipped["note"]
+    assert len(fake.sends_to(NOT_A_USER[to])) == 1
+
 
 def test_not_subscribed_and_unknown_numbers_fail_over_too(gw: Gateway, fake: FakeViber) -> None:
     unsubscribed = next(iter(UNSUBSCRIBED))
     unknown = "41794000000"  # no Viber user id configured: nothing is sent to Viber
     for to, why in ((unsubscribed, "receiverNotSubscribed"), (unknown, "no Viber user id")):
-        mid = send(gw, to)
-        (report,) = wait_reports(gw, 1, messageId=mid)
-        assert report["channel"] == "SMS" and short(report["status"]) == DELIVERED_TO_HANDSET
-        viber = get_message(gw, mid)["attempts"][0]
-        assert (viber["state"], viber["error"]) == ("REJECTED", "EC_UNKNOWN_USER") and why in viber["note"], viber
+        for _ in range(2):  # neither is remembered: the second message tries Viber again
+            mid = send(gw, to)
+            (report,) = wait_reports(gw, 1, messageId=mid)
+            assert report["channel"] == "SMS" and short(report["status"]) == DELIVERED_TO_HANDSET
+            viber = get_message(gw, mid)["attempts"][0]
+            assert (viber["state"], viber["error"]) == ("REJECTED", "EC_UNKNOWN_USER") and why in viber["note"], viber
+    assert [s.status for s in fake.sends_to(UNSUBSCRIBED[unsubscribed])] == [6, 6]
     assert all(s.json["receiver"] != unknown for s in fake.sends)
 
 
