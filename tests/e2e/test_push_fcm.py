@@ -10,7 +10,8 @@ and a ``phoneNumber``; the SMS step is the sandbox (a number ending in 0 is deli
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from tests.integration.fakes.fcm import FakeFcm, ServiceAccountKey, new_key
 
 from .conftest import ALADDIN_KEY, Gateway, GatewayPool
-from .test_failover import DELIVERED_TO_HANDSET, NO_ERROR, get_message, short, wait_reports
+from .test_failover import DELIVERED_TO_HANDSET, NO_ERROR, get_message, short, wait_message, wait_reports
 
 PROJECT = "omnirelay-e2e"
 APP = "PushApp"
@@ -137,3 +138,42 @@ def test_a_missing_key_file_stops_the_start_with_a_clear_error(module_gateways: 
     assert result.returncode != 0
     assert "push: service account key" in result.stderr and "does not exist" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_kill_9_while_one_push_is_on_the_wire(make_gateway: Callable[..., Gateway], key: ServiceAccountKey,
+                                              tmp_path: Path) -> None:
+    """One push was answered (delivered, stored), another was still on the wire when the gateway died: after the
+    restart the first stays delivered, and the second is not sent again but fails over to SMS when its validity
+    runs out."""
+    fake = FakeFcm().start()
+    try:
+        fake.add_key(key)
+        gw = make_gateway(config(fake.url, key.write(tmp_path / "key.json", fake.token_url))
+                          + "\n[limits]\nmin_validity_seconds = 1\n")
+        gw.create_scenario(FLOW, default=True)
+        (answered, answered_phone), (held, held_phone) = destination(), destination()
+        release = fake.hold(held)
+        validity_s = 6
+        r = gw.post("/omni/1/advanced", {
+            "destinations": [{"to": {"pushRegistrationId": d, "phoneNumber": p}}
+                             for d, p in ((answered, answered_phone), (held, held_phone))],
+            "push": {"text": "Your table is ready", "validityPeriod": validity_s, "validityPeriodTimeUnit": "SECONDS"},
+            "sms": {"text": "Your table is ready (SMS)"},
+        })
+        assert r.status == 200, r
+        answered_mid, held_mid = (m["messageId"] for m in r.json["messages"])
+        wait_message(gw, answered_mid)  # delivered and stored while the other push is still unanswered
+        deadline = time.monotonic() + 10
+        while held not in fake.waiting:
+            assert time.monotonic() < deadline, "the second push never reached the fake"
+            time.sleep(0.02)
+        gw.kill9()
+        release.set()
+        gw.start()
+        (report,) = wait_reports(gw, 1, messageId=answered_mid)
+        assert report["channel"] == "PUSH" and short(report["status"]) == DELIVERED_TO_HANDSET
+        (late,) = wait_reports(gw, 1, timeout=validity_s + 20, messageId=held_mid)
+        assert late["channel"] == "SMS" and short(late["status"]) == DELIVERED_TO_HANDSET, late
+        assert len(fake.sends_to(held)) == 1 and len(fake.sends_to(answered)) == 1  # nothing sent twice
+    finally:
+        fake.stop()

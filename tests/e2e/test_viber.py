@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -217,3 +217,47 @@ def test_subscription_callbacks_are_acknowledged(gw: Gateway, fake: FakeViber) -
     assert f'omnirelay_viber_callbacks_total{{event="webhook",sender="{SENDER}"}} 1.0' in metrics
     r = gw.post("/webhooks/viber/NoSuchBot", b"{}", auth=None, headers={"X-Viber-Content-Signature": "00"})
     assert r.status == 404
+
+
+# --- kill -9 in the middle ---------------------------------------------------------------------------------
+
+
+def test_kill_9_keeps_answered_tokens_and_never_sends_twice(make_gateway: Callable[..., Gateway]) -> None:
+    """One message's send was answered (its token stored), another's was still on the wire when the gateway died:
+    after the restart the first one's callback finds it, and the second is not sent again but fails over to
+    SMS when its validity runs out."""
+    fake = FakeViber(TOKEN).start()
+    try:
+        phones = list(SUBSCRIBED)[-2:]
+        answered_user, held_user = (SUBSCRIBED[p] for p in phones)
+        for user in (answered_user, held_user):
+            fake.add_user(user)
+        gw = make_gateway(config(fake.url))
+        gw.create_scenario(FLOW, default=True)
+        assert set_webhook(fake, f"{gw.url}/webhooks/viber/{SENDER}")["status"] == 0
+        release = fake.hold(held_user)
+        validity_s = 6
+        r = gw.post("/omni/1/advanced", {
+            "destinations": [{"to": {"phoneNumber": p}} for p in phones],
+            "viber": {"text": "Your table is ready", "validityPeriod": validity_s, "validityPeriodTimeUnit": "SECONDS"},
+            "sms": {"text": "Your table is ready (SMS)"},
+        })
+        assert r.status == 200, r
+        answered_mid, held_mid = (m["messageId"] for m in r.json["messages"])
+        token = accepted_token(gw, fake, answered_mid, phones[0])
+        deadline = time.monotonic() + 10
+        while held_user not in fake.waiting:
+            assert time.monotonic() < deadline, "the second send never reached the fake"
+            time.sleep(0.02)
+        gw.kill9()
+        release.set()  # Viber answers the held send to a connection nobody reads any more
+        assert fake.callback("delivered", token, user_id=answered_user) == 0  # the gateway is down
+        gw.start()
+        assert fake.callback("delivered", token, user_id=answered_user) == 200  # Viber's retry after the restart
+        (report,) = wait_reports(gw, 1, messageId=answered_mid)
+        assert report["channel"] == "VIBER" and short(report["status"]) == DELIVERED_TO_HANDSET
+        (late,) = wait_reports(gw, 1, timeout=validity_s + 20, messageId=held_mid)
+        assert late["channel"] == "SMS" and short(late["status"]) == DELIVERED_TO_HANDSET, late
+        assert len(fake.sends_to(held_user)) == 1 and len(fake.sends_to(answered_user)) == 1  # nothing sent twice
+    finally:
+        fake.stop()

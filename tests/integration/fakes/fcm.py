@@ -17,10 +17,12 @@ test marks :meth:`unregister` answer 404 ``UNREGISTERED``; :meth:`fail_next` que
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +169,10 @@ class FakeFcm(ThreadServer):
         self.sends: list[Send] = []
         self.unregistered: set[str] = set()
         self.errors: list[tuple[int, dict[str, Any], dict[str, str]]] = []
+        self.held: dict[str, threading.Event] = {}
+        """Registration tokens whose sends get no answer until their event is set."""
+        self.waiting: list[str] = []
+        """Registration tokens of the sends being held now."""
         self._names = itertools.count(1_500_415_314_455_276)
 
     @property
@@ -188,6 +194,12 @@ class FakeFcm(ThreadServer):
         """Answer the next valid send with this FCM error."""
         with self.lock:
             self.errors.append((http_status, google_error(http_status, status, message, error_code), headers or {}))
+
+    def hold(self, token: str) -> threading.Event:
+        """Leave each send to the registration token ``token`` unanswered until the returned event is set."""
+        with self.lock:
+            event = self.held[token] = threading.Event()
+        return event
 
     def revoke_tokens(self) -> None:
         """Forget every access token issued (sends with them get 401 until a new one is asked for)."""
@@ -280,6 +292,12 @@ class FakeFcm(ThreadServer):
         if errors:
             return answer(400, google_error(400, "INVALID_ARGUMENT", "; ".join(errors), "INVALID_ARGUMENT"))
         token = body["message"].get("token")
+        with self.lock:
+            held = self.held.get(token)
+            if held is not None:
+                self.waiting.append(token)
+        while held is not None and not held.is_set():
+            await asyncio.sleep(0.02)
         with self.lock:
             unregistered = token in self.unregistered
             queued = self.errors.pop(0) if self.errors and not unregistered else None

@@ -21,11 +21,13 @@ the hex HMAC-SHA256 of the body keyed with the auth token).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
 import itertools
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -167,6 +169,10 @@ class FakeViber(ThreadServer):
         self.sends: list[Send] = []
         self.set_webhook_calls: list[dict[str, Any]] = []
         self._throttle = 0
+        self.held: dict[str, threading.Event] = {}
+        """Receivers whose sends get no answer until their event is set."""
+        self.waiting: list[str] = []
+        """Receivers of the sends being held now."""
         self._tokens = itertools.count(FIRST_TOKEN)
         self._session: aiohttp.ClientSession | None = None
 
@@ -177,6 +183,12 @@ class FakeViber(ThreadServer):
             if subscribed:
                 self.subscribed.add(user_id)
         return user_id
+
+    def hold(self, receiver: str) -> threading.Event:
+        """Leave each send to ``receiver`` unanswered until the returned event is set."""
+        with self.lock:
+            event = self.held[receiver] = threading.Event()
+        return event
 
     def throttle(self, n: int) -> None:
         """Answer the next ``n`` valid sends with status 12 (``tooManyRequests``)."""
@@ -217,6 +229,12 @@ class FakeViber(ThreadServer):
             name = "missingData" if exc.status == 4 else "badData"
             return self._record(request, raw, self._answer(exc.status, f"{name}: {exc.message}"), exc.status, None)
         receiver = body["receiver"]
+        with self.lock:
+            held = self.held.get(receiver)
+            if held is not None:
+                self.waiting.append(receiver)
+        while held is not None and not held.is_set():
+            await asyncio.sleep(0.02)
         with self.lock:
             if receiver not in self.registered:
                 status, message = 5, "receiverNotRegistered"
