@@ -288,3 +288,10 @@ async def test_metrics_count_sends_by_result(fake: FakeViber) -> None:
     assert 'omnirelay_viber_sends_total{result="retry",sender="ViberSender"} 1.0' in text
     assert 'omnirelay_viber_sends_total{result="accepted",sender="ViberSender"} 1.0' in text
     assert 'omnirelay_viber_sends_total{result="rejected",sender="ViberSender"} 1.0' in text
+
+
+def test_a_sender_name_viber_would_refuse_is_a_config_error() -> None:
+    config = bot("http://127.0.0.1:9")
+    config.sender_name = "A name longer than Viber's 28"
+    with pytest.raises(ValueError, match="sender_name must be 1 to 28 characters"):
+        ViberBot(ViberConfig([config]))

@@ -101,7 +101,7 @@ def build_message(receiver: str, bot: ViberBotConfig, viber: dict[str, Any] | Vi
         data = viber if isinstance(viber, ViberData) else msgspec.convert(viber, ViberData)
     except msgspec.ValidationError as exc:
         raise ContentError(f"viber: {exc}") from None
-    sender: dict[str, Any] = {"name": bot.sender_name[:SENDER_NAME_MAX]}
+    sender: dict[str, Any] = {"name": bot.sender_name}
     if bot.avatar:
         sender["avatar"] = bot.avatar
     body: dict[str, Any] = {"receiver": receiver, "sender": sender}
@@ -307,6 +307,9 @@ class ViberBot:
     """
 
     def __init__(self, config: ViberConfig, metrics: Metrics | None = None) -> None:
+        for b in config.bots:
+            if not 0 < len(b.sender_name) <= SENDER_NAME_MAX:
+                raise ValueError(f"bot {b.sender!r}: sender_name must be 1 to {SENDER_NAME_MAX} characters")
         self.bots: dict[str, ViberBotConfig] = {b.sender: b for b in config.bots}
         self.users: dict[str, dict[str, str]] = {b.sender: load_users(b) for b in config.bots}
         self.metrics = metrics
