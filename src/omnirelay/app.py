@@ -194,6 +194,20 @@ class Gateway:
             from omnirelay.channels.smtp import SmtpChannel
 
             found[Channel.EMAIL.value] = SmtpChannel(s.smtp, self.metrics)
+        if s.viber.bots:
+            from omnirelay.channels.viber import ViberBot
+
+            try:
+                found[Channel.VIBER.value] = ViberBot(s.viber, self.metrics)
+            except (OSError, ValueError) as exc:  # a users_file that cannot be read
+                raise ConfigError(f"viber: {exc}") from None
+        if s.push.apps:
+            from omnirelay.channels.fcm import FcmPush
+
+            try:
+                found[Channel.PUSH.value] = FcmPush(s.push, self.metrics)
+            except (OSError, ValueError) as exc:  # a service account key that cannot be read
+                raise ConfigError(f"push: {exc}") from None
         return found
 
     async def receive_receipts(self, receipts: list[Receipt]) -> None:
@@ -237,6 +251,10 @@ class Gateway:
             from omnirelay.api.whatsapp_webhooks import WhatsAppWebhookRoutes
 
             WhatsAppWebhookRoutes(self.settings.whatsapp, self.settings.accounts, self.store, self.metrics).add_to(app)
+        if self.settings.viber.bots:
+            from omnirelay.api.viber_webhooks import ViberWebhookRoutes
+
+            ViberWebhookRoutes(self.settings.viber, self.store, self.metrics).add_to(app)
         self.add_operations_routes(app)
         endpoints = {f"{r.method} {r.resource.canonical}" for r in app.router.routes() if r.resource is not None}
         try:

@@ -140,6 +140,47 @@ class WhatsAppConfig(msgspec.Struct, forbid_unknown_fields=True):
     senders: list[WhatsAppSenderConfig] = msgspec.field(default_factory=list)
 
 
+class ViberBotConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A Viber bot on Viber's REST bot API; a step whose ``from`` is ``sender`` uses it."""
+
+    sender: str
+    auth_token: str
+    """The bot's token: authenticates sends (``X-Viber-Auth-Token``) and keys the callbacks' signature."""
+    sender_name: str
+    """The name users see (at most 28 characters)."""
+    avatar: str | None = None
+    base_url: str = "https://chatapi.viber.com"
+    users: dict[str, str] = msgspec.field(default_factory=dict)
+    """Phone number (international digits) -> the Viber user id the bot API addresses (from its callbacks)."""
+    users_file: str | None = None
+    """A JSON object of more phone number -> user id pairs, read when the connector starts."""
+
+
+class ViberConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Viber over the REST bot API: with bots declared, Viber steps leave through it."""
+
+    bots: list[ViberBotConfig] = msgspec.field(default_factory=list)
+
+
+class PushAppConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A Firebase project reached through FCM HTTP v1; a push step whose ``from`` is ``sender`` uses it."""
+
+    sender: str
+    service_account_file: str
+    """The service account's JSON key (from the Firebase console); it signs the OAuth2 token requests."""
+    project_id: str | None = None
+    """The Firebase project; the key file's ``project_id`` when unset."""
+    base_url: str = "https://fcm.googleapis.com"
+    token_url: str | None = None
+    """Where access tokens are asked for; the key file's ``token_uri`` when unset."""
+
+
+class PushConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Push notifications over Firebase Cloud Messaging: with apps declared, push steps leave through it."""
+
+    apps: list[PushAppConfig] = msgspec.field(default_factory=list)
+
+
 class SmtpServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     """A mail server that e-mail steps are handed to."""
 
@@ -200,6 +241,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     smpp: SmppConfig = msgspec.field(default_factory=SmppConfig)
     whatsapp: WhatsAppConfig = msgspec.field(default_factory=WhatsAppConfig)
     smtp: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
+    viber: ViberConfig = msgspec.field(default_factory=ViberConfig)
+    push: PushConfig = msgspec.field(default_factory=PushConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     rate_limits: dict[RateRoute, RateText] = msgspec.field(default_factory=dict)
     """Per account and endpoint, over the defaults in :mod:`omnirelay.api.ratelimit`."""
