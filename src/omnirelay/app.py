@@ -194,6 +194,14 @@ class Gateway:
             from omnirelay.channels.smtp import SmtpChannel
 
             found[Channel.EMAIL.value] = SmtpChannel(s.smtp, self.metrics)
+        if s.messenger.pages:
+            from omnirelay.channels.messenger import Messenger
+
+            found[Channel.FACEBOOK.value] = Messenger(s.messenger, self.metrics)
+        if s.line.channels:
+            from omnirelay.channels.line import Line
+
+            found[Channel.LINE.value] = Line(s.line, self.metrics)
         return found
 
     async def receive_receipts(self, receipts: list[Receipt]) -> None:
@@ -237,6 +245,15 @@ class Gateway:
             from omnirelay.api.whatsapp_webhooks import WhatsAppWebhookRoutes
 
             WhatsAppWebhookRoutes(self.settings.whatsapp, self.settings.accounts, self.store, self.metrics).add_to(app)
+        if self.settings.messenger.pages:
+            from omnirelay.api.messenger_webhooks import MessengerWebhookRoutes
+
+            s = self.settings
+            MessengerWebhookRoutes(s.messenger, s.accounts, self.store, self.metrics).add_to(app)
+        if self.settings.line.channels:
+            from omnirelay.api.line_webhooks import LineWebhookRoutes
+
+            LineWebhookRoutes(self.settings.line, self.settings.accounts, self.store, self.metrics).add_to(app)
         self.add_operations_routes(app)
         endpoints = {f"{r.method} {r.resource.canonical}" for r in app.router.routes() if r.resource is not None}
         try:

@@ -250,6 +250,11 @@ class Store(Protocol):
         receipt whose submission is not stored yet is held until it is."""
         ...
 
+    async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
+        """Provider ids of ``channel`` that start with ``prefix``, of submissions stored between ``since`` and
+        ``until``, newest first (a Messenger read names a user and a time, not its messages)."""
+        ...
+
     async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
         """Take up to ``want`` tokens from the bucket ``key`` (refilled at ``rate`` a second up to ``burst``),
         shared by every process on this database; returns how many were granted."""

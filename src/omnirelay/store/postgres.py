@@ -855,6 +855,15 @@ class PostgresStore:
                     *_columns(held, 4),
                 )
 
+    async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
+        """Provider ids of ``channel`` starting with ``prefix``, stored from ``since`` to ``until``, newest first."""
+        rows = await self.pool.fetch(
+            "SELECT provider_id FROM submissions WHERE channel = $1 AND left(provider_id, $2) = $3"
+            " AND at >= $4 AND at <= $5 ORDER BY at DESC LIMIT $6",
+            channel, len(prefix), prefix, since, until, limit,
+        )
+        return [str(r[0]) for r in rows]
+
     async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
         """Take up to ``want`` tokens from the bucket ``key``, shared by every process on this database."""
         async with self.pool.acquire() as conn, conn.transaction():

@@ -667,6 +667,15 @@ class SqliteStore:
         await self.writer.run(fn)
         self._on_jobs()
 
+    async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
+        """Provider ids of ``channel`` starting with ``prefix``, stored from ``since`` to ``until``, newest first."""
+        rows = self._all(
+            "SELECT provider_id FROM submissions WHERE channel = ? AND substr(provider_id, 1, ?) = ?"
+            " AND at >= ? AND at <= ? ORDER BY at DESC LIMIT ?",
+            (channel, len(prefix), prefix, since, until, limit),
+        )
+        return [str(r[0]) for r in rows]
+
     async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
         """Take up to ``want`` tokens from the bucket ``key``; returns how many were granted."""
 
