@@ -201,7 +201,7 @@ class Gateway:
         if s.line.channels:
             from omnirelay.channels.line import Line
 
-            found[Channel.LINE.value] = Line(s.line, self.metrics)
+            found[Channel.LINE.value] = Line(s.line, self.metrics, self.store)
         return found
 
     async def receive_receipts(self, receipts: list[Receipt]) -> None:

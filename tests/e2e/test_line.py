@@ -103,6 +103,7 @@ def test_delivered_on_the_first_step(gw: Gateway, fake: FakeLine) -> None:
     line = get_message(gw, mid)["attempts"][0]
     assert line["channel"] == "LINE" and line["providerId"] == push.answer["sentMessages"][0]["id"]
     assert fake.received_by(user) == [{"type": "text", "text": "Your table is ready"}]
+    assert 'omnirelay_line_sends_total{result="delivered",sender="MyLineChannel"}' in gw.get("/metrics", auth=None).text
 
 
 def test_not_a_user_fails_over_to_sms_and_the_report_says_so(gw: Gateway, fake: FakeLine) -> None:
@@ -165,11 +166,46 @@ def test_a_forged_signature_gets_401_and_changes_nothing(gw: Gateway, fake: Fake
     assert posts[0].report_id == f"inbound.line.{message_id}"
 
 
-def test_follow_unfollow_and_the_verification_request_are_answered_200(gw: Gateway, fake: FakeLine) -> None:
+def post_events(gw: Gateway, fake: FakeLine, *events: dict[str, Any]) -> Any:
+    raw = fake.webhook(*events)
+    r = gw.post(f"/webhooks/line/{SENDER}", raw, auth=None, headers={"X-Line-Signature": fake.sign(raw)})
+    assert r.status == 200, r
+    return r.json
+
+
+def test_after_an_unfollow_the_next_message_fails_over_until_a_follow(gw: Gateway, fake: FakeLine) -> None:
+    user, phone = person(fake)
+    fake.blocked.add(user)  # LINE answers pushes to them 200 and shows nothing
+    assert post_events(gw, fake, fake.event("unfollow", user)) == {"inbound": 0, "blocked": 1}
+    mid = send(gw, user, phone)
+    (report,) = wait_reports(gw, 1, messageId=mid)
+    assert report["channel"] == "SMS" and short(report["status"]) == DELIVERED_TO_HANDSET
+    line = get_message(gw, mid)["attempts"][0]
+    assert (line["channel"], line["state"], line["error"]) == ("LINE", "REJECTED", "EC_BLOCKED_USER")
+    assert fake.pushes_to(user) == []  # not pushed at all
+
+    fake.blocked.discard(user)
+    assert post_events(gw, fake, fake.event("follow", user)) == {"inbound": 0, "blocked": 0}
+    again = send(gw, user, phone)
+    (report,) = wait_reports(gw, 1, messageId=again)
+    assert report["channel"] == "LINE" and len(fake.received_by(user)) == 1
+
+
+def test_a_forged_unfollow_changes_nothing(gw: Gateway, fake: FakeLine) -> None:
+    user, phone = person(fake)
+    raw = fake.webhook(fake.event("unfollow", user))
+    r = gw.post(f"/webhooks/line/{SENDER}", raw, auth=None,
+                headers={"X-Line-Signature": FakeLine(secret="guessed").sign(raw)})
+    assert r.status == 401
+    mid = send(gw, user, phone)
+    (report,) = wait_reports(gw, 1, messageId=mid)
+    assert report["channel"] == "LINE" and len(fake.received_by(user)) == 1
+
+
+def test_the_verification_request_and_webhook_metrics(gw: Gateway, fake: FakeLine) -> None:
+    assert post_events(gw, fake) == {"inbound": 0, "blocked": 0}  # what LINE sends when the URL is set
     user, _ = person(fake)
-    for raw in (fake.webhook(), fake.webhook(fake.event("follow", user), fake.event("unfollow", user))):
-        r = gw.post(f"/webhooks/line/{SENDER}", raw, auth=None, headers={"X-Line-Signature": fake.sign(raw)})
-        assert r.status == 200 and r.json == {"inbound": 0}
+    post_events(gw, fake, fake.event("follow", user))
     metrics = gw.get("/metrics", auth=None).text
-    assert f'omnirelay_line_webhooks_total{{sender="{SENDER}",status="unfollow"}}' in metrics
+    assert f'omnirelay_line_webhooks_total{{sender="{SENDER}",status="follow"}}' in metrics
     assert gw.post("/webhooks/line/NoSuchChannel", fake.webhook(), auth=None).status == 404

@@ -7,6 +7,7 @@ again after a lost answer is shown once, and that every mapped message object pa
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,9 +16,10 @@ import aiohttp
 import pytest
 
 from omnirelay.channels.base import Submission
-from omnirelay.channels.line import Line, retry_key
+from omnirelay.channels.line import Line, blocked_key, retry_key
 from omnirelay.config import LineChannelConfig, LineConfig
 from omnirelay.metrics import Metrics
+from omnirelay.store.base import Store
 from tests.integration.fakes.line import CHANNEL_SECRET, CHANNEL_TOKEN, FakeLine
 
 SENDER = "MyLineChannel"
@@ -225,3 +227,41 @@ async def test_metrics_count_pushes_by_result(fake: FakeLine) -> None:
     text = metrics.render().decode()
     assert 'omnirelay_line_sends_total{result="delivered",sender="MyLineChannel"} 2.0' in text
     assert 'omnirelay_line_sends_total{result="rejected",sender="MyLineChannel"} 1.0' in text
+
+
+# --- users who blocked the channel (remembered in the store from unfollow webhooks) -------------------
+
+
+async def test_a_user_who_unfollowed_is_not_pushed_until_they_follow_again(fake: FakeLine, store: Store) -> None:
+    fake.blocked.add("Ublocker")  # LINE itself would answer 200 and show nothing
+    c = Line(LineConfig([channel(fake.url)]), Metrics(), store)
+    key = blocked_key(SENDER)
+    try:
+        await store.set_capabilities([(0, key, "Ublocker", time.time() + 3600)])
+        first, friend = await c.submit([submission({"text": "hi"}, to="Ublocker"),
+                                        submission({"text": "hi"}, n=2)])
+        (report,) = first.reports
+        assert (report.outcome, report.error, report.not_a_user) == ("REJECTED", "EC_BLOCKED_USER", False)
+        assert "blocked MyLineChannel" in (report.detail or "")
+        assert friend.reports[0].outcome == "DELIVERED"  # the rest of the batch is pushed
+        assert fake.pushes_to("Ublocker") == []
+        # blocked on this channel only: another channel of the same LINE user is pushed
+        assert await store.capabilities_of(0, blocked_key("OtherChannel"), ["Ublocker"], time.time()) == set()
+
+        fake.blocked.discard("Ublocker")
+        fake.add_friend("Ublocker")
+        await store.set_capabilities([(0, key, "Ublocker", 0.0)])  # a follow forgets it
+        (again,) = await c.submit([submission({"text": "hi"}, to="Ublocker", n=3)])
+        assert again.reports[0].outcome == "DELIVERED" and len(fake.received_by("Ublocker")) == 1
+    finally:
+        await c.close()
+
+
+async def test_capability_rows_set_from_outside_the_engine(store: Store) -> None:
+    now = time.time()
+    await store.set_capabilities([(0, "LINE:a:blocked", "U1", now + 60), (0, "LINE:a:blocked", "U2", now + 60),
+                                  (0, "LINE:a:blocked", "U2", 0.0)])  # the later row of a key wins
+    assert await store.capabilities_of(0, "LINE:a:blocked", ["U1", "U2", "U3"], now) == {"U1"}
+    assert await store.capabilities_of(0, "LINE:a:blocked", ["U1"], now + 120) == set()  # expired
+    assert await store.capabilities_of(1, "LINE:a:blocked", ["U1"], now) == set()  # another account
+    assert await store.capabilities_of(0, "LINE:a:blocked", [], now) == set()

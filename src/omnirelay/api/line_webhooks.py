@@ -2,10 +2,12 @@
 
 Every request is signed with the channel secret (``X-Line-Signature``: the base64 HMAC-SHA256 of the raw
 body), checked in constant time before anything is read. LINE sends no delivery or read events for push
-messages, so nothing here becomes a receipt: messages users send become Infobip's inbound-message webhook
-for the account of the channel (once per message, also when LINE redelivers), and ``follow`` /
-``unfollow`` (the user added or blocked the account) are counted and logged. The verification request LINE
-sends when the URL is set (no events) is answered 200.
+messages, so nothing here becomes a receipt. ``unfollow`` (the user blocked the account, after which LINE still
+answers pushes to them 200 and shows nothing) is remembered, so that the connector fails later steps to that
+user over at once instead of counting them delivered; ``follow`` (added again) forgets it. Messages users
+send become Infobip's inbound-message webhook for the account of the channel (once per message, also when
+LINE redelivers). All of it is stored before the 200. The verification request LINE sends when the URL is
+set (no events) is answered 200.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from omnirelay.api.errors import envelope
-from omnirelay.channels.line import CHANNEL
+from omnirelay.channels.line import BLOCKED_ACCOUNT, BLOCKED_FOR_S, CHANNEL, blocked_key
 from omnirelay.config import AccountConfig, LineChannelConfig, LineConfig
 from omnirelay.domain.dates import format_ts
 from omnirelay.store.base import Store
@@ -162,18 +164,25 @@ class LineWebhookRoutes:
             return envelope(400, f"Malformed LINE webhook: {exc}")
         now = time.time()
         inbound: list[tuple[int, str, str, str, bytes]] = []
+        blocked: dict[str, float] = {}  # user -> until, the last follow or unfollow of the batch winning
         for event in notification.events:
             self._count(channel.sender, event.type or "unknown")
             user = event.source.userId if event.source else None
-            if event.type == "unfollow":
-                log.info("LINE user %s blocked %s: pushes to them are accepted but not shown", user, channel.sender)
+            if event.type == "unfollow" and user:
+                log.info("LINE user %s blocked %s: later steps to them fail over", user, channel.sender)
+                blocked[user] = now + BLOCKED_FOR_S
+            elif event.type == "follow" and user:
+                blocked[user] = 0.0
             elif event.type == "message" and event.message is not None:
                 item = await self._inbound_item(event, channel, now)
                 if item is not None:
                     inbound.append(item)
+        if blocked:
+            key = blocked_key(channel.sender)
+            await self.store.set_capabilities([(BLOCKED_ACCOUNT, key, u, until) for u, until in blocked.items()])
         if inbound:
             await self.store.push_webhooks(inbound, now)
-        return web.json_response({"inbound": len(inbound)})
+        return web.json_response({"inbound": len(inbound), "blocked": sum(1 for v in blocked.values() if v)})
 
     async def _inbound_item(
         self, event: _Event, channel: LineChannelConfig, now: float

@@ -12,12 +12,18 @@ LINE sends no delivery receipt for push messages, and accepts (200) a push to a 
 account without delivering it (its FAQ says so): a 200 is the last word LINE gives, so it counts as
 DELIVERED, as an SMTP server's 250 does. A user id LINE does not know (never a friend of this account) is
 answered 400 "Failed to send messages": not a LINE user, which fails over at once.
+
+What LINE does say is the ``unfollow`` webhook (:mod:`omnirelay.api.line_webhooks`): the user blocked the
+account. The receiver remembers it in the store (capability memory under :func:`blocked_key`, until a
+``follow`` says otherwise), and a push to a user who blocked the channel is not sent: it is REJECTED
+``EC_BLOCKED_USER`` and fails over at once (one look-up per batch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -33,6 +39,7 @@ from omnirelay.domain.model import LineData
 
 if TYPE_CHECKING:
     from omnirelay.metrics import Metrics
+    from omnirelay.store.base import Store
 
 log = logging.getLogger("omnirelay.line")
 
@@ -48,6 +55,16 @@ REQUEST_TIMEOUT_S = 30.0
 RETRY_CAP_S = 60.0
 TEXT_MAX = 5000
 RETRY_KEY_NAMESPACE = uuid.UUID("6f0d6c1e-3b1f-5a7e-9c42-6c696e652d31")
+BLOCKED_ACCOUNT = 0
+"""The capability memory of blocked users is the channel's, not an account's: it is kept under account 0."""
+BLOCKED_FOR_S = 10 * 365 * 86400.0
+"""How long an unfollow is remembered when no follow comes (LINE says nothing more about that user)."""
+
+
+def blocked_key(sender: str) -> str:
+    """The capability-memory channel under which the users who blocked the LINE channel ``sender`` are kept
+    (not ``LINE`` itself: the engine's own memory is per account and main address, this is per LINE channel)."""
+    return f"LINE:{sender}:blocked"
 
 
 class ContentError(ValueError):
@@ -241,9 +258,10 @@ def _send_counter(metrics: Metrics) -> Counter:
 class Line:
     """A :class:`~omnirelay.channels.base.Channel` for LINE steps through the Messaging API's push message."""
 
-    def __init__(self, config: LineConfig, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: LineConfig, metrics: Metrics | None = None, store: Store | None = None) -> None:
         self.channels: dict[str, LineChannelConfig] = {c.sender: c for c in config.channels}
         self.metrics = metrics
+        self.store = store
         self._counter = _send_counter(metrics) if metrics is not None else None
         self._session: aiohttp.ClientSession | None = None
         self._limit = asyncio.Semaphore(MAX_CONCURRENCY)
@@ -266,14 +284,42 @@ class Line:
     async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
         """Push each submission (concurrently); one result per submission, in order, each also given to
         ``answered`` as soon as its request is answered."""
-        return await submit_each(batch, self._submit_one, answered)
+        blocked = await self._blocked(batch)
 
-    async def _submit_one(self, sub: Submission) -> SubmitResult:
+        async def one(sub: Submission) -> SubmitResult:
+            return await self._submit_one(sub, blocked)
+
+        return await submit_each(batch, one, answered)
+
+    async def _blocked(self, batch: list[Submission]) -> set[tuple[str, str]]:
+        """(sender, user) pairs of the batch whose user blocked that channel, by one look-up per channel."""
+        if self.store is None:
+            return set()
+        users: dict[str, list[str]] = {}
+        for sub in batch:
+            channel = self.channel_for(sub.sender)
+            if channel is not None:
+                users.setdefault(channel.sender, []).append(sub.address)
+        found: set[tuple[str, str]] = set()
+        now = time.time()
+        for sender, addresses in users.items():
+            try:
+                held = await self.store.capabilities_of(BLOCKED_ACCOUNT, blocked_key(sender), addresses, now)
+            except Exception:  # the push is better sent than held up by a failed look-up
+                log.exception("LINE blocked-user look-up for %s failed", sender)
+                continue
+            found.update((sender, user) for user in held)
+        return found
+
+    async def _submit_one(self, sub: Submission, blocked: set[tuple[str, str]]) -> SubmitResult:
         channel = self.channel_for(sub.sender)
         if channel is None:
             known = ", ".join(sorted(self.channels)) or "none"
             detail = f"no LINE channel {sub.sender!r} is configured (configured: {known})"
             return self._count(sub.sender or "", _refused("EC_SENDER_NOT_REGISTERED", detail))
+        if (channel.sender, sub.address) in blocked:
+            detail = f"the LINE user blocked {channel.sender} (unfollow event): not pushed"
+            return self._count(channel.sender, _refused("EC_BLOCKED_USER", detail))
         try:
             body = push_body(sub.address, sub.content.get("line") or {})
         except ContentError as exc:

@@ -255,6 +255,15 @@ class Store(Protocol):
         ``until``, newest first (a Messenger read names a user and a time, not its messages)."""
         ...
 
+    async def set_capabilities(self, rows: list[tuple[int, str, str, float]]) -> None:
+        """Set capability memory from outside the engine: (account_id, channel, address, until) rows, an until in
+        the past forgetting (a LINE user who blocked, then added again, the channel)."""
+        ...
+
+    async def capabilities_of(self, account_id: int, channel: str, addresses: list[str], now: float) -> set[str]:
+        """Which of ``addresses`` the capability memory holds for ``channel`` at ``now``."""
+        ...
+
     async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
         """Take up to ``want`` tokens from the bucket ``key`` (refilled at ``rate`` a second up to ``burst``),
         shared by every process on this database; returns how many were granted."""
