@@ -17,7 +17,7 @@ import pytest
 from tests.integration.fakes.messenger import APP_SECRET, PAGE_ID, PAGE_TOKEN, FakeMessenger, Send
 
 from .conftest import ALADDIN_KEY, Gateway, GatewayPool
-from .test_failover import DELIVERED_TO_HANDSET, NO_ERROR, get_message, short, uid, wait_message, wait_reports
+from .test_failover import DELIVERED_TO_HANDSET, NO_ERROR, get_message, history, short, uid, wait_message, wait_reports
 from .test_webhooks import Receiver
 
 SENDER = "MyPage"
@@ -140,6 +140,11 @@ def test_a_read_watermark_marks_every_earlier_message_seen(gw: Gateway, fake: Fa
     for message_id in (first, second):
         msg = wait_message(gw, message_id, lambda m: m["attempts"][0]["state"] == "SEEN")
         assert msg["attempts"][0]["channel"] == "FACEBOOK"
+    # the user opens the conversation again: the same watermark marks nothing twice
+    assert post(gw, fake, fake.read(psid, watermark)) == 200
+    time.sleep(0.3)
+    for message_id in (first, second):
+        assert not [line for line in history(get_message(gw, message_id)) if "late report" in line]
 
 
 def test_a_read_before_the_send_changes_nothing(gw: Gateway, fake: FakeMessenger) -> None:

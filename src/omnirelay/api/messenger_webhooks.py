@@ -16,6 +16,7 @@ import hmac
 import logging
 import time
 import weakref
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -39,6 +40,8 @@ WATERMARK_WINDOW_S = 7 * 86400.0
 """How far before a watermark messages are looked for (Messenger's window for sending is 24 hours)."""
 WATERMARK_LIMIT = 500
 """At most this many messages are marked by one watermark (the newest)."""
+MARKED_CACHE = 100_000
+"""Provider ids this process already marked by a watermark: a user's every read repeats all earlier ones."""
 
 __all__ = ["SIGNATURE_HEADER", "MessengerWebhookRoutes", "signature_ok"]
 
@@ -143,6 +146,8 @@ class MessengerWebhookRoutes:
         self.metrics = metrics
         self._counter = _webhook_counter(metrics) if metrics is not None else None
         self._account_ids: dict[str, int] = {}
+        self._already: OrderedDict[str, str] = OrderedDict()
+        """provider id -> the outcome a watermark already gave it (DELIVERED or SEEN), oldest first."""
 
     def add_to(self, app: web.Application) -> None:
         """Register the routes."""
@@ -200,9 +205,18 @@ class MessengerWebhookRoutes:
                         inbound.append(item)
         if receipts:
             await self.store.record_receipts(receipts, now)
+            self._remember_marked(receipts)
         if inbound:
             await self.store.push_webhooks(inbound, now)
         return web.json_response({"receipts": len(receipts), "inbound": len(inbound)})
+
+    def _remember_marked(self, receipts: list[Receipt]) -> None:
+        for receipt in receipts:
+            if self._already.get(receipt.provider_id) != "SEEN":
+                self._already[receipt.provider_id] = receipt.outcome
+            self._already.move_to_end(receipt.provider_id)
+        while len(self._already) > MARKED_CACHE:
+            self._already.popitem(last=False)
 
     async def _marked(self, psid: str, mids: list[str], watermark: float | None, outcome: str) -> list[Receipt]:
         """Receipts for the messages a delivery or read names: its mids, else every message to the user
@@ -212,9 +226,11 @@ class MessengerWebhookRoutes:
         ids = [provider_id(psid, mid) for mid in mids]
         if not ids and watermark:
             until = watermark / 1000
-            ids = await self.store.provider_ids_like(
+            found = await self.store.provider_ids_like(
                 CHANNEL, f"{psid}:", until - WATERMARK_WINDOW_S, until, WATERMARK_LIMIT
             )
+            # what an earlier watermark already marked as much changes nothing: not sent to the engine again
+            ids = [pid for pid in found if self._already.get(pid) not in (outcome, "SEEN")]
         return [Receipt(CHANNEL, pid, outcome) for pid in ids]
 
     async def _inbound_item(
