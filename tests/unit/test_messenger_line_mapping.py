@@ -76,3 +76,10 @@ def test_messenger_signature_is_metas_x_hub_signature_256() -> None:
     expected = "sha256=" + hmac.new(b"app-secret", body, hashlib.sha256).hexdigest()
     assert messenger_webhooks.signature_ok("app-secret", body, expected)
     assert not messenger_webhooks.signature_ok("app-secret", body[:-1], expected)
+
+
+def test_line_counts_text_as_utf16_units() -> None:
+    assert line.build_messages({"text": "a" * 5000}) == [{"type": "text", "text": "a" * 5000}]
+    assert line.build_messages({"text": "\U0001f600" * 2500})[0]["text"] == "\U0001f600" * 2500
+    with pytest.raises(line.ContentError, match="an emoji counts 2"):
+        line.build_messages({"text": "\U0001f600" * 2501})

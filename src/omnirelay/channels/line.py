@@ -81,8 +81,9 @@ def retry_key(sub: Submission) -> str:
 
 
 def _text(text: str) -> dict[str, Any]:
-    if len(text) > TEXT_MAX:
-        raise ContentError(f"line.text must be at most {TEXT_MAX} characters (LINE's limit)")
+    # LINE counts a character outside the BMP (most emoji) as two, as UTF-16 does
+    if len(text.encode("utf-16-le")) // 2 > TEXT_MAX:
+        raise ContentError(f"line.text must be at most {TEXT_MAX} characters (LINE's limit; an emoji counts 2)")
     return {"type": "text", "text": text}
 
 
