@@ -208,6 +208,14 @@ class Gateway:
                 found[Channel.PUSH.value] = FcmPush(s.push, self.metrics)
             except (OSError, ValueError) as exc:  # a service account key that cannot be read
                 raise ConfigError(f"push: {exc}") from None
+        if s.messenger.pages:
+            from omnirelay.channels.messenger import Messenger
+
+            found[Channel.FACEBOOK.value] = Messenger(s.messenger, self.metrics)
+        if s.line.channels:
+            from omnirelay.channels.line import Line
+
+            found[Channel.LINE.value] = Line(s.line, self.metrics, self.store)
         return found
 
     async def receive_receipts(self, receipts: list[Receipt]) -> None:
@@ -255,6 +263,15 @@ class Gateway:
             from omnirelay.api.viber_webhooks import ViberWebhookRoutes
 
             ViberWebhookRoutes(self.settings.viber, self.store, self.metrics).add_to(app)
+        if self.settings.messenger.pages:
+            from omnirelay.api.messenger_webhooks import MessengerWebhookRoutes
+
+            s = self.settings
+            MessengerWebhookRoutes(s.messenger, s.accounts, self.store, self.metrics).add_to(app)
+        if self.settings.line.channels:
+            from omnirelay.api.line_webhooks import LineWebhookRoutes
+
+            LineWebhookRoutes(self.settings.line, self.settings.accounts, self.store, self.metrics).add_to(app)
         self.add_operations_routes(app)
         endpoints = {f"{r.method} {r.resource.canonical}" for r in app.router.routes() if r.resource is not None}
         try:

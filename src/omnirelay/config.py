@@ -179,6 +179,46 @@ class PushConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Push notifications over Firebase Cloud Messaging: with apps declared, push steps leave through it."""
 
     apps: list[PushAppConfig] = msgspec.field(default_factory=list)
+class MessengerPageConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A Facebook Page that sends over the Messenger Platform; a FACEBOOK step whose ``from`` is ``sender`` uses it."""
+
+    sender: str
+    page_id: str
+    page_access_token: str
+    app_secret: str
+    """The Meta app's secret: verifies the ``X-Hub-Signature-256`` of this page's webhooks."""
+    verify_token: str
+    base_url: str = "https://graph.facebook.com"
+    api_version: str = "v23.0"
+    message_tag: str | None = None
+    """Send as ``MESSAGE_TAG`` with this tag (e.g. ``ACCOUNT_UPDATE``) instead of ``UPDATE``: Messenger takes
+    ``UPDATE`` only within 24 hours of the user's last message."""
+    account: str | None = None
+    """The account (username) that receives this page's inbound messages."""
+
+
+class MessengerConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Facebook Messenger over the Graph API's Send API: with pages declared, FACEBOOK steps leave through it."""
+
+    pages: list[MessengerPageConfig] = msgspec.field(default_factory=list)
+
+
+class LineChannelConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A LINE Official Account's Messaging API channel; a LINE step whose ``from`` is ``sender`` uses it."""
+
+    sender: str
+    channel_access_token: str
+    channel_secret: str
+    """Verifies the ``X-Line-Signature`` of this channel's webhooks."""
+    base_url: str = "https://api.line.me"
+    account: str | None = None
+    """The account (username) that receives this channel's inbound messages."""
+
+
+class LineConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """LINE over the Messaging API (push messages): with channels declared, LINE steps leave through it."""
+
+    channels: list[LineChannelConfig] = msgspec.field(default_factory=list)
 
 
 class SmtpServerConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -243,6 +283,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     smtp: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
     viber: ViberConfig = msgspec.field(default_factory=ViberConfig)
     push: PushConfig = msgspec.field(default_factory=PushConfig)
+    messenger: MessengerConfig = msgspec.field(default_factory=MessengerConfig)
+    line: LineConfig = msgspec.field(default_factory=LineConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     rate_limits: dict[RateRoute, RateText] = msgspec.field(default_factory=dict)
     """Per account and endpoint, over the defaults in :mod:`omnirelay.api.ratelimit`."""

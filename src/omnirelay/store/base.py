@@ -250,6 +250,20 @@ class Store(Protocol):
         receipt whose submission is not stored yet is held until it is."""
         ...
 
+    async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
+        """Provider ids of ``channel`` that start with ``prefix``, of submissions stored between ``since`` and
+        ``until``, newest first (a Messenger read names a user and a time, not its messages)."""
+        ...
+
+    async def set_capabilities(self, rows: list[tuple[int, str, str, float]]) -> None:
+        """Set capability memory from outside the engine: (account_id, channel, address, until) rows, an until in
+        the past forgetting (a LINE user who blocked, then added again, the channel)."""
+        ...
+
+    async def capabilities_of(self, account_id: int, channel: str, addresses: list[str], now: float) -> set[str]:
+        """Which of ``addresses`` the capability memory holds for ``channel`` at ``now``."""
+        ...
+
     async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
         """Take up to ``want`` tokens from the bucket ``key`` (refilled at ``rate`` a second up to ``burst``),
         shared by every process on this database; returns how many were granted."""

@@ -855,6 +855,34 @@ class PostgresStore:
                     *_columns(held, 4),
                 )
 
+    async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
+        """Provider ids of ``channel`` starting with ``prefix``, stored from ``since`` to ``until``, newest first."""
+        rows = await self.pool.fetch(
+            "SELECT provider_id FROM submissions WHERE channel = $1 AND left(provider_id, $2) = $3"
+            " AND at >= $4 AND at <= $5 ORDER BY at DESC LIMIT $6",
+            channel, len(prefix), prefix, since, until, limit,
+        )
+        return [str(r[0]) for r in rows]
+
+    async def set_capabilities(self, rows: list[tuple[int, str, str, float]]) -> None:
+        """Upsert capability memory rows (account_id, channel, address, until)."""
+        latest = {(a, ad, ch): until for a, ch, ad, until in rows}  # one row per key in one statement
+        await self.pool.execute(
+            "INSERT INTO capabilities(account_id, address, channel, until)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[])"
+            " ON CONFLICT (account_id, address, channel) DO UPDATE SET until = excluded.until",
+            *_columns([(*k, v) for k, v in latest.items()], 4),
+        )
+
+    async def capabilities_of(self, account_id: int, channel: str, addresses: list[str], now: float) -> set[str]:
+        """Which of ``addresses`` the capability memory holds for ``channel`` at ``now``."""
+        rows = await self.pool.fetch(
+            "SELECT address FROM capabilities WHERE account_id = $1 AND channel = $2 AND until > $3"
+            " AND address = ANY($4::text[])",
+            account_id, channel, now, addresses,
+        )
+        return {str(r[0]) for r in rows}
+
     async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
         """Take up to ``want`` tokens from the bucket ``key``, shared by every process on this database."""
         async with self.pool.acquire() as conn, conn.transaction():

@@ -667,6 +667,42 @@ class SqliteStore:
         await self.writer.run(fn)
         self._on_jobs()
 
+    async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
+        """Provider ids of ``channel`` starting with ``prefix``, stored from ``since`` to ``until``, newest first."""
+        rows = self._all(
+            "SELECT provider_id FROM submissions WHERE channel = ? AND substr(provider_id, 1, ?) = ?"
+            " AND at >= ? AND at <= ? ORDER BY at DESC LIMIT ?",
+            (channel, len(prefix), prefix, since, until, limit),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def set_capabilities(self, rows: list[tuple[int, str, str, float]]) -> None:
+        """Upsert capability memory rows (account_id, channel, address, until)."""
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO capabilities(account_id, channel, address, until) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(account_id, address, channel) DO UPDATE SET until = excluded.until",
+                rows,
+            )
+
+        await self.writer.run(fn)
+
+    async def capabilities_of(self, account_id: int, channel: str, addresses: list[str], now: float) -> set[str]:
+        """Which of ``addresses`` the capability memory holds for ``channel`` at ``now``."""
+        found: set[str] = set()
+        for start in range(0, len(addresses), 500):
+            chunk = addresses[start : start + 500]
+            found.update(
+                str(r[0])
+                for r in self._all(
+                    "SELECT address FROM capabilities WHERE account_id = ? AND channel = ? AND until > ?"
+                    f" AND address IN ({','.join('?' * len(chunk))})",
+                    (account_id, channel, now, *chunk),
+                )
+            )
+        return found
+
     async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
         """Take up to ``want`` tokens from the bucket ``key``; returns how many were granted."""
 

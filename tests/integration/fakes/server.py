@@ -21,7 +21,8 @@ def free_port() -> int:
 
 
 class ThreadServer:
-    """Serves :meth:`routes` on a free loopback port from :meth:`start` to :meth:`stop`."""
+    """Serves :meth:`routes` (by default: :meth:`handle` for every path) on a free loopback port from
+    :meth:`start` to :meth:`stop`."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -36,6 +37,10 @@ class ThreadServer:
 
     def routes(self, app: web.Application) -> None:
         """Add the fake's routes."""
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Answer any request (for fakes that route by themselves)."""
         raise NotImplementedError
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:

@@ -1,0 +1,203 @@
+"""The LINE webhook: ``/webhooks/line/{sender}``, the webhook URL to set in the LINE channel's console.
+
+Every request is signed with the channel secret (``X-Line-Signature``: the base64 HMAC-SHA256 of the raw
+body), checked in constant time before anything is read. LINE sends no delivery or read events for push
+messages, so nothing here becomes a receipt. ``unfollow`` (the user blocked the account, after which LINE still
+answers pushes to them 200 and shows nothing) is remembered, so that the connector fails later steps to that
+user over at once instead of counting them delivered; ``follow`` (added again) forgets it. Messages users
+send become Infobip's inbound-message webhook for the account of the channel (once per message, also when
+LINE redelivers). All of it is stored before the 200. The verification request LINE sends when the URL is
+set (no events) is answered 200.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import Counter
+
+from omnirelay.api.errors import envelope
+from omnirelay.channels.line import BLOCKED_ACCOUNT, BLOCKED_FOR_S, CHANNEL, blocked_key
+from omnirelay.config import AccountConfig, LineChannelConfig, LineConfig
+from omnirelay.domain.dates import format_ts
+from omnirelay.store.base import Store
+
+if TYPE_CHECKING:
+    from omnirelay.metrics import Metrics
+
+log = logging.getLogger("omnirelay.line")
+
+SIGNATURE_HEADER = "X-Line-Signature"
+
+
+def sign(channel_secret: str, body: bytes) -> str:
+    """The ``X-Line-Signature`` LINE sends with ``body``: base64 of its HMAC-SHA256 with the channel secret."""
+    return base64.b64encode(hmac.new(channel_secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def signature_ok(channel_secret: str, body: bytes, header: str | None) -> bool:
+    """Whether ``header`` is the signature of the raw ``body`` (compared in constant time)."""
+    if not header:
+        return False
+    return hmac.compare_digest(header.strip().encode(), sign(channel_secret, body).encode())
+
+
+class _Source(msgspec.Struct):
+    type: str | None = None
+    userId: str | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str = ""
+    timestamp: float | None = None
+    source: _Source | None = None
+    webhookEventId: str | None = None
+    message: dict[str, Any] | None = None
+
+
+class _Notification(msgspec.Struct):
+    destination: str | None = None
+    events: list[_Event] = msgspec.field(default_factory=list)
+
+
+_decoder = msgspec.json.Decoder(_Notification)
+_encoder = msgspec.json.Encoder()
+
+_KINDS = {"image": "IMAGE", "video": "VIDEO", "audio": "AUDIO", "file": "DOCUMENT", "sticker": "STICKER"}
+
+
+def inbound_content(message: dict[str, Any]) -> dict[str, Any]:
+    """The ``message`` object of Infobip's inbound webhook for one LINE message event."""
+    kind = message.get("type")
+    if kind == "text":
+        return {"type": "TEXT", "text": str(message.get("text", ""))}
+    if kind == "location":
+        keys = ("latitude", "longitude", "title", "address")
+        content = {k: message[k] for k in keys if message.get(k) is not None}
+        if "title" in content:
+            content["name"] = content.pop("title")
+        return {"type": "LOCATION", **content}
+    if isinstance(kind, str) and kind in _KINDS:
+        content = {"type": _KINDS[kind]}
+        if kind == "sticker":
+            content.update({k: str(message[k]) for k in ("packageId", "stickerId") if message.get(k) is not None})
+        provider = message.get("contentProvider")
+        if isinstance(provider, dict) and provider.get("originalContentUrl"):
+            content["url"] = provider["originalContentUrl"]
+        return content
+    return {"type": "UNSUPPORTED"}
+
+
+def inbound_report(event: _Event, channel: LineChannelConfig, now: float) -> dict[str, Any]:
+    """Infobip's inbound-message webhook body for one message a user sent to the channel."""
+    message = event.message or {}
+    result = {
+        "from": event.source.userId if event.source else "",
+        "to": channel.sender,
+        "integrationType": CHANNEL,
+        "receivedAt": format_ts(event.timestamp / 1000 if event.timestamp else now),
+        "messageId": str(message.get("id", "")),
+        "pairedMessageId": None,
+        "callbackData": None,
+        "message": inbound_content(message),
+    }
+    return {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
+
+
+_WEBHOOK_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+
+
+def _webhook_counter(metrics: Metrics) -> Counter:
+    counter = _WEBHOOK_COUNTERS.get(metrics)
+    if counter is None:
+        counter = _WEBHOOK_COUNTERS[metrics] = Counter(
+            "omnirelay_line_webhooks",
+            "LINE webhook events by channel and type (message, follow, unfollow, bad_signature, …)",
+            ["sender", "status"],
+            registry=metrics.registry,
+        )
+    return counter
+
+
+class LineWebhookRoutes:
+    """Handlers of ``/webhooks/line/{sender}`` for the channels of the LINE config."""
+
+    def __init__(
+        self, config: LineConfig, accounts: list[AccountConfig], store: Store, metrics: Metrics | None = None
+    ) -> None:
+        self.channels = {c.sender: c for c in config.channels}
+        self.accounts = {a.username: a for a in accounts}
+        self.store = store
+        self.metrics = metrics
+        self._counter = _webhook_counter(metrics) if metrics is not None else None
+        self._account_ids: dict[str, int] = {}
+
+    def add_to(self, app: web.Application) -> None:
+        """Register the route."""
+        app.router.add_post("/webhooks/line/{sender}", self.receive)
+
+    def _count(self, sender: str, status: str) -> None:
+        if self._counter is not None and self.metrics is not None:
+            self.metrics.of(self._counter, sender, status).inc()
+
+    async def receive(self, request: web.Request) -> web.StreamResponse:
+        """A signed batch of events: inbound messages stored for the account before the 200."""
+        channel = self.channels.get(request.match_info["sender"])
+        if channel is None:
+            return envelope(404, "Unknown LINE channel")
+        body = await request.read()
+        if not signature_ok(channel.channel_secret, body, request.headers.get(SIGNATURE_HEADER)):
+            self._count(channel.sender, "bad_signature")
+            return envelope(401, f"Missing or invalid {SIGNATURE_HEADER}")
+        try:
+            notification = _decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._count(channel.sender, "bad_json")
+            return envelope(400, f"Malformed LINE webhook: {exc}")
+        now = time.time()
+        inbound: list[tuple[int, str, str, str, bytes]] = []
+        blocked: dict[str, float] = {}  # user -> until, the last follow or unfollow of the batch winning
+        for event in notification.events:
+            self._count(channel.sender, event.type or "unknown")
+            user = event.source.userId if event.source else None
+            if event.type == "unfollow" and user:
+                log.info("LINE user %s blocked %s: later steps to them fail over", user, channel.sender)
+                blocked[user] = now + BLOCKED_FOR_S
+            elif event.type == "follow" and user:
+                blocked[user] = 0.0
+            elif event.type == "message" and event.message is not None:
+                item = await self._inbound_item(event, channel, now)
+                if item is not None:
+                    inbound.append(item)
+        if blocked:
+            key = blocked_key(channel.sender)
+            await self.store.set_capabilities([(BLOCKED_ACCOUNT, key, u, until) for u, until in blocked.items()])
+        if inbound:
+            await self.store.push_webhooks(inbound, now)
+        return web.json_response({"inbound": len(inbound), "blocked": sum(1 for v in blocked.values() if v)})
+
+    async def _inbound_item(
+        self, event: _Event, channel: LineChannelConfig, now: float
+    ) -> tuple[int, str, str, str, bytes] | None:
+        account = self.accounts.get(channel.account or "")
+        if account is None or not account.inbound_url:
+            log.info("inbound LINE message to %s dropped: no account with an inbound_url", channel.sender)
+            return None
+        account_id = self._account_ids.get(account.username)
+        if account_id is None:
+            found = await self.store.account_by_username(account.username)
+            if found is None:
+                log.warning("LINE channel's account %r does not exist", account.username)
+                return None
+            account_id = self._account_ids[account.username] = found.id
+        message_id = str((event.message or {}).get("id", "") or event.webhookEventId or "")
+        body = _encoder.encode(inbound_report(event, channel, now))
+        return (account_id, f"inbound.line.{message_id}", account.inbound_url, "application/json", body)

@@ -1,0 +1,252 @@
+"""The Messenger webhook: ``/webhooks/messenger/{sender}``, the URL to register in the Meta app for a page.
+
+``GET`` answers Meta's verification handshake (``hub.verify_token``). ``POST`` takes ``page`` notifications
+signed with the app secret (``X-Hub-Signature-256``, checked over the raw body in constant time before
+anything is read): ``message_deliveries`` become DELIVERED receipts, ``message_reads`` SEEN receipts, and
+messages users send become Infobip's inbound-message webhook for the account of the page.
+
+A delivery names its mids; without them (and for every read) it has a ``watermark``: every message to that
+user sent before that time. Those messages are the FACEBOOK submissions of that user stored before the
+watermark (within :data:`WATERMARK_WINDOW_S`), found by the user's prefix of the provider id.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import Counter
+
+from omnirelay.api.errors import envelope
+from omnirelay.api.whatsapp_webhooks import SIGNATURE_HEADER, signature_ok
+from omnirelay.channels.base import Receipt
+from omnirelay.channels.messenger import CHANNEL, provider_id
+from omnirelay.config import AccountConfig, MessengerConfig, MessengerPageConfig
+from omnirelay.domain.dates import format_ts
+from omnirelay.store.base import Store
+
+if TYPE_CHECKING:
+    from omnirelay.metrics import Metrics
+
+log = logging.getLogger("omnirelay.messenger")
+
+WATERMARK_WINDOW_S = 7 * 86400.0
+"""How far before a watermark messages are looked for (Messenger's window for sending is 24 hours)."""
+WATERMARK_LIMIT = 500
+"""At most this many messages are marked by one watermark (the newest)."""
+MARKED_CACHE = 100_000
+"""Provider ids this process already marked by a watermark: a user's every read repeats all earlier ones."""
+
+__all__ = ["SIGNATURE_HEADER", "MessengerWebhookRoutes", "signature_ok"]
+
+
+class _Party(msgspec.Struct):
+    id: str = ""
+
+
+class _Delivery(msgspec.Struct):
+    mids: list[str] = msgspec.field(default_factory=list)
+    watermark: float | None = None
+
+
+class _Read(msgspec.Struct):
+    watermark: float | None = None
+
+
+class _Event(msgspec.Struct):
+    sender: _Party = msgspec.field(default_factory=_Party)
+    recipient: _Party = msgspec.field(default_factory=_Party)
+    timestamp: float | None = None
+    delivery: _Delivery | None = None
+    read: _Read | None = None
+    message: dict[str, Any] | None = None
+
+
+class _Entry(msgspec.Struct):
+    id: str | None = None
+    time: float | None = None
+    messaging: list[_Event] = msgspec.field(default_factory=list)
+
+
+class _Notification(msgspec.Struct):
+    object: str | None = None
+    entry: list[_Entry] = msgspec.field(default_factory=list)
+
+
+_decoder = msgspec.json.Decoder(_Notification)
+_encoder = msgspec.json.Encoder()
+
+
+def inbound_content(message: dict[str, Any]) -> dict[str, Any]:
+    """The ``message`` object of Infobip's inbound webhook for one Messenger message."""
+    attachments = message.get("attachments")
+    if isinstance(attachments, list) and attachments and isinstance(attachments[0], dict):
+        first = attachments[0]
+        kind = str(first.get("type", "")).upper()
+        payload = first.get("payload") if isinstance(first.get("payload"), dict) else {}
+        content: dict[str, Any] = {"type": {"FILE": "DOCUMENT"}.get(kind, kind) or "UNSUPPORTED"}
+        if isinstance(payload, dict) and payload.get("url"):
+            content["url"] = payload["url"]
+        if message.get("text"):
+            content["caption"] = message["text"]
+        return content
+    if isinstance(message.get("text"), str):
+        return {"type": "TEXT", "text": message["text"]}
+    return {"type": "UNSUPPORTED"}
+
+
+def inbound_report(event: _Event, page: MessengerPageConfig, now: float) -> dict[str, Any]:
+    """Infobip's inbound-message webhook body for one message a user sent to the page."""
+    message = event.message or {}
+    received = event.timestamp / 1000 if event.timestamp else now
+    result = {
+        "from": event.sender.id,
+        "to": page.sender,
+        "integrationType": CHANNEL,
+        "receivedAt": format_ts(received),
+        "messageId": str(message.get("mid", "")),
+        "pairedMessageId": None,
+        "callbackData": None,
+        "message": inbound_content(message),
+    }
+    return {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
+
+
+_WEBHOOK_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+
+
+def _webhook_counter(metrics: Metrics) -> Counter:
+    counter = _WEBHOOK_COUNTERS.get(metrics)
+    if counter is None:
+        counter = _WEBHOOK_COUNTERS[metrics] = Counter(
+            "omnirelay_messenger_webhooks",
+            "Messenger webhook events by page and kind (delivery, read, inbound, bad_signature, …)",
+            ["sender", "status"],
+            registry=metrics.registry,
+        )
+    return counter
+
+
+class MessengerWebhookRoutes:
+    """Handlers of ``/webhooks/messenger/{sender}`` for the pages of the Messenger config."""
+
+    def __init__(
+        self, config: MessengerConfig, accounts: list[AccountConfig], store: Store, metrics: Metrics | None = None
+    ) -> None:
+        self.pages = {p.sender: p for p in config.pages}
+        self.by_page_id = {p.page_id: p for p in config.pages}
+        self.accounts = {a.username: a for a in accounts}
+        self.store = store
+        self.metrics = metrics
+        self._counter = _webhook_counter(metrics) if metrics is not None else None
+        self._account_ids: dict[str, int] = {}
+        self._already: OrderedDict[str, str] = OrderedDict()
+        """provider id -> the outcome a watermark already gave it (DELIVERED or SEEN), oldest first."""
+
+    def add_to(self, app: web.Application) -> None:
+        """Register the routes."""
+        app.router.add_get("/webhooks/messenger/{sender}", self.verify)
+        app.router.add_post("/webhooks/messenger/{sender}", self.receive)
+
+    def _count(self, sender: str, status: str, n: int = 1) -> None:
+        if self._counter is not None and self.metrics is not None and n:
+            self.metrics.of(self._counter, sender, status).inc(n)
+
+    async def verify(self, request: web.Request) -> web.StreamResponse:
+        """Meta's subscription handshake: echo ``hub.challenge`` when ``hub.verify_token`` is the page's."""
+        page = self.pages.get(request.match_info["sender"])
+        if page is None:
+            return envelope(404, "Unknown Messenger page")
+        mode = request.query.get("hub.mode", "")
+        token = request.query.get("hub.verify_token", "")
+        if mode != "subscribe" or not hmac.compare_digest(token.encode(), page.verify_token.encode()):
+            self._count(page.sender, "bad_verify_token")
+            return envelope(403, "Verification token mismatch")
+        return web.Response(text=request.query.get("hub.challenge", ""), content_type="text/plain")
+
+    async def receive(self, request: web.Request) -> web.StreamResponse:
+        """A signed notification: receipts for the engine and inbound messages for the account, stored
+        before the 200 (Meta sends a notification again until it gets one)."""
+        page = self.pages.get(request.match_info["sender"])
+        if page is None:
+            return envelope(404, "Unknown Messenger page")
+        body = await request.read()
+        if not signature_ok(page.app_secret, body, request.headers.get(SIGNATURE_HEADER)):
+            self._count(page.sender, "bad_signature")
+            return envelope(401, f"Missing or invalid {SIGNATURE_HEADER}")
+        try:
+            notification = _decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._count(page.sender, "bad_json")
+            return envelope(400, f"Malformed Messenger notification: {exc}")
+        now = time.time()
+        receipts: list[Receipt] = []
+        inbound: list[tuple[int, str, str, str, bytes]] = []
+        for entry in notification.entry:
+            owner = self.by_page_id.get(entry.id or "", page)  # one app's webhook carries all of its pages
+            for event in entry.messaging:
+                psid = event.sender.id
+                if event.delivery is not None:
+                    self._count(owner.sender, "delivery")
+                    receipts += await self._marked(psid, event.delivery.mids, event.delivery.watermark, "DELIVERED")
+                if event.read is not None:
+                    self._count(owner.sender, "read")
+                    receipts += await self._marked(psid, [], event.read.watermark, "SEEN")
+                if event.message is not None and not event.message.get("is_echo"):
+                    self._count(owner.sender, "inbound")
+                    item = await self._inbound_item(event, owner, now)
+                    if item is not None:
+                        inbound.append(item)
+        if receipts:
+            await self.store.record_receipts(receipts, now)
+            self._remember_marked(receipts)
+        if inbound:
+            await self.store.push_webhooks(inbound, now)
+        return web.json_response({"receipts": len(receipts), "inbound": len(inbound)})
+
+    def _remember_marked(self, receipts: list[Receipt]) -> None:
+        for receipt in receipts:
+            if self._already.get(receipt.provider_id) != "SEEN":
+                self._already[receipt.provider_id] = receipt.outcome
+            self._already.move_to_end(receipt.provider_id)
+        while len(self._already) > MARKED_CACHE:
+            self._already.popitem(last=False)
+
+    async def _marked(self, psid: str, mids: list[str], watermark: float | None, outcome: str) -> list[Receipt]:
+        """Receipts for the messages a delivery or read names: its mids, else every message to the user
+        stored before the watermark (milliseconds)."""
+        if not psid:
+            return []
+        ids = [provider_id(psid, mid) for mid in mids]
+        if not ids and watermark:
+            until = watermark / 1000
+            found = await self.store.provider_ids_like(
+                CHANNEL, f"{psid}:", until - WATERMARK_WINDOW_S, until, WATERMARK_LIMIT
+            )
+            # what an earlier watermark already marked as much changes nothing: not sent to the engine again
+            ids = [pid for pid in found if self._already.get(pid) not in (outcome, "SEEN")]
+        return [Receipt(CHANNEL, pid, outcome) for pid in ids]
+
+    async def _inbound_item(
+        self, event: _Event, page: MessengerPageConfig, now: float
+    ) -> tuple[int, str, str, str, bytes] | None:
+        account = self.accounts.get(page.account or "")
+        if account is None or not account.inbound_url:
+            log.info("inbound Messenger message to %s dropped: no account with an inbound_url", page.sender)
+            return None
+        account_id = self._account_ids.get(account.username)
+        if account_id is None:
+            found = await self.store.account_by_username(account.username)
+            if found is None:
+                log.warning("Messenger page's account %r does not exist", account.username)
+                return None
+            account_id = self._account_ids[account.username] = found.id
+        mid = str((event.message or {}).get("mid", ""))
+        body = _encoder.encode(inbound_report(event, page, now))
+        return (account_id, f"inbound.fb.{mid}", account.inbound_url, "application/json", body)
