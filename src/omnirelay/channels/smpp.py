@@ -169,6 +169,12 @@ class _Metrics:
             ["connector", "result"],
             registry=r,
         )
+        self.inbound_waiting = Gauge(
+            "omnirelay_smpp_inbound_waiting",
+            "Mobile-originated deliver_sm received and not yet stored (so not yet acknowledged)",
+            ["connector"],
+            registry=r,
+        )
 
 
 # --- a session: one TCP connection -------------------------------------------------------------------
@@ -501,6 +507,7 @@ class _Connector:
         self.sink = sink
         self.inbound = inbound
         self.mo_waiting: list[tuple[InboundPart, _Session, int]] = []
+        self.mo_storing = 0
         self.mo_ready = asyncio.Event()
         self.metrics = metrics
         if config.bind_mode == "transmitter":
@@ -526,6 +533,7 @@ class _Connector:
         if metrics is not None:
             metrics.bound.labels(self.name).set_function(lambda: 1.0 if self.tx.bound.is_set() else 0.0)
             metrics.window.labels(self.name).set_function(self._window_in_use)
+            metrics.inbound_waiting.labels(self.name).set_function(lambda: len(self.mo_waiting) + self.mo_storing)
 
     def _window_in_use(self) -> float:
         session = self.tx.session
@@ -683,8 +691,12 @@ class _Connector:
 
     def _mobile_originated(self, session: _Session, sequence: int, deliver: pdus.DeliverSm, body: bytes) -> None:
         if self.inbound is None:
-            log.info("smpp %s: inbound SMS from %s to %s dropped (no inbound sink)", self.name,
-                     deliver.source_addr, deliver.destination_addr)
+            log.info(
+                "smpp %s: inbound SMS from %s to %s dropped (no inbound sink)",
+                self.name,
+                deliver.source_addr,
+                deliver.destination_addr,
+            )
             session.respond(pdus.DELIVER_SM, sequence, b"\0")
             return
         try:
@@ -714,16 +726,20 @@ class _Connector:
         assert self.inbound is not None
         batch, self.mo_waiting = self.mo_waiting[:RECEIPT_BATCH], self.mo_waiting[RECEIPT_BATCH:]
         status = pdus.ESME_ROK
+        self.mo_storing += len(batch)
         try:
             await self.inbound([part for part, _, _ in batch])
             self._count_inbound("received", len(batch))
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("smpp %s: could not store %d inbound SMS parts; the SMSC will send them again",
-                          self.name, len(batch))
+            log.exception(
+                "smpp %s: could not store %d inbound SMS parts; the SMSC will send them again", self.name, len(batch)
+            )
             self._count_inbound("store_failed", len(batch))
             status = pdus.ESME_RX_T_APPN
+        finally:
+            self.mo_storing -= len(batch)
         for _, session, sequence in batch:
             session.respond(pdus.DELIVER_SM, sequence, b"\0", status)
 
