@@ -3,8 +3,10 @@
 The connector hands every received part to :meth:`InboundSms.receive`, which gives it to the account whose
 ``inbound_numbers`` holds its destination (digits compared without ``+``) and stores the batch in one
 transaction; the connector acknowledges the SMSC after that returns. A part for a number no account declares
-is counted (``omnirelay_smpp_inbound_messages_total{result="unrouted"}``), logged and not stored. :meth:`sweep_forever`
-delivers long messages that stopped getting parts and forgets what the dedupe window no longer needs.
+is counted (``omnirelay_smpp_inbound_messages_total{result="unrouted"}``), logged and not stored; one for an
+account the config declares but the database does not hold yet fails the batch (the SMSC sends it again).
+:meth:`sweep_forever` delivers long messages that stopped getting parts and forgets what the dedupe window no
+longer needs.
 """
 
 from __future__ import annotations
@@ -92,6 +94,10 @@ class InboundSms:
         for part in parts:
             owner = self.owners.get(_digits(part.destination))
             account_id = await self._account_id(owner.account) if owner is not None else None
+            if owner is not None and account_id is None:
+                # declared, not made yet (a worker started before `serve` or `api` made the config's accounts):
+                # not acknowledged, so the SMSC sends it again
+                raise LookupError(f"inbound SMS for {part.destination}: account {owner.account!r} does not exist yet")
             if owner is None or account_id is None:
                 log.warning(
                     "inbound SMS from %s to %s dropped: no account declares the number in inbound_numbers",

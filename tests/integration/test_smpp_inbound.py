@@ -167,3 +167,25 @@ async def test_missing_parts_are_delivered_as_they_are_after_the_timeout(inbound
     await asyncio.sleep(0.02)
     assert await router.sweep() == 1
     assert [(m["text"], m["smsCount"]) for m in await pulled(store)] == [("only the first and the last", 2)]
+
+
+async def test_a_declared_account_not_made_yet_is_not_acknowledged(store: Store, make_smsc: Any) -> None:
+    """A worker that starts before ``serve`` made the config's accounts refuses the MO; the SMSC keeps it."""
+    smsc = make_smsc()
+    settings = Settings(
+        accounts=[AccountConfig("late", password="x", inbound_numbers=[OURS])],
+        smpp=SmppConfig(connectors=[SmppConnectorConfig("smsc", SYSTEM_ID, PASSWORD, port=smsc.port)]),
+    )
+    router = InboundSms(settings, store)
+    channel = SmppChannel(settings.smpp, no_receipts, store, None, inbound=router.receive)
+    await channel.start()
+    try:
+        assert await channel.wait_bound(10)
+        smsc.send_mo("m1", USER, OURS, gsm7("wait for me"))
+        refused = (await wait_resps(smsc, "m1", status=None))[0]
+        assert refused["status"] == 0x64  # ESME_RX_T_APPN, again every time until the account exists
+        await store.create_account("late", None, "s", "config")
+        await wait_resps(smsc, "m1")  # the SMSC's next try finds the account
+        assert [m["text"] for m in await pulled(store, "late")] == ["wait for me"]
+    finally:
+        await channel.close()
