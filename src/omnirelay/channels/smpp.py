@@ -35,10 +35,10 @@ How a batch travels:
   (the one that asks for the receipt) was answered, in which case the receipt still finds it.
 * Receipts are parsed (TLVs preferred over text), handed to the receipt sink in batches, and each deliver_sm
   is acknowledged only after the sink stored it; a sink failure answers ESME_RX_T_APPN so the SMSC retries.
+  Provider ids are ``"<connector>:<normalised SMSC id>"``: two SMSCs may hand out the same ids.
 * Any other deliver_sm is a mobile-originated message (:mod:`smpp_inbound` decodes it): handed to the inbound
   sink in batches the same way, acknowledged only once the sink stored it (a crash before means the SMSC
   sends it again; the store drops what it has seen); one that cannot be decoded is answered ESME_RX_P_APPN.
-  Provider ids are ``"<connector>:<normalised SMSC id>"``: two SMSCs may hand out the same ids.
 """
 
 from __future__ import annotations
