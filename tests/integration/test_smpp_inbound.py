@@ -189,3 +189,19 @@ async def test_a_declared_account_not_made_yet_is_not_acknowledged(store: Store,
         assert [m["text"] for m in await pulled(store, "late")] == ["wait for me"]
     finally:
         await channel.close()
+
+
+async def test_undecodable_and_non_message_deliver_sm_are_answered_and_not_stored(inbound: Any) -> None:
+    smsc, store, gate, _router, metrics = inbound
+    smsc.send_mo("cut", USER, OURS, bytes((9, 0, 3, 1)) + b"x", 0, UDHI)  # a UDH longer than the user data
+    smsc.send_mo("note", USER, OURS, b"", 0, 0x20)  # an intermediate delivery notification
+    (refused,) = await wait_resps(smsc, "cut", status=None)
+    assert refused["status"] == 0x65  # ESME_RX_P_APPN: permanent, the SMSC does not send it again
+    await wait_resps(smsc, "note")
+    smsc.send_mo("ok", USER, OURS, gsm7("after them"))
+    await wait_resps(smsc, "ok")
+    assert [m["text"] for m in await pulled(store)] == ["after them"]
+    text = metrics.render().decode()
+    assert 'omnirelay_smpp_inbound_total{connector="smsc",result="undecodable"} 1.0' in text
+    assert 'omnirelay_smpp_inbound_total{connector="smsc",result="ignored"} 1.0' in text
+    assert gate.calls == 1

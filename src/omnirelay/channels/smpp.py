@@ -165,7 +165,7 @@ class _Metrics:
         )
         self.inbound = Counter(
             "omnirelay_smpp_inbound",
-            "Mobile-originated deliver_sm by result (received, undecodable, store_failed)",
+            "Mobile-originated deliver_sm by result (received, undecodable, store_failed, ignored)",
             ["connector", "result"],
             registry=r,
         )
@@ -690,6 +690,13 @@ class _Connector:
         self.receipts_ready.set()
 
     def _mobile_originated(self, session: _Session, sequence: int, deliver: pdus.DeliverSm, body: bytes) -> None:
+        if deliver.esm_class & 0x3C:
+            # SME delivery / user acknowledgements, conversation aborts, intermediate notifications: no text of a
+            # subscriber's, nothing to keep
+            log.info("smpp %s: deliver_sm of message type 0x%02X ignored", self.name, deliver.esm_class & 0x3C)
+            self._count_inbound("ignored")
+            session.respond(pdus.DELIVER_SM, sequence, b"\0")
+            return
         if self.inbound is None:
             log.info(
                 "smpp %s: inbound SMS from %s to %s dropped (no inbound sink)",
