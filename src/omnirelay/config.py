@@ -23,7 +23,8 @@ class AccountConfig(msgspec.Struct, forbid_unknown_fields=True):
     api_keys: list[str] = msgspec.field(default_factory=list)
     webhook_secret: str | None = None
     inbound_url: str | None = None
-    """Where messages that users send to this account's senders (WhatsApp inbound) are pushed."""
+    """Where messages that users send to this account's senders (WhatsApp inbound, SMS to ``inbound_numbers``) are
+    pushed."""
     notify_url: str | None = None
     """Where the reports of this account's requests without ``notifyUrl`` are pushed (unless ``notify`` is false)."""
     inbound_numbers: list[str] = msgspec.field(default_factory=list)

@@ -28,8 +28,8 @@
 //   {"op":"mo","id":"m1","source":"4917…","destination":"4915…","data_coding":0,"esm_class":0,
 //    "short_message":"<hex>","tlvs":{"sar_msg_ref_num":7,"message_payload":"<hex>",…}}
 //       sends a deliver_sm (queued like a DLR while nobody is bound, sent again when its session drops before
-//       deliver_sm_resp or when the resp has an error status but ESME_RX_P_APPN); recorded as {"command":"mo",…}, its
-//       answer as {"command":"mo_resp","id":…,"status":…}
+//       deliver_sm_resp or when the resp has an error status other than ESME_RX_P_APPN); recorded as
+//       {"command":"mo","id":…}, its answer as {"command":"mo_resp","id":…,"status":…}
 //   {"op":"resend","id":"m1"}   sends MO m1 again although it was acknowledged (an SMSC that lost the resp)
 'use strict';
 
@@ -156,7 +156,8 @@ function sendMo(owner, mo) {
     session.unacked.delete(mo);
     record({ command: 'mo_resp', id: mo.id, status: resp.command_status });
     // ESME_RX_P_APPN (0x65) is permanent: the message is dropped; any other error is tried again
-    if (resp.command_status !== 0 && resp.command_status !== smpp.ESME_RX_P_APPN) setTimeout(() => sendMo(owner, mo), 200);
+    const again = resp.command_status !== 0 && resp.command_status !== smpp.ESME_RX_P_APPN;
+    if (again) setTimeout(() => sendMo(owner, mo), 200);
   });
   if (sent === false && !answered) {
     session.unacked.delete(mo);
