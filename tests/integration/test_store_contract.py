@@ -425,6 +425,11 @@ async def test_inbound_sms_concurrent_batches_complete_a_message_once(store: Sto
     assert sum(c.completed for c in counts) == 2 and sum(c.duplicates for c in counts) == 1
     texts, _ = await take_texts(store, a)
     assert sorted(texts) == [("dup", 1), ("left right", 2)]
+    # the same resends in opposite orders, at once: each stored once, and neither batch fails
+    for round_ in range(5):
+        x, y = mo(f"x{round_}", account=a), mo(f"y{round_}", account=a)
+        counts = await asyncio.gather(*(store.record_inbound(b, now, 600, build_inbound) for b in ([x, y], [y, x])))
+        assert sum(c.completed for c in counts) == 2 and sum(c.duplicates for c in counts) == 2
 
 
 async def test_inbound_sms_keyword_and_result_shape(store: Store) -> None:

@@ -895,10 +895,11 @@ class PostgresStore:
             groups = sorted({p.group for p in unique if p.total > 1})
             if groups:
                 await _lock_groups(conn, groups)
+            # keys in one order in every transaction: two batches holding the same resends never wait in a circle
             taken = await conn.fetch(
-                "INSERT INTO inbound_seen(key, at) SELECT k, $2 FROM unnest($1::text[]) AS k"
+                "INSERT INTO inbound_seen(key, at) SELECT k, $2 FROM unnest($1::text[]) AS k ORDER BY k"
                 " ON CONFLICT (key) DO UPDATE SET at = excluded.at WHERE inbound_seen.at < $3 RETURNING key",
-                [p.key for p in unique],
+                sorted(p.key for p in unique),
                 now,
                 now - window_s,
             )
