@@ -205,3 +205,21 @@ async def test_undecodable_and_non_message_deliver_sm_are_answered_and_not_store
     assert 'omnirelay_smpp_inbound_total{connector="smsc",result="undecodable"} 1.0' in text
     assert 'omnirelay_smpp_inbound_total{connector="smsc",result="ignored"} 1.0' in text
     assert gate.calls == 1
+
+
+async def test_transmitter_mode_takes_mos_on_its_receiver_bind(store: Store, make_smsc: Any) -> None:
+    await store.create_account("a", None, "s", "config")
+    smsc = make_smsc()
+    connector = SmppConnectorConfig("smsc", SYSTEM_ID, PASSWORD, port=smsc.port, bind_mode="transmitter")
+    settings = Settings(accounts=[AccountConfig("a", password="x", inbound_numbers=[OURS])],
+                        smpp=SmppConfig(connectors=[connector]))
+    channel = SmppChannel(settings.smpp, no_receipts, store, None, inbound=InboundSms(settings, store).receive)
+    await channel.start()
+    try:
+        assert await channel.wait_bound(10)
+        assert smsc.records("bind_receiver") and not smsc.records("bind_transceiver")
+        smsc.send_mo("m1", USER, OURS, gsm7("over the RX bind"))
+        await wait_resps(smsc, "m1")
+        assert [m["text"] for m in await pulled(store, "a")] == ["over the RX bind"]
+    finally:
+        await channel.close()
