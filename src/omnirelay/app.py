@@ -17,6 +17,7 @@ from aiohttp import web
 from omnirelay.api import openapi, ratelimit
 from omnirelay.api.answers import answer_middleware
 from omnirelay.api.auth import Authenticator
+from omnirelay.api.inbox import InboxRoutes
 from omnirelay.api.params import BODY_TIMEOUT
 from omnirelay.api.protocol import ConnectionLimits, Runner
 from omnirelay.api.ratelimit import RateLimiter, RateLimitError, rate_limit_middleware
@@ -37,6 +38,7 @@ from omnirelay.domain.reports import Tariffs
 from omnirelay.domain.validation import Limits
 from omnirelay.engine.log_columns import fill_log_columns
 from omnirelay.engine.worker import Engine, EngineSettings, purge_forever
+from omnirelay.inbound_sms import InboundSms
 from omnirelay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from omnirelay.metrics import Metrics
 from omnirelay.notifier.webhooks import Notifier, NotifierSettings
@@ -148,6 +150,8 @@ class Gateway:
     metrics: Metrics = field(init=False)
     connectors: dict[str, Connector] = field(init=False, default_factory=dict)
     """The real connectors configured, by the channel they serve (the sandbox serves the others)."""
+    inbound_sms: InboundSms = field(init=False)
+    """Inbound SMS from the SMPP connectors: routed to accounts, stored, pushed (see :mod:`omnirelay.inbound_sms`)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -156,6 +160,7 @@ class Gateway:
         self.auth = Authenticator(self.store)
         self.tariffs = tariffs(s)
         self.sandbox = Sandbox(s.sandbox.rules)
+        self.inbound_sms = InboundSms(s, self.store, self.metrics)
         channels: dict[str, Connector] = {c.value: self.sandbox for c in Channel}
         if self.worker:
             self.connectors = self._real_connectors()
@@ -185,7 +190,9 @@ class Gateway:
         if s.smpp.connectors:
             from omnirelay.channels.smpp import SmppChannel
 
-            found[Channel.SMS.value] = SmppChannel(s.smpp, self.receive_receipts, self.store, self.metrics)
+            found[Channel.SMS.value] = SmppChannel(
+                s.smpp, self.receive_receipts, self.store, self.metrics, inbound=self.inbound_sms.receive
+            )
         if s.whatsapp.senders:
             from omnirelay.channels.whatsapp_cloud import WhatsAppCloud
 
@@ -248,6 +255,7 @@ class Gateway:
         notify_urls = {a.username: a.notify_url for a in self.settings.accounts if a.notify_url}
         SendRoutes(self.store, limits, self._accepted, self.tariffs, notify_urls).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
+        InboxRoutes(self.store).add_to(app)
         ConsoleRoutes(self.store, self.sandbox, limits, self.engine.wake if self.worker else lambda: None).add_to(app)
         document = msgspec.json.encode(openapi.build())
 
@@ -331,6 +339,8 @@ class Gateway:
                 asyncio.create_task(purge_forever(self.store, retention_s), name="purge"),
                 asyncio.create_task(self._fill_log_columns(), name="log-columns"),
             ]
+            if Channel.SMS.value in self.connectors:
+                self._tasks.append(asyncio.create_task(self.inbound_sms.sweep_forever(), name="inbound-sms-sweep"))
 
     async def _fill_log_columns(self) -> None:
         await fill_log_columns(self.store, self.tariffs)

@@ -23,9 +23,14 @@ class AccountConfig(msgspec.Struct, forbid_unknown_fields=True):
     api_keys: list[str] = msgspec.field(default_factory=list)
     webhook_secret: str | None = None
     inbound_url: str | None = None
-    """Where messages that users send to this account's senders (WhatsApp inbound) are pushed."""
+    """Where messages that users send to this account's senders (WhatsApp inbound, SMS to ``inbound_numbers``) are
+    pushed."""
     notify_url: str | None = None
     """Where the reports of this account's requests without ``notifyUrl`` are pushed (unless ``notify`` is false)."""
+    inbound_numbers: list[str] = msgspec.field(default_factory=list)
+    """Numbers (digits, ``+`` optional) whose inbound SMS belong to this account; pushed to ``inbound_url``."""
+    inbound_keywords: list[str] = msgspec.field(default_factory=list)
+    """First words of an inbound SMS given apart as its ``keyword`` (the rest is its ``cleanText``)."""
 
 
 class SandboxRule(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,6 +123,11 @@ class SmppConfig(msgspec.Struct, forbid_unknown_fields=True):
     routes: list[SmppRoute] = msgspec.field(default_factory=list)
     default_connector: str | None = None
     """The connector for destinations no route matches; the first connector when unset."""
+    inbound_dedupe_seconds: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    """An inbound SMS part seen again within this long (same connector, sender, number, reference, part and
+    text) is taken for the SMSC's resend and dropped."""
+    inbound_part_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    """How long the parts of a long inbound SMS wait for the rest; then what arrived is delivered as it is."""
 
 
 class WhatsAppSenderConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -349,4 +359,13 @@ def load(
             raise ConfigError(f"account {account.username!r} needs a password, a password_hash or api_keys")
         if account.notify_url is not None and not URL.match(account.notify_url):
             raise ConfigError(f"account {account.username!r}: notify_url must be an http(s) URL")
+    owners: dict[str, str] = {}
+    for account in settings.accounts:
+        for number in account.inbound_numbers:
+            digits = number.strip().lstrip("+")
+            if not (digits.isascii() and digits.isalnum()):
+                raise ConfigError(f"account {account.username!r}: inbound number {number!r} is not a number")
+            if owners.setdefault(digits, account.username) != account.username:
+                others = f"{owners[digits]!r} and {account.username!r}"
+                raise ConfigError(f"inbound number {number!r} is declared by two accounts: {others}")
     return settings

@@ -22,6 +22,7 @@ ROUTES = {
     "/omni/1/text": {"post"},
     "/omni/1/reports": {"get"},
     "/omni/1/logs": {"get"},
+    "/sms/1/inbox/reports": {"get"},
 }
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -16,8 +16,10 @@ import msgspec
 import pytest
 
 from omnirelay.channels.base import Receipt
+from omnirelay.domain.inbound import InboundMessage, InboundPart, result_body
 from omnirelay.domain.model import Step
 from omnirelay.store.base import Change, LogQuery, NewMessage, ScenarioRecord, Store, Work
+from omnirelay.store.inbound import InboundCounts
 from omnirelay.store.postgres import PostgresStore
 from omnirelay.store.sqlite import SqliteStore
 
@@ -326,3 +328,123 @@ async def test_token_bucket_is_shared_and_refills(store: Store) -> None:
     assert await store.take_tokens("smpp:main", 30, 100.0, 100.0, now) == 0
     assert await store.take_tokens("smpp:main", 30, 100.0, 100.0, now + 0.1) == 10  # 0.1 s at 100/s
     assert await store.take_tokens("smpp:other", 5, 1.0, 2.0, now) == 2  # each key its own bucket
+
+
+# --- inbound SMS ---------------------------------------------------------------------------------------
+
+INBOUND_URL = "http://127.0.0.1:9/inbound"
+
+
+def mo(text: str, seq: int = 1, total: int = 1, reference: str = "", account: int = 1, url: str | None = None,
+       source: str = "4917612345678", destination: str = "4915790000001") -> InboundPart:
+    return InboundPart("smsc", source, destination, reference, total, seq, text, account, url)
+
+
+def build_inbound(message: InboundMessage) -> tuple[str, bytes]:
+    message_id = f"mo-{message.source}-{message.text}-{message.parts}"
+    return message_id, result_body(message_id, message, ["STOP"], 0.0, "EUR")
+
+
+async def take_texts(store: Store, account: int, limit: int = 50) -> tuple[list[tuple[str, int]], int]:
+    bodies, pending = await store.take_inbound(account, limit, time.time() - 3600)
+    results = [msgspec.json.decode(b) for b in bodies]
+    return [(r["text"], r["smsCount"]) for r in results], pending
+
+
+async def test_inbound_sms_resend_within_the_window_is_stored_once(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    now = time.time()
+    first = await store.record_inbound([mo("Hello", account=a, url=INBOUND_URL)], now, 600, build_inbound)
+    assert first == InboundCounts(stored=1, duplicates=0, completed=1)
+    # the SMSC sends it again (it missed our deliver_sm_resp), in the same batch and later
+    again = await store.record_inbound(
+        [mo("Hello", account=a, url=INBOUND_URL), mo("Hello", account=a, url=INBOUND_URL)], now + 5, 600, build_inbound
+    )
+    assert again == InboundCounts(stored=0, duplicates=2, completed=0)
+    # the same text with another handset reference is another message; so is the same one after the window
+    other = await store.record_inbound([mo("Hello", reference="umr:7", account=a)], now + 6, 600, build_inbound)
+    later = await store.record_inbound([mo("Hello", account=a)], now + 700, 600, build_inbound)
+    assert other.completed == later.completed == 1
+    claimed = await store.claim_deliveries(now + 800, 10, 30)
+    assert len(claimed) == 1 and claimed[0].url == INBOUND_URL  # only the message with an inbound URL is pushed
+    pushed = msgspec.json.decode(claimed[0].body)
+    assert claimed[0].report_id == "inbound-sms." + pushed["results"][0]["messageId"]
+    assert (pushed["messageCount"], pushed["pendingMessageCount"]) == (1, 0)
+    assert pushed["results"][0]["from"] == "4917612345678" and pushed["results"][0]["to"] == "4915790000001"
+    # every message is pulled once: two now, one left, then none
+    assert await take_texts(store, a, limit=2) == ([("Hello", 1), ("Hello", 1)], 1)
+    assert await take_texts(store, a) == ([("Hello", 1)], 0)
+    assert await take_texts(store, a) == ([], 0)
+
+
+async def test_inbound_sms_parts_make_one_message_whatever_their_order(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    b = (await store.create_account("b", None, "s", "cli")).id
+    now = time.time()
+    parts = [mo(text, seq, 3, "8:42", a) for seq, text in ((1, "one "), (2, "two "), (3, "three"))]
+    assert (await store.record_inbound([parts[2], parts[0]], now, 600, build_inbound)).completed == 0
+    assert await take_texts(store, a) == ([], 0)  # incomplete: nothing to pull yet
+    assert await store.record_inbound([parts[0]], now + 1, 600, build_inbound) == InboundCounts(0, 1, 0)
+    assert (await store.record_inbound([parts[1]], now + 2, 600, build_inbound)).completed == 1
+    assert await take_texts(store, b) == ([], 0)  # another account sees none of it
+    assert await take_texts(store, a) == ([("one two three", 3)], 0)
+    # a resend of a part after the message was complete does not start a new one
+    assert await store.record_inbound([parts[1]], now + 3, 600, build_inbound) == InboundCounts(0, 1, 0)
+    assert await store.sweep_inbound(now + 10_000, 600, 600, build_inbound) == 0
+    assert await take_texts(store, a) == ([], 0)
+
+
+async def test_inbound_sms_missing_parts_are_delivered_as_they_are_after_the_timeout(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    now = time.time()
+    await store.record_inbound(
+        [mo("first ", 1, 3, "16:300", a, INBOUND_URL), mo("third", 3, 3, "16:300", a, INBOUND_URL)],
+        now,
+        600,
+        build_inbound,
+    )
+    assert await store.sweep_inbound(now + 599, 600, 600, build_inbound) == 0  # still waiting
+    assert await store.sweep_inbound(now + 601, 600, 600, build_inbound) == 1
+    assert await take_texts(store, a) == ([("first third", 2)], 0)
+    (pushed,) = await store.claim_deliveries(now + 700, 10, 30)
+    assert msgspec.json.decode(pushed.body)["results"][0]["smsCount"] == 2
+    # the sweep also forgets keys older than the window: the same part is then new again
+    assert await store.sweep_inbound(now + 1300, 600, 600, build_inbound) == 0
+    assert (await store.record_inbound([mo("x", account=a)], now + 1300, 600, build_inbound)).completed == 1
+
+
+async def test_inbound_sms_concurrent_batches_complete_a_message_once(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    now = time.time()
+    # two workers' binds get the two parts of one message, and both get the same resend, at the same moment
+    batches = [
+        [mo("left ", 1, 2, "sar:9", a), mo("dup", account=a)],
+        [mo("right", 2, 2, "sar:9", a), mo("dup", account=a)],
+    ]
+    counts = await asyncio.gather(*(store.record_inbound(b, now, 600, build_inbound) for b in batches))
+    assert sum(c.completed for c in counts) == 2 and sum(c.duplicates for c in counts) == 1
+    texts, _ = await take_texts(store, a)
+    assert sorted(texts) == [("dup", 1), ("left right", 2)]
+    # the same resends in opposite orders, at once: each stored once, and neither batch fails
+    for round_ in range(5):
+        x, y = mo(f"x{round_}", account=a), mo(f"y{round_}", account=a)
+        counts = await asyncio.gather(*(store.record_inbound(b, now, 600, build_inbound) for b in ([x, y], [y, x])))
+        assert sum(c.completed for c in counts) == 2 and sum(c.duplicates for c in counts) == 2
+
+
+async def test_inbound_sms_keyword_and_result_shape(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    await store.record_inbound([mo("stop  all of it", account=a)], 1_700_000_000.25, 600, build_inbound)
+    bodies, _ = await store.take_inbound(a, 10, 0)
+    (result,) = [msgspec.json.decode(b) for b in bodies]
+    assert result == {
+        "messageId": "mo-4917612345678-stop  all of it-1",
+        "from": "4917612345678",
+        "to": "4915790000001",
+        "text": "stop  all of it",
+        "cleanText": "all of it",
+        "keyword": "STOP",
+        "receivedAt": "2023-11-14T22:13:20.250+0000",
+        "smsCount": 1,
+        "price": {"pricePerMessage": 0.0, "currency": "EUR"},
+    }

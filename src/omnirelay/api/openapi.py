@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from omnirelay.domain import model
+from omnirelay.domain.inbound import InboundSmsList
 
 _REQUESTS = [model.ScenarioIn, model.AdvancedRequest, model.SimpleRequest]
 _RESPONSES = [
@@ -16,6 +17,7 @@ _RESPONSES = [
     model.Reports,
     model.Logs,
     model.ApiError,
+    InboundSmsList,
 ]
 
 
@@ -138,6 +140,16 @@ def build() -> dict[str, Any]:
                     _query("mnc", {"type": "string"}),
                 ],
                 "responses": {**_ok(model.Logs), **_errors(400, 401, 500)},
+            }
+        },
+        "/sms/1/inbox/reports": {
+            "get": {
+                "operationId": "get-inbound-sms-messages",
+                "description": "Inbound SMS of the last 48 hours, oldest first, each returned once.",
+                "parameters": [
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
+                ],
+                "responses": {**_ok(InboundSmsList), **_errors(400, 401, 500)},
             }
         },
     }

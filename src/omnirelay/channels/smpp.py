@@ -36,6 +36,9 @@ How a batch travels:
 * Receipts are parsed (TLVs preferred over text), handed to the receipt sink in batches, and each deliver_sm
   is acknowledged only after the sink stored it; a sink failure answers ESME_RX_T_APPN so the SMSC retries.
   Provider ids are ``"<connector>:<normalised SMSC id>"``: two SMSCs may hand out the same ids.
+* Any other deliver_sm is a mobile-originated message (:mod:`smpp_inbound` decodes it): handed to the inbound
+  sink in batches the same way, acknowledged only once the sink stored it (a crash before means the SMSC
+  sends it again; the store drops what it has seen); one that cannot be decoded is answered ESME_RX_P_APPN.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from omnirelay.channels import smpp_pdu as pdus
 from omnirelay.channels.base import Answered, LaterReport, Receipt, ReceiptSink, Submission, SubmitResult
+from omnirelay.channels.smpp_inbound import InboundSink, decode_mo
 from omnirelay.channels.smpp_receipts import (
     RETRY_STATUSES,
     THROTTLE_STATUSES,
@@ -62,6 +66,7 @@ from omnirelay.channels.smpp_receipts import (
 )
 from omnirelay.channels.smpp_text import destination_address, message_parts, source_address, validity_period
 from omnirelay.config import SmppConfig, SmppConnectorConfig
+from omnirelay.domain.inbound import InboundPart
 from omnirelay.domain.smscount import sms_text
 
 if TYPE_CHECKING:
@@ -157,6 +162,18 @@ class _Metrics:
         )
         self.throttles = Counter(
             "omnirelay_smpp_throttles", "ESME_RTHROTTLED / ESME_RMSGQFUL answers", ["connector"], registry=r
+        )
+        self.inbound = Counter(
+            "omnirelay_smpp_inbound",
+            "Mobile-originated deliver_sm by result (received, undecodable, store_failed, ignored)",
+            ["connector", "result"],
+            registry=r,
+        )
+        self.inbound_waiting = Gauge(
+            "omnirelay_smpp_inbound_waiting",
+            "Mobile-originated deliver_sm received and not yet stored (so not yet acknowledged)",
+            ["connector"],
+            registry=r,
         )
 
 
@@ -478,11 +495,20 @@ class _Connector:
     """One configured SMSC: its binds, its queue of submit_sm, its sender and its receipt flusher."""
 
     def __init__(
-        self, config: SmppConnectorConfig, sink: ReceiptSink, store: Store | None, metrics: _Metrics | None
+        self,
+        config: SmppConnectorConfig,
+        sink: ReceiptSink,
+        store: Store | None,
+        metrics: _Metrics | None,
+        inbound: InboundSink | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
         self.sink = sink
+        self.inbound = inbound
+        self.mo_waiting: list[tuple[InboundPart, _Session, int]] = []
+        self.mo_storing = 0
+        self.mo_ready = asyncio.Event()
         self.metrics = metrics
         if config.bind_mode == "transmitter":
             # A transmitter bind gets no receipts; a receiver bind with the same credentials takes them.
@@ -507,6 +533,7 @@ class _Connector:
         if metrics is not None:
             metrics.bound.labels(self.name).set_function(lambda: 1.0 if self.tx.bound.is_set() else 0.0)
             metrics.window.labels(self.name).set_function(self._window_in_use)
+            metrics.inbound_waiting.labels(self.name).set_function(lambda: len(self.mo_waiting) + self.mo_storing)
 
     def _window_in_use(self) -> float:
         session = self.tx.session
@@ -517,10 +544,14 @@ class _Connector:
             link.start()
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self._send_forever()), loop.create_task(self._flush_receipts_forever())]
+        if self.inbound is not None:
+            self.tasks.append(loop.create_task(self._flush_inbound_forever()))
 
     async def close(self) -> None:
         if self.waiting.acks:
             await self._flush_receipts()
+        while self.mo_waiting:
+            await self._flush_inbound()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -643,13 +674,7 @@ class _Connector:
             session.respond(pdus.DELIVER_SM, sequence, b"\0", pdus.ESME_RX_P_APPN)
             return
         if not deliver.is_receipt:
-            log.info(
-                "smpp %s: inbound SMS from %s to %s (not handled yet)",
-                self.name,
-                deliver.source_addr,
-                deliver.destination_addr,
-            )
-            session.respond(pdus.DELIVER_SM, sequence, b"\0")
+            self._mobile_originated(session, sequence, deliver, body)
             return
         parsed = parse_receipt(deliver)
         if self.metrics is not None:
@@ -663,6 +688,67 @@ class _Connector:
         self.waiting.receipts.append(receipt)
         self.waiting.acks.append((session, sequence))
         self.receipts_ready.set()
+
+    def _mobile_originated(self, session: _Session, sequence: int, deliver: pdus.DeliverSm, body: bytes) -> None:
+        if deliver.esm_class & 0x3C:
+            # SME delivery / user acknowledgements, conversation aborts, intermediate notifications: no text of a
+            # subscriber's, nothing to keep
+            log.info("smpp %s: deliver_sm of message type 0x%02X ignored", self.name, deliver.esm_class & 0x3C)
+            self._count_inbound("ignored")
+            session.respond(pdus.DELIVER_SM, sequence, b"\0")
+            return
+        if self.inbound is None:
+            log.info(
+                "smpp %s: inbound SMS from %s to %s dropped (no inbound sink)",
+                self.name,
+                deliver.source_addr,
+                deliver.destination_addr,
+            )
+            session.respond(pdus.DELIVER_SM, sequence, b"\0")
+            return
+        try:
+            part = decode_mo(deliver, self.name, self.config.gsm7_data_coding)
+        except ValueError as exc:
+            log.warning("smpp %s: undecodable inbound SMS (%s): %s", self.name, exc, body.hex())
+            self._count_inbound("undecodable")
+            session.respond(pdus.DELIVER_SM, sequence, b"\0", pdus.ESME_RX_P_APPN)
+            return
+        self.mo_waiting.append((part, session, sequence))
+        self.mo_ready.set()
+
+    def _count_inbound(self, result: str, n: int = 1) -> None:
+        if self.metrics is not None and n:
+            self.metrics.of(self.metrics.inbound, self.name, result).inc(n)
+
+    async def _flush_inbound_forever(self) -> None:
+        while True:
+            await self.mo_ready.wait()
+            self.mo_ready.clear()
+            while self.mo_waiting:
+                await self._flush_inbound()
+
+    async def _flush_inbound(self) -> None:
+        """Store a batch of inbound parts, then acknowledge their deliver_sm (ESME_RX_T_APPN when the store
+        failed: the SMSC sends them again)."""
+        assert self.inbound is not None
+        batch, self.mo_waiting = self.mo_waiting[:RECEIPT_BATCH], self.mo_waiting[RECEIPT_BATCH:]
+        status = pdus.ESME_ROK
+        self.mo_storing += len(batch)
+        try:
+            await self.inbound([part for part, _, _ in batch])
+            self._count_inbound("received", len(batch))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "smpp %s: could not store %d inbound SMS parts; the SMSC will send them again", self.name, len(batch)
+            )
+            self._count_inbound("store_failed", len(batch))
+            status = pdus.ESME_RX_T_APPN
+        finally:
+            self.mo_storing -= len(batch)
+        for _, session, sequence in batch:
+            session.respond(pdus.DELIVER_SM, sequence, b"\0", status)
 
     async def _flush_receipts_forever(self) -> None:
         while True:
@@ -720,7 +806,8 @@ class SmppChannel:
 
     ``receipts`` stores delivery receipts durably (deliver_sm is acknowledged after it returns); ``store``,
     when given, holds the rate cap's token bucket shared by all workers; ``metrics`` gets the connector
-    metrics (``omnirelay_smpp_*``, labelled by connector).
+    metrics (``omnirelay_smpp_*``, labelled by connector); ``inbound`` stores mobile-originated parts durably
+    (acknowledged after it returns; without it they are acknowledged and dropped).
     """
 
     hold_seconds: float = 2.0
@@ -734,6 +821,7 @@ class SmppChannel:
         receipts: ReceiptSink,
         store: Store | None = None,
         metrics: Metrics | None = None,
+        inbound: InboundSink | None = None,
     ) -> None:
         if not config.connectors:
             raise ValueError("smpp: no connectors configured")
@@ -747,7 +835,9 @@ class SmppChannel:
             raise ValueError(f"smpp.default_connector: unknown connector {config.default_connector!r}")
         self.config = config
         self._metrics = _Metrics(metrics) if metrics is not None else None
-        self.connectors = {c.name: _Connector(c, receipts, store, self._metrics) for c in config.connectors}
+        self.connectors = {
+            c.name: _Connector(c, receipts, store, self._metrics, inbound) for c in config.connectors
+        }
         self._routes = [(r.prefix.lstrip("+"), self.connectors[r.connector]) for r in config.routes]
         self._default = self.connectors[config.default_connector or names[0]]
         self._started = False

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
 from omnirelay.channels.base import Receipt
+from omnirelay.domain.inbound import Build, InboundPart
 from omnirelay.domain.model import Step
+from omnirelay.store.inbound import InboundCounts
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,26 @@ class Store(Protocol):
     async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
         """Take up to ``want`` tokens from the bucket ``key`` (refilled at ``rate`` a second up to ``burst``),
         shared by every process on this database; returns how many were granted."""
+        ...
+
+    # inbound SMS
+    async def record_inbound(
+        self, parts: list[InboundPart], now: float, window_s: float, build: Build
+    ) -> InboundCounts:
+        """Store received parts of inbound SMS in one transaction: a part whose key was seen within ``window_s``
+        is dropped (a resend); a message complete with these parts gets its id and result from ``build``, is
+        kept for :meth:`take_inbound` and, when its account has an inbound URL, queued for the notifier."""
+        ...
+
+    async def sweep_inbound(self, now: float, part_timeout_s: float, window_s: float, build: Build) -> int:
+        """Deliver long messages still missing parts ``part_timeout_s`` after their first came, with the parts
+        that came; forget keys seen longer than ``window_s`` ago and messages nobody pulled for 48 hours.
+        Returns how many incomplete messages were delivered."""
+        ...
+
+    async def take_inbound(self, account_id: int, limit: int, since: float) -> tuple[list[bytes], int]:
+        """The account's oldest inbound messages received since ``since``, each returned once (removed as
+        taken), and how many remain."""
         ...
 
 

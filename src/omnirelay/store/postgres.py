@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 
 from omnirelay.channels.base import Receipt
+from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store.base import (
     Account,
     AccountExists,
@@ -37,6 +38,16 @@ from omnirelay.store.base import (
     Work,
 )
 from omnirelay.store.errors import UNAVAILABLE
+from omnirelay.store.inbound import (
+    PART_COLS,
+    RETENTION_S,
+    InboundCounts,
+    fresh_parts,
+    message_of,
+    message_rows,
+    part_row,
+    single,
+)
 from omnirelay.store.rows import (
     ACCOUNT_COLS,
     NEXT_DUE,
@@ -896,6 +907,120 @@ class PostgresStore:
             granted, left = take_tokens((row[0], row[1]), want, rate, burst, now)
             await conn.execute("UPDATE rate_buckets SET tokens = $2, updated = $3 WHERE key = $1", key, left, now)
             return granted
+
+    # --- inbound SMS ---------------------------------------------------------------------------
+
+    async def record_inbound(
+        self, parts: list[InboundPart], now: float, window_s: float, build: Build
+    ) -> InboundCounts:
+        """Store received parts of inbound SMS, dropping those seen within ``window_s`` (see the protocol).
+
+        Two workers may get parts of one message (or the same resend) at once: the key's row lock makes the
+        second see the first's key, and a lock per message group makes one of them find the message complete.
+        """
+        unique = fresh_parts(parts)
+        async with self.pool.acquire() as conn, conn.transaction():
+            groups = sorted({p.group for p in unique if p.total > 1})
+            if groups:
+                await _lock_groups(conn, groups)
+            # keys in one order in every transaction: two batches holding the same resends never wait in a circle
+            taken = await conn.fetch(
+                "INSERT INTO inbound_seen(key, at) SELECT k, $2 FROM unnest($1::text[]) AS k ORDER BY k"
+                " ON CONFLICT (key) DO UPDATE SET at = excluded.at WHERE inbound_seen.at < $3 RETURNING key",
+                sorted(p.key for p in unique),
+                now,
+                now - window_s,
+            )
+            keys = {r[0] for r in taken}
+            fresh = [p for p in unique if p.key in keys]
+            done = [single(p, now) for p in fresh if p.total <= 1]
+            long = [part_row(p, now) for p in fresh if p.total > 1]
+            if long:
+                await conn.execute(
+                    f"INSERT INTO inbound_parts({PART_COLS}) SELECT * FROM unnest($1::text[], $2::int[], $3::int[],"
+                    " $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::float8[])"
+                    " ON CONFLICT (grp, seq) DO NOTHING",
+                    *_columns(long, 9),
+                )
+                totals = {p.group: p.total for p in fresh if p.total > 1}
+                rows = await conn.fetch(
+                    f"SELECT {PART_COLS} FROM inbound_parts WHERE grp = ANY($1::text[])", list(totals)
+                )
+                by_group: dict[str, list[Any]] = {}
+                for r in rows:
+                    by_group.setdefault(r[0], []).append(r)
+                complete = [g for g, found in by_group.items() if len(found) >= totals[g]]
+                if complete:
+                    await conn.execute("DELETE FROM inbound_parts WHERE grp = ANY($1::text[])", complete)
+                    done += [message_of(by_group[g]) for g in complete]
+            await _store_inbound(conn, done, now, build)
+        return InboundCounts(len(fresh), len(parts) - len(fresh), len(done))
+
+    async def sweep_inbound(self, now: float, part_timeout_s: float, window_s: float, build: Build) -> int:
+        """Deliver long messages whose parts stopped coming; forget old keys and unpulled messages."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            groups = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT grp FROM inbound_parts GROUP BY grp HAVING MIN(at) < $1 ORDER BY grp", now - part_timeout_s
+                )
+            ]
+            done = []
+            if groups:
+                await _lock_groups(conn, groups)
+                rows = await conn.fetch(
+                    f"DELETE FROM inbound_parts WHERE grp = ANY($1::text[]) RETURNING {PART_COLS}", groups
+                )
+                by_group: dict[str, list[Any]] = {}
+                for r in rows:
+                    by_group.setdefault(r[0], []).append(r)
+                done = [message_of(found) for found in by_group.values()]
+                await _store_inbound(conn, done, now, build)
+            await conn.execute("DELETE FROM inbound_seen WHERE at < $1", now - window_s)
+            await conn.execute("DELETE FROM inbound_messages WHERE received_at < $1", now - RETENTION_S)
+        return len(done)
+
+    async def take_inbound(self, account_id: int, limit: int, since: float) -> tuple[list[bytes], int]:
+        """The account's oldest inbound messages, removed as taken; concurrent pollers skip each other's rows."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "DELETE FROM inbound_messages WHERE id IN (SELECT id FROM inbound_messages WHERE account_id = $1"
+                " AND received_at >= $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id, body",
+                account_id,
+                since,
+                limit,
+            )
+            left = await conn.fetchval(
+                "SELECT count(*) FROM inbound_messages WHERE account_id = $1 AND received_at >= $2", account_id, since
+            )
+        return [bytes(r[1]) for r in sorted(rows, key=lambda r: r[0])], int(left)
+
+
+async def _lock_groups(conn: Conn, groups: list[str]) -> None:
+    """Take the transaction's locks of inbound message groups (sorted: two transactions never wait on each other
+    in a circle)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(g, 7303)) FROM unnest($1::text[]) AS g ORDER BY g", groups
+    )
+
+
+async def _store_inbound(conn: Conn, messages: list[InboundMessage], now: float, build: Build) -> None:
+    """Keep complete inbound messages for the pull and queue their webhooks (waking the notifiers)."""
+    kept, pushed = message_rows(messages, now, build)
+    if kept:
+        await conn.execute(
+            "INSERT INTO inbound_messages(account_id, received_at, body)"
+            " SELECT * FROM unnest($1::bigint[], $2::float8[], $3::bytea[])",
+            *_columns(kept, 3),
+        )
+    if pushed:
+        await conn.execute(
+            "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at)"
+            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[])"
+            " ON CONFLICT (report_id) DO NOTHING",
+            *_columns(pushed, 6),
+        )
+        await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
 def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:

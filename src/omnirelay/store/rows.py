@@ -27,6 +27,8 @@ OWNED_BY_ACCOUNT = (
     "capabilities WHERE account_id = {p}",
     "scenarios WHERE account_id = {p}",
     "api_keys WHERE account_id = {p}",
+    "inbound_parts WHERE account_id = {p}",
+    "inbound_messages WHERE account_id = {p}",
 )
 
 #: When the earliest job is due; one look-up per partial index of ``jobs``.

@@ -19,6 +19,7 @@ from typing import IO, Any, TypeVar
 import msgspec
 
 from omnirelay.channels.base import Receipt
+from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store.base import (
     Account,
     AccountExists,
@@ -32,6 +33,16 @@ from omnirelay.store.base import (
     ScenarioRecord,
     Stored,
     Work,
+)
+from omnirelay.store.inbound import (
+    PART_COLS,
+    RETENTION_S,
+    InboundCounts,
+    fresh_parts,
+    message_of,
+    message_rows,
+    part_row,
+    single,
 )
 from omnirelay.store.rows import (
     ACCOUNT_COLS,
@@ -717,6 +728,92 @@ class SqliteStore:
             return granted
 
         return await self.writer.run(fn)
+
+    # --- inbound SMS ---------------------------------------------------------------------------
+
+    async def record_inbound(
+        self, parts: list[InboundPart], now: float, window_s: float, build: Build
+    ) -> InboundCounts:
+        """Store received parts of inbound SMS, dropping those seen within ``window_s`` (see the protocol)."""
+
+        def fn(conn: sqlite3.Connection) -> InboundCounts:
+            fresh: list[InboundPart] = []
+            for part in fresh_parts(parts):
+                taken = conn.execute(
+                    "INSERT INTO inbound_seen(key, at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET at = excluded.at"
+                    " WHERE inbound_seen.at < ? RETURNING key",
+                    (part.key, now, now - window_s),
+                ).fetchone()
+                if taken is not None:
+                    fresh.append(part)
+            done = [single(p, now) for p in fresh if p.total <= 1]
+            long = [p for p in fresh if p.total > 1]
+            conn.executemany(
+                f"INSERT INTO inbound_parts({PART_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(grp, seq) DO NOTHING",
+                [part_row(p, now) for p in long],
+            )
+            for group, total in {p.group: p.total for p in long}.items():
+                rows = conn.execute(f"SELECT {PART_COLS} FROM inbound_parts WHERE grp = ?", (group,)).fetchall()
+                if len(rows) >= total:
+                    conn.execute("DELETE FROM inbound_parts WHERE grp = ?", (group,))
+                    done.append(message_of(rows))
+            _store_inbound(conn, done, now, build)
+            return InboundCounts(len(fresh), len(parts) - len(fresh), len(done))
+
+        counts = await self.writer.run(fn)
+        if counts.completed:
+            self._on_outbox()
+        return counts
+
+    async def sweep_inbound(self, now: float, part_timeout_s: float, window_s: float, build: Build) -> int:
+        """Deliver long messages whose parts stopped coming; forget old keys and unpulled messages."""
+
+        def fn(conn: sqlite3.Connection) -> int:
+            groups = conn.execute(
+                "SELECT grp FROM inbound_parts GROUP BY grp HAVING MIN(at) < ?", (now - part_timeout_s,)
+            ).fetchall()
+            done = []
+            for (group,) in groups:
+                rows = conn.execute(f"SELECT {PART_COLS} FROM inbound_parts WHERE grp = ?", (group,)).fetchall()
+                conn.execute("DELETE FROM inbound_parts WHERE grp = ?", (group,))
+                done.append(message_of(rows))
+            _store_inbound(conn, done, now, build)
+            conn.execute("DELETE FROM inbound_seen WHERE at < ?", (now - window_s,))
+            conn.execute("DELETE FROM inbound_messages WHERE received_at < ?", (now - RETENTION_S,))
+            return len(done)
+
+        expired = await self.writer.run(fn)
+        if expired:
+            self._on_outbox()
+        return expired
+
+    async def take_inbound(self, account_id: int, limit: int, since: float) -> tuple[list[bytes], int]:
+        """The account's oldest inbound messages, removed as they are taken, and how many remain."""
+
+        def fn(conn: sqlite3.Connection) -> tuple[list[bytes], int]:
+            rows = conn.execute(
+                "SELECT id, body FROM inbound_messages WHERE account_id = ? AND received_at >= ? ORDER BY id LIMIT ?",
+                (account_id, since, limit),
+            ).fetchall()
+            conn.executemany("DELETE FROM inbound_messages WHERE id = ?", [(r[0],) for r in rows])
+            (left,) = conn.execute(
+                "SELECT COUNT(*) FROM inbound_messages WHERE account_id = ? AND received_at >= ?", (account_id, since)
+            ).fetchone()
+            return [r[1] for r in rows], int(left)
+
+        return await self.writer.run(fn)
+
+
+def _store_inbound(conn: sqlite3.Connection, messages: list[InboundMessage], now: float, build: Build) -> None:
+    """Keep complete inbound messages for the pull and queue their webhooks."""
+    kept, pushed = message_rows(messages, now, build)
+    conn.executemany("INSERT INTO inbound_messages(account_id, received_at, body) VALUES (?, ?, ?)", kept)
+    conn.executemany(
+        "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(report_id) DO NOTHING",
+        pushed,
+    )
 
 
 def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:

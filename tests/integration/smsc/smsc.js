@@ -23,6 +23,14 @@
 // DLRs are queued per system_id: one due while no session of that system_id is bound waits for the next
 // bind, and one sent but not acknowledged (deliver_sm_resp) when its session dropped is sent again, like a
 // real SMSC. So a gateway killed between submit and receipt gets the receipt after it binds again.
+//
+// Mobile-originated messages (MO): the test writes one JSON command a line on stdin.
+//   {"op":"mo","id":"m1","source":"4917…","destination":"4915…","data_coding":0,"esm_class":0,
+//    "short_message":"<hex>","tlvs":{"sar_msg_ref_num":7,"message_payload":"<hex>",…}}
+//       sends a deliver_sm (queued like a DLR while nobody is bound, sent again when its session drops before
+//       deliver_sm_resp or when the resp has an error status other than ESME_RX_P_APPN); recorded as
+//       {"command":"mo","id":…}, its answer as {"command":"mo_resp","id":…,"status":…}
+//   {"op":"resend","id":"m1"}   sends MO m1 again although it was acknowledged (an SMSC that lost the resp)
 'use strict';
 
 const fs = require('fs');
@@ -35,6 +43,7 @@ for (const command of ['submit_sm', 'deliver_sm']) {
   params.validity_period.filter = undefined;
   params.schedule_delivery_time.filter = undefined;
 }
+smpp.tlvs.message_payload.filter = undefined; // MO payloads are sent as the octets the test gives
 
 const env = process.env;
 const port = Number(process.argv[2] || env.SMSC_PORT || 2775);
@@ -57,7 +66,7 @@ let unbindSent = false;
 // Written synchronously, before the answer goes out: once the ESME has an answer, the record is on file.
 const log = env.SMSC_LOG ? fs.openSync(env.SMSC_LOG, 'a') : null;
 // Counted always, printed on SIGTERM: a bench checks totals without the PDU log.
-const counts = { submit_sm: 0, accepted: 0, throttled: 0, dlr: 0, deliver_sm_resp: 0 };
+const counts = { submit_sm: 0, accepted: 0, throttled: 0, dlr: 0, deliver_sm_resp: 0, mo: 0, mo_resp: 0 };
 function record(entry) {
   if (entry.command === 'submit_sm') {
     counts.submit_sm++;
@@ -122,11 +131,69 @@ function sendDlr(owner, dlr) {
   record({ command: 'dlr', id: dlr.id, stat: dlr.stat, destination: dlr.destination });
 }
 
+function sendMo(owner, mo) {
+  const bound = [...(sessions.get(owner) || [])];
+  if (!bound.length) {
+    record({ command: 'mo_queued', id: mo.id });
+    if (!queued.has(owner)) queued.set(owner, []);
+    queued.get(owner).push(mo);
+    return;
+  }
+  const session = bound[Math.floor(Math.random() * bound.length)];
+  const options = {
+    source_addr_ton: 1, source_addr_npi: 1, source_addr: mo.source,
+    dest_addr_ton: 1, dest_addr_npi: 1, destination_addr: mo.destination,
+    esm_class: mo.esm_class || 0, data_coding: mo.data_coding || 0,
+    short_message: Buffer.from(mo.short_message || '', 'hex'),
+  };
+  for (const [name, value] of Object.entries(mo.tlvs || {})) {
+    options[name] = name === 'message_payload' ? Buffer.from(value, 'hex') : value;
+  }
+  let answered = false;
+  session.unacked.add(mo);
+  const sent = session.send(new smpp.PDU('deliver_sm', options), (resp) => {
+    answered = true;
+    session.unacked.delete(mo);
+    record({ command: 'mo_resp', id: mo.id, status: resp.command_status });
+    // ESME_RX_P_APPN (0x65) is permanent: the message is dropped; any other error is tried again
+    const again = resp.command_status !== 0 && resp.command_status !== smpp.ESME_RX_P_APPN;
+    if (again) setTimeout(() => sendMo(owner, mo), 200);
+  });
+  if (sent === false && !answered) {
+    session.unacked.delete(mo);
+    sendMo(owner, mo);
+    return;
+  }
+  record({ command: 'mo', id: mo.id });
+}
+
+function sendItem(owner, item) {
+  if (item.kind === 'mo') sendMo(owner, item);
+  else sendDlr(owner, item);
+}
+
 function flushQueued(owner) {
   const waiting = queued.get(owner) || [];
   queued.delete(owner);
-  for (const dlr of waiting) sendDlr(owner, dlr);
+  for (const item of waiting) sendItem(owner, item);
 }
+
+const mos = new Map(); // id -> the MO command, for "resend"
+require('readline').createInterface({ input: process.stdin }).on('line', (line) => {
+  let command;
+  try {
+    command = JSON.parse(line);
+  } catch (e) {
+    return;
+  }
+  if (command.op === 'mo') {
+    const mo = { ...command, kind: 'mo' };
+    mos.set(mo.id, mo);
+    sendMo(systemId, mo);
+  } else if (command.op === 'resend' && mos.has(command.id)) {
+    sendMo(systemId, mos.get(command.id));
+  }
+});
 
 const server = smpp.createServer((session) => {
   let owner = null;
@@ -139,7 +206,7 @@ const server = smpp.createServer((session) => {
     // Sent but never acknowledged: the ESME may not have stored it, so it comes again.
     const again = [...session.unacked];
     session.unacked.clear();
-    for (const dlr of again) sendDlr(owner, dlr);
+    for (const item of again) sendItem(owner, item);
   });
 
   function bind(pdu) {
