@@ -393,7 +393,7 @@ def _send_summary(
                 more = f"omnirelay logs --bulk-id {bulk}" if bulk else "omnirelay logs"
                 ui.out.print(f"... and {len(not_delivered) - SHOWN} more: {more}")
         else:
-            ui.out.print(", ".join(m["messageId"] for m in not_delivered))
+            ui.out.print(", ".join(f"{row(m)[0]} ({m['messageId']})" for m in not_delivered))
 
 
 # --- reports, logs -----------------------------------------------------------------------------------------
