@@ -65,7 +65,9 @@ class ClientError(Exception):
 def _console(stderr: bool = False) -> Console:
     """A console for tables and colour: coloured only on a terminal without ``NO_COLOR``; piped, as wide as its
     lines (never wrapped)."""
-    console = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
+    # NO_COLOR (no-color.org): rich alone would drop the colours but keep bold and dim; this drops every style
+    plain = bool(os.environ.get("NO_COLOR"))
+    console = Console(stderr=stderr, highlight=False, markup=False, emoji=False, color_system=None if plain else "auto")
     if not console.is_terminal:
         console = Console(stderr=stderr, highlight=False, markup=False, emoji=False, width=100_000)
     return console

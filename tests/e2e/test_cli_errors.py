@@ -41,7 +41,7 @@ def not_json() -> Iterator[str]:
     """A web server on loopback that answers every request with an HTML page, as a wrong --url would."""
 
     class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+        def do_GET(self) -> None:
             body = b"<html><body>It works!</body></html>"
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
