@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 from rich import box
@@ -269,15 +269,19 @@ def _plan(args: argparse.Namespace, ui: Ui) -> _Plan:
             base["bulkId"] = args.bulk_id
         return _Plan(base, [{"to": {"phoneNumber": number}} for number in args.to], args.bulk_id)
     file = csvfile.read(args.csv, args.encoding)
-    # The same file sent with the same request gets the same ids, so sending it again (after Ctrl-C, a lost
-    # connection, or by mistake) is answered from what the gateway stored: nothing is sent twice.
-    bulk_id = args.bulk_id or "csv-" + hashlib.blake2b(
+    if args.bulk_id:
+        base["bulkId"] = args.bulk_id
+    # The same file sent with the same request (text, channels, scenario, validity, bulk id) gets the same message
+    # ids, so sending it again (after Ctrl-C, a lost connection, or by mistake) is answered from what the gateway
+    # stored: nothing is sent twice. Another file, or another text, gets other ids, even under the same --bulk-id.
+    ident = "csv-" + hashlib.blake2b(
         (file.digest + json.dumps(base, sort_keys=True)).encode(), digest_size=10
     ).hexdigest()
+    bulk_id = args.bulk_id or ident
     base["bulkId"] = bulk_id
     destinations = [
         {
-            "messageId": f"{bulk_id}-{row.line}",
+            "messageId": f"{ident}-{row.line}",
             "to": {
                 **({"phoneNumber": row.phone} if row.phone else {}),
                 **({"emailAddress": row.email} if row.email else {}),
@@ -294,9 +298,9 @@ def _plan(args: argparse.Namespace, ui: Ui) -> _Plan:
 async def _send(args: argparse.Namespace, api: Api, ui: Ui) -> int:
     plan = _plan(args, ui)
     destinations, total = plan.destinations, len(plan.destinations)
-    if args.csv and plan.bulk_id and not args.json:
-        earlier = await api.call("GET", "/omni/1/logs?" + urlencode({"bulkId": plan.bulk_id, "limit": 1}))
-        if earlier.get("results"):
+    if args.csv:  # the first row's message: there when this file went out before with this text
+        first = destinations[0]["messageId"]
+        if (await api.call("GET", "/omni/1/logs?" + urlencode({"messageId": first, "limit": 1})))["results"]:
             ui.note(f"sent before (bulk id {plan.bulk_id}): rows already sent are answered again, not sent twice")
     sent: list[dict[str, Any]] = []
     bulk_ids: set[str] = set()
@@ -316,11 +320,14 @@ async def _send(args: argparse.Namespace, api: Api, ui: Ui) -> int:
             if answer.get("bulkId"):
                 bulk_ids.add(answer["bulkId"])
             bar.advance(task, len(answer["messages"]))
-    ui.interrupted = None
+    bulk = plan.bulk_id or (next(iter(bulk_ids)) if len(bulk_ids) == 1 else None)
+    ui.interrupted = f"interrupted while waiting: all {total:,} were sent" + (
+        f" (omnirelay logs --bulk-id {bulk})" if bulk else ""
+    )
     outcomes: dict[str, dict[str, Any]] = {}
     if args.wait:
         await _wait(args, api, ui, sent, outcomes)
-    bulk = plan.bulk_id or (next(iter(bulk_ids)) if len(bulk_ids) == 1 else None)
+    ui.interrupted = None
     refused = [m for m in sent if m["status"]["groupName"] == "REJECTED"]
     not_delivered = [
         m for m in sent
@@ -518,7 +525,7 @@ async def _scenarios(args: argparse.Namespace, api: Api, ui: Ui) -> int:
     if args.action == "list":
         found = (await api.call("GET", "/omni/1/scenarios"))["scenarios"]
     elif args.action == "show":
-        found = [await api.call("GET", f"/omni/1/scenarios/{args.scenario_key}")]
+        found = [await api.call("GET", f"/omni/1/scenarios/{quote(args.scenario_key, safe='')}")]
     else:
         body = {"name": args.name, "flow": [_flow(s) for s in args.steps], "default": args.default}
         found = [await api.call("POST", "/omni/1/scenarios", body)]

@@ -107,6 +107,13 @@ def test_sending_the_same_file_again_sends_nothing_twice(make_gateway: GatewayPo
     assert count(gw) == 5000
     assert send(gw, "--csv", str(path), "--text", "hi", "--bulk-id", "second-run").returncode == 0
     assert count(gw) == 7500 and count(gw, "bulk_id = 'second-run'") == 2500
+    # another file under the same --bulk-id is other messages: its rows are sent, none taken for a duplicate
+    other = tmp_path / "other.csv"
+    other.write_text("to\n" + "\n".join(numbers(10, start=5001)) + "\n")
+    done = send(gw, "--csv", str(other), "--text", "hi", "--bulk-id", "second-run")
+    assert done.returncode == 0 and "10 accepted" in done.stdout and "rejected" not in done.stdout, done
+    assert "sent before" not in done.stderr
+    assert count(gw) == 7510 and count(gw, "bulk_id = 'second-run'") == 2510
 
 
 def test_wait_exits_1_unless_every_message_was_delivered(make_gateway: GatewayPool) -> None:
