@@ -52,6 +52,7 @@ FOLLOW_POLL_S = 1.0
 #: accepted just before another may be committed (and so visible) just after it.
 FOLLOW_LOOKBACK_S = 2.0
 DEFAULT_URL = "http://127.0.0.1:8080"
+DUPLICATE = "REJECTED_DUPLICATE_MESSAGE_ID"
 GENERAL_STATUSES = ("PENDING", "UNDELIVERABLE", "DELIVERED", "EXPIRED", "REJECTED")
 _STATUS_STYLE = {"DELIVERED": "green", "PENDING": "yellow"}
 _DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
@@ -328,10 +329,10 @@ async def _send(args: argparse.Namespace, api: Api, ui: Ui) -> int:
     if args.wait:
         await _wait(args, api, ui, sent, outcomes)
     ui.interrupted = None
-    refused = [m for m in sent if m["status"]["groupName"] == "REJECTED"]
+    refused = [m for m in sent if _refused(m)]
     not_delivered = [
         m for m in sent
-        if m in refused or outcomes.get(m["messageId"], {}).get("status", {}).get("groupName") != "DELIVERED"
+        if _refused(m) or outcomes.get(m["messageId"], {}).get("status", {}).get("groupName") != "DELIVERED"
     ]
     if args.json:
         _print_json({"bulkId": bulk, "messages": sent, "outcomes": list(outcomes.values())})
@@ -342,13 +343,19 @@ async def _send(args: argparse.Namespace, api: Api, ui: Ui) -> int:
     return 1 if sent and len(refused) == len(sent) else 0
 
 
+def _refused(message: dict[str, Any]) -> bool:
+    """Refused by the gateway at once (a bad number, a duplicate id): it is never sent."""
+    return bool(message["status"]["groupName"] == "REJECTED")
+
+
 async def _wait(
     args: argparse.Namespace, api: Api, ui: Ui, sent: list[dict[str, Any]], outcomes: dict[str, dict[str, Any]]
 ) -> None:
     """Fill ``outcomes`` with the final log entry of each message, until all have one or ``--wait`` is over.
 
     From the logs, which (unlike reports) leave the reports for your own systems to take."""
-    pending = [m["messageId"] for m in sent if m["status"]["groupName"] != "REJECTED"]
+    # a refused destination is in the logs too (finished), but not one refused as a duplicate: its id is another's
+    pending = [m["messageId"] for m in sent if m["status"]["name"] != DUPLICATE]
     deadline = time.monotonic() + args.wait
     with _progress(ui, not args.json) as bar:
         task = bar.add_task("waiting", total=len(pending))
@@ -377,7 +384,7 @@ def _send_summary(
     def row(m: dict[str, Any]) -> tuple[Any, ...]:
         outcome = outcomes.get(m["messageId"])
         final = status_text(outcome["status"]) if outcome else None
-        if outcome is None and args.wait and m not in refused:
+        if outcome is None and args.wait and not _refused(m):
             final = Text("still pending", style="yellow")
         return (m["to"].get("phoneNumber") or m["to"].get("emailAddress"), m["messageId"], status_text(m["status"]),
                 (outcome or {}).get("channel"), final)
@@ -596,20 +603,22 @@ def add_commands(sub: Any) -> None:
                              description="Take the final delivery reports not taken yet, oldest first. "
                              "Each report is returned once: what this prints, no other client gets.")
     add_connection_arguments(reports)
-    reports.add_argument("--bulk-id", help="only the reports of this bulk")
-    reports.add_argument("--message-id", help="only the report of this message")
+    reports.add_argument("--bulk-id", metavar="ID", help="only the reports of this bulk")
+    reports.add_argument("--message-id", metavar="ID", help="only the report of this message")
     reports.add_argument("--channel", help="only reports of messages that ended on this channel, e.g. SMS")
-    reports.add_argument("--limit", type=int, default=50, help="at most this many reports (1-1000, default 50)")
+    reports.add_argument("--limit", type=int, default=50, metavar="N",
+                         help="at most this many reports (1-1000, default 50)")
 
     logs = sub.add_parser("logs", help="message history, newest first (does not take anything)",
                           description="Message history of the last 48 hours, newest first; it takes nothing.")
     add_connection_arguments(logs)
-    logs.add_argument("--bulk-id", help="only the messages of this bulk (comma-separated for several)")
-    logs.add_argument("--message-id", help="only these messages (comma-separated)")
+    logs.add_argument("--bulk-id", metavar="ID", help="only the messages of this bulk (comma-separated for several)")
+    logs.add_argument("--message-id", metavar="ID", help="only these messages (comma-separated)")
     logs.add_argument("--channel", help="only messages whose current step is on this channel, e.g. SMS")
-    logs.add_argument("--to", help="only messages to this address")
+    logs.add_argument("--to", metavar="ADDRESS", help="only messages to this address")
     logs.add_argument("--status", type=str.upper, choices=GENERAL_STATUSES, help="only messages in this status group")
-    logs.add_argument("--limit", type=int, default=50, help="at most this many entries (1-1000, default 50)")
+    logs.add_argument("--limit", type=int, default=50, metavar="N",
+                      help="at most this many entries (1-1000, default 50)")
     logs.add_argument(
         "--follow", "-f", action="store_true",
         help="then print each new message as the gateway accepts it, until Ctrl-C (JSON: one object a line)",
