@@ -80,8 +80,8 @@ class Ui:
 
     out: Console = field(default_factory=_console)
     err: Console = field(default_factory=lambda: _console(stderr=True))
-    interrupted: str | None = None
-    """What to tell the user if Ctrl-C stops the command now."""
+    where: str | None = None
+    """How far the command got, for the user it stops now (Ctrl-C, or the gateway failing midway)."""
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """Rows as an aligned table (``None`` cells blank; :class:`~rich.text.Text` cells keep their colour)."""
@@ -309,8 +309,8 @@ async def _send(args: argparse.Namespace, api: Api, ui: Ui) -> int:
     with _progress(ui, bool(args.csv) and not args.json) as bar:
         task = bar.add_task("sending", total=total)
         for start in range(0, total, size):
-            ui.interrupted = (
-                f"interrupted after {start:,} of {total:,} rows: run the same command again to send the rest"
+            ui.where = (
+                f"{start:,} of {total:,} rows sent: run the same command again to send the rest"
                 " (the rows already sent are not sent twice)"
                 if args.csv
                 else None
@@ -322,13 +322,11 @@ async def _send(args: argparse.Namespace, api: Api, ui: Ui) -> int:
                 bulk_ids.add(answer["bulkId"])
             bar.advance(task, len(answer["messages"]))
     bulk = plan.bulk_id or (next(iter(bulk_ids)) if len(bulk_ids) == 1 else None)
-    ui.interrupted = f"interrupted while waiting: all {total:,} were sent" + (
-        f" (omnirelay logs --bulk-id {bulk})" if bulk else ""
-    )
+    ui.where = f"while waiting; all {total:,} were sent" + (f": omnirelay logs --bulk-id {bulk}" if bulk else "")
     outcomes: dict[str, dict[str, Any]] = {}
     if args.wait:
         await _wait(args, api, ui, sent, outcomes)
-    ui.interrupted = None
+    ui.where = None
     refused = [m for m in sent if _refused(m)]
     not_delivered = [
         m for m in sent
@@ -653,7 +651,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(go())
     except (ClientError, csvfile.CsvError) as exc:
-        for line in str(exc).splitlines():
+        lines = str(exc).splitlines()
+        if ui.where:
+            lines[-1] += f" ({ui.where})"
+        for line in lines:
             ui.err.print(f"omnirelay {args.command}: {line}", style="red", soft_wrap=True)
         return 1
     except (KeyError, TypeError, AttributeError) as exc:  # an answer not shaped as the OMNI API's
@@ -661,6 +662,6 @@ def run(args: argparse.Namespace) -> int:
                      style="red", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
-        if ui.interrupted:
-            ui.err.print(f"omnirelay {args.command}: {ui.interrupted}", style="yellow", soft_wrap=True)
+        if ui.where:
+            ui.err.print(f"omnirelay {args.command}: interrupted: {ui.where}", style="yellow", soft_wrap=True)
         return 130

@@ -208,3 +208,28 @@ def test_colour_on_a_terminal_only(make_gateway: GatewayPool, tmp_path: Path) ->
                            capture_output=True, text=True, env=env(), timeout=60, check=False)
     assert piped.returncode == 0 and ESCAPE not in piped.stdout + piped.stderr, piped
     assert all(re.match(r"^\S+\s+\S+\s+SMS\s+DELIVERED_TO_HANDSET", line) for line in piped.stdout.splitlines()[1:])
+
+
+def test_ctrl_c_midway_then_the_same_command_sends_the_rest_once(make_gateway: GatewayPool, tmp_path: Path) -> None:
+    gw: Gateway = make_gateway(ALADDIN_CONFIG)
+    gw.create_scenario(SMS_ONLY, default=True)
+    path = tmp_path / "customers.csv"
+    path.write_text("to\n" + "\n".join(numbers(20_000)) + "\n")
+    command = [*omnirelay_command(), "send", "--url", gw.url, "--api-key", ALADDIN_KEY, "--csv", str(path),
+               "--text", "hi"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    while count(gw) == 0:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    told = re.search(r"omnirelay send: interrupted: ([\d,]+) of 20,000 rows sent: run the same command again", err)
+    assert told, err
+    stored = count(gw)
+    assert 0 < stored < 20_000 and stored >= int(told.group(1).replace(",", ""))
+    again = send(gw, "--csv", str(path), "--text", "hi")
+    assert again.returncode == 0 and "20000 accepted" in again.stdout, again
+    assert "sent before" in again.stderr
+    assert count(gw) == 20_000
+    assert gw.query("SELECT count(DISTINCT to_json) FROM messages") == [(20_000,)]  # every number, once
