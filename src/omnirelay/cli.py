@@ -7,9 +7,11 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib.metadata
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -67,7 +69,8 @@ def _listen(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnirelay", description="Omnichannel messaging gateway (Infobip OMNI API)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"omnirelay {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gateway: HTTP API, engine and webhooks in one process")
     _common(serve)
@@ -116,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     _common(kl)
     client.add_commands(sub)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("omnirelay")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -387,8 +397,25 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``omnirelay`` command."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``omnirelay`` command: no traceback reaches the user. A problem is one line on stderr
+    and a non-zero status; Ctrl-C is status 130; output closed early (``| head``) ends the command quietly."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader went away: nothing more to say to it, and nothing left for the interpreter to flush
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     if args.command == "accounts" and args.action == "hash-password":
         print(hash_password(args.password))
         return 0

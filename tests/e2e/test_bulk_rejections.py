@@ -123,14 +123,20 @@ def test_text_endpoint_rejects_per_destination_too(gateway: Gateway) -> None:
     assert [m["status"]["name"] for m in r.json["messages"]] == ["PENDING_ENROUTE", "MISSING_TO"]
 
 
-def test_send_csv_with_a_bad_row_sends_the_rest(make_gateway: GatewayPool, tmp_path: Path) -> None:
+def test_send_with_a_bad_number_sends_the_rest(make_gateway: GatewayPool, tmp_path: Path) -> None:
     gw = make_gateway(CONFIG)
     gw.create_scenario(SMS_FLOW, name="sms", default=True)
-    csv_file = tmp_path / "to.csv"
-    csv_file.write_text(f"to\n{number(1)}\n4179-typo\n{number(2)}\n")
-    done = gw.cli("send", "--csv", str(csv_file), "--text", "hi", "--wait", "10", "--url", gw.url,
-                  "--key", ALADDIN_KEY, locate=False)
+    done = gw.cli("send", "--to", number(1), "--to", "4179-typo", "--to", number(2), "--text", "hi", "--wait", "10",
+                  "--url", gw.url, "--api-key", ALADDIN_KEY, locate=False, check=False)
     summary = done.stdout + done.stderr
+    assert done.returncode == 1, summary  # one of them was not delivered
     assert "2 accepted, 1 rejected, 3 finished" in summary, summary
     assert "REJECTED_DESTINATION" in summary and "DELIVERED_TO_HANDSET" in summary
+    # a CSV file is checked whole first (issue 15): its bad row is named by its line, and nothing is sent
+    csv_file = tmp_path / "to.csv"
+    csv_file.write_text(f"to\n{number(3)}\n4179-typo\n{number(4)}\n")
+    done = gw.cli("send", "--csv", str(csv_file), "--text", "hi", "--url", gw.url, "--api-key", ALADDIN_KEY,
+                  locate=False, check=False)
+    assert done.returncode == 1 and f"{csv_file}:3: to '4179-typo'" in done.stderr, done
+    assert gw.query("SELECT count(*) FROM messages") == [(3,)]
 

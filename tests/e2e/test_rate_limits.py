@@ -108,6 +108,6 @@ def test_the_client_commands_wait_out_a_429(make_gateway: Any) -> None:
     gw: Gateway = make_gateway(ACCOUNTS_CONFIG + '[rate_limits]\n"GET /omni/1/logs" = "1/2s"\n')
     assert gw.get("/omni/1/logs").status == 200
     assert gw.get("/omni/1/logs").status == 429
-    done = gw.cli("logs", "--json", "--url", gw.url, "--key", ALADDIN_KEY, locate=False, check=False)
+    done = gw.cli("logs", "--json", "--url", gw.url, "--api-key", ALADDIN_KEY, locate=False, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
