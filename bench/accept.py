@@ -291,6 +291,8 @@ def run_openloop(url: str, body: bytes, args: argparse.Namespace, folder: Path) 
         str(args.seconds),
         "--connections",
         str(args.connections),
+        "--processes",
+        str(getattr(args, "load_processes", 1)),
     ]
     print("load:", " ".join(cmd), flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -309,9 +311,10 @@ def load_generator(client: str, wrk: str | None, args: argparse.Namespace) -> st
     if client == "wrk":
         return f"{wrk_version(wrk)}, {args.threads} threads, {args.connections} connections (closed loop)"
     if client == "openloop":
+        n = getattr(args, "load_processes", 1)
         return (
             f"bench/openloop.py, open loop at a constant {args.rate:,.0f} requests/s, at most {args.connections} "
-            "connections; latency from each request's scheduled time"
+            f"connections{f', {n} processes' if n > 1 else ''}; latency from each request's scheduled time"
         )
     return f"aiohttp client in the benchmark process, {args.connections} connections (closed loop)"
 
@@ -450,6 +453,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="REQUESTS_PER_S",
         help="open-loop load at this constant rate with bench/openloop.py (latency from the scheduled time), "
         "instead of wrk's closed loop",
+    )
+    p.add_argument(
+        "--load-processes",
+        type=int,
+        default=1,
+        help="with --rate: generator processes sharing the schedule (bench/openloop.py --processes)",
     )
     p.add_argument(
         "--plain", action="store_true", help="run the plain `omnirelay` console script (no writer-transaction count)"

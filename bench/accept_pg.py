@@ -62,6 +62,9 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=None, help="open-loop load at this many requests/s (bench/openloop.py)"
     )
+    parser.add_argument(
+        "--load-processes", type=int, default=1, help="with --rate: generator processes sharing the schedule"
+    )
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS", help="wait for an idle machine")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     parser.add_argument("--verbose", action="store_true")

@@ -239,6 +239,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--destinations", type=int, default=1)
     p.add_argument("--client", choices=["auto", "wrk", "aiohttp"], default="auto")
     p.add_argument("--rate", type=float, default=None, help="open loop at this many requests/s")
+    p.add_argument("--load-processes", type=int, default=1, help="with --rate: generator processes")
     p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--verbose", action="store_true", help="print wrk's own output too")
@@ -294,7 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "destinations": args.destinations,
         "requests_per_s": rps,
         "destinations_per_s": rps * args.destinations,
-        **{k: result[k] for k in ("ok", "non2xx", "p50_ms", "p99_ms", "duration_s") if k in result},
+        **{k: result[k] for k in ("ok", "non2xx", "p50_ms", "p99_ms", "p999_ms", "duration_s", "generator_lag_p99_ms")
+           if k in result},
         "server_cpu_cores": server_cores,
         "message_rows": rows,
         "request_rows": requests,

@@ -30,9 +30,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -86,8 +89,18 @@ def _percentile(values: list[float], p: float) -> float:
 
 
 async def run(
-    url: str, body: bytes, headers: dict[str, str], rate: float, seconds: float, connections: int, drain: float
-) -> dict[str, float]:
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+    connections: int,
+    drain: float,
+    start_at: float | None = None,
+    offset: float = 0.0,
+) -> dict[str, Any]:
+    """The load; ``start_at`` (a ``time.time()``) and ``offset`` (seconds) let several processes share one
+    schedule: process k of n runs at rate/n, offset k/rate."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -101,6 +114,7 @@ async def run(
         pool.put_nowait(None)
     latencies: list[float] = []
     service: list[float] = []
+    lags: list[float] = []  # how late the generator itself started each request: it must keep its schedule
     counts = {"ok": 0, "non2xx": 0, "err_connect": 0, "err_read": 0}
     outstanding = 0
     max_outstanding = 0
@@ -138,13 +152,15 @@ async def run(
 
     total = int(rate * seconds)
     tasks: set[asyncio.Task[None]] = set()
-    t0 = clock() + 0.05
+    t0 = clock() + 0.05 if start_at is None else clock() + max(0.0, start_at - time.time())
+    t0 += offset
     i = 0
     while i < total:
         due_now = min(total, int((clock() - t0) * rate) + 1)
         while i < due_now:
             outstanding += 1
             max_outstanding = max(max_outstanding, outstanding)
+            lags.append(clock() - (t0 + i / rate))
             task = asyncio.create_task(fire(t0 + i / rate))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -161,8 +177,20 @@ async def run(
         conn = pool.get_nowait()
         if conn is not None:
             conn.close()
-    latencies.sort()
-    service.sort()
+    return {"counts": counts, "latencies": latencies, "service": service, "lags": lags, "total": total,
+            "unanswered": unanswered, "t0": t0, "last_done": last_done, "max_outstanding": max_outstanding}
+
+
+def summary(parts: list[dict[str, Any]], rate: float, seconds: float) -> dict[str, float]:
+    """One summary of the runs of one or more generator processes (percentiles over all their requests)."""
+    latencies = sorted(x for p in parts for x in p["latencies"])
+    service = sorted(x for p in parts for x in p["service"])
+    lags = sorted(x for p in parts for x in p["lags"])
+    counts = {k: sum(p["counts"][k] for p in parts) for k in parts[0]["counts"]}
+    total = sum(p["total"] for p in parts)
+    unanswered = sum(p["unanswered"] for p in parts)
+    span = max(p["last_done"] - p["t0"] for p in parts)
+    max_outstanding = sum(p["max_outstanding"] for p in parts)
     answered = counts["ok"] + counts["non2xx"]
     return {
         "rate": rate,
@@ -170,7 +198,7 @@ async def run(
         "requests": answered,
         "ok": counts["ok"],
         "non2xx": counts["non2xx"],
-        "duration_s": max(seconds, last_done - t0),
+        "duration_s": max(seconds, span),
         "err_connect": counts["err_connect"],
         "err_read": counts["err_read"],
         "err_write": 0,
@@ -184,6 +212,9 @@ async def run(
         "service_p50_ms": _percentile(service, 50),
         "service_p99_ms": _percentile(service, 99),
         "max_outstanding": max_outstanding,
+        "generator_lag_p99_ms": _percentile(lags, 99),
+        "generator_lag_max_ms": lags[-1] * 1e3 if lags else 0.0,
+        "generator_processes": len(parts),
     }
 
 
@@ -196,6 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--connections", type=int, default=64, help="most requests in flight at once (default 64)")
     p.add_argument("--drain", type=float, default=30.0, help="seconds to wait for the last answers (default 30)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="generator processes sharing the schedule (each rate/N, connections/N): one Python process keeps "
+        "a schedule up to a few thousand requests/s; past that it falls behind (see generator_lag_p99_ms)",
+    )
+    p.add_argument("--part", nargs=4, metavar=("INDEX", "OF", "START_AT", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not args.url.startswith("http://"):
         raise SystemExit("only plain http:// URLs")
@@ -207,11 +246,36 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         uvloop.install()
-    result = asyncio.run(
-        run(args.url, args.body_file.read_bytes(), headers, args.rate, args.seconds, args.connections, args.drain)
-    )
-    print("BENCH-JSON " + json.dumps(result), flush=True)
+    body = args.body_file.read_bytes()
+    if args.part:  # one of --processes N: run our share, leave the raw figures for the parent
+        index, of, start_at, out = int(args.part[0]), int(args.part[1]), float(args.part[2]), Path(args.part[3])
+        share = asyncio.run(
+            run(args.url, body, headers, args.rate / of, args.seconds, max(1, args.connections // of), args.drain,
+                start_at, index / args.rate)
+        )
+        out.write_text(json.dumps(share))
+        return 0
+    if args.processes <= 1:
+        parts = [asyncio.run(run(args.url, body, headers, args.rate, args.seconds, args.connections, args.drain))]
+    else:
+        parts = _in_processes(argv if argv is not None else sys.argv[1:], args.processes)
+    print("BENCH-JSON " + json.dumps(summary(parts, args.rate, args.seconds)), flush=True)
     return 0
+
+
+def _in_processes(argv: list[str], n: int) -> list[dict[str, Any]]:
+    """Run the same load as ``n`` processes sharing one schedule; their raw figures."""
+    start_at = time.time() + 1.0  # every process is up by then
+    with tempfile.TemporaryDirectory() as folder:
+        outs = [Path(folder) / f"part{k}.json" for k in range(n)]
+        procs = [
+            subprocess.Popen([sys.executable, __file__, *argv, "--part", str(k), str(n), repr(start_at), str(out)])
+            for k, out in enumerate(outs)
+        ]
+        for proc in procs:
+            if proc.wait() != 0:
+                raise SystemExit(f"a generator process exited {proc.returncode}")
+        return [json.loads(out.read_text()) for out in outs]
 
 
 if __name__ == "__main__":
