@@ -141,6 +141,8 @@ def main() -> None:
         "p50_ms": result["p50_ms"],
         "p90_ms": result["p90_ms"],
         "p99_ms": result["p99_ms"],
+        "p999_ms": result.get("p999_ms"),
+        "generator_lag_p99_ms": result.get("generator_lag_p99_ms"),
         "max_ms": result["max_ms"],
         "service_p50_ms": result.get("service_p50_ms"),
         "service_p99_ms": result.get("service_p99_ms"),

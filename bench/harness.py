@@ -539,9 +539,9 @@ class Harness:
             L.append("")
             L.append(
                 "| setup | destinations / request | load generator | requests/s | × floor | destinations/s | p50 | "
-                "p99 | non-2xx | durable | load before | other load during | command |"
+                "p99 | p99.9 | non-2xx | durable | load before | other load during | command |"
             )
-            L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
+            L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
             for r in accept:
                 res = r.result or {}
                 if r.name.startswith("floor-"):
@@ -553,7 +553,7 @@ class Harness:
                 else:
                     setup = f"PostgreSQL, {res.get('api_processes', r.name.split('api')[1][0])} API process(es)"
                 if r.error:
-                    L.append(f"| {setup} | | | failed: {_md(r.error)} | | | | | | | | | `{r.command}` |")
+                    L.append(f"| {setup} | | | failed: {_md(r.error)} | | | | | | | | | | `{r.command}` |")
                     continue
                 rps = res.get("requests_per_s", res.get("requests_per_second"))
                 dps = res.get("destinations_per_s", res.get("destinations_per_second"))
@@ -563,7 +563,8 @@ class Harness:
                 L.append(
                     f"| {setup} | {res.get('destinations', '')} | {_md(res.get('load_generator', ''))} | {_num(rps)} | "
                     f"{'—' if times is None else f'{times:.2f}'} | "
-                    f"{_num(dps)} | {_ms(res.get('p50_ms'))} | {_ms(res.get('p99_ms'))} | {_num(res.get('non2xx'))} | "
+                    f"{_num(dps)} | {_ms(res.get('p50_ms'))} | {_ms(res.get('p99_ms'))} | {_ms(res.get('p999_ms'))} | "
+                    f"{_num(res.get('non2xx'))} | "
                     f"{'yes' if res.get('durable') else 'NO'} | {_cores(r.load_before)} | "
                     f"{_cores(res.get('other_processes_cores'))} | `{r.command}` |"
                 )
