@@ -629,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         "rate": args.rate,
         "service_p50_ms": result.get("service_p50_ms"),
         "service_p99_ms": result.get("service_p99_ms"),
+        "generator_lag_p99_ms": result.get("generator_lag_p99_ms"),
         "destinations": args.destinations,
         "connections": args.connections,
         "threads": args.threads if client == "wrk" else 1,
