@@ -99,15 +99,17 @@ outcome = "EXPIRED"
 
 
 async def _drive(
-    url: str, total: int, per_request: int, concurrency: int, path: str, timeout: float
-) -> tuple[float, int]:
+    url: str, total: int, per_request: int, concurrency: int, path: str, timeout: float, first: int = 0
+) -> tuple[float, int, float]:
+    """Send ``total`` messages on ``path`` and pull their reports; (seconds to the last report, reports, seconds to
+    the last accept). ``first`` numbers the requests on from an earlier call (destinations stay distinct)."""
     headers = {"Authorization": f"App {KEY}"}
     async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=concurrency + 2)) as s:
         async with s.post(f"{url}/omni/1/scenarios", json={"flow": FLOW, "default": True}) as r:
             key = (await r.json())["key"]
         requests = total // per_request
         queue: asyncio.Queue[int] = asyncio.Queue()
-        for b in range(requests):
+        for b in range(first, first + requests):
             queue.put_nowait(b)
         got = 0
 
@@ -117,7 +119,7 @@ async def _drive(
                 body = {
                     "scenarioKey": key,
                     "destinations": [
-                        {"to": {"phoneNumber": f"4179{b:05d}{i:03d}{PATHS[path][0]}"}} for i in range(per_request)
+                        {"to": {"phoneNumber": f"4179{b:06d}{i:03d}{PATHS[path][0]}"}} for i in range(per_request)
                     ],
                     "whatsApp": PATHS[path][1],
                     "sms": {"text": "Hello by SMS"},
@@ -138,8 +140,14 @@ async def _drive(
                     await asyncio.sleep(0.02)
 
         started = time.perf_counter()
-        await asyncio.gather(poller(), *(sender() for _ in range(concurrency)))
-        return time.perf_counter() - started, got
+        accepted_at: list[float] = []
+
+        async def senders() -> None:
+            await asyncio.gather(*(sender() for _ in range(concurrency)))
+            accepted_at.append(time.perf_counter())
+
+        await asyncio.gather(poller(), senders())
+        return time.perf_counter() - started, got, accepted_at[0] - started
 
 
 class _Attempt(msgspec.Struct):
@@ -291,7 +299,7 @@ def main() -> None:
     try:
         _wait_health(url, procs)
         before = asyncio.run(_write_counters(pg_url)) if pg_url else None
-        seconds, got = asyncio.run(
+        seconds, got, _ = asyncio.run(
             _drive(url, args.messages, args.per_request, args.concurrency, args.path, args.timeout)
         )
         if pg_url:
