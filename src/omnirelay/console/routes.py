@@ -100,7 +100,7 @@ def parse_when(raw: str) -> float:
     return value.timestamp()
 
 
-RESULT_COLUMNS = ["Accepted (UTC)", "Message id", "Bulk id", "To", "Channel", "Outcome", "Status", "Error", "Attempts"]
+RESULT_COLUMNS = ["Accepted (UTC)", "Message id", "Bulk id", "To", "Channel", "Outcome", "Error", "Attempts"]
 EXPORT_COLUMNS = [
     "accepted_at",
     "message_id",
@@ -240,7 +240,10 @@ def table(table_id: str, headers: list[str], rows: list[list[str]], row_class: l
         body += f"<tr{cls}>" + "".join(
             f'<td data-label="{h(name)}">{cell}</td>' for name, cell in zip(headers, cells, strict=True)
         ) + "</tr>"
-    return f'<table id="{h(table_id)}" class="list"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (
+        f'<div class="table-wrap"><table id="{h(table_id)}" class="list"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _errors_html(errors: Errors | dict[str, list[str]] | None) -> str:
@@ -537,12 +540,12 @@ class ConsoleRoutes:
             rows.append(
                 [
                     h(when(view.created_at)),
-                    f'<a href="{h(link)}" class="mono">{h(view.message_id)}</a>',
-                    f'<span class="mono">{h(view.bulk_id)}</span>',
+                    f'<a href="{h(link)}" class="mono id">{h(view.message_id)}</a>',
+                    f'<span class="mono bulk">{h(view.bulk_id)}</span>',
                     h(_address(view)),
                     h(message_channel(state, payload)),
-                    f'<span class="badge {h(group.lower())}">{h(group)}</span>',
-                    h(state.status),
+                    f'<span class="badge {h(group.lower())}">{h(group)}</span> <small class="status">'
+                    f"{h(state.status)}</small>",
                     self._error_cell(state),
                     str(len(state.attempts)),
                 ]
@@ -550,16 +553,17 @@ class ConsoleRoutes:
             classes.append("message")
         form = (
             f'<form method="get" action="{PREFIX}/messages" class="card filters" role="search">'
-            f'<label>Message id <input name="messageId" value="{h(q.get("messageId"))}"></label>'
-            f'<label>Bulk id <input name="bulkId" value="{h(q.get("bulkId"))}"></label>'
+            f'<label class="wide">Message id <input name="messageId" value="{h(q.get("messageId"))}"></label>'
+            f'<label class="wide">Bulk id <input name="bulkId" value="{h(q.get("bulkId"))}"></label>'
             f'<label>Number (to) <input name="to" value="{h(q.get("to"))}" inputmode="tel"></label>'
             f'<label>Status <select name="status">{_options(list(GROUPS), q.get("status"), "any")}</select></label>'
             f'<label>Channel <select name="channel">{_options(CHANNELS, q.get("channel"), "any")}</select></label>'
             f'<label>Error <input name="error" value="{h(q.get("error"))}" placeholder="EC_…" '
             'autocapitalize="characters" spellcheck="false"></label>'
-            f'<label>From (UTC) <input type="datetime-local" name="since" value="{h(q.get("since"))}"></label>'
-            f'<label>Until (UTC) <input type="datetime-local" name="until" value="{h(q.get("until"))}"></label>'
-            '<button type="submit">Search</button></form>'
+            f'<label class="wide">From (UTC) <input type="datetime-local" name="since" value="{h(q.get("since"))}">'
+            "</label>"
+            f'<label class="wide">Until (UTC) <input type="datetime-local" name="until" value="{h(q.get("until"))}">'
+            '</label><button type="submit">Search</button></form>'
         )
         summary = ""
         if query is not None and not errors:
