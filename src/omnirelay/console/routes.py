@@ -12,7 +12,7 @@ import csv
 import datetime as dt
 import importlib.resources
 import io
-import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from html import escape
@@ -115,6 +115,7 @@ EXPORT_COLUMNS = [
     "done_at",
 ]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CURSOR = re.compile(r"(-?[0-9.]+(?:e[+-]?[0-9]+)?)_([0-9]+)")
 
 
 def format_cursor(cursor: Cursor) -> str:
@@ -124,12 +125,13 @@ def format_cursor(cursor: Cursor) -> str:
 
 def parse_cursor(raw: str) -> Cursor | None:
     """A cursor from :func:`format_cursor`, or None when ``raw`` is not one."""
-    at, _, row = raw.partition("_")
-    try:
-        cursor = Cursor(float(at), int(row))
-    except ValueError:
+    found = _CURSOR.fullmatch(raw)
+    if found is None:
         return None
-    return cursor if math.isfinite(cursor.created_at) else None
+    try:
+        return Cursor(float(found[1]), int(found[2]))
+    except ValueError:  # "1.2.3"
+        return None
 
 
 def safe_cell(value: str) -> str:
