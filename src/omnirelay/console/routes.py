@@ -67,7 +67,7 @@ ScenarioForm = tuple[str, list[tuple[str, str]], bool]
 PREFIX = "/console"
 FLOW_ROWS = 5
 PAGE_SIZE = 50
-COUNT_CAP = 100_000
+COUNT_CAP = 10_000
 """A search counts its messages exactly up to here, and shows "more than" beyond (see BENCHMARKS.md)."""
 EXPORT_PAGE = 1000
 """Rows an export reads per query: a whole export is never in memory."""
