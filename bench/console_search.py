@@ -150,6 +150,8 @@ async def measure(store: Store, messages: int, repeat: int, now: float) -> list[
     await add("count, channel=SMS (1 in 10), capped", lambda: store.count_messages(1, sms, COUNT_CAP))
     errors = MessageSearch(LogQuery(since=since, limit=51), ERROR)
     await add(f"count, error={ERROR} (1 in 50), capped", lambda: store.count_messages(1, errors, COUNT_CAP))
+    absent = MessageSearch(LogQuery(since=since, limit=51), "EC_NOT_THERE")
+    await add("count, an error no message has (reads all)", lambda: store.count_messages(1, absent, COUNT_CAP))
     await add("first page (51 rows)", lambda: store.search_messages(1, broad))
     await add(f"first page, error={ERROR}", lambda: store.search_messages(1, errors))
     depth = messages // 2
