@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ALADDIN_CONFIG, free_port
+from tests.e2e.conftest import ALADDIN_CONFIG, STORE, free_port
+from tests.pg import create_database_sync, drop_database_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSER_DIR = Path(__file__).parent / "console_browser"
@@ -61,7 +62,10 @@ class Console:
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        (root / "omnirelay.toml").write_text(ALADDIN_CONFIG)
+        # OMNIRELAY_TEST_STORE=postgres: on a fresh PostgreSQL database
+        self.database = create_database_sync() if STORE == "postgres" else None
+        where = f'database = "{self.database}"\n' if self.database else ""
+        (root / "omnirelay.toml").write_text(where + ALADDIN_CONFIG)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
@@ -101,7 +105,11 @@ class Console:
                 self.proc.kill()
                 self.proc.wait()
         assert self.proc.stdout is not None
-        return self.proc.stdout.read().decode("utf-8", "replace")
+        output = self.proc.stdout.read().decode("utf-8", "replace")
+        if self.database is not None:
+            drop_database_sync(self.database)
+            self.database = None
+        return output
 
 
 @pytest.fixture(scope="module")
@@ -278,9 +286,13 @@ def test_favicon_needs_no_session(console: Console) -> None:
 
 
 def _send(console: Console, body: dict[str, Any]) -> None:
-    status, _, answer = console.request("POST", "/omni/1/advanced", json.dumps(body),
-                                        {"Authorization": "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
-                                         "Content-Type": "application/json"})
+    """Send as Aladdin through an SMS scenario of its own (not the default: other tests set that)."""
+    auth = {"Authorization": "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", "Content-Type": "application/json"}
+    scenario = {"name": "export test", "flow": [{"from": "InfoSMS", "channel": "SMS"}], "default": False}
+    status, _, answer = console.request("POST", "/omni/1/scenarios", json.dumps(scenario), auth)
+    assert status == 200, answer
+    body = {**body, "scenarioKey": json.loads(answer)["key"]}
+    status, _, answer = console.request("POST", "/omni/1/advanced", json.dumps(body), auth)
     assert status == 200, answer
 
 
