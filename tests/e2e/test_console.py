@@ -274,7 +274,7 @@ def _check_phone_and_accessibility(seen: dict[str, Any]) -> None:
         r"|404 .*/console/(api/)?messages/.*)$"
     )
     assert [r for r in seen["failedResponses"] if not expected.match(r)] == [], seen["failedResponses"]
-    for name in ("08-messages-desktop", "09-messages-phone", "10-message-phone", "12-login-phone"):
+    for name in ("08-messages-desktop", "09-messages-phone", *(f"phone-{name}" for name in names)):
         assert (ARTIFACTS / f"{name}.png").exists(), name
 
 

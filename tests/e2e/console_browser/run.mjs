@@ -286,9 +286,7 @@ try {
           headerHeight: document.querySelector("#results thead").getBoundingClientRect().height };
       });
     }
-    if (name === "message") await shot("10-message-phone");
-    if (name === "scenario") await shot("11-scenario-phone");
-    if (name === "overview") await shot("13-overview-phone");
+    await shot(`phone-${name}`);
   }
   step("at 390 px, each navigation link opens its page");
   seen.phoneNav = [];
@@ -317,7 +315,7 @@ try {
   await page.setViewportSize(PHONE);
   seen.phone.push(await phoneFit("login"));
   seen.axe.push(...await axe("login (390 px)"));
-  await shot("12-login-phone");
+  await shot("phone-login");
   await page.setViewportSize(DESKTOP);
   await login(env.CONSOLE_OTHER_USER, env.CONSOLE_OTHER_PASSWORD);
   const other = await page.goto(`${base}/console/messages/${encodeURIComponent(seen.messageId)}`);
