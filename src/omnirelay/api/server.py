@@ -20,7 +20,9 @@ log = logging.getLogger("omnirelay.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Paths that need no API credentials (the console checks its own session cookie, ``/auth/1/`` its credentials).
-PUBLIC_PREFIXES = ("/openapi.json", "/health", "/readyz", "/metrics", "/webhooks/", "/console", "/auth/1/")
+PUBLIC_PREFIXES = (
+    "/openapi.json", "/health", "/readyz", "/metrics", "/webhooks/", "/console", "/auth/1/", "/favicon.ico"
+)
 
 
 def error_middleware() -> web.middleware:  # type: ignore[valid-type]

@@ -8,13 +8,16 @@ token. The console does its own auth, so ``/console`` is a public prefix for the
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
 import importlib.resources
+import io
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from html import escape
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import msgspec
 from aiohttp import web
@@ -34,7 +37,7 @@ from omnirelay.console.stats import OUTCOMES, aggregate, message_channel, outcom
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.credentials import verify_password
 from omnirelay.domain.ids import scenario_key, uuid7
-from omnirelay.domain.message import initial_state, state_decoder
+from omnirelay.domain.message import MessageState, initial_state, state_decoder
 from omnirelay.domain.model import ScenarioIn, SimpleRequest, To
 from omnirelay.domain.validation import (
     Accepted,
@@ -45,7 +48,17 @@ from omnirelay.domain.validation import (
     simple_to_advanced,
     validate_scenario,
 )
-from omnirelay.store.base import LogQuery, MessageView, NewMessage, ScenarioRecord, Store
+from omnirelay.store.base import (
+    Cursor,
+    Found,
+    LogQuery,
+    MessageSearch,
+    MessageView,
+    NewMessage,
+    ScenarioRecord,
+    Store,
+)
+from omnirelay.store.search import ERROR_NAME
 
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 ScenarioForm = tuple[str, list[tuple[str, str]], bool]
@@ -53,11 +66,15 @@ ScenarioForm = tuple[str, list[tuple[str, str]], bool]
 
 PREFIX = "/console"
 FLOW_ROWS = 5
-SEARCH_LIMIT = 200
+PAGE_SIZE = 50
+COUNT_CAP = 10_000
+"""A search counts its messages exactly up to here, and shows "more than" beyond (see BENCHMARKS.md)."""
+EXPORT_PAGE = 1000
+"""Rows an export reads per query: a whole export is never in memory."""
 SEARCH_WINDOW_S = 48 * 3600
 GROUPS = {"PENDING": 1, "UNDELIVERABLE": 2, "DELIVERED": 3, "EXPIRED": 4, "REJECTED": 5}
 CHANNELS = [c.value for c in Channel]
-_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".md": "text/plain"}
+_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".md": "text/plain", ".ico": "image/x-icon"}
 
 _to_decoder = msgspec.json.Decoder(To)
 _payload_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -81,6 +98,75 @@ def parse_when(raw: str) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.timestamp()
+
+
+RESULT_COLUMNS = ["Accepted (UTC)", "Message id", "Bulk id", "To", "Channel", "Outcome", "Error", "Attempts"]
+EXPORT_COLUMNS = [
+    "accepted_at",
+    "message_id",
+    "bulk_id",
+    "to",
+    "channel",
+    "outcome",
+    "status",
+    "error",
+    "step_errors",
+    "attempts",
+    "done_at",
+]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CURSOR = re.compile(r"(-?[0-9.]+(?:e[+-]?[0-9]+)?)_([0-9]+)")
+
+
+def format_cursor(cursor: Cursor) -> str:
+    """A cursor as a query-string value: the acceptance time (exact, ``repr``) and the row id."""
+    return f"{cursor.created_at!r}_{cursor.id}"
+
+
+def parse_cursor(raw: str) -> Cursor | None:
+    """A cursor from :func:`format_cursor`, or None when ``raw`` is not one."""
+    found = _CURSOR.fullmatch(raw)
+    if found is None:
+        return None
+    try:
+        return Cursor(float(found[1]), int(found[2]))
+    except ValueError:  # "1.2.3"
+        return None
+
+
+def safe_cell(value: str) -> str:
+    """A CSV cell that a spreadsheet shows as text: one starting like a formula gets a leading ``'``."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def iso(ts: float | None) -> str:
+    """A timestamp for files: ISO 8601 in UTC with milliseconds, or an empty string."""
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def export_row(view: MessageView) -> list[str]:
+    """One message as a row of ``EXPORT_COLUMNS``."""
+    state = state_decoder.decode(view.state)
+    payload = _payload_decoder.decode(view.payload)
+    final = state.error if state.phase == "DONE" and state.error != "NO_ERROR" else ""
+    steps = "; ".join(
+        f"{a.step + 1} {a.channel} {a.error}" for a in state.attempts if a.error and a.error != "NO_ERROR"
+    )
+    return [
+        iso(view.created_at),
+        view.message_id,
+        view.bulk_id or "",
+        _address(view),
+        message_channel(state, payload) or "",
+        outcome(state),
+        state.status,
+        final,
+        steps,
+        str(len(state.attempts)),
+        iso(state.done_at),
+    ]
 
 
 def _load_static() -> dict[str, tuple[bytes, str]]:
@@ -120,25 +206,45 @@ NAV = (("overview", "Overview"), ("messages", "Messages"), ("scenarios", "Scenar
 
 
 def page(title: str, body: str, session: Session | None, active: str = "", head: str = "") -> str:
-    """A whole console page around ``body``."""
-    nav = ""
+    """A whole console page around ``body``: a skip link, the header with the navigation, the main content."""
+    nav = '<span class="brand">omnirelay</span>'
     if session is not None:
         links = "".join(
-            f'<a href="{PREFIX}/{key}"{" class=active" if key == active else ""}>{label}</a>' for key, label in NAV
+            f'<li><a href="{PREFIX}/{key}"{" class=active aria-current=page" if key == active else ""}>{label}</a></li>'
+            for key, label in NAV
         )
         nav = (
-            f'<nav><span class="brand">omnirelay</span>{links}<span class="spacer"></span>'
-            f'<span class="who">{h(session.username)}</span>'
+            f'<a class="brand" href="{PREFIX}/overview">omnirelay</a><ul class="links">{links}</ul>'
+            f'<div class="account"><span class="who">{h(session.username)}</span>'
             f'<form method="post" action="{PREFIX}/logout">{csrf_input(session)}'
-            '<button class="link" type="submit">Log out</button></form>'
-            "</nav>"
+            '<button class="link" type="submit">Log out</button></form></div>'
         )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{h(title)} · omnirelay console</title>"
-        f'<link rel="stylesheet" href="{PREFIX}/static/console.css">{head}</head>'
-        f"<body>{nav}<main><h1>{h(title)}</h1>{body}</main></body></html>"
+        '<link rel="icon" href="/favicon.ico" sizes="32x32">'
+        f'<link rel="stylesheet" href="{PREFIX}/static/console.css">'
+        f'<script src="{PREFIX}/static/tables.js" defer></script>{head}</head>'
+        '<body><a class="skip" href="#main">Skip to the content</a>'
+        f'<header class="top"><nav aria-label="Console">{nav}</nav></header>'
+        f'<main id="main" tabindex="-1"><h1>{h(title)}</h1>{body}</main></body></html>'
+    )
+
+
+def table(table_id: str, headers: list[str], rows: list[list[str]], row_class: list[str] | None = None) -> str:
+    """A table whose every cell carries its column's name (``data-label``): on a phone, each row shows as a
+    card of label/value lines (console.css). ``rows`` are cells of HTML; ``row_class``: a class for each row."""
+    head = "".join(f'<th scope="col">{h(name)}</th>' for name in headers)
+    body = ""
+    for i, cells in enumerate(rows):
+        cls = f' class="{h(row_class[i])}"' if row_class is not None else ""
+        body += f"<tr{cls}>" + "".join(
+            f'<td data-label="{h(name)}">{cell}</td>' for name, cell in zip(headers, cells, strict=True)
+        ) + "</tr>"
+    return (
+        f'<div class="table-wrap"><table id="{h(table_id)}" class="list"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
     )
 
 
@@ -184,12 +290,14 @@ class ConsoleRoutes:
         r.add_get(PREFIX, self.root)
         r.add_get(PREFIX + "/", self.root)
         r.add_get(PREFIX + "/static/{name}", self.static_file)
+        r.add_get("/favicon.ico", self.favicon)
         r.add_get(PREFIX + "/login", self.login_form)
         r.add_post(PREFIX + "/login", self.login)
         r.add_post(PREFIX + "/logout", self.logout)
         r.add_get(PREFIX + "/overview", self._guard(self.overview))
         r.add_get(PREFIX + "/api/overview", self._guard(self.overview_json, api=True))
         r.add_get(PREFIX + "/messages", self._guard(self.search))
+        r.add_get(PREFIX + "/messages.csv", self._guard(self.export))
         r.add_get(PREFIX + "/messages/{messageId}", self._guard(self.message))
         r.add_get(PREFIX + "/api/messages/{messageId}", self._guard(self.message_json, api=True))
         r.add_get(PREFIX + "/scenarios", self._guard(self.scenarios))
@@ -253,6 +361,11 @@ class ConsoleRoutes:
             return web.Response(status=404, text="not found")
         body, content_type = found
         return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "max-age=300"})
+
+    async def favicon(self, request: web.Request) -> web.Response:
+        """``/favicon.ico``, which browsers ask for by themselves (no session needed: it is the same for all)."""
+        body, content_type = self.static["favicon.ico"]
+        return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "max-age=86400"})
 
     def _login_page(
         self, request: web.Request, error: str = "", username: str = "", next_path: str = "", status: int = 200
@@ -350,11 +463,10 @@ class ConsoleRoutes:
 
     # --- messages -------------------------------------------------------------------------------
 
-    async def search(self, request: web.Request, session: Session) -> web.Response:
-        """Search form and the matching messages, newest first."""
-        q = request.query
+    @staticmethod
+    def _search_of(q: Mapping[str, str], now: float, limit: int) -> tuple[MessageSearch | None, dict[str, list[str]]]:
+        """The search the query string asks for (the last 48 hours unless it says), or the errors of its fields."""
         errors: dict[str, list[str]] = {}
-        now = time.time()
         since, until = now - SEARCH_WINDOW_S, None
         for name in ("since", "until"):
             if q.get(name):
@@ -373,56 +485,176 @@ class ConsoleRoutes:
         channel = q.get("channel", "")
         if channel and channel not in CHANNELS:
             errors["channel"] = ["unknown channel"]
-        searched = any(q.get(k) for k in ("messageId", "bulkId", "to", "status", "channel", "since", "until"))
-        rows = ""
-        views: list[MessageView] = []
-        if not errors:
-            query = LogQuery(
-                since=since,
-                until=until,
-                bulk_ids=(q["bulkId"].strip(),) if q.get("bulkId", "").strip() else (),
-                message_ids=(q["messageId"].strip(),) if q.get("messageId", "").strip() else (),
-                status_group=GROUPS[status] if status else None,
-                channel=channel or None,
-                to=q.get("to", "").strip().lstrip("+") or None,
-                limit=SEARCH_LIMIT,
+        error = q.get("error", "").strip().upper() or None
+        if error is not None and (not ERROR_NAME.fullmatch(error) or error == "NO_ERROR"):
+            errors["error"] = ["is not an error name (such as EC_ABSENT_SUBSCRIBER)"]
+        if errors:
+            return None, errors
+        filters = LogQuery(
+            since=since,
+            until=until,
+            bulk_ids=(q["bulkId"].strip(),) if q.get("bulkId", "").strip() else (),
+            message_ids=(q["messageId"].strip(),) if q.get("messageId", "").strip() else (),
+            status_group=GROUPS[status] if status else None,
+            channel=channel or None,
+            to=q.get("to", "").strip().lstrip("+") or None,
+            limit=limit,
+        )
+        return MessageSearch(filters, error), {}
+
+    async def search(self, request: web.Request, session: Session) -> web.Response:
+        """Search form, how many messages match, and one page of them, newest first, with links to the pages
+        next to it (keyset paging: a page reads only its own rows however deep it is)."""
+        q = request.query
+        query, errors = self._search_of(q, time.time(), PAGE_SIZE + 1)
+        after, before = None, None
+        for name in ("after", "before"):
+            if q.get(name):
+                cursor = parse_cursor(q[name])
+                if cursor is None:
+                    errors[name] = ["is not a page of this search"]
+                elif name == "after":
+                    after = cursor
+                else:
+                    before = cursor
+        found: list[Found] = []
+        total = 0
+        newer = older = False
+        if query is not None and not errors:
+            found, total = await asyncio.gather(
+                self.store.search_messages(session.account_id, query, after, before),
+                self.store.count_messages(session.account_id, query, COUNT_CAP),
             )
-            views = await self.store.logs(session.account_id, query)
-        for view in views:
+            if before is not None:
+                newer, older = len(found) > PAGE_SIZE, True
+                found = found[-PAGE_SIZE:]
+            else:
+                newer, older = after is not None, len(found) > PAGE_SIZE
+                found = found[:PAGE_SIZE]
+        filters = {k: v for k, v in q.items() if k not in ("after", "before") and v}
+        rows, classes = [], []
+        for item in found:
+            view = item.view
             state = state_decoder.decode(view.state)
             payload = _payload_decoder.decode(view.payload)
             group = outcome(state)
             link = f"{PREFIX}/messages/{quote(view.message_id, safe='')}"
-            rows += (
-                f"<tr><td>{h(when(view.created_at))}</td>"
-                f'<td><a href="{h(link)}" class="mono">{h(view.message_id)}</a></td>'
-                f'<td class="mono">{h(view.bulk_id)}</td><td>{h(_address(view))}</td>'
-                f"<td>{h(message_channel(state, payload))}</td>"
-                f'<td><span class="badge {h(group.lower())}">{h(group)}</span></td>'
-                f"<td>{h(state.status)}</td><td>{len(state.attempts)}</td></tr>"
+            rows.append(
+                [
+                    h(when(view.created_at)),
+                    f'<a href="{h(link)}" class="mono id">{h(view.message_id)}</a>',
+                    f'<span class="mono bulk">{h(view.bulk_id)}</span>',
+                    h(_address(view)),
+                    h(message_channel(state, payload)),
+                    f'<span class="badge {h(group.lower())}">{h(group)}</span> <small class="status">'
+                    f"{h(state.status)}</small>",
+                    self._error_cell(state),
+                    str(len(state.attempts)),
+                ]
             )
+            classes.append("message")
         form = (
-            f'<form method="get" action="{PREFIX}/messages" class="card filters">'
-            f'<label>Message id <input name="messageId" value="{h(q.get("messageId"))}"></label>'
-            f'<label>Bulk id <input name="bulkId" value="{h(q.get("bulkId"))}"></label>'
-            f'<label>Number (to) <input name="to" value="{h(q.get("to"))}"></label>'
-            f'<label>Status <select name="status">{_options(list(GROUPS), status, "any")}</select></label>'
-            f'<label>Channel <select name="channel">{_options(CHANNELS, channel, "any")}</select></label>'
-            f'<label>From (UTC) <input type="datetime-local" name="since" value="{h(q.get("since"))}"></label>'
-            f'<label>Until (UTC) <input type="datetime-local" name="until" value="{h(q.get("until"))}"></label>'
-            '<button type="submit">Search</button></form>'
+            f'<form method="get" action="{PREFIX}/messages" class="card filters" role="search">'
+            f'<label class="wide">Message id <input name="messageId" value="{h(q.get("messageId"))}"></label>'
+            f'<label class="wide">Bulk id <input name="bulkId" value="{h(q.get("bulkId"))}"></label>'
+            f'<label>Number (to) <input name="to" value="{h(q.get("to"))}" inputmode="tel"></label>'
+            f'<label>Status <select name="status">{_options(list(GROUPS), q.get("status"), "any")}</select></label>'
+            f'<label>Channel <select name="channel">{_options(CHANNELS, q.get("channel"), "any")}</select></label>'
+            f'<label>Error <input name="error" value="{h(q.get("error"))}" placeholder="EC_…" '
+            'autocapitalize="characters" spellcheck="false"></label>'
+            f'<label class="wide">From (UTC) <input type="datetime-local" name="since" value="{h(q.get("since"))}">'
+            "</label>"
+            f'<label class="wide">Until (UTC) <input type="datetime-local" name="until" value="{h(q.get("until"))}">'
+            '</label><button type="submit">Search</button></form>'
         )
-        if views:
-            table = (
-                '<section class="card"><table id="results"><thead><tr><th>Accepted (UTC)</th><th>Message id</th>'
-                "<th>Bulk id</th><th>To</th><th>Channel</th><th>Outcome</th><th>Status</th><th>Attempts</th>"
-                "</tr></thead>"
-                f"<tbody>{rows}</tbody></table></section>"
+        summary = ""
+        if query is not None and not errors:
+            counted = (
+                f"More than {COUNT_CAP:,} messages" if total > COUNT_CAP else f"{total:,} message{'s' * (total != 1)}"
+            )
+            window = "" if q.get("since") else " in the last 48 hours"
+            export = f"{PREFIX}/messages.csv" + (f"?{urlencode(filters)}" if filters else "")
+            summary = (
+                f'<div class="summary"><p id="count" aria-live="polite"><strong>{counted}</strong>{window}, newest '
+                f'first.</p><a class="button secondary" id="export" href="{h(export)}" download>Export CSV</a></div>'
+            )
+        if found:
+            results = (
+                f'<section class="card" aria-label="Messages found">{table("results", RESULT_COLUMNS, rows, classes)}'
+                f"{self._pager(filters, found, newer, older)}</section>"
             )
         else:
-            table = '<p class="muted" id="results">No messages match.</p>'
-        hint = "" if searched else '<p class="muted">Showing the last 48 hours.</p>'
-        return _html(page("Messages", form + _errors_html(errors) + hint + table, session, "messages"))
+            results = '<p class="muted" id="results">No messages match.</p>'
+        body = form + _errors_html(errors) + summary + results
+        return _html(page("Messages", body, session, "messages"), 400 if errors else 200)
+
+    @staticmethod
+    def _error_cell(state: MessageState) -> str:
+        """The message's final error, then the errors of its steps (each a link to the messages with it)."""
+        final = state.error if state.phase == "DONE" and state.error != "NO_ERROR" else None
+        parts = []
+        if final is not None:
+            parts.append(f'<a class="err" href="{PREFIX}/messages?error={quote(final)}">{h(final)}</a>')
+        for a in state.attempts:
+            if a.error and a.error != "NO_ERROR" and a.error != final:
+                parts.append(
+                    f'<small class="step-error">{h(a.channel)}: '
+                    f'<a href="{PREFIX}/messages?error={quote(a.error)}">{h(a.error)}</a></small>'
+                )
+        return " ".join(parts)
+
+    @staticmethod
+    def _pager(filters: dict[str, str], found: list[Found], newer: bool, older: bool) -> str:
+        def link(rel: str, text: str, cursor: Cursor | None, key: str) -> str:
+            if cursor is None:
+                return f'<span class="button secondary disabled" aria-disabled="true">{text}</span>'
+            args = urlencode({**filters, key: format_cursor(cursor)})
+            return f'<a class="button secondary" rel="{rel}" href="{PREFIX}/messages?{h(args)}">{text}</a>'
+
+        newest = f"{PREFIX}/messages?{urlencode(filters)}"
+        first = f'<a class="button secondary" href="{h(newest)}">Newest</a>' if newer else ""
+        return (
+            f'<nav class="pager" aria-label="Pages">{first}'
+            + link("prev", "← Newer", found[0].cursor if newer else None, "before")
+            + link("next", "Older →", found[-1].cursor if older else None, "after")
+            + "</nav>"
+        )
+
+    async def export(self, request: web.Request, session: Session) -> web.StreamResponse:
+        """The messages of the current search as CSV, streamed: read ``EXPORT_PAGE`` rows at a time (keyset
+        pages), written as they come, so an export of a million rows holds one page in memory."""
+        query, errors = self._search_of(request.query, time.time(), EXPORT_PAGE)
+        if query is None:
+            return _html(page("Messages", _errors_html(errors), session, "messages"), 400)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="omnirelay-messages-{stamp}Z.csv"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        await response.prepare(request)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(EXPORT_COLUMNS)
+        after: Cursor | None = None
+        try:
+            while True:
+                found = await self.store.search_messages(session.account_id, query, after)
+                for item in found:
+                    writer.writerow([safe_cell(v) for v in export_row(item.view)])
+                await response.write(out.getvalue().encode())
+                out.seek(0)
+                out.truncate()
+                if len(found) < EXPORT_PAGE:
+                    break
+                after = found[-1].cursor
+            await response.write_eof()
+        except ConnectionResetError:  # the browser went away (download cancelled): nothing left to answer
+            pass
+        return response
 
     @staticmethod
     def detail(view: MessageView) -> dict[str, Any]:
@@ -493,20 +725,29 @@ class ConsoleRoutes:
         ]
         dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
         steps = " → ".join(f"{h(s['channel'])} <small>({h(s['from'] or '-')})</small>" for s in d["steps"])
-        attempts = "".join(
-            f'<tr class="attempt {h(a["state"].lower())}"><td>{a["step"]}</td><td>{h(a["channel"])}</td>'
-            f'<td><span class="badge {h(a["state"].lower())}">{h(a["state"])}</span></td>'
-            f"<td>{h(when(a['startedAt']))}</td><td>{h(when(a['doneAt']))}</td><td>{h(a['status'])}</td>"
-            f"<td>{h(a['error'])}</td><td>{h(a['note'])}</td></tr>"
-            for a in d["attempts"]
+        attempts = table(
+            "attempts",
+            ["Step", "Channel", "State", "Submitted (UTC)", "Done (UTC)", "Status", "Error", "Note"],
+            [
+                [
+                    str(a["step"]),
+                    h(a["channel"]),
+                    f'<span class="badge {h(a["state"].lower())}">{h(a["state"])}</span>',
+                    h(when(a["startedAt"])),
+                    h(when(a["doneAt"])),
+                    h(a["status"]),
+                    h(a["error"]),
+                    h(a["note"]),
+                ]
+                for a in d["attempts"]
+            ],
+            [f"attempt {a['state'].lower()}" for a in d["attempts"]],
         )
         history = "".join(f"<li><time>{h(when(line['at']))}</time> {h(line['text'])}</li>" for line in d["history"])
         refresh = "" if d["phase"] == "DONE" else '<meta http-equiv="refresh" content="1">'
         body = (
             f'<section class="card"><dl class="facts">{dl}</dl><p>Scenario flow: {steps}</p></section>'
-            '<section class="card"><h2>Attempts</h2><table id="attempts"><thead><tr><th>Step</th><th>Channel</th>'
-            "<th>State</th><th>Submitted (UTC)</th><th>Done (UTC)</th><th>Status</th><th>Error</th><th>Note</th>"
-            f'</tr></thead><tbody>{attempts}</tbody></table></section><section class="card"><h2>History</h2>'
+            f'<section class="card"><h2>Attempts</h2>{attempts}</section><section class="card"><h2>History</h2>'
             f'<ol class="history" id="history">{history}</ol></section>'
         )
         return _html(page("Message", body, session, "messages", refresh))
@@ -515,15 +756,19 @@ class ConsoleRoutes:
 
     @staticmethod
     def _flow_rows(flow: list[tuple[str, str]]) -> str:
-        rows = ""
+        rows: list[list[str]] = []
         for i in range(max(FLOW_ROWS, len(flow) + 1)):
             channel, sender = flow[i] if i < len(flow) else ("", "")
-            rows += (
-                f'<tr><td>{i + 1}</td><td><select name="channel_{i}">'
-                f"{_options(CHANNELS, channel, '—')}</select></td>"
-                f'<td><input name="from_{i}" value="{h(sender)}" placeholder="sender"></td></tr>'
+            rows.append(
+                [
+                    str(i + 1),
+                    f'<select name="channel_{i}" aria-label="Step {i + 1} channel">'
+                    f"{_options(CHANNELS, channel, '—')}</select>",
+                    f'<input name="from_{i}" value="{h(sender)}" placeholder="sender" '
+                    f'aria-label="Step {i + 1} from (sender)">',
+                ]
             )
-        return rows
+        return table("flow", ["Step", "Channel", "From"], rows)
 
     def _scenario_form(self, session: Session, action: str, form: ScenarioForm | None, button: str) -> str:
         name, flow, default = form if form is not None else ("", [], False)
@@ -531,8 +776,7 @@ class ConsoleRoutes:
         return (
             f'<form method="post" action="{h(action)}" class="card scenario-form">{csrf_input(session)}'
             f'<label>Name <input name="name" value="{h(name)}" placeholder="e.g. WHATSAPP-SMS"></label>'
-            '<table class="flow"><thead><tr><th>Step</th><th>Channel</th><th>From</th></tr></thead>'
-            f"<tbody>{self._flow_rows(flow)}</tbody></table>"
+            f'<fieldset class="flow"><legend>Flow: the channels, in order</legend>{self._flow_rows(flow)}</fieldset>'
             f'<label class="check"><input type="checkbox" name="default" value="1"{checked}> Default scenario</label>'
             f'<button type="submit">{h(button)}</button></form>'
         )
@@ -549,27 +793,32 @@ class ConsoleRoutes:
         self, session: Session, errors: dict[str, list[str]] | None = None, submitted: ScenarioForm | None = None
     ) -> web.Response:
         records = await self.store.scenarios(session.account_id, None, 1000, 0)
-        rows = "".join(
-            f'<tr><td><a href="{PREFIX}/scenarios/{h(r.key)}">{h(r.name)}</a></td><td class="mono">{h(r.key)}</td>'
-            f"<td>{self._flow_text(r)}</td><td>{'★ default' if r.default else ''}</td><td>"
-            + (
-                ""
-                if r.default
-                else f'<form method="post" action="{PREFIX}/scenarios/{h(r.key)}/default" class="inline">'
-                f"{csrf_input(session)}"
-                '<button class="small" type="submit">Make default</button></form>'
-            )
-            + f' <a class="button small" href="{PREFIX}/scenarios/{h(r.key)}#try">Try</a></td></tr>'
+        rows = [
+            [
+                f'<a href="{PREFIX}/scenarios/{h(r.key)}">{h(r.name)}</a>',
+                f'<span class="mono">{h(r.key)}</span>',
+                self._flow_text(r),
+                "★ default" if r.default else "",
+                (
+                    ""
+                    if r.default
+                    else f'<form method="post" action="{PREFIX}/scenarios/{h(r.key)}/default" class="inline">'
+                    f"{csrf_input(session)}"
+                    f'<button class="small" type="submit" aria-label="Make {h(r.name)} the default">Make default'
+                    "</button></form>"
+                )
+                + f' <a class="button small" href="{PREFIX}/scenarios/{h(r.key)}#try" aria-label="Try {h(r.name)}">'
+                "Try</a>",
+            ]
             for r in records
-        )
-        table = (
-            '<table id="scenarios"><thead><tr><th>Name</th><th>Key</th><th>Flow</th><th></th><th></th></tr></thead>'
-            f"<tbody>{rows}</tbody></table>"
+        ]
+        listing = (
+            table("scenarios", ["Name", "Key", "Flow", "Default", "Actions"], rows)
             if records
             else '<p class="muted">No scenarios yet.</p>'
         )
         body = (
-            f'<section class="card">{table}</section><h2>New scenario</h2>{_errors_html(errors)}'
+            f'<section class="card">{listing}</section><h2>New scenario</h2>{_errors_html(errors)}'
             + self._scenario_form(session, f"{PREFIX}/scenarios", submitted, "Create scenario")
         )
         return _html(page("Scenarios", body, session, "scenarios"), 400 if errors else 200)
@@ -738,18 +987,23 @@ class ConsoleRoutes:
 
     async def rules(self, request: web.Request, session: Session) -> web.Response:
         """The sandbox rules in force, first match wins (read-only)."""
-        rows = "".join(
-            f"<tr><td>{i}</td><td>{h(rule.channel or 'any')}</td>"
-            f'<td class="mono">{h(rule.to.pattern if rule.to is not None else "any")}</td>'
-            f'<td><span class="badge {h(rule.outcome.lower())}">{h(rule.outcome)}</span></td>'
-            f"<td>{h(rule.error or '(default)')}</td><td>{round(rule.after_s * 1000)}</td></tr>"
+        rows = [
+            [
+                str(i),
+                h(rule.channel or "any"),
+                f'<span class="mono">{h(rule.to.pattern if rule.to is not None else "any")}</span>',
+                f'<span class="badge {h(rule.outcome.lower())}">{h(rule.outcome)}</span>',
+                h(rule.error or "(default)"),
+                str(round(rule.after_s * 1000)),
+            ]
             for i, rule in enumerate(self.sandbox.rules, start=1)
-        )
+        ]
         body = (
             '<p class="muted">The first rule that matches a step decides it; a step no rule matches is delivered. '
             "Rules come from <code>[[sandbox.rules]]</code> in the configuration.</p>"
-            '<section class="card"><table id="rules"><thead><tr><th>#</th><th>Channel</th><th>To (regex)</th>'
-            f"<th>Outcome</th><th>Error</th><th>After (ms)</th></tr></thead><tbody>{rows}</tbody></table></section>"
+            '<section class="card">'
+            + table("rules", ["#", "Channel", "To (regex)", "Outcome", "Error", "After (ms)"], rows)
+            + "</section>"
         )
         return _html(page("Sandbox rules", body, session, "sandbox"))
 

@@ -113,6 +113,30 @@ class LogQuery:
     limit: int = 50
 
 
+class Cursor(NamedTuple):
+    """A message's place in the console's search order (newest first): acceptance time, then row id."""
+
+    created_at: float
+    id: int
+
+
+@dataclass(frozen=True)
+class MessageSearch:
+    """The console's message search: the filters of GET /omni/1/logs (``filters.limit`` is the page size), and
+    an error name."""
+
+    filters: LogQuery
+    error: str | None = None
+    """An error name (e.g. ``EC_ABSENT_SUBSCRIBER``) that the message has, as its final error or a step's."""
+
+
+class Found(NamedTuple):
+    """A message the search found, with its place in the order."""
+
+    cursor: Cursor
+    view: MessageView
+
+
 class AccountExists(Exception):
     """An account with that username exists already (perhaps just made by another process)."""
 
@@ -289,6 +313,16 @@ class Store(Protocol):
     async def take_inbound(self, account_id: int, limit: int, since: float) -> tuple[list[bytes], int]:
         """The account's oldest inbound messages received since ``since``, each returned once (removed as
         taken), and how many remain."""
+    # console search
+    async def search_messages(
+        self, account_id: int, search: MessageSearch, after: Cursor | None = None, before: Cursor | None = None
+    ) -> list[Found]:
+        """Up to ``search.filters.limit`` matching messages, newest first: the newest ones, or those just older
+        than ``after``, or those just newer than ``before`` (keyset paging: a page reads only its own rows)."""
+        ...
+
+    async def count_messages(self, account_id: int, search: MessageSearch, cap: int) -> int:
+        """How many messages match, counted up to ``cap``: ``cap + 1`` means more than ``cap``."""
         ...
 
 

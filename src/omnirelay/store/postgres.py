@@ -35,8 +35,11 @@ from omnirelay.store.base import (
     ApiKey,
     AuthToken,
     Change,
+    Cursor,
     Delivery,
+    Found,
     LogQuery,
+    MessageSearch,
     MessageView,
     NewMessage,
     ScenarioRecord,
@@ -71,6 +74,7 @@ from omnirelay.store.rows import (
     supplied_ids,
     take_tokens,
 )
+from omnirelay.store.search import error_needle, keyset
 
 T = TypeVar("T")
 log = logging.getLogger("omnirelay.store")
@@ -1002,6 +1006,37 @@ class PostgresStore:
             )
         return [bytes(r[1]) for r in sorted(rows, key=lambda r: r[0])], int(left)
 
+    # --- console search ------------------------------------------------------------------------
+
+    async def search_messages(
+        self, account_id: int, search: MessageSearch, after: Cursor | None = None, before: Cursor | None = None
+    ) -> list[Found]:
+        """A page of matching messages, newest first, next to a cursor (keyset paging)."""
+        where, args = search_filters(account_id, search)
+        condition, bounds, oldest_first = keyset(after, before)
+        if condition:
+            where.append(_numbered(condition, len(args) + 1))
+            args.extend(bounds)
+        args.append(search.filters.limit)
+        order = "ASC" if oldest_first else "DESC"
+        rows = await self.pool.fetch(
+            f"SELECT m.id, {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id"
+            f" WHERE {' AND '.join(where)} ORDER BY m.created_at {order}, m.id {order} LIMIT ${len(args)}",
+            *args,
+        )
+        found = [Found(Cursor(r[4], r[0]), _view(tuple(r)[1:])) for r in rows]
+        return found[::-1] if oldest_first else found
+
+    async def count_messages(self, account_id: int, search: MessageSearch, cap: int) -> int:
+        """How many messages match, up to ``cap`` (``cap + 1``: more)."""
+        where, args = search_filters(account_id, search)
+        args.append(cap + 1)
+        found = await self.pool.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 FROM messages m WHERE {' AND '.join(where)} LIMIT ${len(args)}) AS c",
+            *args,
+        )
+        return int(found)
+
 
 async def _lock_groups(conn: Conn, groups: list[str]) -> None:
     """Take the transaction's locks of inbound message groups (sorted: two transactions never wait on each other
@@ -1033,6 +1068,17 @@ async def _store_inbound(conn: Conn, messages: list[InboundMessage], now: float,
 def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
     """The statement of :meth:`PostgresStore.logs` and its arguments. It names only the filters given: a generic
     plan of "($n IS NULL OR column = $n)" could not choose the index of the filter given."""
+    where, args = log_filters(account_id, query)
+    args.append(query.limit)
+    sql = (
+        f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
+        f" ORDER BY m.created_at DESC, m.id DESC LIMIT ${len(args)}"
+    )
+    return sql, args
+
+
+def log_filters(account_id: int, query: LogQuery) -> tuple[list[str], list[Any]]:
+    """The conditions of the logs' filters (on ``messages m``, arguments from ``$1``) and their arguments."""
     args: list[Any] = [account_id, query.since]
     where = ["m.account_id = $1", "m.created_at >= $2"]
 
@@ -1057,12 +1103,22 @@ def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
     ):
         if value is not None:
             add(f"m.{column} = {{}}", value)
-    args.append(query.limit)
-    sql = (
-        f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
-        f" ORDER BY m.created_at DESC, m.id DESC LIMIT ${len(args)}"
-    )
-    return sql, args
+    return where, args
+
+
+def search_filters(account_id: int, search: MessageSearch) -> tuple[list[str], list[Any]]:
+    """The conditions of a console search: the logs' filters and the error name."""
+    where, args = log_filters(account_id, search.filters)
+    if search.error is not None:
+        args.append(error_needle(search.error))
+        where.append(f"position(${len(args)}::bytea in m.state) > 0")
+    return where, args
+
+
+def _numbered(condition: str, first: int) -> str:
+    """``condition`` with its ``?`` placeholders numbered from ``$first``."""
+    parts = condition.split("?")
+    return "".join(p + (f"${first + i}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
 
 
 _NO = (None, None, None)

@@ -26,8 +26,11 @@ from omnirelay.store.base import (
     ApiKey,
     AuthToken,
     Change,
+    Cursor,
     Delivery,
+    Found,
     LogQuery,
+    MessageSearch,
     MessageView,
     NewMessage,
     ScenarioRecord,
@@ -61,6 +64,7 @@ from omnirelay.store.rows import (
     supplied_ids,
     take_tokens,
 )
+from omnirelay.store.search import error_needle, keyset
 from omnirelay.store.writer import Writer
 
 T = TypeVar("T")
@@ -804,6 +808,34 @@ class SqliteStore:
 
         return await self.writer.run(fn)
 
+    # --- console search ------------------------------------------------------------------------
+
+    async def search_messages(
+        self, account_id: int, search: MessageSearch, after: Cursor | None = None, before: Cursor | None = None
+    ) -> list[Found]:
+        """A page of matching messages, newest first, next to a cursor (keyset paging)."""
+        where, args = search_filters(account_id, search)
+        condition, bounds, oldest_first = keyset(after, before)
+        if condition:
+            where.append(condition)
+            args.extend(bounds)
+        order = "ASC" if oldest_first else "DESC"
+        rows = self._all(
+            f"SELECT m.id, {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id"
+            f" WHERE {' AND '.join(where)} ORDER BY m.created_at {order}, m.id {order} LIMIT ?",
+            [*args, search.filters.limit],
+        )
+        found = [Found(Cursor(r[4], r[0]), MessageView(*r[1:])) for r in rows]
+        return found[::-1] if oldest_first else found
+
+    async def count_messages(self, account_id: int, search: MessageSearch, cap: int) -> int:
+        """How many messages match, up to ``cap`` (``cap + 1``: more)."""
+        where, args = search_filters(account_id, search)
+        row = self._one(
+            f"SELECT count(*) FROM (SELECT 1 FROM messages m WHERE {' AND '.join(where)} LIMIT ?)", [*args, cap + 1]
+        )
+        return int(row[0])
+
 
 def _store_inbound(conn: sqlite3.Connection, messages: list[InboundMessage], now: float, build: Build) -> None:
     """Keep complete inbound messages for the pull and queue their webhooks."""
@@ -818,6 +850,16 @@ def _store_inbound(conn: sqlite3.Connection, messages: list[InboundMessage], now
 
 def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
     """The statement of :meth:`SqliteStore.logs` and its arguments (each filter given has an index to read)."""
+    where, args = log_filters(account_id, query)
+    sql = (
+        f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
+        " ORDER BY m.created_at DESC, m.id DESC LIMIT ?"
+    )
+    return sql, [*args, query.limit]
+
+
+def log_filters(account_id: int, query: LogQuery) -> tuple[list[str], list[Any]]:
+    """The conditions of the logs' filters (on ``messages m``) and their arguments."""
     where: list[str] = ["m.account_id = ?", "m.created_at >= ?"]
     args: list[Any] = [account_id, query.since]
     if query.until is not None:
@@ -840,11 +882,7 @@ def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
-    sql = (
-        f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
-        " ORDER BY m.created_at DESC, m.id DESC LIMIT ?"
-    )
-    return sql, [*args, query.limit]
+    return where, args
 
 
 def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[list[Stored]]:
@@ -980,3 +1018,12 @@ def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
             [receipt_job(m, step, data, now) for _h, m, step, data in matched],
         )
         conn.executemany("DELETE FROM held_receipts WHERE id = ?", [(h,) for h, *_ in matched])
+
+
+def search_filters(account_id: int, search: MessageSearch) -> tuple[list[str], list[Any]]:
+    """The conditions of a console search: the logs' filters and the error name."""
+    where, args = log_filters(account_id, search.filters)
+    if search.error is not None:
+        where.append("instr(m.state, ?) > 0")
+        args.append(error_needle(search.error))
+    return where, args
