@@ -26,10 +26,10 @@ from omnirelay.api.scenarios import ScenarioRoutes
 from omnirelay.api.sending import SendRoutes
 from omnirelay.api.server import auth_middleware, error_middleware, metrics_middleware
 from omnirelay.api.sessions import AuthRoutes
-from omnirelay.channels.base import Channel as Connector
-from omnirelay.channels.base import Receipt
-from omnirelay.channels.sandbox import Sandbox
 from omnirelay.config import ConfigError, Settings
+from omnirelay.connectors.base import Channel as Connector
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.sandbox.connector import Sandbox
 from omnirelay.console import ConsoleRoutes
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.numbering import MccMncTable
@@ -188,39 +188,39 @@ class Gateway:
         s = self.settings
         found: dict[str, Connector] = {}
         if s.smpp.connectors:
-            from omnirelay.channels.smpp import SmppChannel
+            from omnirelay.connectors.smpp.connector import SmppChannel
 
             found[Channel.SMS.value] = SmppChannel(
                 s.smpp, self.receive_receipts, self.store, self.metrics, inbound=self.inbound_sms.receive
             )
         if s.whatsapp.senders:
-            from omnirelay.channels.whatsapp_cloud import WhatsAppCloud
+            from omnirelay.connectors.whatsapp.connector import WhatsAppCloud
 
             found[Channel.WHATSAPP.value] = WhatsAppCloud(s.whatsapp, self.metrics)
         if s.smtp.servers:
-            from omnirelay.channels.smtp import SmtpChannel
+            from omnirelay.connectors.smtp.connector import SmtpChannel
 
             found[Channel.EMAIL.value] = SmtpChannel(s.smtp, self.metrics)
         if s.viber.bots:
-            from omnirelay.channels.viber import ViberBot
+            from omnirelay.connectors.viber.connector import ViberBot
 
             try:
                 found[Channel.VIBER.value] = ViberBot(s.viber, self.metrics)
             except (OSError, ValueError) as exc:  # a users_file that cannot be read
                 raise ConfigError(f"viber: {exc}") from None
         if s.push.apps:
-            from omnirelay.channels.fcm import FcmPush
+            from omnirelay.connectors.fcm.connector import FcmPush
 
             try:
                 found[Channel.PUSH.value] = FcmPush(s.push, self.metrics)
             except (OSError, ValueError) as exc:  # a service account key that cannot be read
                 raise ConfigError(f"push: {exc}") from None
         if s.messenger.pages:
-            from omnirelay.channels.messenger import Messenger
+            from omnirelay.connectors.messenger.connector import Messenger
 
             found[Channel.FACEBOOK.value] = Messenger(s.messenger, self.metrics)
         if s.line.channels:
-            from omnirelay.channels.line import Line
+            from omnirelay.connectors.line.connector import Line
 
             found[Channel.LINE.value] = Line(s.line, self.metrics, self.store)
         return found
@@ -264,20 +264,20 @@ class Gateway:
 
         app.router.add_get("/openapi.json", openapi_json)
         if self.settings.whatsapp.senders:
-            from omnirelay.api.whatsapp_webhooks import WhatsAppWebhookRoutes
+            from omnirelay.connectors.whatsapp.webhooks import WhatsAppWebhookRoutes
 
             WhatsAppWebhookRoutes(self.settings.whatsapp, self.settings.accounts, self.store, self.metrics).add_to(app)
         if self.settings.viber.bots:
-            from omnirelay.api.viber_webhooks import ViberWebhookRoutes
+            from omnirelay.connectors.viber.webhooks import ViberWebhookRoutes
 
             ViberWebhookRoutes(self.settings.viber, self.store, self.metrics).add_to(app)
         if self.settings.messenger.pages:
-            from omnirelay.api.messenger_webhooks import MessengerWebhookRoutes
+            from omnirelay.connectors.messenger.webhooks import MessengerWebhookRoutes
 
             s = self.settings
             MessengerWebhookRoutes(s.messenger, s.accounts, self.store, self.metrics).add_to(app)
         if self.settings.line.channels:
-            from omnirelay.api.line_webhooks import LineWebhookRoutes
+            from omnirelay.connectors.line.webhooks import LineWebhookRoutes
 
             LineWebhookRoutes(self.settings.line, self.settings.accounts, self.store, self.metrics).add_to(app)
         self.add_operations_routes(app)

@@ -11,7 +11,20 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from omnirelay.api.whatsapp_webhooks import (
+from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
+from omnirelay.connectors.base import Receipt, Submission
+from omnirelay.connectors.whatsapp.connector import (
+    RETRY_CAP_S,
+    VERDICTS,
+    WEBHOOK_RETRY_S,
+    ContentError,
+    WhatsAppCloud,
+    answer_to_result,
+    build_message,
+    classify,
+    retry_after,
+)
+from omnirelay.connectors.whatsapp.webhooks import (
     WhatsAppWebhookRoutes,
     _Contact,
     _Profile,
@@ -24,19 +37,6 @@ from omnirelay.api.whatsapp_webhooks import (
     signature_ok,
     status_receipt,
 )
-from omnirelay.channels.base import Receipt, Submission
-from omnirelay.channels.whatsapp_cloud import (
-    RETRY_CAP_S,
-    VERDICTS,
-    WEBHOOK_RETRY_S,
-    ContentError,
-    WhatsAppCloud,
-    answer_to_result,
-    build_message,
-    classify,
-    retry_after,
-)
-from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
 from omnirelay.domain import catalogue
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Account

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import msgspec
 from aiohttp import web
 
-from omnirelay.channels.sandbox import Sandbox
+from omnirelay.connectors.sandbox.connector import Sandbox
 from omnirelay.console.session import (
     COOKIE,
     CSRF_FIELD,

@@ -3,7 +3,7 @@
 A step's ``from`` picks one of the configured pages (a step without ``from`` uses the only page). The user is
 the destination's ``facebookUserKey``: the page-scoped id (PSID) Messenger gave the user. The OMNI ``facebook``
 object becomes one Send API message (:func:`build_message`); a 200 answer gives the message's ``mid``, and the
-outcome comes later by webhook (:mod:`omnirelay.api.messenger_webhooks`: ``message_deliveries`` and
+outcome comes later by webhook (:mod:`omnirelay.connectors.messenger.webhooks`: ``message_deliveries`` and
 ``message_reads``). Graph errors map to outcomes with :func:`classify`.
 
 The provider id is ``{psid}:{mid}``: a delivery names its mids, but a read names only the user and a
@@ -23,8 +23,8 @@ import aiohttp
 import msgspec
 from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import MessengerConfig, MessengerPageConfig
+from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.domain.model import FacebookData
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ def _send_counter(metrics: Metrics) -> Counter:
 
 
 class Messenger:
-    """A :class:`~omnirelay.channels.base.Channel` for FACEBOOK steps through the Messenger Send API."""
+    """A :class:`~omnirelay.connectors.base.Channel` for FACEBOOK steps through the Messenger Send API."""
 
     def __init__(self, config: MessengerConfig, metrics: Metrics | None = None) -> None:
         self.pages: dict[str, MessengerPageConfig] = {p.sender: p for p in config.pages}

@@ -7,8 +7,8 @@ log line. It has no window (it sends whatever its broker holds), reports submit_
 correlated by a log id (no per-request awaitable, no signal that a request was lost with its socket), never
 resubmits a throttled PDU, and wants text it encodes and splits itself (its splitter miscounts GSM
 extension characters, its SAR path crashes the sender task). Working around all that would have meant
-bypassing most of it. SMPP 3.4 is small: this module, :mod:`smpp_pdu` (the codec),
-:mod:`smpp_text` (octets, parts, addresses, validity) and :mod:`smpp_receipts` (receipts, status mapping)
+bypassing most of it. SMPP 3.4 is small: this module, :mod:`.pdu` (the codec),
+:mod:`.text` (octets, parts, addresses, validity) and :mod:`.receipts` (receipts, status mapping)
 are the whole ESME, on an :class:`asyncio.Protocol` that parses PDUs without an await per PDU.
 
 How a batch travels:
@@ -36,7 +36,7 @@ How a batch travels:
 * Receipts are parsed (TLVs preferred over text), handed to the receipt sink in batches, and each deliver_sm
   is acknowledged only after the sink stored it; a sink failure answers ESME_RX_T_APPN so the SMSC retries.
   Provider ids are ``"<connector>:<normalised SMSC id>"``: two SMSCs may hand out the same ids.
-* Any other deliver_sm is a mobile-originated message (:mod:`smpp_inbound` decodes it): handed to the inbound
+* Any other deliver_sm is a mobile-originated message (:mod:`.inbound` decodes it): handed to the inbound
   sink in batches the same way, acknowledged only once the sink stored it (a crash before means the SMSC
   sends it again; the store drops what it has seen); one that cannot be decoded is answered ESME_RX_P_APPN.
 """
@@ -53,10 +53,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from omnirelay.channels import smpp_pdu as pdus
-from omnirelay.channels.base import Answered, LaterReport, Receipt, ReceiptSink, Submission, SubmitResult
-from omnirelay.channels.smpp_inbound import InboundSink, decode_mo
-from omnirelay.channels.smpp_receipts import (
+from omnirelay.config import SmppConfig, SmppConnectorConfig
+from omnirelay.connectors.base import Answered, LaterReport, Receipt, ReceiptSink, Submission, SubmitResult
+from omnirelay.connectors.smpp import pdu as pdus
+from omnirelay.connectors.smpp.inbound import InboundSink, decode_mo
+from omnirelay.connectors.smpp.receipts import (
     RETRY_STATUSES,
     THROTTLE_STATUSES,
     normalise_id,
@@ -64,8 +65,7 @@ from omnirelay.channels.smpp_receipts import (
     receipt_for,
     submit_error,
 )
-from omnirelay.channels.smpp_text import destination_address, message_parts, source_address, validity_period
-from omnirelay.config import SmppConfig, SmppConnectorConfig
+from omnirelay.connectors.smpp.text import destination_address, message_parts, source_address, validity_period
 from omnirelay.domain.inbound import InboundPart
 from omnirelay.domain.smscount import sms_text
 

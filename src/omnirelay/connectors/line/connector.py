@@ -13,7 +13,7 @@ account without delivering it (its FAQ says so): a 200 is the last word LINE giv
 DELIVERED, as an SMTP server's 250 does. A user id LINE does not know (never a friend of this account) is
 answered 400 "Failed to send messages": not a LINE user, which fails over at once.
 
-What LINE does say is the ``unfollow`` webhook (:mod:`omnirelay.api.line_webhooks`): the user blocked the
+What LINE does say is the ``unfollow`` webhook (:mod:`omnirelay.connectors.line.webhooks`): the user blocked the
 account. The receiver remembers it in the store (capability memory under :func:`blocked_key`, until a
 ``follow`` says otherwise), and a push to a user who blocked the channel is not sent: it is REJECTED
 ``EC_BLOCKED_USER`` and fails over at once (one look-up per batch).
@@ -33,8 +33,8 @@ import aiohttp
 import msgspec
 from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import LineChannelConfig, LineConfig
+from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.domain.model import LineData
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ def _send_counter(metrics: Metrics) -> Counter:
 
 
 class Line:
-    """A :class:`~omnirelay.channels.base.Channel` for LINE steps through the Messaging API's push message."""
+    """A :class:`~omnirelay.connectors.base.Channel` for LINE steps through the Messaging API's push message."""
 
     def __init__(self, config: LineConfig, metrics: Metrics | None = None, store: Store | None = None) -> None:
         self.channels: dict[str, LineChannelConfig] = {c.sender: c for c in config.channels}

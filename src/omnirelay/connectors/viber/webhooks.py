@@ -22,8 +22,8 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from omnirelay.api.errors import envelope
-from omnirelay.channels.base import Receipt
 from omnirelay.config import ViberConfig
+from omnirelay.connectors.base import Receipt
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:

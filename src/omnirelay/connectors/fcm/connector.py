@@ -25,8 +25,8 @@ import jwt
 import msgspec
 from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import PushAppConfig, PushConfig
+from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.domain.model import PushData
 
 if TYPE_CHECKING:
@@ -383,7 +383,7 @@ def _counters(metrics: Metrics) -> tuple[Counter, Counter]:
 
 
 class FcmPush:
-    """A :class:`~omnirelay.channels.base.Channel` for PUSH steps through FCM HTTP v1.
+    """A :class:`~omnirelay.connectors.base.Channel` for PUSH steps through FCM HTTP v1.
 
     One HTTP session serves every app; at most :data:`MAX_CONCURRENCY` sends are in flight at once, and at
     most one token request per app.

@@ -6,7 +6,7 @@ map (and ``users_file``); a number the map does not hold is refused at once, whi
 ``viber`` object becomes one bot API message (:func:`build_message`): a text, a picture, or a rich media card
 when it has a button. Viber answers every request with HTTP 200 and a ``status`` code: 0 gives the message's
 ``message_token`` (the provider id), the others map to outcomes with :func:`classify`. The outcome comes later
-by callback (:mod:`omnirelay.api.viber_webhooks`).
+by callback (:mod:`omnirelay.connectors.viber.webhooks`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import aiohttp
 import msgspec
 from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import ViberBotConfig, ViberConfig
+from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.domain.model import ViberData
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def build_message(receiver: str, bot: ViberBotConfig, viber: dict[str, Any] | Vi
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a bot API status code means for the step: an outcome of :data:`~omnirelay.channels.base.OUTCOMES`
+    """What a bot API status code means for the step: an outcome of :data:`~omnirelay.connectors.base.OUTCOMES`
     with a catalogue error name, and whether the address is not a Viber user."""
 
     outcome: str
@@ -301,7 +301,7 @@ def _send_counter(metrics: Metrics) -> Counter:
 
 
 class ViberBot:
-    """A :class:`~omnirelay.channels.base.Channel` for VIBER steps through Viber's REST bot API.
+    """A :class:`~omnirelay.connectors.base.Channel` for VIBER steps through Viber's REST bot API.
 
     One HTTP session serves every bot; at most :data:`MAX_CONCURRENCY` requests are in flight at once.
     """

@@ -25,8 +25,8 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from omnirelay.api.errors import envelope
-from omnirelay.channels.line import BLOCKED_ACCOUNT, BLOCKED_FOR_S, CHANNEL, blocked_key
 from omnirelay.config import AccountConfig, LineChannelConfig, LineConfig
+from omnirelay.connectors.line.connector import BLOCKED_ACCOUNT, BLOCKED_FOR_S, CHANNEL, blocked_key
 from omnirelay.domain.dates import format_ts
 from omnirelay.store.base import Store
 

@@ -21,9 +21,9 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from omnirelay.api.errors import envelope
-from omnirelay.channels.base import Receipt
-from omnirelay.channels.whatsapp_cloud import WEBHOOK_RETRY_S, classify, describe_error
 from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.whatsapp.connector import WEBHOOK_RETRY_S, classify, describe_error
 from omnirelay.domain.dates import format_ts
 from omnirelay.store.base import Store
 

@@ -2,7 +2,7 @@
 
 A step's ``from`` picks one of the configured senders (a WhatsApp Business phone number). The OMNI
 ``whatsApp`` object becomes one Cloud API message (:func:`build_message`); a 200 answer gives the message's
-wamid, and the outcome comes later by status webhook (:mod:`omnirelay.api.whatsapp_webhooks`). Graph errors,
+wamid, and the outcome comes later by status webhook (:mod:`omnirelay.connectors.whatsapp.webhooks`). Graph errors,
 whether answered at once or reported by a ``failed`` status, map to outcomes with :func:`classify`.
 """
 
@@ -20,8 +20,8 @@ import aiohttp
 import msgspec
 from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import WhatsAppConfig, WhatsAppSenderConfig
+from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.domain.model import MediaTemplateData, WhatsAppContact, WhatsAppData
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def build_message(to: str, whatsapp: dict[str, Any] | WhatsAppData) -> dict[str,
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a Graph error code means for the step: an outcome of :data:`~omnirelay.channels.base.OUTCOMES`
+    """What a Graph error code means for the step: an outcome of :data:`~omnirelay.connectors.base.OUTCOMES`
     with a catalogue error name, and whether the address is not a WhatsApp user."""
 
     outcome: str
@@ -389,7 +389,7 @@ def _send_counter(metrics: Metrics) -> Counter:
 
 
 class WhatsAppCloud:
-    """A :class:`~omnirelay.channels.base.Channel` for WHATSAPP steps through Meta's Cloud API.
+    """A :class:`~omnirelay.connectors.base.Channel` for WHATSAPP steps through Meta's Cloud API.
 
     One HTTP session (with its connection pool) serves every sender; at most :data:`MAX_CONCURRENCY`
     requests are in flight at once.

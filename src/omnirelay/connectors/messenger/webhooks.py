@@ -24,10 +24,10 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from omnirelay.api.errors import envelope
-from omnirelay.api.whatsapp_webhooks import SIGNATURE_HEADER, signature_ok
-from omnirelay.channels.base import Receipt
-from omnirelay.channels.messenger import CHANNEL, provider_id
 from omnirelay.config import AccountConfig, MessengerConfig, MessengerPageConfig
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.messenger.connector import CHANNEL, provider_id
+from omnirelay.connectors.whatsapp.webhooks import SIGNATURE_HEADER, signature_ok
 from omnirelay.domain.dates import format_ts
 from omnirelay.store.base import Store
 
