@@ -23,7 +23,8 @@ import pytest
 
 from omnirelay.config import WhatsAppConfig, WhatsAppSenderConfig
 from omnirelay.connectors.base import Submission
-from omnirelay.connectors.whatsapp.connector import USER_AGENT, WhatsAppCloud, build_message
+from omnirelay.connectors.http import USER_AGENT
+from omnirelay.connectors.whatsapp.connector import WhatsAppCloud, build_message
 from omnirelay.metrics import Metrics
 from tests.prism import (
     PHONE_NUMBER_ID,

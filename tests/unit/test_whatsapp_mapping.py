@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
 from omnirelay.connectors.base import Receipt, Submission
+from omnirelay.connectors.http import RETRY_CAP_S
+from omnirelay.connectors.http import backoff as retry_after
 from omnirelay.connectors.whatsapp.connector import (
-    RETRY_CAP_S,
     VERDICTS,
     WEBHOOK_RETRY_S,
     ContentError,
@@ -22,7 +23,6 @@ from omnirelay.connectors.whatsapp.connector import (
     answer_to_result,
     build_message,
     classify,
-    retry_after,
 )
 from omnirelay.connectors.whatsapp.webhooks import (
     WhatsAppWebhookRoutes,
