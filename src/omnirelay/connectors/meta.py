@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
+
+from omnirelay.api.errors import envelope
+from omnirelay.connectors.webhooks import N, WebhookReceiver
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
@@ -63,3 +67,48 @@ def verify_handshake(request: web.Request, verify_token: str) -> web.Response | 
     if mode != "subscribe" or not hmac.compare_digest(token.encode(), verify_token.encode()):
         return None
     return web.Response(text=request.query.get("hub.challenge", ""), content_type="text/plain")
+
+
+class MetaSender(Protocol):
+    """A configured sender of Meta's platforms: the app's secret and the webhook's verify token."""
+
+    @property
+    def sender(self) -> str: ...
+
+    @property
+    def account(self) -> str | None: ...
+
+    @property
+    def app_secret(self) -> str: ...
+
+    @property
+    def verify_token(self) -> str: ...
+
+
+M = TypeVar("M", bound=MetaSender)
+
+
+class MetaWebhookReceiver(WebhookReceiver[M, N]):
+    """A receiver of Meta's webhooks: ``GET`` answers the verification handshake, ``POST`` is signed with the
+    app secret (:data:`SIGNATURE_HEADER`)."""
+
+    signature_header = SIGNATURE_HEADER
+
+    def add_to(self, app: web.Application) -> None:
+        """Register the routes."""
+        app.router.add_get(self.path, self.verify)
+        super().add_to(app)
+
+    def signature_ok(self, sender: M, body: bytes, header: str | None) -> bool:
+        return signature_ok(sender.app_secret, body, header)
+
+    async def verify(self, request: web.Request) -> web.StreamResponse:
+        """Meta's subscription handshake: echo ``hub.challenge`` when ``hub.verify_token`` is the sender's."""
+        sender = self.sender_of(request)
+        if sender is None:
+            return envelope(404, f"Unknown {self.sender_kind}")
+        answer = verify_handshake(request, sender.verify_token)
+        if answer is None:
+            self.count(sender.sender, "bad_verify_token")
+            return envelope(403, "Verification token mismatch")
+        return answer
