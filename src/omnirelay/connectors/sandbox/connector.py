@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from omnirelay.config import SandboxRule
-from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import Answered, Channel, LaterReport, Submission, SubmitResult
 from omnirelay.domain import catalogue
 from omnirelay.domain.channels import parse_channel
 
@@ -66,7 +66,7 @@ def compile_rules(rules: list[SandboxRule]) -> list[_Compiled]:
     return compiled
 
 
-class Sandbox:
+class Sandbox(Channel):
     """A :class:`~omnirelay.connectors.base.Channel` for every OMNI channel, driven by rules."""
 
     def __init__(self, rules: list[SandboxRule] | None) -> None:

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from omnirelay.config import SmppConfig, SmppConnectorConfig
-from omnirelay.connectors.base import Answered, LaterReport, Receipt, ReceiptSink, Submission, SubmitResult
+from omnirelay.connectors.base import Answered, Channel, LaterReport, Receipt, ReceiptSink, Submission, SubmitResult
 from omnirelay.connectors.smpp import pdu as pdus
 from omnirelay.connectors.smpp.inbound import InboundSink, decode_mo
 from omnirelay.connectors.smpp.receipts import (
@@ -801,7 +801,7 @@ class _Planned:
                 log.exception("smpp: could not hand over the result of a message")
 
 
-class SmppChannel:
+class SmppChannel(Channel):
     """The SMS channel over SMPP 3.4 connectors (see the module docstring for how it behaves).
 
     ``receipts`` stores delivery receipts durably (deliver_sm is acknowledged after it returns); ``store``,

@@ -38,7 +38,7 @@ import aiosmtplib
 from prometheus_client import Counter
 
 from omnirelay.config import SmtpConfig, SmtpServerConfig
-from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult, submit_each
+from omnirelay.connectors.base import Answered, Channel, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.metrics import Metrics
 
 log = logging.getLogger("omnirelay.connectors.smtp.connector")
@@ -252,7 +252,7 @@ class _SmtpMetrics:
 _METRICS: weakref.WeakKeyDictionary[Metrics, _SmtpMetrics] = weakref.WeakKeyDictionary()
 
 
-class SmtpChannel:
+class SmtpChannel(Channel):
     """A :class:`~omnirelay.connectors.base.Channel` for EMAIL steps, sending through the configured servers."""
 
     def __init__(
