@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from omnirelay.api.errors import envelope
 from omnirelay.connectors.counters import CounterSpec
+from omnirelay.domain.dates import format_ts
 
 if TYPE_CHECKING:
     from omnirelay.config import AccountConfig
@@ -26,6 +27,28 @@ if TYPE_CHECKING:
 
 InboundItem = tuple[int, str, str, str, bytes]
 """An outbox row for :meth:`Store.push_webhooks`: account id, idempotency key, URL, content type, body."""
+
+
+def inbound_result(
+    user: str | None, to: str, channel: str, received_at: float, message_id: str, content: dict[str, Any]
+) -> dict[str, Any]:
+    """One entry of ``results`` of Infobip's inbound-message webhook: a message ``user`` sent to the sender
+    ``to`` on ``channel``."""
+    return {
+        "from": user,
+        "to": to,
+        "integrationType": channel,
+        "receivedAt": format_ts(received_at),
+        "messageId": message_id,
+        "pairedMessageId": None,
+        "callbackData": None,
+        "message": content,
+    }
+
+
+def inbound_webhook(result: dict[str, Any]) -> dict[str, Any]:
+    """Infobip's inbound-message webhook body for one message."""
+    return {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
 
 
 class WebhookSender(Protocol):

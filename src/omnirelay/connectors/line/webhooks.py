@@ -25,8 +25,7 @@ from aiohttp import web
 from omnirelay.config import AccountConfig, LineChannelConfig, LineConfig
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.line.connector import BLOCKED_ACCOUNT, BLOCKED_FOR_S, CHANNEL, blocked_key
-from omnirelay.connectors.webhooks import InboundItem, WebhookReceiver
-from omnirelay.domain.dates import format_ts
+from omnirelay.connectors.webhooks import InboundItem, WebhookReceiver, inbound_result, inbound_webhook
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -98,17 +97,10 @@ def inbound_content(message: dict[str, Any]) -> dict[str, Any]:
 def inbound_report(event: _Event, channel: LineChannelConfig, now: float) -> dict[str, Any]:
     """Infobip's inbound-message webhook body for one message a user sent to the channel."""
     message = event.message or {}
-    result = {
-        "from": event.source.userId if event.source else "",
-        "to": channel.sender,
-        "integrationType": CHANNEL,
-        "receivedAt": format_ts(event.timestamp / 1000 if event.timestamp else now),
-        "messageId": str(message.get("id", "")),
-        "pairedMessageId": None,
-        "callbackData": None,
-        "message": inbound_content(message),
-    }
-    return {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
+    user = event.source.userId if event.source else ""
+    received = event.timestamp / 1000 if event.timestamp else now
+    content = inbound_content(message)
+    return inbound_webhook(inbound_result(user, channel.sender, CHANNEL, received, str(message.get("id", "")), content))
 
 
 EVENTS = CounterSpec(

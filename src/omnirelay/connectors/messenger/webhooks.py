@@ -25,8 +25,7 @@ from omnirelay.connectors.base import Receipt
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.messenger.connector import CHANNEL, provider_id
 from omnirelay.connectors.meta import SIGNATURE_HEADER, MetaWebhookReceiver, signature_ok
-from omnirelay.connectors.webhooks import InboundItem
-from omnirelay.domain.dates import format_ts
+from omnirelay.connectors.webhooks import InboundItem, inbound_result, inbound_webhook
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -103,17 +102,9 @@ def inbound_report(event: _Event, page: MessengerPageConfig, now: float) -> dict
     """Infobip's inbound-message webhook body for one message a user sent to the page."""
     message = event.message or {}
     received = event.timestamp / 1000 if event.timestamp else now
-    result = {
-        "from": event.sender.id,
-        "to": page.sender,
-        "integrationType": CHANNEL,
-        "receivedAt": format_ts(received),
-        "messageId": str(message.get("mid", "")),
-        "pairedMessageId": None,
-        "callbackData": None,
-        "message": inbound_content(message),
-    }
-    return {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
+    mid = str(message.get("mid", ""))
+    content = inbound_content(message)
+    return inbound_webhook(inbound_result(event.sender.id, page.sender, CHANNEL, received, mid, content))
 
 
 EVENTS = CounterSpec(

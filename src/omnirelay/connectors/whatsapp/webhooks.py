@@ -20,9 +20,8 @@ from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
 from omnirelay.connectors.base import Receipt
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.meta import SIGNATURE_HEADER, GraphError, MetaWebhookReceiver, sign, signature_ok
-from omnirelay.connectors.webhooks import InboundItem
+from omnirelay.connectors.webhooks import InboundItem, inbound_result, inbound_webhook
 from omnirelay.connectors.whatsapp.connector import WEBHOOK_RETRY_S, classify, describe_error
-from omnirelay.domain.dates import format_ts
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -212,20 +211,12 @@ def inbound_report(message: dict[str, Any], value: _Value, sender: WhatsAppSende
         received_at = float(message.get("timestamp") or now)
     except (TypeError, ValueError):
         received_at = now
-    result: dict[str, Any] = {
-        "from": user,
-        "to": sender.sender,
-        "integrationType": CHANNEL,
-        "receivedAt": format_ts(received_at),
-        "messageId": str(message.get("id", "")),
-        "pairedMessageId": None,
-        "callbackData": None,
-        "message": inbound_content(message, f"{sender.base_url.rstrip('/')}/{sender.api_version}"),
-    }
+    content = inbound_content(message, f"{sender.base_url.rstrip('/')}/{sender.api_version}")
+    result = inbound_result(user, sender.sender, CHANNEL, received_at, str(message.get("id", "")), content)
     names = [c.profile.name for c in value.contacts if c.profile and c.profile.name and c.wa_id in (user, None)]
     if names:
         result["contact"] = {"name": names[0]}
-    return {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
+    return inbound_webhook(result)
 
 
 # --- routes --------------------------------------------------------------------------------------------
