@@ -44,6 +44,15 @@ class Verdict:
     not_a_user: bool = False
 
 
+#: Verdicts that mean the same with every provider.
+NOT_A_USER = Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True)
+THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
+TRANSIENT = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
+BAD_REQUEST = Verdict("REJECTED", "EC_BAD_REQUEST")
+CONFIGURATION = Verdict("REJECTED", "EC_CONFIGURATION_ERROR")
+ACCOUNT = Verdict("REJECTED", "EC_ACCOUNT_ISSUE")
+
+
 def backoff(tries: int) -> float:
     """Seconds to wait before submitting a throttled step again: 1, 2, 4, … up to :data:`RETRY_CAP_S`."""
     return float(min(2 ** max(tries - 1, 0), RETRY_CAP_S))
@@ -113,18 +122,17 @@ class HttpConnector(Channel, Generic[S]):
     """The provider's name in texts: ``"Viber"`` gives ``Viber connector error: …``."""
     sender_kind: ClassVar[str]
     """What a sender is called: ``"Viber bot"`` gives ``no Viber bot 'x' is configured``."""
-    send_kind: ClassVar[str]
-    """What one request is called in the log: ``"Viber send"``."""
+    send_kind: ClassVar[str] = ""
+    """What one request is called in the log (``"<provider> send"`` when empty)."""
     unknown_sender_error: ClassVar[str] = "EC_SENDER_NOT_REGISTERED"
-    unreachable_verdict: ClassVar[Verdict] = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
+    unreachable_verdict: ClassVar[Verdict] = TRANSIENT
     sends: ClassVar[CounterSpec]
     """The counter of sends by sender and result (accepted, or the outcome of a refusal)."""
     user_agent: ClassVar[str | None] = USER_AGENT
     extra_connections: ClassVar[int] = 0
     """Connections beyond :data:`MAX_CONCURRENCY` (FCM: for token requests made while sends wait)."""
-    log: ClassVar[logging.Logger]
-
     def __init__(self, senders: Mapping[str, S], metrics: Metrics | None = None) -> None:
+        self.log = logging.getLogger(f"omnirelay.{self.provider.lower()}")
         self.senders: dict[str, S] = dict(senders)
         self.metrics = metrics
         self._sends = self.sends.of(metrics) if metrics is not None else None
@@ -195,7 +203,7 @@ class HttpConnector(Channel, Generic[S]):
             # duplicate (unless the provider takes an idempotency key), which beats losing the message.
             result = verdict_result(self.unreachable_verdict, str(exc), sub.tries)
         except Exception as exc:  # one broken message must not fail the batch
-            self.log.exception("%s for message %s failed", self.send_kind, sub.message_id)
+            self.log.exception("%s for message %s failed", self.send_kind or f"{self.provider} send", sub.message_id)
             result = refused("EC_INTERNAL_ERROR", f"{self.provider} connector error: {exc!r}")
         return self._count(sender.sender, result)
 

@@ -74,7 +74,6 @@ class WebhookReceiver(Generic[S, N]):
     signature_header: ClassVar[str]
     events: ClassVar[CounterSpec]
     """The counter of events by sender and kind (``bad_signature`` and ``bad_json`` too)."""
-    log: ClassVar[logging.Logger]
 
     def __init__(
         self,
@@ -84,6 +83,7 @@ class WebhookReceiver(Generic[S, N]):
         accounts: Sequence[AccountConfig] = (),
     ) -> None:
         self.senders: dict[str, S] = dict(senders)
+        self.log = logging.getLogger(f"omnirelay.{self.provider.lower()}")
         self.store = store
         self.metrics = metrics
         self.accounts = {a.username: a for a in accounts}

@@ -25,7 +25,16 @@ import msgspec
 from omnirelay.config import PushAppConfig, PushConfig
 from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
 from omnirelay.connectors.counters import CounterSpec
-from omnirelay.connectors.http import RETRY_CAP_S, HttpConnector, Refused, Unreachable, Verdict, backoff, verdict_result
+from omnirelay.connectors.http import (
+    RETRY_CAP_S,
+    THROTTLED,
+    HttpConnector,
+    Refused,
+    Unreachable,
+    Verdict,
+    backoff,
+    verdict_result,
+)
 from omnirelay.domain.model import PushData
 
 if TYPE_CHECKING:
@@ -152,7 +161,6 @@ UNREGISTERED = Verdict("REJECTED", "EC_REGISTRATION_ID_DISABLED")
 BAD_TOKEN = Verdict("REJECTED", "EC_NO_REGISTRATION_ID_FOUND")
 BAD_PAYLOAD = Verdict("REJECTED", "EC_INVALID_PUSH_PAYLOAD")
 AUTH = Verdict("REJECTED", "EC_INVALID_FCM_AUTH_DATA")
-THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
 UNAVAILABLE = Verdict("RETRY", "EC_PUSH_CLOUD_TEMP_UNAVAILABLE")
 INTERNAL = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
 
@@ -365,13 +373,11 @@ class FcmPush(HttpConnector[App]):
 
     provider = "FCM"
     sender_kind = "push app"
-    send_kind = "FCM send"
     unknown_sender_error = "EC_NO_APPLICATION_FOUND"
     unreachable_verdict = UNAVAILABLE
     sends = SENDS
     user_agent: ClassVar[str | None] = None
     extra_connections = 4
-    log = log
 
     def __init__(self, config: PushConfig, metrics: Metrics | None = None) -> None:
         super().__init__({a.sender: load_app(a) for a in config.apps}, metrics)

@@ -31,7 +31,18 @@ import msgspec
 from omnirelay.config import LineChannelConfig, LineConfig
 from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.connectors.counters import CounterSpec
-from omnirelay.connectors.http import HttpConnector, Refused, Verdict, refused, verdict_result
+from omnirelay.connectors.http import (
+    BAD_REQUEST,
+    CONFIGURATION,
+    NOT_A_USER,
+    THROTTLED,
+    TRANSIENT,
+    HttpConnector,
+    Refused,
+    Verdict,
+    refused,
+    verdict_result,
+)
 from omnirelay.domain.model import LineData
 
 if TYPE_CHECKING:
@@ -143,12 +154,7 @@ def push_body(to: str, line: dict[str, Any] | LineData) -> dict[str, Any]:
 # --- answers -> outcomes -------------------------------------------------------------------------------
 
 
-NOT_A_USER = Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True)
-THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
-TRANSIENT = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
-CONFIGURATION = Verdict("REJECTED", "EC_CONFIGURATION_ERROR")
 QUOTA = Verdict("REJECTED", "EC_ACCOUNT_ISSUE")
-BAD_REQUEST = Verdict("REJECTED", "EC_BAD_REQUEST")
 
 #: What LINE says (``message`` of a 400) about a user it cannot send to.
 NOT_A_USER_TEXTS = ("failed to send messages", "hasn't added the line official account as a friend")
@@ -227,9 +233,7 @@ class Line(HttpConnector[LineChannelConfig]):
     provider = "LINE"
     sender_kind = "LINE channel"
     send_kind = "LINE push"
-    unreachable_verdict = TRANSIENT  # safe to push again: the retry key makes LINE answer 409 if one got through
     sends = SENDS
-    log = log
 
     def __init__(self, config: LineConfig, metrics: Metrics | None = None, store: Store | None = None) -> None:
         super().__init__({c.sender: c for c in config.channels}, metrics)

@@ -118,7 +118,6 @@ class LineWebhookRoutes(WebhookReceiver[LineChannelConfig, _Notification]):
     notification_kind = "LINE webhook"
     signature_header = SIGNATURE_HEADER
     events = EVENTS
-    log = log
 
     def __init__(
         self, config: LineConfig, accounts: list[AccountConfig], store: Store, metrics: Metrics | None = None

@@ -21,7 +21,17 @@ import msgspec
 from omnirelay.config import MessengerConfig, MessengerPageConfig
 from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
 from omnirelay.connectors.counters import CounterSpec
-from omnirelay.connectors.http import HttpConnector, Refused, Verdict, verdict_result
+from omnirelay.connectors.http import (
+    BAD_REQUEST,
+    CONFIGURATION,
+    NOT_A_USER,
+    THROTTLED,
+    TRANSIENT,
+    HttpConnector,
+    Refused,
+    Verdict,
+    verdict_result,
+)
 from omnirelay.connectors.meta import GraphError, GraphErrorBody
 from omnirelay.domain.model import FacebookData
 
@@ -85,12 +95,7 @@ def build_message(psid: str, facebook: dict[str, Any] | FacebookData, page: Mess
 # --- Graph error codes -> outcomes ---------------------------------------------------------------------
 
 
-NOT_A_USER = Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True)
-THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
-TRANSIENT = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
-CONFIGURATION = Verdict("REJECTED", "EC_CONFIGURATION_ERROR")
 NO_SESSION = Verdict("REJECTED", "EC_NO_SESSION")
-BAD_REQUEST = Verdict("REJECTED", "EC_BAD_REQUEST")
 
 #: Subcodes that decide on their own, whatever the code (developers.facebook.com/docs/messenger-platform/error-codes).
 SUBCODES: dict[int, Verdict] = {
@@ -189,10 +194,7 @@ class Messenger(HttpConnector[MessengerPageConfig]):
 
     provider = "Messenger"
     sender_kind = "Messenger page"
-    send_kind = "Messenger send"
-    unreachable_verdict = TRANSIENT  # the Send API has no idempotency key: a retry risks a duplicate
     sends = SENDS
-    log = log
 
     def __init__(self, config: MessengerConfig, metrics: Metrics | None = None) -> None:
         super().__init__({p.sender: p for p in config.pages}, metrics)

@@ -121,7 +121,6 @@ class MessengerWebhookRoutes(MetaWebhookReceiver[MessengerPageConfig, _Notificat
     sender_kind = "Messenger page"
     notification_kind = "Messenger notification"
     events = EVENTS
-    log = log
 
     def __init__(
         self, config: MessengerConfig, accounts: list[AccountConfig], store: Store, metrics: Metrics | None = None

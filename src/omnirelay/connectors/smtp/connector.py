@@ -41,7 +41,7 @@ from omnirelay.config import SmtpConfig, SmtpServerConfig
 from omnirelay.connectors.base import Answered, Channel, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.metrics import Metrics
 
-log = logging.getLogger("omnirelay.connectors.smtp.connector")
+log = logging.getLogger("omnirelay.channels.smtp")  # the name operators filter on, kept from before the move
 
 #: Connections kept per server; also how many messages go to one server at the same time.
 CONNECTIONS_PER_SERVER = 4

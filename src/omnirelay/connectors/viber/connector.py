@@ -21,7 +21,16 @@ import msgspec
 from omnirelay.config import ViberBotConfig, ViberConfig
 from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
 from omnirelay.connectors.counters import CounterSpec
-from omnirelay.connectors.http import HttpConnector, Refused, Verdict, verdict_result
+from omnirelay.connectors.http import (
+    ACCOUNT,
+    BAD_REQUEST,
+    THROTTLED,
+    TRANSIENT,
+    HttpConnector,
+    Refused,
+    Verdict,
+    verdict_result,
+)
 from omnirelay.domain.model import ViberData
 
 if TYPE_CHECKING:
@@ -132,12 +141,8 @@ def build_message(receiver: str, bot: ViberBotConfig, viber: dict[str, Any] | Vi
 # --- Viber status codes -> outcomes ---------------------------------------------------------------------
 
 
-_BAD_REQUEST = Verdict("REJECTED", "EC_BAD_REQUEST")
-_ACCOUNT = Verdict("REJECTED", "EC_ACCOUNT_ISSUE")
 _BILLING = Verdict("REJECTED", "EC_PROVIDER_BILLING_ERROR")
 _VERSION = Verdict("UNDELIVERABLE", "EC_UNSUPPORTED_MOBILE_APP_VERSION")
-THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
-TRANSIENT = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
 
 #: The ``status`` codes of the REST bot API (its "Error codes" table), by number, with Viber's names.
 STATUS_NAMES: dict[int, str] = {
@@ -169,29 +174,29 @@ STATUS_NAMES: dict[int, str] = {
 }
 
 VERDICTS: dict[int, Verdict] = {
-    1: _BAD_REQUEST,
+    1: BAD_REQUEST,
     2: Verdict("REJECTED", "EC_UNAUTHORIZED_ACCESS"),
-    3: _BAD_REQUEST,
-    4: _BAD_REQUEST,
+    3: BAD_REQUEST,
+    4: BAD_REQUEST,
     # not a Viber user: fails over at once, and the number is remembered as not a user
     5: Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True),
     # a Viber user who has not subscribed to the bot (or left it): fails over at once, but is not remembered,
     # since subscribing again makes them reachable
     6: Verdict("REJECTED", "EC_UNKNOWN_USER"),
-    7: _ACCOUNT,
-    8: _ACCOUNT,
-    9: _ACCOUNT,
+    7: ACCOUNT,
+    8: ACCOUNT,
+    9: ACCOUNT,
     10: Verdict("REJECTED", "EC_CONFIGURATION_ERROR"),  # Viber takes no sends before set_webhook
     11: Verdict("UNDELIVERABLE", "EC_UNSUPPORTED_DEVICE"),
     12: THROTTLED,
     13: _VERSION,
     14: _VERSION,
     15: Verdict("REJECTED", "EC_FORBIDDEN_ACCESS"),
-    16: _BAD_REQUEST,
-    17: _BAD_REQUEST,
-    18: _BAD_REQUEST,
-    19: _BAD_REQUEST,
-    20: _BAD_REQUEST,
+    16: BAD_REQUEST,
+    17: BAD_REQUEST,
+    18: BAD_REQUEST,
+    19: BAD_REQUEST,
+    20: BAD_REQUEST,
     21: Verdict("REJECTED", "EC_ILLEGAL_TRAFFIC_TYPE"),
     22: _BILLING,
     23: _BILLING,
@@ -233,7 +238,7 @@ def answer_to_result(http_status: int, body: bytes, tries: int = 1) -> SubmitRes
         text = body[:300].decode("utf-8", "replace")
         if http_status >= 500 or http_status == 429 or http_status == 200:
             return verdict_result(TRANSIENT, f"Viber answered HTTP {http_status}: {text}", tries)
-        return verdict_result(_BAD_REQUEST, f"Viber answered HTTP {http_status}: {text}", tries)
+        return verdict_result(BAD_REQUEST, f"Viber answered HTTP {http_status}: {text}", tries)
     if answer.status == 0:
         if answer.message_token is not None and str(answer.message_token):
             return SubmitResult(str(answer.message_token))
@@ -271,11 +276,8 @@ class ViberBot(HttpConnector[ViberBotConfig]):
 
     provider = "Viber"
     sender_kind = "Viber bot"
-    send_kind = "Viber send"
-    unreachable_verdict = TRANSIENT
     sends = SENDS
     user_agent: ClassVar[str | None] = None
-    log = log
 
     def __init__(self, config: ViberConfig, metrics: Metrics | None = None) -> None:
         for b in config.bots:

@@ -96,7 +96,6 @@ class ViberWebhookRoutes(WebhookReceiver[ViberBotConfig, Callback]):
     notification_kind = "Viber callback"
     signature_header = SIGNATURE_HEADER
     events = EVENTS
-    log = log
 
     def __init__(self, config: ViberConfig, store: Store, metrics: Metrics | None = None) -> None:
         super().__init__({b.sender: b for b in config.bots}, store, metrics)

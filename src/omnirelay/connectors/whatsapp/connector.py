@@ -18,7 +18,17 @@ import msgspec
 from omnirelay.config import WhatsAppConfig, WhatsAppSenderConfig
 from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
 from omnirelay.connectors.counters import CounterSpec
-from omnirelay.connectors.http import HttpConnector, Refused, Verdict, verdict_result
+from omnirelay.connectors.http import (
+    ACCOUNT,
+    BAD_REQUEST,
+    NOT_A_USER,
+    THROTTLED,
+    TRANSIENT,
+    HttpConnector,
+    Refused,
+    Verdict,
+    verdict_result,
+)
 from omnirelay.connectors.meta import GraphError, GraphErrorBody
 from omnirelay.domain.model import MediaTemplateData, WhatsAppContact, WhatsAppData
 
@@ -199,33 +209,28 @@ def build_message(to: str, whatsapp: dict[str, Any] | WhatsAppData) -> dict[str,
 # --- Graph error codes -> outcomes ---------------------------------------------------------------------
 
 
-_NOT_A_USER = Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True)
-_THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
-_TRANSIENT = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
-_BAD_REQUEST = Verdict("REJECTED", "EC_BAD_REQUEST")
 _TEMPLATE = Verdict("REJECTED", "EC_INVALID_TEMPLATE")
 _TEMPLATE_ARGS = Verdict("REJECTED", "EC_INVALID_TEMPLATE_ARGS")
-_ACCOUNT = Verdict("REJECTED", "EC_ACCOUNT_ISSUE")
 _AUTH = Verdict("REJECTED", "EC_UNAUTHORIZED_ACCESS")
 
 #: Meta's error codes (developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
 VERDICTS: dict[int, Verdict] = {
-    131026: _NOT_A_USER,  # message undeliverable: not a WhatsApp user, old client, terms not accepted
+    131026: NOT_A_USER,  # message undeliverable: not a WhatsApp user, old client, terms not accepted
     131047: Verdict("REJECTED", "EC_NO_SESSION"),  # 24-hour window closed: only templates may be sent
     131049: Verdict("UNDELIVERABLE", "EC_FREQUENCY_CAPPING"),  # per-user marketing limit ("healthy ecosystem")
     131048: Verdict("UNDELIVERABLE", "EC_SPAM_RATE"),  # spam rate limit (the number's quality)
     131050: Verdict("REJECTED", "EC_MARKETING_OPT_OUT"),  # the user stopped marketing messages
-    130429: _THROTTLED,  # Cloud API throughput reached
-    131056: _THROTTLED,  # (business, consumer) pair rate limit
-    4: _THROTTLED,  # application request limit
-    80007: _THROTTLED,  # WhatsApp Business Account rate limit
-    133016: _THROTTLED,  # registration rate limit
-    1: _TRANSIENT,  # unknown API error
-    2: _TRANSIENT,  # temporary service error
-    131000: _TRANSIENT,  # something went wrong
-    131016: _TRANSIENT,  # service unavailable
-    131057: _TRANSIENT,  # account in maintenance mode
-    133004: _TRANSIENT,  # server temporarily unavailable
+    130429: THROTTLED,  # Cloud API throughput reached
+    131056: THROTTLED,  # (business, consumer) pair rate limit
+    4: THROTTLED,  # application request limit
+    80007: THROTTLED,  # WhatsApp Business Account rate limit
+    133016: THROTTLED,  # registration rate limit
+    1: TRANSIENT,  # unknown API error
+    2: TRANSIENT,  # temporary service error
+    131000: TRANSIENT,  # something went wrong
+    131016: TRANSIENT,  # service unavailable
+    131057: TRANSIENT,  # account in maintenance mode
+    133004: TRANSIENT,  # server temporarily unavailable
     132000: _TEMPLATE_ARGS,  # parameter count mismatch
     132012: _TEMPLATE_ARGS,  # parameter format mismatch
     132001: _TEMPLATE,  # template does not exist (name or language)
@@ -238,16 +243,16 @@ VERDICTS: dict[int, Verdict] = {
     131051: Verdict("REJECTED", "EC_MEDIA_UNSUPPORTED"),  # unsupported message type
     131052: Verdict("REJECTED", "EC_MEDIA_HOSTING_ERROR"),  # media download error (the link)
     131053: Verdict("REJECTED", "EC_MEDIA_UPLOAD_ERROR"),  # media upload error
-    131008: _BAD_REQUEST,  # required parameter missing
-    131009: _BAD_REQUEST,  # parameter value not valid
-    131021: _BAD_REQUEST,  # recipient cannot be the sender
-    100: _BAD_REQUEST,  # invalid parameter
-    135000: _BAD_REQUEST,  # generic user error
-    131042: _ACCOUNT,  # payment problem
-    131031: _ACCOUNT,  # account locked
-    131045: _ACCOUNT,  # incorrect certificate
-    133010: _ACCOUNT,  # phone number not registered
-    368: _ACCOUNT,  # temporarily blocked for policy violations
+    131008: BAD_REQUEST,  # required parameter missing
+    131009: BAD_REQUEST,  # parameter value not valid
+    131021: BAD_REQUEST,  # recipient cannot be the sender
+    100: BAD_REQUEST,  # invalid parameter
+    135000: BAD_REQUEST,  # generic user error
+    131042: ACCOUNT,  # payment problem
+    131031: ACCOUNT,  # account locked
+    131045: ACCOUNT,  # incorrect certificate
+    133010: ACCOUNT,  # phone number not registered
+    368: ACCOUNT,  # temporarily blocked for policy violations
     0: _AUTH,  # AuthException
     3: _AUTH,  # capability
     10: _AUTH,  # permission denied
@@ -310,15 +315,15 @@ def answer_to_result(status: int, body: bytes, tries: int = 1) -> SubmitResult:
     if graph is not None and graph.code is not None:
         verdict = classify(graph.code)
         if verdict is _UNKNOWN:  # an answer, not a failed delivery: decide by the HTTP status
-            verdict = _TRANSIENT if status >= 500 or status == 429 else _BAD_REQUEST
+            verdict = TRANSIENT if status >= 500 or status == 429 else BAD_REQUEST
         detail = f"HTTP {status}, " + describe_error(graph.code, graph.error_user_title, graph.message, graph.details)
     else:
         if status >= 500 or status == 429:
-            verdict = _TRANSIENT
+            verdict = TRANSIENT
         elif status in (401, 403):
             verdict = _AUTH
         else:
-            verdict = _BAD_REQUEST
+            verdict = BAD_REQUEST
         detail = f"WhatsApp answered HTTP {status}: {body[:500].decode('utf-8', 'replace')}"
     return verdict_result(verdict, detail, tries)
 
@@ -338,10 +343,7 @@ class WhatsAppCloud(HttpConnector[WhatsAppSenderConfig]):
 
     provider = "WhatsApp"
     sender_kind = "WhatsApp sender"
-    send_kind = "WhatsApp send"
-    unreachable_verdict = _TRANSIENT  # the Cloud API has no idempotency key: a retry risks a duplicate
     sends = SENDS
-    log = log
 
     def __init__(self, config: WhatsAppConfig, metrics: Metrics | None = None) -> None:
         super().__init__({s.sender: s for s in config.senders}, metrics)

@@ -235,7 +235,6 @@ class WhatsAppWebhookRoutes(MetaWebhookReceiver[WhatsAppSenderConfig, list[_Valu
     sender_kind = "WhatsApp sender"
     notification_kind = "WhatsApp notification"
     events = EVENTS
-    log = log
 
     def __init__(
         self,
