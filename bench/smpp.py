@@ -1,6 +1,6 @@
 """SMS over SMPP throughput: the node-smpp SMSC alone, then the whole gateway through one SMPP connector.
 
-1. **SMSC ceiling** (``esme``): the gateway's own ESME (:class:`omnirelay.channels.smpp.SmppChannel`, no
+1. **SMSC ceiling** (``esme``): the gateway's own ESME (:class:`omnirelay.connectors.smpp.connector.SmppChannel`, no
    engine, no database) blasts ``--messages`` submit_sm at the SMSC in batches of 500 and takes every
    receipt; it prints submit_sm_resp/s and receipts/s. That is the most the SMSC (with this ESME, on this
    machine) can take: the ceiling the gateway's figure sits under.
@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pipeline
 from accept import machine, wait_quiet
 
-from omnirelay.channels.base import Receipt, Submission
-from omnirelay.channels.smpp import SmppChannel
 from omnirelay.config import SmppConfig, SmppConnectorConfig
+from omnirelay.connectors.base import Receipt, Submission
+from omnirelay.connectors.smpp.connector import SmppChannel
 from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
 
 NEVER = "^never$"  # SMSC_FAIL: no destination matches, every receipt is DELIVRD

@@ -26,10 +26,11 @@ from omnirelay.api.scenarios import ScenarioRoutes
 from omnirelay.api.sending import SendRoutes
 from omnirelay.api.server import auth_middleware, error_middleware, metrics_middleware
 from omnirelay.api.sessions import AuthRoutes
-from omnirelay.channels.base import Channel as Connector
-from omnirelay.channels.base import Receipt
-from omnirelay.channels.sandbox import Sandbox
 from omnirelay.config import ConfigError, Settings
+from omnirelay.connectors.base import Channel as Connector
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.registry import Wiring, registry
+from omnirelay.connectors.sandbox.connector import Sandbox
 from omnirelay.console import ConsoleRoutes
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.numbering import MccMncTable
@@ -183,46 +184,23 @@ class Gateway:
         )
         self.engine.on_progress = self.notifier.wake
 
+    def wiring(self) -> Wiring:
+        """The shared services the connectors and their receivers are built with."""
+        return Wiring(self.store, self.metrics, self.receive_receipts, self.inbound_sms.receive, self.settings.accounts)
+
     def _real_connectors(self) -> dict[str, Connector]:
-        """SMPP, WhatsApp Cloud and SMTP connectors, for the channels whose settings declare them."""
-        s = self.settings
+        """The connectors of the registry whose settings declare them, by the channel they serve."""
         found: dict[str, Connector] = {}
-        if s.smpp.connectors:
-            from omnirelay.channels.smpp import SmppChannel
-
-            found[Channel.SMS.value] = SmppChannel(
-                s.smpp, self.receive_receipts, self.store, self.metrics, inbound=self.inbound_sms.receive
-            )
-        if s.whatsapp.senders:
-            from omnirelay.channels.whatsapp_cloud import WhatsAppCloud
-
-            found[Channel.WHATSAPP.value] = WhatsAppCloud(s.whatsapp, self.metrics)
-        if s.smtp.servers:
-            from omnirelay.channels.smtp import SmtpChannel
-
-            found[Channel.EMAIL.value] = SmtpChannel(s.smtp, self.metrics)
-        if s.viber.bots:
-            from omnirelay.channels.viber import ViberBot
-
+        for spec in registry():
+            section = spec.section(self.settings)
+            if not spec.configured(section):
+                continue
             try:
-                found[Channel.VIBER.value] = ViberBot(s.viber, self.metrics)
-            except (OSError, ValueError) as exc:  # a users_file that cannot be read
-                raise ConfigError(f"viber: {exc}") from None
-        if s.push.apps:
-            from omnirelay.channels.fcm import FcmPush
-
-            try:
-                found[Channel.PUSH.value] = FcmPush(s.push, self.metrics)
-            except (OSError, ValueError) as exc:  # a service account key that cannot be read
-                raise ConfigError(f"push: {exc}") from None
-        if s.messenger.pages:
-            from omnirelay.channels.messenger import Messenger
-
-            found[Channel.FACEBOOK.value] = Messenger(s.messenger, self.metrics)
-        if s.line.channels:
-            from omnirelay.channels.line import Line
-
-            found[Channel.LINE.value] = Line(s.line, self.metrics, self.store)
+                found[spec.channel] = spec.build(section, self.wiring())
+            except (OSError, ValueError) as exc:
+                if not spec.settings_errors:
+                    raise
+                raise ConfigError(f"{spec.name}: {exc}") from None
         return found
 
     async def receive_receipts(self, receipts: list[Receipt]) -> None:
@@ -263,23 +241,10 @@ class Gateway:
             return web.Response(body=document, content_type="application/json")
 
         app.router.add_get("/openapi.json", openapi_json)
-        if self.settings.whatsapp.senders:
-            from omnirelay.api.whatsapp_webhooks import WhatsAppWebhookRoutes
-
-            WhatsAppWebhookRoutes(self.settings.whatsapp, self.settings.accounts, self.store, self.metrics).add_to(app)
-        if self.settings.viber.bots:
-            from omnirelay.api.viber_webhooks import ViberWebhookRoutes
-
-            ViberWebhookRoutes(self.settings.viber, self.store, self.metrics).add_to(app)
-        if self.settings.messenger.pages:
-            from omnirelay.api.messenger_webhooks import MessengerWebhookRoutes
-
-            s = self.settings
-            MessengerWebhookRoutes(s.messenger, s.accounts, self.store, self.metrics).add_to(app)
-        if self.settings.line.channels:
-            from omnirelay.api.line_webhooks import LineWebhookRoutes
-
-            LineWebhookRoutes(self.settings.line, self.settings.accounts, self.store, self.metrics).add_to(app)
+        for spec in registry():
+            section = spec.section(self.settings)
+            if spec.routes is not None and spec.configured(section):
+                spec.routes(section, self.wiring()).add_to(app)
         self.add_operations_routes(app)
         endpoints = {f"{r.method} {r.resource.canonical}" for r in app.router.routes() if r.resource is not None}
         try:
@@ -329,9 +294,7 @@ class Gateway:
         if self.worker:
             self.store.subscribe(self.engine.wake, self.notifier.wake)
             for connector in self.connectors.values():
-                start = getattr(connector, "start", None)
-                if start is not None:
-                    await start()
+                await connector.start()
             retention_s = self.settings.engine.retention_hours * 3600
             self._tasks = [
                 asyncio.create_task(self.engine.run(), name="engine"),

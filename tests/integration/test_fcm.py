@@ -18,9 +18,9 @@ import jwt
 import msgspec
 import pytest
 
-from omnirelay.channels.base import Submission
-from omnirelay.channels.fcm import GRANT_TYPE, FcmPush, assertion, build_message, load_service_account
 from omnirelay.config import PushAppConfig, PushConfig
+from omnirelay.connectors.base import Submission
+from omnirelay.connectors.fcm.connector import GRANT_TYPE, FcmPush, assertion, build_message, load_service_account
 from omnirelay.domain import catalogue
 from omnirelay.metrics import Metrics
 from tests.integration.fakes.fcm import FakeFcm, ServiceAccountKey, new_key, send_errors
@@ -284,7 +284,7 @@ async def test_server_trouble_is_retried_with_backoff(
 
 
 def test_every_error_name_is_in_the_catalogue() -> None:
-    from omnirelay.channels import fcm
+    from omnirelay.connectors.fcm import connector as fcm
 
     verdicts = [*fcm.VERDICTS.values(), *fcm.STATUS_VERDICTS.values(), fcm.classify(418, None, None, None)]
     for verdict in verdicts:

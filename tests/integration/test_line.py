@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from omnirelay.channels.base import Submission
-from omnirelay.channels.line import Line, blocked_key, retry_key
 from omnirelay.config import LineChannelConfig, LineConfig
+from omnirelay.connectors.base import Submission
+from omnirelay.connectors.line.connector import Line, blocked_key, retry_key
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Store
 from tests.integration.fakes.line import CHANNEL_SECRET, CHANNEL_TOKEN, FakeLine

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from omnirelay.channels.base import Submission
-from omnirelay.channels.messenger import Messenger
 from omnirelay.config import MessengerConfig, MessengerPageConfig
+from omnirelay.connectors.base import Submission
+from omnirelay.connectors.messenger.connector import Messenger
 from omnirelay.metrics import Metrics
 from tests.integration.fakes.messenger import APP_SECRET, PAGE_ID, PAGE_TOKEN, FakeMessenger, graph_error
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from omnirelay.channels.base import Receipt, Submission, SubmitResult
-from omnirelay.channels.smpp import SmppChannel
-from omnirelay.channels.smpp_text import gsm7_decode
 from omnirelay.config import SmppConfig, SmppConnectorConfig, SmppRoute
+from omnirelay.connectors.base import Receipt, Submission, SubmitResult
+from omnirelay.connectors.smpp.connector import SmppChannel
+from omnirelay.connectors.smpp.text import gsm7_decode
 from omnirelay.metrics import Metrics
 from omnirelay.store.postgres import PostgresStore
 from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from omnirelay.channels.base import SubmitResult
+from omnirelay.connectors.base import SubmitResult
 
 from .test_smpp import connector, make_channel, sms, until
 

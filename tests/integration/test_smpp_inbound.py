@@ -12,9 +12,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from omnirelay.channels.base import Receipt
-from omnirelay.channels.smpp import SmppChannel
 from omnirelay.config import AccountConfig, PricingConfig, Settings, SmppConfig, SmppConnectorConfig
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.smpp.connector import SmppChannel
 from omnirelay.domain.inbound import InboundPart
 from omnirelay.inbound_sms import InboundSms
 from omnirelay.metrics import Metrics

@@ -27,10 +27,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from omnirelay.channels import smtp
-from omnirelay.channels.base import LaterReport, Submission
-from omnirelay.channels.smtp import SmtpChannel
 from omnirelay.config import SmtpConfig, SmtpServerConfig
+from omnirelay.connectors.base import LaterReport, Submission
+from omnirelay.connectors.smtp import connector as smtp
+from omnirelay.connectors.smtp.connector import SmtpChannel
 from omnirelay.domain import catalogue
 from omnirelay.metrics import Metrics
 

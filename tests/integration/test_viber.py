@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from omnirelay.channels.base import Submission
-from omnirelay.channels.viber import ViberBot, build_message
 from omnirelay.config import ViberBotConfig, ViberConfig
+from omnirelay.connectors.base import Submission
+from omnirelay.connectors.viber.connector import ViberBot, build_message
 from omnirelay.domain import catalogue
 from omnirelay.metrics import Metrics
 from tests.integration.fakes.viber import FIRST_TOKEN, FakeViber
@@ -269,7 +269,7 @@ async def test_an_unreachable_api_is_retried() -> None:
 
 
 def test_every_error_name_is_in_the_catalogue() -> None:
-    from omnirelay.channels import viber
+    from omnirelay.connectors.viber import connector as viber
 
     for verdict in [*viber.VERDICTS.values(), viber.classify(999)]:
         assert catalogue.is_error_name(verdict.error), verdict

@@ -21,9 +21,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from omnirelay.channels.base import Submission
-from omnirelay.channels.whatsapp_cloud import USER_AGENT, WhatsAppCloud, build_message
 from omnirelay.config import WhatsAppConfig, WhatsAppSenderConfig
+from omnirelay.connectors.base import Submission
+from omnirelay.connectors.http import USER_AGENT
+from omnirelay.connectors.whatsapp.connector import WhatsAppCloud, build_message
 from omnirelay.metrics import Metrics
 from tests.prism import (
     PHONE_NUMBER_ID,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult
 from omnirelay.domain.message import MessageState, initial_state, state_decoder
 from omnirelay.domain.model import AdvancedRequest
 from omnirelay.domain.numbering import MccMncTable

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from omnirelay.channels.fcm import (
+from omnirelay.connectors.fcm.connector import (
     SCOPE,
     ContentError,
     ServiceAccount,

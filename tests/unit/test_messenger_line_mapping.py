@@ -9,8 +9,10 @@ import hmac
 
 import pytest
 
-from omnirelay.api import line_webhooks, messenger_webhooks
-from omnirelay.channels import line, messenger
+from omnirelay.connectors.line import connector as line
+from omnirelay.connectors.line import webhooks as line_webhooks
+from omnirelay.connectors.messenger import connector as messenger
+from omnirelay.connectors.messenger import webhooks as messenger_webhooks
 
 
 @pytest.mark.parametrize(("code", "subcode", "status", "outcome", "error", "not_a_user"), [

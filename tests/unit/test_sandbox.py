@@ -1,12 +1,12 @@
-"""Tests for the sandbox channel (omnirelay.channels.sandbox): rules, defaults, submission counting."""
+"""Tests for the sandbox channel (omnirelay.connectors.sandbox.connector): rules, defaults, submission counting."""
 
 from __future__ import annotations
 
 import pytest
 
-from omnirelay.channels.base import LaterReport, Submission, SubmitResult
-from omnirelay.channels.sandbox import DEFAULT_RULES, RuleError, Sandbox, compile_rules
 from omnirelay.config import SandboxRule
+from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
+from omnirelay.connectors.sandbox.connector import DEFAULT_RULES, RuleError, Sandbox, compile_rules
 
 
 def sub(channel: str, address: str, message_id: str = "m1", step: int = 0) -> Submission:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from omnirelay.channels.smpp_inbound import decode_mo, decode_text
-from omnirelay.channels.smpp_pdu import DeliverSm
+from omnirelay.connectors.smpp.inbound import decode_mo, decode_text
+from omnirelay.connectors.smpp.pdu import DeliverSm
 from omnirelay.domain.inbound import split_keyword
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import smpplib.smpp
 
-from omnirelay.channels import smpp_pdu as pdus
-from omnirelay.channels.smpp_text import destination_address, message_parts, source_address, validity_period
+from omnirelay.connectors.smpp import pdu as pdus
+from omnirelay.connectors.smpp.text import destination_address, message_parts, source_address, validity_period
 
 
 class _Client:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from omnirelay.channels.smpp_pdu import DeliverSm
-from omnirelay.channels.smpp_receipts import (
+from omnirelay.connectors.smpp.pdu import DeliverSm
+from omnirelay.connectors.smpp.receipts import (
     MAP_ERRORS,
     STATS,
     SUBMIT_ERROR_DEFAULT,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from omnirelay.channels import smpp_pdu as pdus
-from omnirelay.channels.base import Receipt
-from omnirelay.channels.smpp import QUEUED, SmppChannel, _Batch, _Part, _Session
 from omnirelay.config import SmppConfig, SmppConnectorConfig
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.smpp import pdu as pdus
+from omnirelay.connectors.smpp.connector import SmppChannel
+from omnirelay.connectors.smpp.session import QUEUED, _Batch, _Part, _Session
 
 
 class FakeTransport:

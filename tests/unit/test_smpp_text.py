@@ -7,7 +7,7 @@ import smpplib.gsm
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omnirelay.channels.smpp_text import (
+from omnirelay.connectors.smpp.text import (
     GSM7_TABLE,
     destination_address,
     gsm7_decode,

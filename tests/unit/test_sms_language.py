@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omnirelay.channels.smpp_text import gsm7_decode, gsm7_encode, message_parts
+from omnirelay.connectors.smpp.text import gsm7_decode, gsm7_encode, message_parts
 from omnirelay.domain import gsm7
 from omnirelay.domain.model import AdvancedRequest, Step
 from omnirelay.domain.reports import message_count

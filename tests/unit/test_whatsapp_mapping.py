@@ -11,22 +11,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from omnirelay.api.whatsapp_webhooks import (
-    WhatsAppWebhookRoutes,
-    _Contact,
-    _Profile,
-    _Status,
-    _StatusError,
-    _Value,
-    inbound_content,
-    inbound_report,
-    sign,
-    signature_ok,
-    status_receipt,
-)
-from omnirelay.channels.base import Receipt, Submission
-from omnirelay.channels.whatsapp_cloud import (
-    RETRY_CAP_S,
+from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
+from omnirelay.connectors.base import Receipt, Submission
+from omnirelay.connectors.http import RETRY_CAP_S
+from omnirelay.connectors.http import backoff as retry_after
+from omnirelay.connectors.meta import GraphError
+from omnirelay.connectors.whatsapp.connector import (
     VERDICTS,
     WEBHOOK_RETRY_S,
     ContentError,
@@ -34,9 +24,19 @@ from omnirelay.channels.whatsapp_cloud import (
     answer_to_result,
     build_message,
     classify,
-    retry_after,
 )
-from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
+from omnirelay.connectors.whatsapp.webhooks import (
+    WhatsAppWebhookRoutes,
+    _Contact,
+    _Profile,
+    _Status,
+    _Value,
+    inbound_content,
+    inbound_report,
+    sign,
+    signature_ok,
+    status_receipt,
+)
 from omnirelay.domain import catalogue
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Account
@@ -485,7 +485,7 @@ def test_status_receipts() -> None:
     assert status_receipt(_Status("wamid.1", "sent")) is None
     assert status_receipt(_Status("wamid.1", "delivered")) == Receipt("WHATSAPP", "wamid.1", "DELIVERED")
     assert status_receipt(_Status("wamid.1", "read")) == Receipt("WHATSAPP", "wamid.1", "SEEN")
-    failed = status_receipt(_Status("wamid.1", "failed", errors=[_StatusError(131026, "Message undeliverable")]))
+    failed = status_receipt(_Status("wamid.1", "failed", errors=[GraphError(131026, "Message undeliverable")]))
     assert failed is not None
     assert (failed.outcome, failed.error, failed.not_a_user, failed.after_s) == (
         "REJECTED",
@@ -494,7 +494,7 @@ def test_status_receipts() -> None:
         0.0,
     )
     assert failed.detail == "WhatsApp error 131026 (Message undeliverable)"
-    throttled = status_receipt(_Status("wamid.1", "failed", errors=[_StatusError(130429, "Rate limit hit")]))
+    throttled = status_receipt(_Status("wamid.1", "failed", errors=[GraphError(130429, "Rate limit hit")]))
     assert throttled is not None and (throttled.outcome, throttled.after_s) == ("RETRY", WEBHOOK_RETRY_S)
     bare = status_receipt(_Status("wamid.1", "failed"))
     assert bare is not None and bare.outcome == "UNDELIVERABLE"

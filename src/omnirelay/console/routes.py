@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import msgspec
 from aiohttp import web
 
-from omnirelay.channels.sandbox import Sandbox
+from omnirelay.connectors.sandbox.connector import Sandbox
 from omnirelay.console.session import (
     COOKIE,
     CSRF_FIELD,

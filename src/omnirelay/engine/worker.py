@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.channels.base import Channel, InstantChannel, LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import Channel, InstantChannel, LaterReport, Submission, SubmitResult
 from omnirelay.domain import catalogue
 from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
 from omnirelay.domain.channels import Channel as OmniChannel

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
-from omnirelay.channels.base import Receipt
+from omnirelay.connectors.base import Receipt
 from omnirelay.domain.inbound import Build, InboundPart
 from omnirelay.domain.model import Step
 from omnirelay.store.inbound import InboundCounts

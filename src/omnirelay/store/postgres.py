@@ -27,7 +27,7 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 import msgspec
 
-from omnirelay.channels.base import Receipt
+from omnirelay.connectors.base import Receipt
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store.base import (
     Account,

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.channels.base import Receipt
+from omnirelay.connectors.base import Receipt
 from omnirelay.domain.failover import Report
 from omnirelay.domain.model import Step
 from omnirelay.store.base import Account, NewMessage, ScenarioRecord, Stored

@@ -18,7 +18,7 @@ from typing import IO, Any, TypeVar
 
 import msgspec
 
-from omnirelay.channels.base import Receipt
+from omnirelay.connectors.base import Receipt
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store.base import (
     Account,

@@ -37,11 +37,11 @@ from typing import Any
 import aiosmtplib
 from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import SmtpConfig, SmtpServerConfig
+from omnirelay.connectors.base import Answered, Channel, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.metrics import Metrics
 
-log = logging.getLogger("omnirelay.channels.smtp")
+log = logging.getLogger("omnirelay.channels.smtp")  # the name operators filter on, kept from before the move
 
 #: Connections kept per server; also how many messages go to one server at the same time.
 CONNECTIONS_PER_SERVER = 4
@@ -252,8 +252,8 @@ class _SmtpMetrics:
 _METRICS: weakref.WeakKeyDictionary[Metrics, _SmtpMetrics] = weakref.WeakKeyDictionary()
 
 
-class SmtpChannel:
-    """A :class:`~omnirelay.channels.base.Channel` for EMAIL steps, sending through the configured servers."""
+class SmtpChannel(Channel):
+    """A :class:`~omnirelay.connectors.base.Channel` for EMAIL steps, sending through the configured servers."""
 
     def __init__(
         self,

@@ -19,8 +19,8 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from omnirelay.channels.smpp_pdu import DeliverSm
-from omnirelay.channels.smpp_text import gsm7_decode
+from omnirelay.connectors.smpp.pdu import DeliverSm
+from omnirelay.connectors.smpp.text import gsm7_decode
 from omnirelay.domain.inbound import InboundPart
 
 __all__ = ["InboundSink", "decode_mo", "decode_text"]

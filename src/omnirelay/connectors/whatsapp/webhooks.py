@@ -9,22 +9,19 @@ that owns the sender. The answer is 200 once all of it is stored; anything else 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
-from prometheus_client import Counter
 
-from omnirelay.api.errors import envelope
-from omnirelay.channels.base import Receipt
-from omnirelay.channels.whatsapp_cloud import WEBHOOK_RETRY_S, classify, describe_error
 from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
-from omnirelay.domain.dates import format_ts
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.counters import CounterSpec
+from omnirelay.connectors.meta import SIGNATURE_HEADER, GraphError, MetaWebhookReceiver, sign, signature_ok
+from omnirelay.connectors.webhooks import InboundItem, inbound_result, inbound_webhook
+from omnirelay.connectors.whatsapp.connector import WEBHOOK_RETRY_S, classify, describe_error
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -32,34 +29,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("omnirelay.whatsapp")
 
-SIGNATURE_HEADER = "X-Hub-Signature-256"
 CHANNEL = "WHATSAPP"
 
-
-def sign(app_secret: str, body: bytes) -> str:
-    """The ``X-Hub-Signature-256`` value Meta sends with ``body``: ``sha256=<hex HMAC-SHA256>``."""
-    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
-    """Whether ``header`` is the signature of the raw ``body`` with ``app_secret`` (compared in constant time)."""
-    if not header:
-        return False
-    return hmac.compare_digest(header.strip().lower().encode(), sign(app_secret, body).encode())
+__all__ = ["SIGNATURE_HEADER", "WhatsAppWebhookRoutes", "sign", "signature_ok"]
 
 
 # --- Meta's notification ---------------------------------------------------------------------------------
-
-
-class _ErrorData(msgspec.Struct):
-    details: str | None = None
-
-
-class _StatusError(msgspec.Struct):
-    code: int | None = None
-    title: str | None = None
-    message: str | None = None
-    error_data: _ErrorData | None = None
 
 
 class _Status(msgspec.Struct):
@@ -67,7 +42,7 @@ class _Status(msgspec.Struct):
     status: str
     timestamp: str | None = None
     recipient_id: str | None = None
-    errors: list[_StatusError] = msgspec.field(default_factory=list)
+    errors: list[GraphError] = msgspec.field(default_factory=list)
 
 
 class _Profile(msgspec.Struct):
@@ -130,16 +105,15 @@ def status_receipt(status: _Status) -> Receipt | None:
         return Receipt(CHANNEL, status.id, "SEEN")
     if status.status != "failed":
         return None
-    error = status.errors[0] if status.errors else _StatusError()
+    error = status.errors[0] if status.errors else GraphError()
     verdict = classify(error.code)
-    details = error.error_data.details if error.error_data else None
     return Receipt(
         CHANNEL,
         status.id,
         verdict.outcome,
         error=verdict.error,
         not_a_user=verdict.not_a_user,
-        detail=describe_error(error.code, error.title, error.message, details),
+        detail=describe_error(error.code, error.title, error.message, error.details),
         after_s=WEBHOOK_RETRY_S if verdict.outcome == "RETRY" else 0.0,
     )
 
@@ -237,41 +211,30 @@ def inbound_report(message: dict[str, Any], value: _Value, sender: WhatsAppSende
         received_at = float(message.get("timestamp") or now)
     except (TypeError, ValueError):
         received_at = now
-    result: dict[str, Any] = {
-        "from": user,
-        "to": sender.sender,
-        "integrationType": CHANNEL,
-        "receivedAt": format_ts(received_at),
-        "messageId": str(message.get("id", "")),
-        "pairedMessageId": None,
-        "callbackData": None,
-        "message": inbound_content(message, f"{sender.base_url.rstrip('/')}/{sender.api_version}"),
-    }
+    content = inbound_content(message, f"{sender.base_url.rstrip('/')}/{sender.api_version}")
+    result = inbound_result(user, sender.sender, CHANNEL, received_at, str(message.get("id", "")), content)
     names = [c.profile.name for c in value.contacts if c.profile and c.profile.name and c.wa_id in (user, None)]
     if names:
         result["contact"] = {"name": names[0]}
-    return {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
+    return inbound_webhook(result)
 
 
 # --- routes --------------------------------------------------------------------------------------------
 
-_WEBHOOK_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+EVENTS = CounterSpec(
+    "omnirelay_whatsapp_webhooks",
+    "WhatsApp webhook events by sender and status (delivered, read, failed, inbound, bad_signature, …)",
+    ("sender", "status"),
+)
 
 
-def _webhook_counter(metrics: Metrics) -> Counter:
-    counter = _WEBHOOK_COUNTERS.get(metrics)
-    if counter is None:
-        counter = _WEBHOOK_COUNTERS[metrics] = Counter(
-            "omnirelay_whatsapp_webhooks",
-            "WhatsApp webhook events by sender and status (delivered, read, failed, inbound, bad_signature, …)",
-            ["sender", "status"],
-            registry=metrics.registry,
-        )
-    return counter
-
-
-class WhatsAppWebhookRoutes:
+class WhatsAppWebhookRoutes(MetaWebhookReceiver[WhatsAppSenderConfig, list[_Value]]):
     """Handlers of ``/webhooks/whatsapp/{sender}`` for the senders of the WhatsApp config."""
+
+    provider = "WhatsApp"
+    sender_kind = "WhatsApp sender"
+    notification_kind = "WhatsApp notification"
+    events = EVENTS
 
     def __init__(
         self,
@@ -280,64 +243,29 @@ class WhatsAppWebhookRoutes:
         store: Store,
         metrics: Metrics | None = None,
     ) -> None:
-        self.senders = {s.sender: s for s in config.senders}
+        super().__init__({s.sender: s for s in config.senders}, store, metrics, accounts)
         self.by_phone_number_id = {s.phone_number_id: s for s in config.senders}
-        self.accounts = {a.username: a for a in accounts}
-        self.store = store
-        self.metrics = metrics
-        self._counter = _webhook_counter(metrics) if metrics is not None else None
-        self._account_ids: dict[str, int] = {}
 
-    def add_to(self, app: web.Application) -> None:
-        """Register the routes."""
-        app.router.add_get("/webhooks/whatsapp/{sender}", self.verify)
-        app.router.add_post("/webhooks/whatsapp/{sender}", self.receive)
+    def decode(self, body: bytes) -> list[_Value]:
+        return message_values(body)
 
-    def _count(self, sender: str, status: str, n: int = 1) -> None:
-        if self._counter is not None and self.metrics is not None and n:
-            self.metrics.of(self._counter, sender, status).inc(n)
-
-    async def verify(self, request: web.Request) -> web.StreamResponse:
-        """Meta's subscription handshake: echo ``hub.challenge`` when ``hub.verify_token`` is the sender's."""
-        sender = self.senders.get(request.match_info["sender"])
-        if sender is None:
-            return envelope(404, "Unknown WhatsApp sender")
-        mode = request.query.get("hub.mode", "")
-        token = request.query.get("hub.verify_token", "")
-        if mode != "subscribe" or not hmac.compare_digest(token.encode(), sender.verify_token.encode()):
-            self._count(sender.sender, "bad_verify_token")
-            return envelope(403, "Verification token mismatch")
-        return web.Response(text=request.query.get("hub.challenge", ""), content_type="text/plain")
-
-    async def receive(self, request: web.Request) -> web.StreamResponse:
-        """A signed notification: receipts for the engine and inbound messages for the account, stored
-        before the 200 (Meta sends a notification again until it gets one)."""
-        sender = self.senders.get(request.match_info["sender"])
-        if sender is None:
-            return envelope(404, "Unknown WhatsApp sender")
-        body = await request.read()
-        if not signature_ok(sender.app_secret, body, request.headers.get(SIGNATURE_HEADER)):
-            self._count(sender.sender, "bad_signature")
-            return envelope(401, f"Missing or invalid {SIGNATURE_HEADER}")
-        try:
-            values = message_values(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._count(sender.sender, "bad_json")
-            return envelope(400, f"Malformed WhatsApp notification: {exc}")
+    async def handle(self, sender: WhatsAppSenderConfig, notification: list[_Value]) -> web.StreamResponse:
+        """Receipts for the engine and inbound messages for the account, stored before the 200 (Meta sends a
+        notification again until it gets one)."""
         now = time.time()
         receipts: list[Receipt] = []
-        inbound: list[tuple[int, str, str, str, bytes]] = []
-        for value in values:
+        inbound: list[InboundItem] = []
+        for value in notification:
             phone_number_id = value.metadata.phone_number_id if value.metadata else None
             # one app's webhook carries every number of the app: the notification names its own number
             owner = self.by_phone_number_id.get(phone_number_id or "", sender)
             for status in value.statuses:
-                self._count(owner.sender, status.status)
+                self.count(owner.sender, status.status)
                 receipt = status_receipt(status)
                 if receipt is not None:
                     receipts.append(receipt)
             for message in value.messages:
-                self._count(owner.sender, "inbound")
+                self.count(owner.sender, "inbound")
                 item = await self._inbound_item(message, value, owner, now)
                 if item is not None:
                     inbound.append(item)
@@ -349,23 +277,10 @@ class WhatsAppWebhookRoutes:
 
     async def _inbound_item(
         self, message: dict[str, Any], value: _Value, sender: WhatsAppSenderConfig, now: float
-    ) -> tuple[int, str, str, str, bytes] | None:
-        account = self.accounts.get(sender.account or "")
-        if account is None or not account.inbound_url:
-            log.info("inbound WhatsApp message to %s dropped: no account with an inbound_url", sender.sender)
+    ) -> InboundItem | None:
+        target = await self.inbound_account(sender.sender, sender.account)
+        if target is None:
             return None
-        account_id = await self._account_id(account.username)
-        if account_id is None:
-            return None
+        account_id, inbound_url = target
         body = _encoder.encode(inbound_report(message, value, sender, now))
-        return (account_id, f"inbound.{message.get('id', '')}", account.inbound_url, "application/json", body)
-
-    async def _account_id(self, username: str) -> int | None:
-        account_id = self._account_ids.get(username)
-        if account_id is None:
-            found = await self.store.account_by_username(username)
-            if found is None:
-                log.warning("WhatsApp sender's account %r does not exist", username)
-                return None
-            account_id = self._account_ids[username] = found.id
-        return account_id
+        return (account_id, f"inbound.{message.get('id', '')}", inbound_url, "application/json", body)

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from omnirelay.channels.base import Receipt
-from omnirelay.channels.smpp_pdu import (
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.smpp.pdu import (
     ESME_RMSGQFUL,
     ESME_RSYSERR,
     ESME_RTHROTTLED,

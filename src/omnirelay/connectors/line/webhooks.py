@@ -17,17 +17,15 @@ import hashlib
 import hmac
 import logging
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
-from prometheus_client import Counter
 
-from omnirelay.api.errors import envelope
-from omnirelay.channels.line import BLOCKED_ACCOUNT, BLOCKED_FOR_S, CHANNEL, blocked_key
 from omnirelay.config import AccountConfig, LineChannelConfig, LineConfig
-from omnirelay.domain.dates import format_ts
+from omnirelay.connectors.counters import CounterSpec
+from omnirelay.connectors.line.connector import BLOCKED_ACCOUNT, BLOCKED_FOR_S, CHANNEL, blocked_key
+from omnirelay.connectors.webhooks import InboundItem, WebhookReceiver, inbound_result, inbound_webhook
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -99,74 +97,47 @@ def inbound_content(message: dict[str, Any]) -> dict[str, Any]:
 def inbound_report(event: _Event, channel: LineChannelConfig, now: float) -> dict[str, Any]:
     """Infobip's inbound-message webhook body for one message a user sent to the channel."""
     message = event.message or {}
-    result = {
-        "from": event.source.userId if event.source else "",
-        "to": channel.sender,
-        "integrationType": CHANNEL,
-        "receivedAt": format_ts(event.timestamp / 1000 if event.timestamp else now),
-        "messageId": str(message.get("id", "")),
-        "pairedMessageId": None,
-        "callbackData": None,
-        "message": inbound_content(message),
-    }
-    return {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
+    user = event.source.userId if event.source else ""
+    received = event.timestamp / 1000 if event.timestamp else now
+    content = inbound_content(message)
+    return inbound_webhook(inbound_result(user, channel.sender, CHANNEL, received, str(message.get("id", "")), content))
 
 
-_WEBHOOK_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+EVENTS = CounterSpec(
+    "omnirelay_line_webhooks",
+    "LINE webhook events by channel and type (message, follow, unfollow, bad_signature, …)",
+    ("sender", "status"),
+)
 
 
-def _webhook_counter(metrics: Metrics) -> Counter:
-    counter = _WEBHOOK_COUNTERS.get(metrics)
-    if counter is None:
-        counter = _WEBHOOK_COUNTERS[metrics] = Counter(
-            "omnirelay_line_webhooks",
-            "LINE webhook events by channel and type (message, follow, unfollow, bad_signature, …)",
-            ["sender", "status"],
-            registry=metrics.registry,
-        )
-    return counter
-
-
-class LineWebhookRoutes:
+class LineWebhookRoutes(WebhookReceiver[LineChannelConfig, _Notification]):
     """Handlers of ``/webhooks/line/{sender}`` for the channels of the LINE config."""
+
+    provider = "LINE"
+    sender_kind = "LINE channel"
+    notification_kind = "LINE webhook"
+    signature_header = SIGNATURE_HEADER
+    events = EVENTS
 
     def __init__(
         self, config: LineConfig, accounts: list[AccountConfig], store: Store, metrics: Metrics | None = None
     ) -> None:
-        self.channels = {c.sender: c for c in config.channels}
-        self.accounts = {a.username: a for a in accounts}
-        self.store = store
-        self.metrics = metrics
-        self._counter = _webhook_counter(metrics) if metrics is not None else None
-        self._account_ids: dict[str, int] = {}
+        super().__init__({c.sender: c for c in config.channels}, store, metrics, accounts)
 
-    def add_to(self, app: web.Application) -> None:
-        """Register the route."""
-        app.router.add_post("/webhooks/line/{sender}", self.receive)
+    def signature_ok(self, sender: LineChannelConfig, body: bytes, header: str | None) -> bool:
+        return signature_ok(sender.channel_secret, body, header)
 
-    def _count(self, sender: str, status: str) -> None:
-        if self._counter is not None and self.metrics is not None:
-            self.metrics.of(self._counter, sender, status).inc()
+    def decode(self, body: bytes) -> _Notification:
+        return _decoder.decode(body)
 
-    async def receive(self, request: web.Request) -> web.StreamResponse:
-        """A signed batch of events: inbound messages stored for the account before the 200."""
-        channel = self.channels.get(request.match_info["sender"])
-        if channel is None:
-            return envelope(404, "Unknown LINE channel")
-        body = await request.read()
-        if not signature_ok(channel.channel_secret, body, request.headers.get(SIGNATURE_HEADER)):
-            self._count(channel.sender, "bad_signature")
-            return envelope(401, f"Missing or invalid {SIGNATURE_HEADER}")
-        try:
-            notification = _decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._count(channel.sender, "bad_json")
-            return envelope(400, f"Malformed LINE webhook: {exc}")
+    async def handle(self, sender: LineChannelConfig, notification: _Notification) -> web.StreamResponse:
+        """Inbound messages stored for the account, and blocks remembered, before the 200."""
+        channel = sender
         now = time.time()
-        inbound: list[tuple[int, str, str, str, bytes]] = []
+        inbound: list[InboundItem] = []
         blocked: dict[str, float] = {}  # user -> until, the last follow or unfollow of the batch winning
         for event in notification.events:
-            self._count(channel.sender, event.type or "unknown")
+            self.count(channel.sender, event.type or "unknown")
             user = event.source.userId if event.source else None
             if event.type == "unfollow" and user:
                 log.info("LINE user %s blocked %s: later steps to them fail over", user, channel.sender)
@@ -184,20 +155,11 @@ class LineWebhookRoutes:
             await self.store.push_webhooks(inbound, now)
         return web.json_response({"inbound": len(inbound), "blocked": sum(1 for v in blocked.values() if v)})
 
-    async def _inbound_item(
-        self, event: _Event, channel: LineChannelConfig, now: float
-    ) -> tuple[int, str, str, str, bytes] | None:
-        account = self.accounts.get(channel.account or "")
-        if account is None or not account.inbound_url:
-            log.info("inbound LINE message to %s dropped: no account with an inbound_url", channel.sender)
+    async def _inbound_item(self, event: _Event, channel: LineChannelConfig, now: float) -> InboundItem | None:
+        target = await self.inbound_account(channel.sender, channel.account)
+        if target is None:
             return None
-        account_id = self._account_ids.get(account.username)
-        if account_id is None:
-            found = await self.store.account_by_username(account.username)
-            if found is None:
-                log.warning("LINE channel's account %r does not exist", account.username)
-                return None
-            account_id = self._account_ids[account.username] = found.id
+        account_id, inbound_url = target
         message_id = str((event.message or {}).get("id", "") or event.webhookEventId or "")
         body = _encoder.encode(inbound_report(event, channel, now))
-        return (account_id, f"inbound.line.{message_id}", account.inbound_url, "application/json", body)
+        return (account_id, f"inbound.line.{message_id}", inbound_url, "application/json", body)

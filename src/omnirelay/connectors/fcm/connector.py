@@ -15,18 +15,26 @@ import asyncio
 import json
 import logging
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
 import jwt
 import msgspec
-from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import PushAppConfig, PushConfig
+from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
+from omnirelay.connectors.counters import CounterSpec
+from omnirelay.connectors.http import (
+    RETRY_CAP_S,
+    THROTTLED,
+    HttpConnector,
+    Refused,
+    Unreachable,
+    Verdict,
+    backoff,
+    verdict_result,
+)
 from omnirelay.domain.model import PushData
 
 if TYPE_CHECKING:
@@ -41,9 +49,6 @@ ASSERTION_LIFETIME_S = 3600
 """Google takes assertions valid for at most an hour."""
 REFRESH_MARGIN_S = 60.0
 """A token is renewed this long before it expires, so that no send carries one that expires on the way."""
-MAX_CONCURRENCY = 32
-REQUEST_TIMEOUT_S = 30.0
-RETRY_CAP_S = 60.0
 TTL_MAX_S = 28 * 86400
 """FCM keeps an undelivered message at most four weeks."""
 RESERVED_DATA_KEYS = ("from", "message_type", "notification")
@@ -152,20 +157,10 @@ def build_message(token: str, push: dict[str, Any] | PushData, validity_s: float
 # --- FCM errors -> outcomes -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What an FCM error means for the step: an outcome with a catalogue error name."""
-
-    outcome: str
-    error: str
-    not_a_user: bool = False
-
-
 UNREGISTERED = Verdict("REJECTED", "EC_REGISTRATION_ID_DISABLED")
 BAD_TOKEN = Verdict("REJECTED", "EC_NO_REGISTRATION_ID_FOUND")
 BAD_PAYLOAD = Verdict("REJECTED", "EC_INVALID_PUSH_PAYLOAD")
 AUTH = Verdict("REJECTED", "EC_INVALID_FCM_AUTH_DATA")
-THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
 UNAVAILABLE = Verdict("RETRY", "EC_PUSH_CLOUD_TEMP_UNAVAILABLE")
 INTERNAL = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
 
@@ -216,7 +211,7 @@ def retry_after(tries: int, header: str | None = None) -> float:
             return min(max(float(header), 0.0), RETRY_CAP_S)
         except ValueError:
             pass  # an HTTP date: use the backoff
-    return float(min(2 ** max(tries - 1, 0), RETRY_CAP_S))
+    return backoff(tries)
 
 
 class _FcmDetail(msgspec.Struct, rename={"type": "@type"}):
@@ -271,12 +266,7 @@ def answer_to_result(http_status: int, body: bytes, tries: int = 1, retry_header
         detail = f"FCM answered 200 without a message name: {body[:300].decode('utf-8', 'replace')}"
         return SubmitResult(None, [LaterReport(0.0, "REJECTED", "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
     verdict, detail = error_verdict(http_status, body)
-    return _verdict_result(verdict, detail, tries, retry_header)
-
-
-def _verdict_result(verdict: Verdict, detail: str, tries: int, retry_header: str | None = None) -> SubmitResult:
-    after_s = retry_after(tries, retry_header) if verdict.outcome == "RETRY" else 0.0
-    return SubmitResult(None, [LaterReport(after_s, verdict.outcome, verdict.error, verdict.not_a_user, detail)])
+    return verdict_result(verdict, detail, tries, retry_after(tries, retry_header))
 
 
 # --- service account and access tokens ------------------------------------------------------------------
@@ -344,6 +334,11 @@ class App:
     lock: asyncio.Lock | None = None
 
     @property
+    def sender(self) -> str:
+        """The app's name, as a step's ``from`` gives it."""
+        return self.config.sender
+
+    @property
     def send_url(self) -> str:
         return f"{self.config.base_url.rstrip('/')}/v1/projects/{self.project_id}/messages:send"
 
@@ -360,55 +355,33 @@ def load_app(config: PushAppConfig) -> App:
 
 # --- the connector -------------------------------------------------------------------------------------
 
-_COUNTERS: weakref.WeakKeyDictionary[Metrics, tuple[Counter, Counter]] = weakref.WeakKeyDictionary()
+SENDS = CounterSpec(
+    "omnirelay_fcm_sends", "FCM sends by app and result (delivered, or the outcome of a refusal)", ("app", "result")
+)
+TOKENS = CounterSpec(
+    "omnirelay_fcm_token_requests",
+    "OAuth2 access token requests by app and result (ok, refused, unreachable)",
+    ("app", "result"),
+)
 
 
-def _counters(metrics: Metrics) -> tuple[Counter, Counter]:
-    found = _COUNTERS.get(metrics)
-    if found is None:
-        sends = Counter(
-            "omnirelay_fcm_sends",
-            "FCM sends by app and result (delivered, or the outcome of a refusal)",
-            ["app", "result"],
-            registry=metrics.registry,
-        )
-        tokens = Counter(
-            "omnirelay_fcm_token_requests",
-            "OAuth2 access token requests by app and result (ok, refused, unreachable)",
-            ["app", "result"],
-            registry=metrics.registry,
-        )
-        found = _COUNTERS[metrics] = (sends, tokens)
-    return found
+class FcmPush(HttpConnector[App]):
+    """A :class:`~omnirelay.connectors.base.Channel` for PUSH steps through FCM HTTP v1.
 
-
-class FcmPush:
-    """A :class:`~omnirelay.channels.base.Channel` for PUSH steps through FCM HTTP v1.
-
-    One HTTP session serves every app; at most :data:`MAX_CONCURRENCY` sends are in flight at once, and at
-    most one token request per app.
+    One HTTP session serves every app; at most one token request per app is in flight.
     """
 
+    provider = "FCM"
+    sender_kind = "push app"
+    unknown_sender_error = "EC_NO_APPLICATION_FOUND"
+    unreachable_verdict = UNAVAILABLE
+    sends = SENDS
+    user_agent: ClassVar[str | None] = None
+    extra_connections = 4
+
     def __init__(self, config: PushConfig, metrics: Metrics | None = None) -> None:
-        self.apps: dict[str, App] = {a.sender: load_app(a) for a in config.apps}
-        self.metrics = metrics
-        self._counters = _counters(metrics) if metrics is not None else None
-        self._session: aiohttp.ClientSession | None = None
-        self._limit = asyncio.Semaphore(MAX_CONCURRENCY)
-
-    def app_for(self, name: str | None) -> App | None:
-        """The app a step's ``from`` names; a step without ``from`` uses the only app, if there is one."""
-        if name is None:
-            return next(iter(self.apps.values())) if len(self.apps) == 1 else None
-        return self.apps.get(name)
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
-                connector=aiohttp.TCPConnector(limit=MAX_CONCURRENCY + 4),
-            )
-        return self._session
+        super().__init__({a.sender: load_app(a) for a in config.apps}, metrics)
+        self._tokens = TOKENS.of(metrics) if metrics is not None else None
 
     async def access_token(self, app: App, stale: str | None = None) -> str:
         """The app's access token, asked for when there is none, it is near its expiry, or it is ``stale``
@@ -425,86 +398,46 @@ class FcmPush:
         now = time.time()
         form = {"grant_type": GRANT_TYPE, "assertion": assertion(app.account, app.token_url, now)}
         try:
-            async with self._http().post(app.token_url, data=form) as response:
-                body = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            reply = await self.post(app.token_url, form)
+        except Unreachable as exc:
             self._count_token(app, "unreachable")
-            raise AuthError(UNAVAILABLE, f"FCM token endpoint unreachable: {exc!r}") from None
+            raise AuthError(UNAVAILABLE, f"FCM token endpoint unreachable: {exc.cause!r}") from None
         try:
-            answer = _token_decoder.decode(body)
+            answer = _token_decoder.decode(reply.body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             answer = _TokenAnswer()
-        if status == 200 and answer.access_token:
+        if reply.status == 200 and answer.access_token:
             self._count_token(app, "ok")
             return answer.access_token, now + (answer.expires_in or 3600.0)
         self._count_token(app, "refused")
-        why = answer.error_description or answer.error or body[:300].decode("utf-8", "replace")
-        verdict = UNAVAILABLE if status >= 500 or status == 429 else AUTH
-        raise AuthError(verdict, f"FCM token request refused (HTTP {status}): {why}")
+        why = answer.error_description or answer.error or reply.body[:300].decode("utf-8", "replace")
+        verdict = UNAVAILABLE if reply.status >= 500 or reply.status == 429 else AUTH
+        raise AuthError(verdict, f"FCM token request refused (HTTP {reply.status}): {why}")
 
-    async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
-        """Send each submission (concurrently); one result per submission, in order, each also given to
-        ``answered`` as soon as FCM answered it."""
-        return await submit_each(batch, self._submit_one, answered)
-
-    async def _submit_one(self, sub: Submission) -> SubmitResult:
-        app = self.app_for(sub.sender)
-        if app is None:
-            known = ", ".join(sorted(self.apps)) or "none"
-            detail = f"no push app {sub.sender!r} is configured (configured: {known})"
-            return self._count(sub.sender or "", _refused("EC_NO_APPLICATION_FOUND", detail))
+    def prepare(self, sub: Submission, sender: App) -> dict[str, Any]:
         if sub.address.isdigit():  # the destination's phone number: it gave no pushRegistrationId
             detail = f"no pushRegistrationId for {sub.address} (FCM addresses a device by its registration token)"
-            return self._count(app.config.sender, _refused("EC_NO_REGISTRATION_ID_FOUND", detail))
+            raise Refused("EC_NO_REGISTRATION_ID_FOUND", detail)
         try:
-            body = build_message(sub.address, sub.content.get("push") or {}, sub.validity_s)
+            return build_message(sub.address, sub.content.get("push") or {}, sub.validity_s)
         except ContentError as exc:
-            return self._count(app.config.sender, _refused("EC_INVALID_PUSH_PAYLOAD", str(exc)))
-        try:
-            result = await self._send(app, body, sub.tries)
-        except AuthError as exc:
-            result = _verdict_result(exc.verdict, exc.detail, sub.tries)
-        except Exception as exc:  # one broken message must not fail the batch
-            log.exception("FCM send for message %s failed", sub.message_id)
-            result = _refused("EC_INTERNAL_ERROR", f"FCM connector error: {exc!r}")
-        return self._count(app.config.sender, result)
+            raise Refused("EC_INVALID_PUSH_PAYLOAD", str(exc)) from None
 
-    async def _send(self, app: App, body: dict[str, Any], tries: int) -> SubmitResult:
+    async def send(self, sender: App, sub: Submission, body: dict[str, Any]) -> SubmitResult:
         data = msgspec.json.encode(body)
         stale: str | None = None
-        async with self._limit:
+        try:
             for _ in range(2):  # a token FCM no longer takes is renewed once, and the message sent again
-                token = await self.access_token(app, stale)
+                token = await self.access_token(sender, stale)
                 headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-                try:
-                    async with self._http().post(app.send_url, data=data, headers=headers) as response:
-                        answer = await response.read()
-                        status = response.status
-                        retry_header = response.headers.get("Retry-After")
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    return _verdict_result(UNAVAILABLE, f"FCM unreachable: {exc!r}", tries)
-                if status != 401:
+                answer = await self.post(sender.send_url, data, headers)
+                if answer.status != 401:
                     break
                 stale = token
-        return answer_to_result(status, answer, tries, retry_header)
-
-    def _count(self, app: str, result: SubmitResult) -> SubmitResult:
-        if self._counters is not None and self.metrics is not None:
-            outcome = result.reports[0].outcome.lower() if result.reports else "accepted"
-            self.metrics.of(self._counters[0], app, outcome).inc()
-        return result
+        except AuthError as exc:
+            return verdict_result(exc.verdict, exc.detail, sub.tries)
+        return answer_to_result(answer.status, answer.body, sub.tries, answer.headers.get("Retry-After"))
 
     def _count_token(self, app: App, result: str) -> None:
-        if self._counters is not None and self.metrics is not None:
-            self.metrics.of(self._counters[1], app.config.sender, result).inc()
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _refused(error: str, detail: str) -> SubmitResult:
-    return SubmitResult(None, [LaterReport(0.0, "REJECTED", error, detail=detail)])
+        if self._tokens is not None and self.metrics is not None:
+            self.metrics.of(self._tokens, app.sender, result).inc()

@@ -83,7 +83,15 @@ waiting for their peer does not lose a provider id that was already handed out).
 
 
 class Channel(Protocol):
-    """A connector to the outside world (or the sandbox) for one or more OMNI channels."""
+    """A connector to the outside world (or the sandbox) for one or more OMNI channels.
+
+    A connector that subclasses this protocol inherits :meth:`start` doing nothing.
+    """
+
+    async def start(self) -> None:
+        """Start what runs in the background (SMPP binds); called once, before the first :meth:`submit`.
+        Nothing to start by default."""
+        return None
 
     async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
         """Submit a batch; one result per submission, in order. Must not raise for one bad message.

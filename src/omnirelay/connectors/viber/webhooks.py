@@ -14,16 +14,15 @@ import hashlib
 import hmac
 import logging
 import time
-import weakref
 from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
-from prometheus_client import Counter
 
-from omnirelay.api.errors import envelope
-from omnirelay.channels.base import Receipt
-from omnirelay.config import ViberConfig
+from omnirelay.config import ViberBotConfig, ViberConfig
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.counters import CounterSpec
+from omnirelay.connectors.webhooks import WebhookReceiver
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -82,58 +81,40 @@ def callback_receipt(callback: Callback) -> Receipt | None:
     return None
 
 
-_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+EVENTS = CounterSpec(
+    "omnirelay_viber_callbacks",
+    "Viber callbacks by sender and event (delivered, seen, failed, subscribed, …, bad_signature)",
+    ("sender", "event"),
+)
 
 
-def _counter(metrics: Metrics) -> Counter:
-    counter = _COUNTERS.get(metrics)
-    if counter is None:
-        counter = _COUNTERS[metrics] = Counter(
-            "omnirelay_viber_callbacks",
-            "Viber callbacks by sender and event (delivered, seen, failed, subscribed, …, bad_signature)",
-            ["sender", "event"],
-            registry=metrics.registry,
-        )
-    return counter
-
-
-class ViberWebhookRoutes:
+class ViberWebhookRoutes(WebhookReceiver[ViberBotConfig, Callback]):
     """The handler of ``/webhooks/viber/{sender}`` for the bots of the Viber config."""
 
+    provider = "Viber"
+    sender_kind = "Viber bot"
+    notification_kind = "Viber callback"
+    signature_header = SIGNATURE_HEADER
+    events = EVENTS
+
     def __init__(self, config: ViberConfig, store: Store, metrics: Metrics | None = None) -> None:
-        self.bots = {b.sender: b for b in config.bots}
-        self.store = store
-        self.metrics = metrics
-        self._counter = _counter(metrics) if metrics is not None else None
+        super().__init__({b.sender: b for b in config.bots}, store, metrics)
 
-    def add_to(self, app: web.Application) -> None:
-        """Register the route."""
-        app.router.add_post("/webhooks/viber/{sender}", self.receive)
+    def signature_ok(self, sender: ViberBotConfig, body: bytes, header: str | None) -> bool:
+        return signature_ok(sender.auth_token, body, header)
 
-    def _count(self, sender: str, event: str) -> None:
-        if self._counter is not None and self.metrics is not None:
-            self.metrics.of(self._counter, sender, event).inc()
+    def decode(self, body: bytes) -> Callback:
+        return _decoder.decode(body)
 
-    async def receive(self, request: web.Request) -> web.StreamResponse:
-        """A signed callback: a receipt for the engine, stored before the 200."""
-        bot = self.bots.get(request.match_info["sender"])
-        if bot is None:
-            return envelope(404, "Unknown Viber bot")
-        body = await request.read()
-        if not signature_ok(bot.auth_token, body, request.headers.get(SIGNATURE_HEADER)):
-            self._count(bot.sender, "bad_signature")
-            return envelope(401, f"Missing or invalid {SIGNATURE_HEADER}")
-        try:
-            callback = _decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._count(bot.sender, "bad_json")
-            return envelope(400, f"Malformed Viber callback: {exc}")
+    async def handle(self, sender: ViberBotConfig, notification: Callback) -> web.StreamResponse:
+        """A receipt for the engine, stored before the 200."""
+        callback = notification
         known = callback.event in ACKNOWLEDGED or callback.event in ("delivered", "seen", "failed")
-        self._count(bot.sender, callback.event if known else "other")
+        self.count(sender.sender, callback.event if known else "other")
         receipt = callback_receipt(callback)
         if receipt is not None:
             await self.store.record_receipts([receipt], time.time())
         elif callback.event in ("subscribed", "unsubscribed"):
             user = callback.user.id if callback.user else callback.user_id
-            log.info("Viber bot %s: user %s %s", bot.sender, user, callback.event)
+            log.info("Viber bot %s: user %s %s", sender.sender, user, callback.event)
         return web.Response(status=200)

@@ -6,25 +6,31 @@ map (and ``users_file``); a number the map does not hold is refused at once, whi
 ``viber`` object becomes one bot API message (:func:`build_message`): a text, a picture, or a rich media card
 when it has a button. Viber answers every request with HTTP 200 and a ``status`` code: 0 gives the message's
 ``message_token`` (the provider id), the others map to outcomes with :func:`classify`. The outcome comes later
-by callback (:mod:`omnirelay.api.viber_webhooks`).
+by callback (:mod:`omnirelay.connectors.viber.webhooks`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import weakref
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
 import msgspec
-from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import ViberBotConfig, ViberConfig
+from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
+from omnirelay.connectors.counters import CounterSpec
+from omnirelay.connectors.http import (
+    ACCOUNT,
+    BAD_REQUEST,
+    THROTTLED,
+    TRANSIENT,
+    HttpConnector,
+    Refused,
+    Verdict,
+    verdict_result,
+)
 from omnirelay.domain.model import ViberData
 
 if TYPE_CHECKING:
@@ -33,9 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("omnirelay.viber")
 
 AUTH_HEADER = "X-Viber-Auth-Token"
-MAX_CONCURRENCY = 32
-REQUEST_TIMEOUT_S = 30.0
-RETRY_CAP_S = 60.0
 TEXT_MAX = 7000
 """Viber's limit on a text message."""
 PICTURE_TEXT_MAX = 768
@@ -138,22 +141,8 @@ def build_message(receiver: str, bot: ViberBotConfig, viber: dict[str, Any] | Vi
 # --- Viber status codes -> outcomes ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What a bot API status code means for the step: an outcome of :data:`~omnirelay.channels.base.OUTCOMES`
-    with a catalogue error name, and whether the address is not a Viber user."""
-
-    outcome: str
-    error: str
-    not_a_user: bool = False
-
-
-_BAD_REQUEST = Verdict("REJECTED", "EC_BAD_REQUEST")
-_ACCOUNT = Verdict("REJECTED", "EC_ACCOUNT_ISSUE")
 _BILLING = Verdict("REJECTED", "EC_PROVIDER_BILLING_ERROR")
 _VERSION = Verdict("UNDELIVERABLE", "EC_UNSUPPORTED_MOBILE_APP_VERSION")
-THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
-TRANSIENT = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
 
 #: The ``status`` codes of the REST bot API (its "Error codes" table), by number, with Viber's names.
 STATUS_NAMES: dict[int, str] = {
@@ -185,29 +174,29 @@ STATUS_NAMES: dict[int, str] = {
 }
 
 VERDICTS: dict[int, Verdict] = {
-    1: _BAD_REQUEST,
+    1: BAD_REQUEST,
     2: Verdict("REJECTED", "EC_UNAUTHORIZED_ACCESS"),
-    3: _BAD_REQUEST,
-    4: _BAD_REQUEST,
+    3: BAD_REQUEST,
+    4: BAD_REQUEST,
     # not a Viber user: fails over at once, and the number is remembered as not a user
     5: Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True),
     # a Viber user who has not subscribed to the bot (or left it): fails over at once, but is not remembered,
     # since subscribing again makes them reachable
     6: Verdict("REJECTED", "EC_UNKNOWN_USER"),
-    7: _ACCOUNT,
-    8: _ACCOUNT,
-    9: _ACCOUNT,
+    7: ACCOUNT,
+    8: ACCOUNT,
+    9: ACCOUNT,
     10: Verdict("REJECTED", "EC_CONFIGURATION_ERROR"),  # Viber takes no sends before set_webhook
     11: Verdict("UNDELIVERABLE", "EC_UNSUPPORTED_DEVICE"),
     12: THROTTLED,
     13: _VERSION,
     14: _VERSION,
     15: Verdict("REJECTED", "EC_FORBIDDEN_ACCESS"),
-    16: _BAD_REQUEST,
-    17: _BAD_REQUEST,
-    18: _BAD_REQUEST,
-    19: _BAD_REQUEST,
-    20: _BAD_REQUEST,
+    16: BAD_REQUEST,
+    17: BAD_REQUEST,
+    18: BAD_REQUEST,
+    19: BAD_REQUEST,
+    20: BAD_REQUEST,
     21: Verdict("REJECTED", "EC_ILLEGAL_TRAFFIC_TYPE"),
     22: _BILLING,
     23: _BILLING,
@@ -220,11 +209,6 @@ _GENERAL = Verdict("UNDELIVERABLE", "EC_PROVIDER_DR_ERROR")
 def classify(status: int) -> Verdict:
     """The verdict for a nonzero bot API ``status`` code."""
     return VERDICTS.get(status, _GENERAL)
-
-
-def retry_after(tries: int) -> float:
-    """Seconds to wait before submitting a throttled step again: 1, 2, 4, … up to :data:`RETRY_CAP_S`."""
-    return float(min(2 ** max(tries - 1, 0), RETRY_CAP_S))
 
 
 def describe_status(status: int, message: str | None) -> str:
@@ -244,7 +228,7 @@ _answer_decoder = msgspec.json.Decoder(_SendAnswer)
 
 def answer_to_result(http_status: int, body: bytes, tries: int = 1) -> SubmitResult:
     """What a ``send_message`` answer means: the ``message_token`` of status 0, else an outcome with the
-    status code in its ``detail`` (throttling and server trouble ask to submit again after :func:`retry_after`)."""
+    status code in its ``detail`` (throttling and server trouble ask to submit again after a backoff)."""
     answer: _SendAnswer | None
     try:
         answer = _answer_decoder.decode(body)
@@ -253,19 +237,14 @@ def answer_to_result(http_status: int, body: bytes, tries: int = 1) -> SubmitRes
     if http_status != 200 or answer is None or answer.status is None:
         text = body[:300].decode("utf-8", "replace")
         if http_status >= 500 or http_status == 429 or http_status == 200:
-            return _verdict_result(TRANSIENT, f"Viber answered HTTP {http_status}: {text}", tries)
-        return _verdict_result(_BAD_REQUEST, f"Viber answered HTTP {http_status}: {text}", tries)
+            return verdict_result(TRANSIENT, f"Viber answered HTTP {http_status}: {text}", tries)
+        return verdict_result(BAD_REQUEST, f"Viber answered HTTP {http_status}: {text}", tries)
     if answer.status == 0:
         if answer.message_token is not None and str(answer.message_token):
             return SubmitResult(str(answer.message_token))
         detail = f"Viber answered status 0 without a message_token: {body[:300].decode('utf-8', 'replace')}"
         return SubmitResult(None, [LaterReport(0.0, "REJECTED", "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
-    return _verdict_result(classify(answer.status), describe_status(answer.status, answer.status_message), tries)
-
-
-def _verdict_result(verdict: Verdict, detail: str, tries: int) -> SubmitResult:
-    after_s = retry_after(tries) if verdict.outcome == "RETRY" else 0.0
-    return SubmitResult(None, [LaterReport(after_s, verdict.outcome, verdict.error, verdict.not_a_user, detail)])
+    return verdict_result(classify(answer.status), describe_status(answer.status, answer.status_message), tries)
 
 
 def load_users(bot: ViberBotConfig) -> dict[str, str]:
@@ -285,104 +264,39 @@ def load_users(bot: ViberBotConfig) -> dict[str, str]:
 
 # --- the connector -------------------------------------------------------------------------------------
 
-_SEND_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+SENDS = CounterSpec(
+    "omnirelay_viber_sends",
+    "Viber bot API sends by sender and result (accepted, or the outcome of a refusal)",
+    ("sender", "result"),
+)
 
 
-def _send_counter(metrics: Metrics) -> Counter:
-    counter = _SEND_COUNTERS.get(metrics)
-    if counter is None:
-        counter = _SEND_COUNTERS[metrics] = Counter(
-            "omnirelay_viber_sends",
-            "Viber bot API sends by sender and result (accepted, or the outcome of a refusal)",
-            ["sender", "result"],
-            registry=metrics.registry,
-        )
-    return counter
+class ViberBot(HttpConnector[ViberBotConfig]):
+    """A :class:`~omnirelay.connectors.base.Channel` for VIBER steps through Viber's REST bot API."""
 
-
-class ViberBot:
-    """A :class:`~omnirelay.channels.base.Channel` for VIBER steps through Viber's REST bot API.
-
-    One HTTP session serves every bot; at most :data:`MAX_CONCURRENCY` requests are in flight at once.
-    """
+    provider = "Viber"
+    sender_kind = "Viber bot"
+    sends = SENDS
+    user_agent: ClassVar[str | None] = None
 
     def __init__(self, config: ViberConfig, metrics: Metrics | None = None) -> None:
         for b in config.bots:
             if not 0 < len(b.sender_name) <= SENDER_NAME_MAX:
                 raise ValueError(f"bot {b.sender!r}: sender_name must be 1 to {SENDER_NAME_MAX} characters")
-        self.bots: dict[str, ViberBotConfig] = {b.sender: b for b in config.bots}
+        super().__init__({b.sender: b for b in config.bots}, metrics)
         self.users: dict[str, dict[str, str]] = {b.sender: load_users(b) for b in config.bots}
-        self.metrics = metrics
-        self._counter = _send_counter(metrics) if metrics is not None else None
-        self._session: aiohttp.ClientSession | None = None
-        self._limit = asyncio.Semaphore(MAX_CONCURRENCY)
 
-    def bot_for(self, name: str | None) -> ViberBotConfig | None:
-        """The bot a step's ``from`` names; a step without ``from`` uses the only bot, if there is one."""
-        if name is None:
-            return next(iter(self.bots.values())) if len(self.bots) == 1 else None
-        return self.bots.get(name)
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
-                connector=aiohttp.TCPConnector(limit=MAX_CONCURRENCY),
-            )
-        return self._session
-
-    async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
-        """Send each submission (concurrently); one result per submission, in order, each also given to
-        ``answered`` as soon as its request is answered."""
-        return await submit_each(batch, self._submit_one, answered)
-
-    async def _submit_one(self, sub: Submission) -> SubmitResult:
-        bot = self.bot_for(sub.sender)
-        if bot is None:
-            known = ", ".join(sorted(self.bots)) or "none"
-            detail = f"no Viber bot {sub.sender!r} is configured (configured: {known})"
-            return self._count(sub.sender or "", _refused("EC_SENDER_NOT_REGISTERED", detail))
-        receiver = self.users[bot.sender].get(sub.address)
+    def prepare(self, sub: Submission, sender: ViberBotConfig) -> dict[str, Any]:
+        receiver = self.users[sender.sender].get(sub.address)
         if receiver is None:
-            detail = f"no Viber user id is known for {sub.address} (bot {bot.sender}'s users map)"
-            return self._count(bot.sender, _refused("EC_UNKNOWN_USER", detail))
+            detail = f"no Viber user id is known for {sub.address} (bot {sender.sender}'s users map)"
+            raise Refused("EC_UNKNOWN_USER", detail)
         try:
-            body = build_message(receiver, bot, sub.content.get("viber") or {})
+            return build_message(receiver, sender, sub.content.get("viber") or {})
         except ContentError as exc:
-            return self._count(bot.sender, _refused("EC_BAD_REQUEST", str(exc)))
-        try:
-            result = await self._post(bot, body, sub.tries)
-        except Exception as exc:  # one broken message must not fail the batch
-            log.exception("Viber send for message %s failed", sub.message_id)
-            result = _refused("EC_INTERNAL_ERROR", f"Viber connector error: {exc!r}")
-        return self._count(bot.sender, result)
+            raise Refused("EC_BAD_REQUEST", str(exc)) from None
 
-    async def _post(self, bot: ViberBotConfig, body: dict[str, Any], tries: int) -> SubmitResult:
-        url = f"{bot.base_url.rstrip('/')}/pa/send_message"
-        headers = {AUTH_HEADER: bot.auth_token, "Content-Type": "application/json"}
-        async with self._limit:
-            try:
-                async with self._http().post(url, data=msgspec.json.encode(body), headers=headers) as response:
-                    answer = await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # The request may have reached Viber before the connection broke; a retry risks a duplicate,
-                # which beats losing the message.
-                return _verdict_result(TRANSIENT, f"Viber unreachable: {exc!r}", tries)
-        return answer_to_result(status, answer, tries)
-
-    def _count(self, sender: str, result: SubmitResult) -> SubmitResult:
-        if self._counter is not None and self.metrics is not None:
-            outcome = result.reports[0].outcome.lower() if result.reports else "accepted"
-            self.metrics.of(self._counter, sender, outcome).inc()
-        return result
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _refused(error: str, detail: str) -> SubmitResult:
-    return SubmitResult(None, [LaterReport(0.0, "REJECTED", error, detail=detail)])
+    async def send(self, sender: ViberBotConfig, sub: Submission, body: dict[str, Any]) -> SubmitResult:
+        url = f"{sender.base_url.rstrip('/')}/pa/send_message"
+        answer = await self.post_json(url, body, {AUTH_HEADER: sender.auth_token})
+        return answer_to_result(answer.status, answer.body, sub.tries)

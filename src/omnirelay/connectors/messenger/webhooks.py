@@ -12,23 +12,20 @@ watermark (within :data:`WATERMARK_WINDOW_S`), found by the user's prefix of the
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
-import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
-from prometheus_client import Counter
 
-from omnirelay.api.errors import envelope
-from omnirelay.api.whatsapp_webhooks import SIGNATURE_HEADER, signature_ok
-from omnirelay.channels.base import Receipt
-from omnirelay.channels.messenger import CHANNEL, provider_id
 from omnirelay.config import AccountConfig, MessengerConfig, MessengerPageConfig
-from omnirelay.domain.dates import format_ts
+from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.counters import CounterSpec
+from omnirelay.connectors.messenger.connector import CHANNEL, provider_id
+from omnirelay.connectors.meta import SIGNATURE_HEADER, MetaWebhookReceiver, signature_ok
+from omnirelay.connectors.webhooks import InboundItem, inbound_result, inbound_webhook
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -105,101 +102,55 @@ def inbound_report(event: _Event, page: MessengerPageConfig, now: float) -> dict
     """Infobip's inbound-message webhook body for one message a user sent to the page."""
     message = event.message or {}
     received = event.timestamp / 1000 if event.timestamp else now
-    result = {
-        "from": event.sender.id,
-        "to": page.sender,
-        "integrationType": CHANNEL,
-        "receivedAt": format_ts(received),
-        "messageId": str(message.get("mid", "")),
-        "pairedMessageId": None,
-        "callbackData": None,
-        "message": inbound_content(message),
-    }
-    return {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
+    mid = str(message.get("mid", ""))
+    content = inbound_content(message)
+    return inbound_webhook(inbound_result(event.sender.id, page.sender, CHANNEL, received, mid, content))
 
 
-_WEBHOOK_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+EVENTS = CounterSpec(
+    "omnirelay_messenger_webhooks",
+    "Messenger webhook events by page and kind (delivery, read, inbound, bad_signature, …)",
+    ("sender", "status"),
+)
 
 
-def _webhook_counter(metrics: Metrics) -> Counter:
-    counter = _WEBHOOK_COUNTERS.get(metrics)
-    if counter is None:
-        counter = _WEBHOOK_COUNTERS[metrics] = Counter(
-            "omnirelay_messenger_webhooks",
-            "Messenger webhook events by page and kind (delivery, read, inbound, bad_signature, …)",
-            ["sender", "status"],
-            registry=metrics.registry,
-        )
-    return counter
-
-
-class MessengerWebhookRoutes:
+class MessengerWebhookRoutes(MetaWebhookReceiver[MessengerPageConfig, _Notification]):
     """Handlers of ``/webhooks/messenger/{sender}`` for the pages of the Messenger config."""
+
+    provider = "Messenger"
+    sender_kind = "Messenger page"
+    notification_kind = "Messenger notification"
+    events = EVENTS
 
     def __init__(
         self, config: MessengerConfig, accounts: list[AccountConfig], store: Store, metrics: Metrics | None = None
     ) -> None:
-        self.pages = {p.sender: p for p in config.pages}
+        super().__init__({p.sender: p for p in config.pages}, store, metrics, accounts)
         self.by_page_id = {p.page_id: p for p in config.pages}
-        self.accounts = {a.username: a for a in accounts}
-        self.store = store
-        self.metrics = metrics
-        self._counter = _webhook_counter(metrics) if metrics is not None else None
-        self._account_ids: dict[str, int] = {}
         self._already: OrderedDict[str, str] = OrderedDict()
         """provider id -> the outcome a watermark already gave it (DELIVERED or SEEN), oldest first."""
 
-    def add_to(self, app: web.Application) -> None:
-        """Register the routes."""
-        app.router.add_get("/webhooks/messenger/{sender}", self.verify)
-        app.router.add_post("/webhooks/messenger/{sender}", self.receive)
+    def decode(self, body: bytes) -> _Notification:
+        return _decoder.decode(body)
 
-    def _count(self, sender: str, status: str, n: int = 1) -> None:
-        if self._counter is not None and self.metrics is not None and n:
-            self.metrics.of(self._counter, sender, status).inc(n)
-
-    async def verify(self, request: web.Request) -> web.StreamResponse:
-        """Meta's subscription handshake: echo ``hub.challenge`` when ``hub.verify_token`` is the page's."""
-        page = self.pages.get(request.match_info["sender"])
-        if page is None:
-            return envelope(404, "Unknown Messenger page")
-        mode = request.query.get("hub.mode", "")
-        token = request.query.get("hub.verify_token", "")
-        if mode != "subscribe" or not hmac.compare_digest(token.encode(), page.verify_token.encode()):
-            self._count(page.sender, "bad_verify_token")
-            return envelope(403, "Verification token mismatch")
-        return web.Response(text=request.query.get("hub.challenge", ""), content_type="text/plain")
-
-    async def receive(self, request: web.Request) -> web.StreamResponse:
-        """A signed notification: receipts for the engine and inbound messages for the account, stored
-        before the 200 (Meta sends a notification again until it gets one)."""
-        page = self.pages.get(request.match_info["sender"])
-        if page is None:
-            return envelope(404, "Unknown Messenger page")
-        body = await request.read()
-        if not signature_ok(page.app_secret, body, request.headers.get(SIGNATURE_HEADER)):
-            self._count(page.sender, "bad_signature")
-            return envelope(401, f"Missing or invalid {SIGNATURE_HEADER}")
-        try:
-            notification = _decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._count(page.sender, "bad_json")
-            return envelope(400, f"Malformed Messenger notification: {exc}")
+    async def handle(self, sender: MessengerPageConfig, notification: _Notification) -> web.StreamResponse:
+        """Receipts for the engine and inbound messages for the account, stored before the 200 (Meta sends a
+        notification again until it gets one)."""
         now = time.time()
         receipts: list[Receipt] = []
-        inbound: list[tuple[int, str, str, str, bytes]] = []
+        inbound: list[InboundItem] = []
         for entry in notification.entry:
-            owner = self.by_page_id.get(entry.id or "", page)  # one app's webhook carries all of its pages
+            owner = self.by_page_id.get(entry.id or "", sender)  # one app's webhook carries all of its pages
             for event in entry.messaging:
                 psid = event.sender.id
                 if event.delivery is not None:
-                    self._count(owner.sender, "delivery")
+                    self.count(owner.sender, "delivery")
                     receipts += await self._marked(psid, event.delivery.mids, event.delivery.watermark, "DELIVERED")
                 if event.read is not None:
-                    self._count(owner.sender, "read")
+                    self.count(owner.sender, "read")
                     receipts += await self._marked(psid, [], event.read.watermark, "SEEN")
                 if event.message is not None and not event.message.get("is_echo"):
-                    self._count(owner.sender, "inbound")
+                    self.count(owner.sender, "inbound")
                     item = await self._inbound_item(event, owner, now)
                     if item is not None:
                         inbound.append(item)
@@ -233,20 +184,11 @@ class MessengerWebhookRoutes:
             ids = [pid for pid in found if self._already.get(pid) not in (outcome, "SEEN")]
         return [Receipt(CHANNEL, pid, outcome) for pid in ids]
 
-    async def _inbound_item(
-        self, event: _Event, page: MessengerPageConfig, now: float
-    ) -> tuple[int, str, str, str, bytes] | None:
-        account = self.accounts.get(page.account or "")
-        if account is None or not account.inbound_url:
-            log.info("inbound Messenger message to %s dropped: no account with an inbound_url", page.sender)
+    async def _inbound_item(self, event: _Event, page: MessengerPageConfig, now: float) -> InboundItem | None:
+        target = await self.inbound_account(page.sender, page.account)
+        if target is None:
             return None
-        account_id = self._account_ids.get(account.username)
-        if account_id is None:
-            found = await self.store.account_by_username(account.username)
-            if found is None:
-                log.warning("Messenger page's account %r does not exist", account.username)
-                return None
-            account_id = self._account_ids[account.username] = found.id
+        account_id, inbound_url = target
         mid = str((event.message or {}).get("mid", ""))
         body = _encoder.encode(inbound_report(event, page, now))
-        return (account_id, f"inbound.fb.{mid}", account.inbound_url, "application/json", body)
+        return (account_id, f"inbound.fb.{mid}", inbound_url, "application/json", body)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult
 from omnirelay.config import SandboxRule
+from omnirelay.connectors.base import Answered, Channel, LaterReport, Submission, SubmitResult
 from omnirelay.domain import catalogue
 from omnirelay.domain.channels import parse_channel
 
@@ -66,8 +66,8 @@ def compile_rules(rules: list[SandboxRule]) -> list[_Compiled]:
     return compiled
 
 
-class Sandbox:
-    """A :class:`~omnirelay.channels.base.Channel` for every OMNI channel, driven by rules."""
+class Sandbox(Channel):
+    """A :class:`~omnirelay.connectors.base.Channel` for every OMNI channel, driven by rules."""
 
     def __init__(self, rules: list[SandboxRule] | None) -> None:
         self.rules = compile_rules(rules if rules else DEFAULT_RULES)

@@ -13,7 +13,7 @@ account without delivering it (its FAQ says so): a 200 is the last word LINE giv
 DELIVERED, as an SMTP server's 250 does. A user id LINE does not know (never a friend of this account) is
 answered 400 "Failed to send messages": not a LINE user, which fails over at once.
 
-What LINE does say is the ``unfollow`` webhook (:mod:`omnirelay.api.line_webhooks`): the user blocked the
+What LINE does say is the ``unfollow`` webhook (:mod:`omnirelay.connectors.line.webhooks`): the user blocked the
 account. The receiver remembers it in the store (capability memory under :func:`blocked_key`, until a
 ``follow`` says otherwise), and a push to a user who blocked the channel is not sent: it is REJECTED
 ``EC_BLOCKED_USER`` and fails over at once (one look-up per batch).
@@ -21,20 +21,28 @@ account. The receiver remembers it in the store (capability memory under :func:`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-import weakref
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import msgspec
-from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import LineChannelConfig, LineConfig
+from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult, submit_each
+from omnirelay.connectors.counters import CounterSpec
+from omnirelay.connectors.http import (
+    BAD_REQUEST,
+    CONFIGURATION,
+    NOT_A_USER,
+    THROTTLED,
+    TRANSIENT,
+    HttpConnector,
+    Refused,
+    Verdict,
+    refused,
+    verdict_result,
+)
 from omnirelay.domain.model import LineData
 
 if TYPE_CHECKING:
@@ -49,10 +57,6 @@ RETRY_KEY_HEADER = "X-Line-Retry-Key"
 ACCEPTED_REQUEST_HEADER = "X-Line-Accepted-Request-Id"
 """The header of a 409: the request id of the push that was accepted under the same retry key."""
 REQUEST_ID_HEADER = "X-Line-Request-Id"
-USER_AGENT = "omnirelay/0.1.0"
-MAX_CONCURRENCY = 32
-REQUEST_TIMEOUT_S = 30.0
-RETRY_CAP_S = 60.0
 TEXT_MAX = 5000
 RETRY_KEY_NAMESPACE = uuid.UUID("6f0d6c1e-3b1f-5a7e-9c42-6c696e652d31")
 BLOCKED_ACCOUNT = 0
@@ -150,21 +154,7 @@ def push_body(to: str, line: dict[str, Any] | LineData) -> dict[str, Any]:
 # --- answers -> outcomes -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What an answer means for the step."""
-
-    outcome: str
-    error: str
-    not_a_user: bool = False
-
-
-NOT_A_USER = Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True)
-THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
-TRANSIENT = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
-CONFIGURATION = Verdict("REJECTED", "EC_CONFIGURATION_ERROR")
 QUOTA = Verdict("REJECTED", "EC_ACCOUNT_ISSUE")
-BAD_REQUEST = Verdict("REJECTED", "EC_BAD_REQUEST")
 
 #: What LINE says (``message`` of a 400) about a user it cannot send to.
 NOT_A_USER_TEXTS = ("failed to send messages", "hasn't added the line official account as a friend")
@@ -184,11 +174,6 @@ def classify(status: int, message: str) -> Verdict:
     if status >= 500:
         return TRANSIENT
     return BAD_REQUEST
-
-
-def retry_after(tries: int) -> float:
-    """Seconds to wait before pushing a throttled step again: 1, 2, 4, … up to :data:`RETRY_CAP_S`."""
-    return float(min(2 ** max(tries - 1, 0), RETRY_CAP_S))
 
 
 class _Detail(msgspec.Struct):
@@ -233,62 +218,39 @@ def answer_to_result(status: int, body: bytes, headers: dict[str, str], tries: i
     return verdict_result(verdict, detail, tries)
 
 
-def verdict_result(verdict: Verdict, detail: str, tries: int) -> SubmitResult:
-    """A refusal (or a request to push again after :func:`retry_after`) for ``verdict``."""
-    after_s = retry_after(tries) if verdict.outcome == "RETRY" else 0.0
-    return SubmitResult(None, [LaterReport(after_s, verdict.outcome, verdict.error, verdict.not_a_user, detail)])
-
-
 # --- the connector -------------------------------------------------------------------------------------
 
-_SEND_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+SENDS = CounterSpec(
+    "omnirelay_line_sends",
+    "LINE push messages by channel and result (delivered, or the outcome of a refusal)",
+    ("sender", "result"),
+)
 
 
-def _send_counter(metrics: Metrics) -> Counter:
-    counter = _SEND_COUNTERS.get(metrics)
-    if counter is None:
-        counter = _SEND_COUNTERS[metrics] = Counter(
-            "omnirelay_line_sends",
-            "LINE push messages by channel and result (delivered, or the outcome of a refusal)",
-            ["sender", "result"],
-            registry=metrics.registry,
-        )
-    return counter
+class Line(HttpConnector[LineChannelConfig]):
+    """A :class:`~omnirelay.connectors.base.Channel` for LINE steps through the Messaging API's push message."""
 
-
-class Line:
-    """A :class:`~omnirelay.channels.base.Channel` for LINE steps through the Messaging API's push message."""
+    provider = "LINE"
+    sender_kind = "LINE channel"
+    send_kind = "LINE push"
+    sends = SENDS
 
     def __init__(self, config: LineConfig, metrics: Metrics | None = None, store: Store | None = None) -> None:
-        self.channels: dict[str, LineChannelConfig] = {c.sender: c for c in config.channels}
-        self.metrics = metrics
+        super().__init__({c.sender: c for c in config.channels}, metrics)
         self.store = store
-        self._counter = _send_counter(metrics) if metrics is not None else None
-        self._session: aiohttp.ClientSession | None = None
-        self._limit = asyncio.Semaphore(MAX_CONCURRENCY)
-
-    def channel_for(self, name: str | None) -> LineChannelConfig | None:
-        """The channel a step's ``from`` names; a step without ``from`` uses the only channel, if there is one."""
-        if name is None:
-            return next(iter(self.channels.values())) if len(self.channels) == 1 else None
-        return self.channels.get(name)
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
-                headers={"User-Agent": USER_AGENT},
-                connector=aiohttp.TCPConnector(limit=MAX_CONCURRENCY),
-            )
-        return self._session
 
     async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
         """Push each submission (concurrently); one result per submission, in order, each also given to
         ``answered`` as soon as its request is answered."""
         blocked = await self._blocked(batch)
 
+        def held(sub: Submission, channel: LineChannelConfig) -> SubmitResult | None:
+            if (channel.sender, sub.address) not in blocked:
+                return None
+            return refused("EC_BLOCKED_USER", f"the LINE user blocked {channel.sender} (unfollow event): not pushed")
+
         async def one(sub: Submission) -> SubmitResult:
-            return await self._submit_one(sub, blocked)
+            return await self.submit_one(sub, held)
 
         return await submit_each(batch, one, answered)
 
@@ -298,7 +260,7 @@ class Line:
             return set()
         users: dict[str, list[str]] = {}
         for sub in batch:
-            channel = self.channel_for(sub.sender)
+            channel = self.sender_for(sub.sender)
             if channel is not None:
                 users.setdefault(channel.sender, []).append(sub.address)
         found: set[tuple[str, str]] = set()
@@ -312,56 +274,13 @@ class Line:
             found.update((sender, user) for user in held)
         return found
 
-    async def _submit_one(self, sub: Submission, blocked: set[tuple[str, str]]) -> SubmitResult:
-        channel = self.channel_for(sub.sender)
-        if channel is None:
-            known = ", ".join(sorted(self.channels)) or "none"
-            detail = f"no LINE channel {sub.sender!r} is configured (configured: {known})"
-            return self._count(sub.sender or "", _refused("EC_SENDER_NOT_REGISTERED", detail))
-        if (channel.sender, sub.address) in blocked:
-            detail = f"the LINE user blocked {channel.sender} (unfollow event): not pushed"
-            return self._count(channel.sender, _refused("EC_BLOCKED_USER", detail))
+    def prepare(self, sub: Submission, sender: LineChannelConfig) -> dict[str, Any]:
         try:
-            body = push_body(sub.address, sub.content.get("line") or {})
+            return push_body(sub.address, sub.content.get("line") or {})
         except ContentError as exc:
-            return self._count(channel.sender, _refused("EC_BAD_REQUEST", str(exc)))
-        try:
-            result = await self._post(channel, body, retry_key(sub), sub.tries)
-        except Exception as exc:  # one broken message must not fail the batch
-            log.exception("LINE push for message %s failed", sub.message_id)
-            result = _refused("EC_INTERNAL_ERROR", f"LINE connector error: {exc!r}")
-        return self._count(channel.sender, result)
+            raise Refused("EC_BAD_REQUEST", str(exc)) from None
 
-    async def _post(self, channel: LineChannelConfig, body: dict[str, Any], key: str, tries: int) -> SubmitResult:
-        url = channel.base_url.rstrip("/") + PUSH_PATH
-        headers = {
-            "Authorization": f"Bearer {channel.channel_access_token}",
-            "Content-Type": "application/json",
-            RETRY_KEY_HEADER: key,
-        }
-        async with self._limit:
-            try:
-                async with self._http().post(url, data=msgspec.json.encode(body), headers=headers) as response:
-                    answer = await response.read()
-                    status = response.status
-                    answer_headers = dict(response.headers)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # safe to push again: the retry key makes LINE answer 409 if this one got through
-                return verdict_result(TRANSIENT, f"LINE unreachable: {exc!r}", tries)
-        return answer_to_result(status, answer, answer_headers, tries)
-
-    def _count(self, sender: str, result: SubmitResult) -> SubmitResult:
-        if self._counter is not None and self.metrics is not None:
-            outcome = result.reports[0].outcome.lower() if result.reports else "accepted"
-            self.metrics.of(self._counter, sender, outcome).inc()
-        return result
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _refused(error: str, detail: str) -> SubmitResult:
-    return SubmitResult(None, [LaterReport(0.0, "REJECTED", error, detail=detail)])
+    async def send(self, sender: LineChannelConfig, sub: Submission, body: dict[str, Any]) -> SubmitResult:
+        headers = {"Authorization": f"Bearer {sender.channel_access_token}", RETRY_KEY_HEADER: retry_key(sub)}
+        answer = await self.post_json(sender.base_url.rstrip("/") + PUSH_PATH, body, headers)
+        return answer_to_result(answer.status, answer.body, dict(answer.headers), sub.tries)

@@ -3,7 +3,7 @@
 A step's ``from`` picks one of the configured pages (a step without ``from`` uses the only page). The user is
 the destination's ``facebookUserKey``: the page-scoped id (PSID) Messenger gave the user. The OMNI ``facebook``
 object becomes one Send API message (:func:`build_message`); a 200 answer gives the message's ``mid``, and the
-outcome comes later by webhook (:mod:`omnirelay.api.messenger_webhooks`: ``message_deliveries`` and
+outcome comes later by webhook (:mod:`omnirelay.connectors.messenger.webhooks`: ``message_deliveries`` and
 ``message_reads``). Graph errors map to outcomes with :func:`classify`.
 
 The provider id is ``{psid}:{mid}``: a delivery names its mids, but a read names only the user and a
@@ -13,18 +13,26 @@ user's prefix.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import msgspec
-from prometheus_client import Counter
 
-from omnirelay.channels.base import Answered, LaterReport, Submission, SubmitResult, submit_each
 from omnirelay.config import MessengerConfig, MessengerPageConfig
+from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
+from omnirelay.connectors.counters import CounterSpec
+from omnirelay.connectors.http import (
+    BAD_REQUEST,
+    CONFIGURATION,
+    NOT_A_USER,
+    THROTTLED,
+    TRANSIENT,
+    HttpConnector,
+    Refused,
+    Verdict,
+    verdict_result,
+)
+from omnirelay.connectors.meta import GraphError, GraphErrorBody
 from omnirelay.domain.model import FacebookData
 
 if TYPE_CHECKING:
@@ -33,10 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("omnirelay.messenger")
 
 CHANNEL = "FACEBOOK"
-USER_AGENT = "omnirelay/0.1.0"
-MAX_CONCURRENCY = 32
-REQUEST_TIMEOUT_S = 30.0
-RETRY_CAP_S = 60.0
 
 
 class ContentError(ValueError):
@@ -91,22 +95,7 @@ def build_message(psid: str, facebook: dict[str, Any] | FacebookData, page: Mess
 # --- Graph error codes -> outcomes ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What a Graph error means for the step: an outcome with a catalogue error name, and whether the user
-    cannot be reached on Messenger at all."""
-
-    outcome: str
-    error: str
-    not_a_user: bool = False
-
-
-NOT_A_USER = Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True)
-THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
-TRANSIENT = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
-CONFIGURATION = Verdict("REJECTED", "EC_CONFIGURATION_ERROR")
 NO_SESSION = Verdict("REJECTED", "EC_NO_SESSION")
-BAD_REQUEST = Verdict("REJECTED", "EC_BAD_REQUEST")
 
 #: Subcodes that decide on their own, whatever the code (developers.facebook.com/docs/messenger-platform/error-codes).
 SUBCODES: dict[int, Verdict] = {
@@ -154,29 +143,12 @@ def classify(code: int | None, subcode: int | None, http_status: int) -> Verdict
     return BAD_REQUEST
 
 
-def retry_after(tries: int) -> float:
-    """Seconds to wait before submitting a throttled step again: 1, 2, 4, … up to :data:`RETRY_CAP_S`."""
-    return float(min(2 ** max(tries - 1, 0), RETRY_CAP_S))
-
-
-class _GraphError(msgspec.Struct):
-    code: int | None = None
-    error_subcode: int | None = None
-    message: str | None = None
-    type: str | None = None
-    fbtrace_id: str | None = None
-
-
-class _GraphErrorBody(msgspec.Struct):
-    error: _GraphError
-
-
 class _SendAnswer(msgspec.Struct):
     recipient_id: str | None = None
     message_id: str | None = None
 
 
-_error_decoder = msgspec.json.Decoder(_GraphErrorBody)
+_error_decoder = msgspec.json.Decoder(GraphErrorBody)
 _answer_decoder = msgspec.json.Decoder(_SendAnswer)
 
 
@@ -193,7 +165,7 @@ def answer_to_result(psid: str, status: int, body: bytes, tries: int = 1) -> Sub
         detail = f"Messenger answered 200 without a message_id: {body[:300].decode('utf-8', 'replace')}"
         return SubmitResult(None, [LaterReport(0.0, "REJECTED", "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
     try:
-        graph: _GraphError | None = _error_decoder.decode(body).error
+        graph: GraphError | None = _error_decoder.decode(body).error
     except msgspec.DecodeError:
         graph = None
     if graph is not None:
@@ -208,102 +180,32 @@ def answer_to_result(psid: str, status: int, body: bytes, tries: int = 1) -> Sub
     return verdict_result(verdict, detail, tries)
 
 
-def verdict_result(verdict: Verdict, detail: str, tries: int) -> SubmitResult:
-    """A refusal (or a request to try again after :func:`retry_after`) for ``verdict``."""
-    after_s = retry_after(tries) if verdict.outcome == "RETRY" else 0.0
-    return SubmitResult(None, [LaterReport(after_s, verdict.outcome, verdict.error, verdict.not_a_user, detail)])
-
-
 # --- the connector -------------------------------------------------------------------------------------
 
-_SEND_COUNTERS: weakref.WeakKeyDictionary[Metrics, Counter] = weakref.WeakKeyDictionary()
+SENDS = CounterSpec(
+    "omnirelay_messenger_sends",
+    "Messenger Send API sends by page and result (accepted, or the outcome of a refusal)",
+    ("sender", "result"),
+)
 
 
-def _send_counter(metrics: Metrics) -> Counter:
-    counter = _SEND_COUNTERS.get(metrics)
-    if counter is None:
-        counter = _SEND_COUNTERS[metrics] = Counter(
-            "omnirelay_messenger_sends",
-            "Messenger Send API sends by page and result (accepted, or the outcome of a refusal)",
-            ["sender", "result"],
-            registry=metrics.registry,
-        )
-    return counter
+class Messenger(HttpConnector[MessengerPageConfig]):
+    """A :class:`~omnirelay.connectors.base.Channel` for FACEBOOK steps through the Messenger Send API."""
 
-
-class Messenger:
-    """A :class:`~omnirelay.channels.base.Channel` for FACEBOOK steps through the Messenger Send API."""
+    provider = "Messenger"
+    sender_kind = "Messenger page"
+    sends = SENDS
 
     def __init__(self, config: MessengerConfig, metrics: Metrics | None = None) -> None:
-        self.pages: dict[str, MessengerPageConfig] = {p.sender: p for p in config.pages}
-        self.metrics = metrics
-        self._counter = _send_counter(metrics) if metrics is not None else None
-        self._session: aiohttp.ClientSession | None = None
-        self._limit = asyncio.Semaphore(MAX_CONCURRENCY)
+        super().__init__({p.sender: p for p in config.pages}, metrics)
 
-    def page_for(self, name: str | None) -> MessengerPageConfig | None:
-        """The page a step's ``from`` names; a step without ``from`` uses the only page, if there is one."""
-        if name is None:
-            return next(iter(self.pages.values())) if len(self.pages) == 1 else None
-        return self.pages.get(name)
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
-                headers={"User-Agent": USER_AGENT},
-                connector=aiohttp.TCPConnector(limit=MAX_CONCURRENCY),
-            )
-        return self._session
-
-    async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:
-        """Send each submission (concurrently); one result per submission, in order, each also given to
-        ``answered`` as soon as its request is answered."""
-        return await submit_each(batch, self._submit_one, answered)
-
-    async def _submit_one(self, sub: Submission) -> SubmitResult:
-        page = self.page_for(sub.sender)
-        if page is None:
-            known = ", ".join(sorted(self.pages)) or "none"
-            detail = f"no Messenger page {sub.sender!r} is configured (configured: {known})"
-            return self._count(sub.sender or "", _refused("EC_SENDER_NOT_REGISTERED", detail))
+    def prepare(self, sub: Submission, sender: MessengerPageConfig) -> dict[str, Any]:
         try:
-            body = build_message(sub.address, sub.content.get("facebook") or {}, page)
+            return build_message(sub.address, sub.content.get("facebook") or {}, sender)
         except ContentError as exc:
-            return self._count(page.sender, _refused("EC_BAD_REQUEST", str(exc)))
-        try:
-            result = await self._post(page, sub.address, body, sub.tries)
-        except Exception as exc:  # one broken message must not fail the batch
-            log.exception("Messenger send for message %s failed", sub.message_id)
-            result = _refused("EC_INTERNAL_ERROR", f"Messenger connector error: {exc!r}")
-        return self._count(page.sender, result)
+            raise Refused("EC_BAD_REQUEST", str(exc)) from None
 
-    async def _post(self, page: MessengerPageConfig, psid: str, body: dict[str, Any], tries: int) -> SubmitResult:
-        url = f"{page.base_url.rstrip('/')}/{page.api_version}/{page.page_id}/messages"
-        headers = {"Authorization": f"Bearer {page.page_access_token}", "Content-Type": "application/json"}
-        async with self._limit:
-            try:
-                async with self._http().post(url, data=msgspec.json.encode(body), headers=headers) as response:
-                    answer = await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # The Send API has no idempotency key: a retry after a lost answer risks a duplicate, which
-                # beats losing the message.
-                return verdict_result(TRANSIENT, f"Messenger unreachable: {exc!r}", tries)
-        return answer_to_result(psid, status, answer, tries)
-
-    def _count(self, sender: str, result: SubmitResult) -> SubmitResult:
-        if self._counter is not None and self.metrics is not None:
-            outcome = result.reports[0].outcome.lower() if result.reports else "accepted"
-            self.metrics.of(self._counter, sender, outcome).inc()
-        return result
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _refused(error: str, detail: str) -> SubmitResult:
-    return SubmitResult(None, [LaterReport(0.0, "REJECTED", error, detail=detail)])
+    async def send(self, sender: MessengerPageConfig, sub: Submission, body: dict[str, Any]) -> SubmitResult:
+        url = f"{sender.base_url.rstrip('/')}/{sender.api_version}/{sender.page_id}/messages"
+        answer = await self.post_json(url, body, {"Authorization": f"Bearer {sender.page_access_token}"})
+        return answer_to_result(sub.address, answer.status, answer.body, sub.tries)
