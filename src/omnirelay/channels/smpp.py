@@ -503,6 +503,8 @@ class _Connector:
             self.bucket = _StoreBucket(store, f"smpp:{self.name}", rate, burst) if store else _LocalBucket(rate, burst)
         self.waiting = _Waiting()
         self.receipts_ready = asyncio.Event()
+        self.throttles = 0
+        """ESME_RTHROTTLED / ESME_RMSGQFUL answers since start (the console's connector health)."""
         self.tasks: list[asyncio.Task[None]] = []
         if metrics is not None:
             metrics.bound.labels(self.name).set_function(lambda: 1.0 if self.tx.bound.is_set() else 0.0)
@@ -614,6 +616,7 @@ class _Connector:
             self.count_submit("ok")
         elif status in THROTTLE_STATUSES:
             self.count_submit("throttled")
+            self.throttles += 1
             if self.metrics is not None:
                 self.metrics.of(self.metrics.throttles, self.name).inc()
             loop_now = asyncio.get_running_loop().time()
@@ -768,6 +771,22 @@ class SmppChannel:
         except TimeoutError:
             return False
         return True
+
+    def health(self) -> list[dict[str, Any]]:
+        """What each connector says of itself (the console's connector health): bound, window in use, throttles."""
+        loop_now = asyncio.get_running_loop().time()
+        return [
+            {
+                "name": c.name,
+                "bound": c.tx.bound.is_set(),
+                "windowInUse": int(c._window_in_use()),
+                "windowSize": c.config.window_size,
+                "queued": len(c.queue),
+                "throttles": c.throttles,
+                "pausedSeconds": round(max(0.0, c.paused_until - loop_now), 3),
+            }
+            for c in self.connectors.values()
+        ]
 
     def route(self, address: str) -> str:
         """The name of the connector for a destination: the first route whose prefix it starts with, else
