@@ -106,8 +106,7 @@ def _local(ts: float) -> str:
 
 def search_link(rng: Range, **filters: str) -> str:
     """The console's message search over the range's acceptance times, with ``filters``."""
-    until = max(rng.since, rng.until - 60)  # the search's upper bound is inclusive, to the minute
-    return f"{MESSAGES_PATH}?{urlencode({**filters, 'since': _local(rng.since), 'until': _local(until)})}"
+    return f"{MESSAGES_PATH}?{urlencode({**filters, 'since': _local(rng.since), 'until': _local(rng.until)})}"
 
 
 def _latency(buckets: dict[int, int]) -> dict[str, Any]:
