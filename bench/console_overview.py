@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""The console overview at volume: how long ``GET /console/api/overview`` takes with ``--messages`` stored (default
+1,000,000) for the last hour, 24 hours and 7 days, on SQLite or (``--database postgresql://…``) PostgreSQL; and
+what keeping its rollups costs the engine.
+
+What it does:
+
+1. migrates a fresh store and fills it directly with one account's messages, the rows ``bench/logs.py`` writes
+   (1,000-destination requests; most delivered on WhatsApp, one in ten failed over to SMS, one in fifty
+   undeliverable), spread over the last 7 days; lists them in ``rollup_backlog`` as migration 009 does for messages
+   stored before it, and times the backfill that adds them to the rollups (``engine/rollup_backfill.py``, run
+   in this process as an engine process runs it at start);
+2. starts ``omnirelay api`` on it (no engine: nothing changes while it is measured), logs into the console and
+   asks for the overview of each range ``--repeat`` times (one after the other, one connection): median and
+   slowest answer time;
+3. in this process, on a fresh store of the same kind: accepts ``--engine-messages`` messages at a time (WhatsApp
+   → SMS on the sandbox, one in ten failing over) and runs the engine until all are final, in rounds that keep the
+   rollups and rounds that do not (``EngineSettings.rollups``), alternating (``--rounds`` each); prints the
+   engine's messages per second of each kind and their ratio.
+
+    python bench/console_overview.py                                   # SQLite, 1,000,000 messages
+    python bench/console_overview.py --messages 100000 --repeat 5      # a quick check
+    python bench/console_overview.py --database postgresql://postgres@127.0.0.1:5432/postgres
+
+Load goes to 127.0.0.1 only; every database and folder made is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import http.cookiejar
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _pg
+import logs
+from accept import free_port, machine, server_command, wait_healthy, wait_quiet
+
+from omnirelay.channels.sandbox import Sandbox
+from omnirelay.domain.channels import Channel
+from omnirelay.domain.message import initial_state
+from omnirelay.domain.numbering import MccMncTable
+from omnirelay.domain.pricing import PriceList
+from omnirelay.domain.reports import Tariffs
+from omnirelay.engine.rollup_backfill import backfill
+from omnirelay.engine.worker import Engine, EngineSettings
+from omnirelay.store.base import NewMessage, Store
+from omnirelay.store.postgres import PostgresStore
+from omnirelay.store.sqlite import SqliteStore
+
+PASSWORD = "bench-password"
+RANGES = ("1h", "24h", "7d")
+DAYS_S = 7 * 86400 - 600
+"""The filled messages' span: the last 7 days (less 10 minutes, so the 7-day view holds every one)."""
+
+
+def tariffs() -> Tariffs:
+    return Tariffs(PriceList("EUR", 0.0, [("SMS", None, 0.05), ("WHATSAPP", None, 0.01)]), MccMncTable({}))
+
+
+async def open_store(url: str | None, folder: Path) -> Store:
+    if url:
+        return await PostgresStore.open(url)
+    return SqliteStore(folder / "data" / "omnirelay.db")
+
+
+async def backlog_and_backfill(url: str | None, folder: Path) -> float:
+    """List every message for the backfill (as migration 009 does) and run it; returns the seconds it took."""
+    sql = "INSERT INTO rollup_backlog(message, done) SELECT id, done_at IS NOT NULL FROM messages"
+    if url:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+    else:
+        with sqlite3.connect(folder / "data" / "omnirelay.db") as conn:
+            conn.execute(sql)
+    store = await open_store(url, folder)
+    try:
+        t0 = time.monotonic()
+        await backfill(store, tariffs())
+        took = time.monotonic() - t0
+        assert await store.rollup_backlog() == 0
+        return took
+    finally:
+        await store.close()
+
+
+class Console:
+    """A console session (cookie jar) on a running gateway."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with self.opener.open(f"{base}/console/login", timeout=30) as resp:
+            page = resp.read().decode()
+        token = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert token, page
+        form = urllib.parse.urlencode({"username": "bench", "password": PASSWORD, "csrf": token.group(1)}).encode()
+        with self.opener.open(f"{base}/console/login", data=form, timeout=30) as resp:
+            assert resp.url.endswith("/console/overview"), resp.url
+
+    def overview(self, key: str) -> tuple[float, dict[str, Any]]:
+        t0 = time.perf_counter()
+        with self.opener.open(f"{self.base}/console/api/overview?range={key}", timeout=600) as resp:
+            body = resp.read()
+        return (time.perf_counter() - t0) * 1000, json.loads(body)
+
+
+def measure_overview(base: str, repeat: int) -> list[dict[str, Any]]:
+    console = Console(base)
+    results = []
+    for key in RANGES:
+        console.overview(key)  # warm: the first read of an index comes from disk
+        times, data = [], {}
+        for _ in range(repeat):
+            ms, data = console.overview(key)
+            times.append(ms)
+        results.append(
+            {"range": key, "median_ms": statistics.median(times), "max_ms": max(times), "accepted": data["total"],
+             "rollup_span_s": data["range"]["span"]}
+        )
+        print(f"overview {key:4} {results[-1]['median_ms']:8.1f} ms median {results[-1]['max_ms']:8.1f} ms max"
+              f" {data['total']:>9,} messages counted", flush=True)
+    return results
+
+
+# --- the engine with and without the rollups -------------------------------------------------------------------
+
+ENGINE_PAYLOAD = json.dumps(
+    {
+        "steps": [
+            {"channel": "WHATSAPP", "sender": "WA", "validity_s": 3600.0},
+            {"channel": "SMS", "sender": "InfoSMS", "validity_s": 3600.0},
+        ],
+        "content": {"whatsApp": {"text": "Hi"}, "sms": {"text": "Hi"}},
+        "options": {},
+    },
+    separators=(",", ":"),
+).encode()
+
+
+async def engine_round(store: Store, account: int, messages: int, keep_rollups: bool, round_no: int) -> float:
+    """Accept ``messages`` and run the engine until all are final; the engine's messages per second."""
+    now = time.time()
+    for start in range(0, messages, 1000):
+        batch = []
+        for i in range(start, min(messages, start + 1000)):
+            # …7 is not a WhatsApp user in the default sandbox rules: one in ten fails over to SMS
+            phone = f"4179{round_no:02d}{i:05d}" if i % 10 else f"4179{round_no:02d}{i // 10:04d}7"
+            to_json = f'{{"phoneNumber":"{phone}"}}'.encode()
+            batch.append(NewMessage(f"r{round_no}-{i}", to_json, hashlib.blake2b(to_json, digest_size=16).digest(),
+                                    initial_state(now, None), True, phone))
+        await store.accept(account, ENGINE_PAYLOAD, None, batch, now, now)
+    engine = Engine(store, {c.value: Sandbox(None) for c in Channel}, tariffs(),
+                    EngineSettings(batch_size=500, rollups=keep_rollups))
+    t0 = time.perf_counter()
+    while True:
+        if await engine.cycle():
+            continue
+        due = await store.next_due()
+        if due is None or due > time.time() + 60:  # what is left is validity timers of messages under way
+            break
+        await asyncio.sleep(max(0.0, min(0.05, due - time.time())))
+    return messages / (time.perf_counter() - t0)
+
+
+async def measure_engine(url: str | None, folder: Path, messages: int, rounds: int) -> dict[str, Any]:
+    (folder / "engine").mkdir()
+    store = await PostgresStore.open(url) if url else SqliteStore(folder / "engine" / "omnirelay.db")
+    try:
+        account = (await store.create_account("engine", None, "s", "bench")).id
+        await engine_round(store, account, 2000, True, 99)  # warm
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for r in range(rounds):
+            for keep in ((True, False) if r % 2 == 0 else (False, True)):
+                rate = await engine_round(store, account, messages, keep, len(rates[True]) + len(rates[False]))
+                rates[keep].append(rate)
+                print(f"engine, rollups {'on ' if keep else 'off'}: {rate:8.0f} messages/s", flush=True)
+    finally:
+        await store.close()
+    on, off = statistics.median(rates[True]), statistics.median(rates[False])
+    return {
+        "messages_per_round": messages,
+        "rounds_each": rounds,
+        "with_rollups_per_s": round(on),
+        "without_rollups_per_s": round(off),
+        "ratio": round(on / off, 3),
+        "all": {"with": [round(x) for x in rates[True]], "without": [round(x) for x in rates[False]]},
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--messages", type=int, default=1_000_000, help="messages stored (default 1,000,000)")
+    p.add_argument("--repeat", type=int, default=10, help="answers timed per range (default 10)")
+    p.add_argument("--engine-messages", type=int, default=20_000, help="messages per engine round (default 20,000)")
+    p.add_argument("--rounds", type=int, default=3, help="engine rounds with and without rollups, each (default 3)")
+    p.add_argument("--database", help="a PostgreSQL server URL to make fresh databases on (default: SQLite)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--quiet-wait", type=float, default=60, help="wait up to this long for a quiet machine (s)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.HOURS = DAYS_S / 3600  # the fill's span (bench/logs.py fills 47 hours)
+    folder = Path(tempfile.mkdtemp(prefix="omnirelay-bench-overview-"))
+    config = folder / "omnirelay.toml"
+    config.write_text(f'log_level = "WARNING"\n\n[[accounts]]\nusername = "bench"\npassword = "{PASSWORD}"\n')
+    url = asyncio.run(_pg.create(args.database)) if args.database else None
+    engine_url = asyncio.run(_pg.create(args.database)) if args.database else None
+    where = ["--database", url] if url else ["--data-dir", str(folder / "data")]
+    proc = None
+    try:
+        subprocess.run(server_command(True, folder / "n", ["migrate", "--config", str(config), *where]), check=True,
+                       capture_output=True)
+        if engine_url:
+            subprocess.run(server_command(True, folder / "n", ["migrate", "--config", str(config), "--database",
+                                                               engine_url]), check=True, capture_output=True)
+        now = time.time()
+        t0 = time.monotonic()
+        if url:
+            asyncio.run(logs.fill_postgres(url, args.messages, now))
+        else:
+            logs.fill_sqlite(folder / "data" / "omnirelay.db", args.messages, now)
+        fill_s = time.monotonic() - t0
+        print(f"filled {args.messages:,} messages in {fill_s:.0f} s", file=sys.stderr, flush=True)
+        backfill_s = asyncio.run(backlog_and_backfill(url, folder))
+        print(f"backfilled the rollups of {args.messages:,} messages in {backfill_s:.0f} s", file=sys.stderr,
+              flush=True)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = folder / "server.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                server_command(True, folder / "n", ["api", "--config", str(config), *where, "--port", str(port)]),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        wait_healthy(base, proc, log, timeout=120)
+        load = wait_quiet(args.quiet_wait)
+        overview = measure_overview(base, args.repeat)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        engine = asyncio.run(measure_engine(engine_url, folder, args.engine_messages, args.rounds))
+        print(f"engine messages/s with rollups / without: {engine['ratio']:.3f}", flush=True)
+        report = {
+            "store": "postgresql" if url else "sqlite",
+            "messages": args.messages,
+            "repeat": args.repeat,
+            "fill_seconds": round(fill_s, 1),
+            "backfill_seconds": round(backfill_s, 1),
+            "machine_load_cores": round(load, 2),
+            "machine": machine(),
+            "overview": overview,
+            "engine": engine,
+        }
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        for made in (url, engine_url):
+            if made:
+                asyncio.run(_pg.drop(args.database, made))
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
