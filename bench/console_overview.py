@@ -14,9 +14,10 @@ What it does:
    asks for the overview of each range ``--repeat`` times (one after the other, one connection): median and
    slowest answer time;
 3. in this process, on a fresh store of the same kind: accepts ``--engine-messages`` messages at a time (WhatsApp
-   → SMS on the sandbox, one in ten failing over) and runs the engine until all are final, in rounds that keep the
-   rollups and rounds that do not (``EngineSettings.rollups``), alternating (``--rounds`` each); prints the
-   engine's messages per second of each kind and their ratio.
+   → SMS on the sandbox, one in ten failing over; 1,000-destination requests one after the other) and runs the
+   engine until all are final, in rounds that keep the rollups and rounds that do not (``EngineSettings.rollups``,
+   and the accept's ``accept_rollup`` replaced for the round), alternating (``--rounds`` each); prints the
+   engine's messages per second and the accept's destinations per second of each kind, and their ratios.
 
     python bench/console_overview.py                                   # SQLite, 1,000,000 messages
     python bench/console_overview.py --messages 100000 --repeat 5      # a quick check
@@ -60,6 +61,9 @@ from omnirelay.domain.pricing import PriceList
 from omnirelay.domain.reports import Tariffs
 from omnirelay.engine.rollup_backfill import backfill
 from omnirelay.engine.worker import Engine, EngineSettings
+from omnirelay.store import postgres as postgres_store
+from omnirelay.store import rows
+from omnirelay.store import sqlite as sqlite_store
 from omnirelay.store.base import NewMessage, Store
 from omnirelay.store.postgres import PostgresStore
 from omnirelay.store.sqlite import SqliteStore
@@ -159,9 +163,20 @@ ENGINE_PAYLOAD = json.dumps(
 ).encode()
 
 
-async def engine_round(store: Store, account: int, messages: int, keep_rollups: bool, round_no: int) -> float:
-    """Accept ``messages`` and run the engine until all are final; the engine's messages per second."""
+def _no_accept_rollups(item: Any, fresh: Any) -> list[Any]:
+    return []
+
+
+async def engine_round(
+    store: Store, account: int, messages: int, keep_rollups: bool, round_no: int
+) -> tuple[float, float]:
+    """Accept ``messages`` and run the engine until all are final; destinations accepted per second (CPU of this
+    process: the accepts run one after the other) and the engine's messages per second. Without rollups, the accept
+    path's are left out too (``accept_rollup``, replaced for the round)."""
+    for module in (sqlite_store, postgres_store):
+        module.accept_rollup = rows.accept_rollup if keep_rollups else _no_accept_rollups  # type: ignore[assignment]
     now = time.time()
+    accept_s = 0.0
     for start in range(0, messages, 1000):
         batch = []
         for i in range(start, min(messages, start + 1000)):
@@ -170,7 +185,9 @@ async def engine_round(store: Store, account: int, messages: int, keep_rollups: 
             to_json = f'{{"phoneNumber":"{phone}"}}'.encode()
             batch.append(NewMessage(f"r{round_no}-{i}", to_json, hashlib.blake2b(to_json, digest_size=16).digest(),
                                     initial_state(now, None), True, phone))
+        t0 = time.perf_counter()
         await store.accept(account, ENGINE_PAYLOAD, None, batch, now, now)
+        accept_s += time.perf_counter() - t0
     engine = Engine(store, {c.value: Sandbox(None) for c in Channel}, tariffs(),
                     EngineSettings(batch_size=500, rollups=keep_rollups))
     t0 = time.perf_counter()
@@ -181,7 +198,7 @@ async def engine_round(store: Store, account: int, messages: int, keep_rollups: 
         if due is None or due > time.time() + 60:  # what is left is validity timers of messages under way
             break
         await asyncio.sleep(max(0.0, min(0.05, due - time.time())))
-    return messages / (time.perf_counter() - t0)
+    return messages / accept_s, messages / (time.perf_counter() - t0)
 
 
 async def measure_engine(url: str | None, folder: Path, messages: int, rounds: int) -> dict[str, Any]:
@@ -191,21 +208,30 @@ async def measure_engine(url: str | None, folder: Path, messages: int, rounds: i
         account = (await store.create_account("engine", None, "s", "bench")).id
         await engine_round(store, account, 2000, True, 99)  # warm
         rates: dict[bool, list[float]] = {True: [], False: []}
+        accepts: dict[bool, list[float]] = {True: [], False: []}
         for r in range(rounds):
             for keep in ((True, False) if r % 2 == 0 else (False, True)):
-                rate = await engine_round(store, account, messages, keep, len(rates[True]) + len(rates[False]))
+                number = len(rates[True]) + len(rates[False])
+                accepted, rate = await engine_round(store, account, messages, keep, number)
                 rates[keep].append(rate)
-                print(f"engine, rollups {'on ' if keep else 'off'}: {rate:8.0f} messages/s", flush=True)
+                accepts[keep].append(accepted)
+                print(f"rollups {'on ' if keep else 'off'}: engine {rate:8.0f} messages/s, accept {accepted:8.0f}"
+                      " destinations/s", flush=True)
     finally:
         await store.close()
     on, off = statistics.median(rates[True]), statistics.median(rates[False])
+    a_on, a_off = statistics.median(accepts[True]), statistics.median(accepts[False])
     return {
         "messages_per_round": messages,
         "rounds_each": rounds,
         "with_rollups_per_s": round(on),
         "without_rollups_per_s": round(off),
         "ratio": round(on / off, 3),
-        "all": {"with": [round(x) for x in rates[True]], "without": [round(x) for x in rates[False]]},
+        "accept_with_per_s": round(a_on),
+        "accept_without_per_s": round(a_off),
+        "accept_ratio": round(a_on / a_off, 3),
+        "all": {"with": [round(x) for x in rates[True]], "without": [round(x) for x in rates[False]],
+                "accept_with": [round(x) for x in accepts[True]], "accept_without": [round(x) for x in accepts[False]]},
     }
 
 
@@ -218,75 +244,78 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--engine-messages", type=int, default=20_000, help="messages per engine round (default 20,000)")
     p.add_argument("--rounds", type=int, default=3, help="engine rounds with and without rollups, each (default 3)")
     p.add_argument("--database", help="a PostgreSQL server URL to make fresh databases on (default: SQLite)")
+    p.add_argument("--engine-only", action="store_true", help="measure only the rollups' cost (step 3)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--quiet-wait", type=float, default=60, help="wait up to this long for a quiet machine (s)")
     return p.parse_args(argv)
+
+
+def overview_part(args: argparse.Namespace, folder: Path, url: str | None) -> dict[str, Any]:
+    """Steps 1 and 2: fill, backfill, and time the overview's answers."""
+    config = folder / "omnirelay.toml"
+    config.write_text(f'log_level = "WARNING"\n\n[[accounts]]\nusername = "bench"\npassword = "{PASSWORD}"\n')
+    where = ["--database", url] if url else ["--data-dir", str(folder / "data")]
+    subprocess.run(server_command(True, folder / "n", ["migrate", "--config", str(config), *where]), check=True,
+                   capture_output=True)
+    now = time.time()
+    t0 = time.monotonic()
+    if url:
+        asyncio.run(logs.fill_postgres(url, args.messages, now))
+    else:
+        logs.fill_sqlite(folder / "data" / "omnirelay.db", args.messages, now)
+    fill_s = time.monotonic() - t0
+    print(f"filled {args.messages:,} messages in {fill_s:.0f} s", file=sys.stderr, flush=True)
+    backfill_s = asyncio.run(backlog_and_backfill(url, folder))
+    print(f"backfilled the rollups of {args.messages:,} messages in {backfill_s:.0f} s", file=sys.stderr, flush=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = folder / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            server_command(True, folder / "n", ["api", "--config", str(config), *where, "--port", str(port)]),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_healthy(base, proc, log, timeout=120)
+        load = wait_quiet(args.quiet_wait)
+        return {
+            "messages": args.messages,
+            "repeat": args.repeat,
+            "fill_seconds": round(fill_s, 1),
+            "backfill_seconds": round(backfill_s, 1),
+            "machine_load_cores": round(load, 2),
+            "overview": measure_overview(base, args.repeat),
+        }
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.HOURS = DAYS_S / 3600  # the fill's span (bench/logs.py fills 47 hours)
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-bench-overview-"))
-    config = folder / "omnirelay.toml"
-    config.write_text(f'log_level = "WARNING"\n\n[[accounts]]\nusername = "bench"\npassword = "{PASSWORD}"\n')
-    url = asyncio.run(_pg.create(args.database)) if args.database else None
-    engine_url = asyncio.run(_pg.create(args.database)) if args.database else None
-    where = ["--database", url] if url else ["--data-dir", str(folder / "data")]
-    proc = None
+    made: list[str] = []
     try:
-        subprocess.run(server_command(True, folder / "n", ["migrate", "--config", str(config), *where]), check=True,
-                       capture_output=True)
+        report: dict[str, Any] = {"store": "postgresql" if args.database else "sqlite", "machine": machine()}
+        if not args.engine_only:
+            url = asyncio.run(_pg.create(args.database)) if args.database else None
+            made += [url] if url else []
+            report.update(overview_part(args, folder, url))
+        engine_url = asyncio.run(_pg.create(args.database)) if args.database else None
         if engine_url:
-            subprocess.run(server_command(True, folder / "n", ["migrate", "--config", str(config), "--database",
-                                                               engine_url]), check=True, capture_output=True)
-        now = time.time()
-        t0 = time.monotonic()
-        if url:
-            asyncio.run(logs.fill_postgres(url, args.messages, now))
-        else:
-            logs.fill_sqlite(folder / "data" / "omnirelay.db", args.messages, now)
-        fill_s = time.monotonic() - t0
-        print(f"filled {args.messages:,} messages in {fill_s:.0f} s", file=sys.stderr, flush=True)
-        backfill_s = asyncio.run(backlog_and_backfill(url, folder))
-        print(f"backfilled the rollups of {args.messages:,} messages in {backfill_s:.0f} s", file=sys.stderr,
-              flush=True)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        log = folder / "server.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                server_command(True, folder / "n", ["api", "--config", str(config), *where, "--port", str(port)]),
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        wait_healthy(base, proc, log, timeout=120)
-        load = wait_quiet(args.quiet_wait)
-        overview = measure_overview(base, args.repeat)
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        engine = asyncio.run(measure_engine(engine_url, folder, args.engine_messages, args.rounds))
-        print(f"engine messages/s with rollups / without: {engine['ratio']:.3f}", flush=True)
-        report = {
-            "store": "postgresql" if url else "sqlite",
-            "messages": args.messages,
-            "repeat": args.repeat,
-            "fill_seconds": round(fill_s, 1),
-            "backfill_seconds": round(backfill_s, 1),
-            "machine_load_cores": round(load, 2),
-            "machine": machine(),
-            "overview": overview,
-            "engine": engine,
-        }
+            made.append(engine_url)
+            subprocess.run(server_command(True, folder / "n", ["migrate", "--database", engine_url]), check=True,
+                           capture_output=True)
+        engine = report["engine"] = asyncio.run(measure_engine(engine_url, folder, args.engine_messages, args.rounds))
+        print(f"with rollups / without: engine {engine['ratio']:.3f}, accept {engine['accept_ratio']:.3f}", flush=True)
         if args.json:
             args.json.write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))
         return 0
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
-        for made in (url, engine_url):
-            if made:
-                asyncio.run(_pg.drop(args.database, made))
+        for url in made:
+            asyncio.run(_pg.drop(args.database, url))
         shutil.rmtree(folder, ignore_errors=True)
 
 
