@@ -12,7 +12,10 @@ What it does:
    in this process as an engine process runs it at start);
 2. starts ``omnirelay api`` on it (no engine: nothing changes while it is measured), logs into the console and
    asks for the overview of each range ``--repeat`` times (one after the other, one connection): median and
-   slowest answer time;
+   slowest answer time. The filled messages make few distinct rollup keys (one latency each, two errors); so, on
+   a fresh store, it also stores for another account every key a busy hour can have (3 channels, 4 outcomes, 8
+   errors, 40 latency buckets each; 374 rows an hour) for every hour of the 7 days, and times the 7-day read
+   in this process (the store's query and the summary, no HTTP);
 3. in this process, on a fresh store of the same kind: accepts ``--engine-messages`` messages at a time (WhatsApp
    → SMS on the sandbox, one in ten failing over; 1,000-destination requests one after the other) and runs the
    engine until all are final, in rounds that keep the rollups and rounds that do not (``EngineSettings.rollups``,
@@ -54,6 +57,8 @@ import logs
 from accept import free_port, machine, server_command, wait_healthy, wait_quiet
 
 from omnirelay.channels.sandbox import Sandbox
+from omnirelay.console import stats
+from omnirelay.domain import rollups
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.message import initial_state
 from omnirelay.domain.numbering import MccMncTable
@@ -169,9 +174,10 @@ def _no_accept_rollups(item: Any, fresh: Any) -> list[Any]:
 
 async def engine_round(
     store: Store, account: int, messages: int, keep_rollups: bool, round_no: int
-) -> tuple[float, float]:
-    """Accept ``messages`` and run the engine until all are final; destinations accepted per second (CPU of this
-    process: the accepts run one after the other) and the engine's messages per second. Without rollups, the accept
+) -> tuple[float, float, float]:
+    """Accept ``messages`` and run the engine until all are final; destinations accepted per second (the accepts
+    run one after the other), the engine's messages per second, and the CPU time of this process (the SQLite
+    writer's thread included, not the PostgreSQL server's) per message, in µs. Without rollups, the accept
     path's are left out too (``accept_rollup``, replaced for the round)."""
     for module in (sqlite_store, postgres_store):
         module.accept_rollup = rows.accept_rollup if keep_rollups else _no_accept_rollups  # type: ignore[assignment]
@@ -190,7 +196,7 @@ async def engine_round(
         accept_s += time.perf_counter() - t0
     engine = Engine(store, {c.value: Sandbox(None) for c in Channel}, tariffs(),
                     EngineSettings(batch_size=500, rollups=keep_rollups))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     while True:
         if await engine.cycle():
             continue
@@ -198,7 +204,64 @@ async def engine_round(
         if due is None or due > time.time() + 60:  # what is left is validity timers of messages under way
             break
         await asyncio.sleep(max(0.0, min(0.05, due - time.time())))
-    return messages / accept_s, messages / (time.perf_counter() - t0)
+    return messages / accept_s, messages / (time.perf_counter() - t0), (time.process_time() - cpu0) / messages * 1e6
+
+
+# --- the overview over many distinct rollup rows -----------------------------------------------------------------
+
+
+def varied_rows(account: int, now: float, hours: int) -> list[rollups.Row]:
+    """One message for each distinct key a busy account can have in an hour, every hour of ``hours``: 3 channels,
+    4 outcomes, 8 errors, 40 latency buckets (1 ms to 17 min) for accept→final and for each channel, 3 steps."""
+    channels, errors = ("WHATSAPP", "SMS", "EMAIL"), [f"EC_ERROR_{i}" for i in range(8)]
+    out: list[rollups.Row] = []
+    for h in range(hours):
+        at = now - h * 3600
+        out.append(rollups.accepted(account, at))
+        for ch in channels:
+            for group in (2, 3, 4, 5):
+                for error in errors if group != 3 else ["NO_ERROR"]:
+                    out.append((account, at, rollups.FINAL, ch, 0, group, error, 0, 1, 0.01))
+            for step in (1, 2, 3):
+                out.append((account, at, rollups.TRIED, ch, step, 0, "", 0, 1, 0.0))
+                out.append((account, at, rollups.FAILED_OVER, ch, step, 0, "", 0, 1, 0.0))
+            for bucket in range(1, 41):
+                out.append((account, at, rollups.STEP_LATENCY, ch, 0, 0, "", bucket, 1, 0.0))
+        for group in (2, 3, 4, 5):
+            for bucket in range(1, 41):
+                out.append((account, at, rollups.LATENCY, "", 0, group, "", bucket, 1, 0.0))
+    return out
+
+
+async def measure_varied(url: str | None, folder: Path, repeat: int) -> dict[str, Any]:
+    """The 7-day overview read in this process (store + summary, no HTTP) when every hour holds every key."""
+    (folder / "varied").mkdir()
+    store = await PostgresStore.open(url) if url else SqliteStore(folder / "varied" / "omnirelay.db")
+    try:
+        account = (await store.create_account("varied", None, "s", "bench")).id
+        now = time.time()
+        made = varied_rows(account, now, 7 * 24 + 1)
+        if isinstance(store, SqliteStore):
+            await store.writer.run(lambda conn: sqlite_store.upsert_rollups(conn, made))
+        else:
+            async with store.pool.acquire() as conn:
+                await conn.execute(postgres_store.upsert_rollups_sql(1), *postgres_store._rollup_columns(made))
+        rng = stats.choose_range({"range": "7d"}, now)
+        assert isinstance(rng, stats.Range)
+        times = []
+        for _ in range(repeat + 1):
+            t0 = time.perf_counter()
+            found = await store.overview(account, rng.span, rng.since, rng.until)
+            stats.summarize(found, rng, now)
+            times.append((time.perf_counter() - t0) * 1000)
+        rows_per_hour = len(made) // (7 * 24 + 1)
+        result = {"hour_rows_read": len(made), "rows_per_hour": rows_per_hour,
+                  "median_ms": statistics.median(times[1:]), "max_ms": max(times[1:])}
+        print(f"overview 7d, {len(made):,} distinct hour rows ({rows_per_hour} an hour): "
+              f"{result['median_ms']:.1f} ms median, {result['max_ms']:.1f} ms max", flush=True)
+        return result
+    finally:
+        await store.close()
 
 
 async def measure_engine(url: str | None, folder: Path, messages: int, rounds: int) -> dict[str, Any]:
@@ -209,14 +272,16 @@ async def measure_engine(url: str | None, folder: Path, messages: int, rounds: i
         await engine_round(store, account, 2000, True, 99)  # warm
         rates: dict[bool, list[float]] = {True: [], False: []}
         accepts: dict[bool, list[float]] = {True: [], False: []}
+        cpus: dict[bool, list[float]] = {True: [], False: []}
         for r in range(rounds):
             for keep in ((True, False) if r % 2 == 0 else (False, True)):
                 number = len(rates[True]) + len(rates[False])
-                accepted, rate = await engine_round(store, account, messages, keep, number)
+                accepted, rate, cpu_us = await engine_round(store, account, messages, keep, number)
                 rates[keep].append(rate)
                 accepts[keep].append(accepted)
-                print(f"rollups {'on ' if keep else 'off'}: engine {rate:8.0f} messages/s, accept {accepted:8.0f}"
-                      " destinations/s", flush=True)
+                cpus[keep].append(cpu_us)
+                print(f"rollups {'on ' if keep else 'off'}: engine {rate:8.0f} messages/s ({cpu_us:5.1f} µs CPU a"
+                      f" message), accept {accepted:8.0f} destinations/s", flush=True)
     finally:
         await store.close()
     on, off = statistics.median(rates[True]), statistics.median(rates[False])
@@ -230,6 +295,9 @@ async def measure_engine(url: str | None, folder: Path, messages: int, rounds: i
         "accept_with_per_s": round(a_on),
         "accept_without_per_s": round(a_off),
         "accept_ratio": round(a_on / a_off, 3),
+        "engine_cpu_us_with": round(statistics.median(cpus[True]), 1),
+        "engine_cpu_us_without": round(statistics.median(cpus[False]), 1),
+        "engine_cpu_ratio": round(statistics.median(cpus[True]) / statistics.median(cpus[False]), 3),
         "all": {"with": [round(x) for x in rates[True]], "without": [round(x) for x in rates[False]],
                 "accept_with": [round(x) for x in accepts[True]], "accept_without": [round(x) for x in accepts[False]]},
     }
@@ -244,7 +312,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--engine-messages", type=int, default=20_000, help="messages per engine round (default 20,000)")
     p.add_argument("--rounds", type=int, default=3, help="engine rounds with and without rollups, each (default 3)")
     p.add_argument("--database", help="a PostgreSQL server URL to make fresh databases on (default: SQLite)")
-    p.add_argument("--engine-only", action="store_true", help="measure only the rollups' cost (step 3)")
+    p.add_argument("--engine-only", action="store_true", help="leave out steps 1 and 2 (the messages filled)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--quiet-wait", type=float, default=60, help="wait up to this long for a quiet machine (s)")
     return p.parse_args(argv)
@@ -302,13 +370,20 @@ def main(argv: list[str] | None = None) -> int:
             url = asyncio.run(_pg.create(args.database)) if args.database else None
             made += [url] if url else []
             report.update(overview_part(args, folder, url))
+        varied_url = asyncio.run(_pg.create(args.database)) if args.database else None
+        if varied_url:
+            made.append(varied_url)
+            subprocess.run(server_command(True, folder / "n", ["migrate", "--database", varied_url]), check=True,
+                           capture_output=True)
+        report["varied"] = asyncio.run(measure_varied(varied_url, folder, args.repeat))
         engine_url = asyncio.run(_pg.create(args.database)) if args.database else None
         if engine_url:
             made.append(engine_url)
             subprocess.run(server_command(True, folder / "n", ["migrate", "--database", engine_url]), check=True,
                            capture_output=True)
         engine = report["engine"] = asyncio.run(measure_engine(engine_url, folder, args.engine_messages, args.rounds))
-        print(f"with rollups / without: engine {engine['ratio']:.3f}, accept {engine['accept_ratio']:.3f}", flush=True)
+        print(f"with rollups / without: engine {engine['ratio']:.3f} (CPU a message {engine['engine_cpu_ratio']:.3f}),"
+              f" accept {engine['accept_ratio']:.3f}", flush=True)
         if args.json:
             args.json.write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))

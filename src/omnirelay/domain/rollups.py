@@ -78,9 +78,9 @@ def quantile(buckets: dict[int, int], q: float) -> float | None:
     return bucket_seconds(max(buckets))
 
 
-def accepted(account_id: int, created_at: float) -> Row:
-    """What storing a message adds."""
-    return (account_id, created_at, ACCEPTED, "", 0, 0, "", 0, 1, 0.0)
+def accepted(account_id: int, created_at: float, n: int = 1) -> Row:
+    """What storing ``n`` messages at ``created_at`` adds."""
+    return (account_id, created_at, ACCEPTED, "", 0, 0, "", 0, n, 0.0)
 
 
 def finished(account_id: int, created_at: float, state: MessageState, group: int, cost: float) -> list[Row]:

@@ -205,7 +205,7 @@ def take_tokens(
 def accept_rollup(item: AcceptItem, fresh: list[NewMessage]) -> list[rollups.Row]:
     """What a request's stored messages add to the rollups: each is accepted; one refused at acceptance is also
     final at once (status group REJECTED, nothing sent, nothing charged)."""
-    rows = [rollups.accepted(item.account_id, item.now)] * len(fresh)
+    rows = [rollups.accepted(item.account_id, item.now, len(fresh))]
     for m in fresh:
         if m.rejected:
             rows += rollups.finished(item.account_id, item.now, state_decoder.decode(m.state), REJECTED_GROUP, 0.0)

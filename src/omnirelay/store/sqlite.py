@@ -692,7 +692,6 @@ class SqliteStore:
 
         return await self.writer.run(fn)
 
-
     # --- the console overview ------------------------------------------------------------------
 
     async def overview(self, account_id: int, span: int, since: float, until: float) -> Overview:
