@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any, cast
 
 from omnirelay.domain.message import MessageState
 
@@ -108,15 +109,26 @@ def finished(account_id: int, created_at: float, state: MessageState, group: int
 def keyed(rows: Iterable[Row], shard: int = 0) -> list[tuple[Key, int, float]]:
     """The rows summed per stored key, a minute and an hour row each, sorted by key (so that concurrent writers
     take the rows' locks in one order)."""
-    sums: dict[Key, list[float]] = {}
-    for account_id, created_at, kind, channel, step, group, error, bucket, n, cost in rows:
-        at = int(created_at)
-        for span in SPANS:
-            key = (account_id, span, at - at % span, shard, kind, channel, step, group, error, bucket)
-            cell = sums.get(key)
-            if cell is None:
-                sums[key] = [n, cost]
-            else:
-                cell[0] += n
-                cell[1] += cost
-    return [(key, int(cell[0]), cell[1]) for key, cell in sorted(sums.items())]
+    # Summed by minute first (the messages of one transaction share few keys): then few keys are made twice.
+    minutes: dict[tuple[Any, ...], list[float]] = {}
+    for row in rows:
+        at = int(row[1])
+        short = (row[0], at - at % MINUTE, *row[2:8])
+        cell = minutes.get(short)
+        if cell is None:
+            minutes[short] = [row[8], row[9]]
+        else:
+            cell[0] += row[8]
+            cell[1] += row[9]
+    sums: dict[tuple[Any, ...], list[float]] = {}
+    for short, (n, cost) in minutes.items():
+        account_id, minute = short[0], short[1]
+        sums[(account_id, MINUTE, minute, shard, *short[2:])] = [n, cost]
+        hour_key = (account_id, HOUR, minute - minute % HOUR, shard, *short[2:])
+        cell = sums.get(hour_key)
+        if cell is None:
+            sums[hour_key] = [n, cost]
+        else:
+            cell[0] += n
+            cell[1] += cost
+    return [(cast(Key, key), int(cell[0]), cell[1]) for key, cell in sorted(sums.items())]
