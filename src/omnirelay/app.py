@@ -37,6 +37,7 @@ from omnirelay.domain.numbering import MccMncTable
 from omnirelay.domain.pricing import PriceEntry, PriceList
 from omnirelay.domain.reports import Tariffs
 from omnirelay.domain.validation import Limits
+from omnirelay.engine import health, rollup_backfill
 from omnirelay.engine.log_columns import fill_log_columns
 from omnirelay.engine.worker import Engine, EngineSettings, purge_forever
 from omnirelay.inbound_sms import InboundSms
@@ -234,7 +235,10 @@ class Gateway:
         SendRoutes(self.store, limits, self._accepted, self.tariffs, notify_urls).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
         InboxRoutes(self.store).add_to(app)
-        ConsoleRoutes(self.store, self.sandbox, limits, self.engine.wake if self.worker else lambda: None).add_to(app)
+        ConsoleRoutes(
+            self.store, self.sandbox, limits, self.engine.wake if self.worker else lambda: None,
+            currency=self.tariffs.prices.currency,
+        ).add_to(app)
         document = msgspec.json.encode(openapi.build())
 
         async def openapi_json(_request: web.Request) -> web.Response:
@@ -301,12 +305,19 @@ class Gateway:
                 asyncio.create_task(self.notifier.run(), name="notifier"),
                 asyncio.create_task(purge_forever(self.store, retention_s), name="purge"),
                 asyncio.create_task(self._fill_log_columns(), name="log-columns"),
+                asyncio.create_task(self._backfill_rollups(), name="rollup-backfill"),
+                asyncio.create_task(
+                    health.report_forever(self.store, self.engine.health, dict(self.connectors)), name="health"
+                ),
             ]
             if Channel.SMS.value in self.connectors:
                 self._tasks.append(asyncio.create_task(self.inbound_sms.sweep_forever(), name="inbound-sms-sweep"))
 
     async def _fill_log_columns(self) -> None:
         await fill_log_columns(self.store, self.tariffs)
+
+    async def _backfill_rollups(self) -> None:
+        await rollup_backfill.backfill(self.store, self.tariffs)
 
     async def stop(self) -> None:
         """Stop the background work and close the store."""

@@ -1,27 +1,19 @@
-"""The console overview's aggregation: a pure function of message views."""
+"""The console overview's pure parts: what a message adds to the rollups (domain/rollups.py), which range a
+request asks for, and what rollup rows summarize to (console/stats.py)."""
 
 from __future__ import annotations
 
-import msgspec
+import math
 
-from omnirelay.console.stats import aggregate, message_channel, outcome
-from omnirelay.domain.message import Attempt, LogLine, MessageState, state_encoder
-from omnirelay.store.base import MessageView
+from omnirelay.console.stats import Range, choose_range, connectors, message_channel, outcome, summarize
+from omnirelay.domain import rollups
+from omnirelay.domain.message import Attempt, MessageState
+from omnirelay.store.base import Overview
 
-NOW = 1_700_000_000.0  # a multiple of 60 plus 20 s: 1_699_999_980 is a minute start
-START = 1_700_000_040 - 3600  # the first bucket: the hour that ends with the bucket holding NOW
+MINUTE0 = 1_699_999_980  # a minute start
+HOUR0 = 1_699_999_200  # the start of its hour
+NOW = MINUTE0 + 20.0
 WA_SMS = {"steps": [{"channel": "WHATSAPP", "sender": "W"}, {"channel": "SMS", "sender": "S"}], "content": {}}
-
-
-def view(created_at: float, state: MessageState, payload: dict[str, object] | None = None, n: int = 0) -> MessageView:
-    return MessageView(
-        message_id=f"m{n}",
-        bulk_id=None,
-        to_json=b'{"phoneNumber":"41793026727"}',
-        created_at=created_at,
-        state=state_encoder.encode(state),
-        payload=msgspec.json.encode(payload if payload is not None else WA_SMS),
-    )
 
 
 def failed_over_to_sms(at: float) -> MessageState:
@@ -29,128 +21,157 @@ def failed_over_to_sms(at: float) -> MessageState:
         phase="DONE",
         step=1,
         attempts=[
-            Attempt(0, "WHATSAPP", "REJECTED", at, at, "REJECTED_DESTINATION", "EC_UNKNOWN_USER"),
-            Attempt(1, "SMS", "DELIVERED", at, at, "DELIVERED_TO_HANDSET", "NO_ERROR"),
+            Attempt(0, "WHATSAPP", "REJECTED", at + 1, at + 2, "REJECTED_DESTINATION", "EC_UNKNOWN_USER"),
+            Attempt(1, "SMS", "DELIVERED", at + 2, at + 5, "DELIVERED_TO_HANDSET", "NO_ERROR"),
         ],
-        history=[LogLine(at, "accepted")],
         status="DELIVERED_TO_HANDSET",
         channel="SMS",
-        done_at=at,
+        done_at=at + 5,
     )
 
 
-def delivered_on_whatsapp(at: float) -> MessageState:
-    return MessageState(
-        phase="DONE",
-        step=0,
-        attempts=[Attempt(0, "WHATSAPP", "DELIVERED", at, at, "DELIVERED_TO_HANDSET")],
-        status="DELIVERED_TO_HANDSET",
-        channel="WHATSAPP",
-        done_at=at,
-    )
+def test_latency_buckets_are_monotonic_and_within_a_fifth() -> None:
+    assert rollups.latency_bucket(0) == 0 and rollups.latency_bucket(-1) == 0
+    assert rollups.latency_bucket(float("nan")) == 0
+    last = 0
+    for ms in (1, 1.1, 2, 3, 10, 99, 1000, 60_000, 3_600_000, 86_400_000 * 400):
+        bucket = rollups.latency_bucket(ms / 1000)
+        assert bucket >= last
+        last = bucket
+        middle = rollups.bucket_seconds(bucket) * 1000
+        assert abs(math.log2(middle / ms)) <= 0.125 + 1e-9 or bucket == 160  # half a bucket (a quarter doubling)
 
 
-def undeliverable_everywhere(at: float) -> MessageState:
-    return MessageState(
-        phase="DONE",
-        step=1,
-        attempts=[
-            Attempt(0, "WHATSAPP", "UNDELIVERABLE", at, at, "UNDELIVERABLE_NOT_DELIVERED"),
-            Attempt(1, "SMS", "UNDELIVERABLE", at, at, "UNDELIVERABLE_NOT_DELIVERED"),
-        ],
-        status="UNDELIVERABLE_NOT_DELIVERED",
-        error="EC_ABSENT_SUBSCRIBER_SM",
-        channel="SMS",
-        done_at=at,
-    )
+def test_quantile_from_bucket_counts() -> None:
+    assert rollups.quantile({}, 0.5) is None
+    one_s, ten_s = rollups.latency_bucket(1.0), rollups.latency_bucket(10.0)
+    counts = {one_s: 94, ten_s: 6}
+    assert rollups.latency_bucket(rollups.quantile(counts, 0.5) or 0) == one_s
+    assert rollups.latency_bucket(rollups.quantile(counts, 0.95) or 0) == ten_s
+    assert rollups.latency_bucket(rollups.quantile(counts, 0.94) or 0) == one_s
 
 
-def test_empty() -> None:
-    out = aggregate([], NOW)
-    assert len(out["buckets"]) == 60
-    assert out["buckets"][0] == START and out["buckets"][-1] <= NOW < out["buckets"][-1] + 60
-    assert out["perMinute"] == {} and out["failover"] == [] and out["total"] == 0
-    assert out["funnel"] == {
-        "accepted": 0, "firstStep": 0, "failedOver": 0,
-        "DELIVERED": 0, "UNDELIVERABLE": 0, "EXPIRED": 0, "REJECTED": 0, "PENDING": 0,
+def test_what_a_finished_message_adds() -> None:
+    rows = rollups.finished(7, NOW, failed_over_to_sms(NOW), 3, 0.05)
+    kinds = sorted((r[2], r[3], r[4], r[5], r[6]) for r in rows)
+    assert kinds == sorted([
+        ("final", "SMS", 0, 3, "NO_ERROR"),
+        ("latency", "", 0, 3, ""),
+        ("tried", "WHATSAPP", 1, 0, ""),
+        ("failover", "WHATSAPP", 1, 0, ""),
+        ("tried", "SMS", 2, 0, ""),
+        ("steplatency", "SMS", 0, 0, ""),
+    ])
+    by_kind = {r[2]: r for r in rows}
+    assert by_kind["final"][9] == 0.05 and all(r[0] == 7 and r[1] == NOW for r in rows)
+    assert by_kind["latency"][7] == rollups.latency_bucket(5.0)
+    assert by_kind["steplatency"][7] == rollups.latency_bucket(3.0)
+    # skipped steps are not tried; a refused destination has an outcome only
+    skipped = MessageState(phase="DONE", attempts=[Attempt(0, "WHATSAPP", "SKIPPED", NOW)], status="REJECTED_X",
+                           error="EC_X", done_at=NOW)
+    assert [r[2] for r in rollups.finished(7, NOW, skipped, 5, 0.0)] == ["final"]
+
+
+def test_keyed_sums_per_minute_and_hour_in_key_order() -> None:
+    rows = [rollups.accepted(1, NOW), rollups.accepted(1, NOW + 30), rollups.accepted(1, NOW + 50)]
+    rows.append(rollups.accepted(2, NOW))
+    keyed = rollups.keyed(rows, shard=3)
+    assert [(k[0], k[1], k[2], k[3], n) for k, n, _ in keyed] == [
+        (1, 60, MINUTE0, 3, 2),
+        (1, 60, MINUTE0 + 60, 3, 1),
+        (1, 3600, HOUR0, 3, 3),
+        (2, 60, MINUTE0, 3, 1),
+        (2, 3600, HOUR0, 3, 1),
+    ]
+    assert [k for k, _, _ in keyed] == sorted(k for k, _, _ in keyed)
+
+
+def test_ranges() -> None:
+    last_hour = choose_range({}, NOW)
+    assert last_hour == Range("1h", MINUTE0 - 3600, MINUTE0 + 60, 60)
+    day = choose_range({"range": "24h"}, NOW)
+    assert day == Range("24h", HOUR0 - 86400, HOUR0 + 3600, 3600)
+    week = choose_range({"range": "7d"}, NOW)
+    assert isinstance(week, Range) and week.span == 3600 and week.until - week.since == 7 * 86400 + 3600
+    custom = choose_range({"range": "custom", "from": "2023-11-14T20:00", "to": "2023-11-14T21:30"}, NOW)
+    assert custom == Range("custom", 1_699_992_000, 1_699_997_400, 60)
+    assert choose_range({"range": "2d"}, NOW) == {"range": ["must be one of 1h, 24h, 7d, custom"]}
+    assert set(choose_range({"range": "custom"}, NOW)) == {"from"}  # type: ignore[arg-type]
+    assert set(choose_range({"range": "custom", "from": "yesterday"}, NOW)) == {"from"}  # type: ignore[arg-type]
+    assert choose_range({"from": "2023-11-14T21:00", "to": "2023-11-14T20:00"}, NOW) == {
+        "to": ["must be later than from"]
     }
 
 
-def test_per_minute_by_channel_and_outcome() -> None:
-    views = [
-        view(NOW - 5, failed_over_to_sms(NOW - 5), n=1),
-        view(NOW - 10, failed_over_to_sms(NOW - 10), n=2),
-        view(NOW - 125, delivered_on_whatsapp(NOW - 125), n=3),
-        view(NOW - 3599, undeliverable_everywhere(NOW - 3599), n=4),
-        view(NOW - 3601, delivered_on_whatsapp(NOW - 3601), n=5),  # older than the hour: left out
-        view(NOW + 5, delivered_on_whatsapp(NOW + 5), n=6),  # in the future (clock skew): left out
-    ]
-    out = aggregate(views, NOW)
-    assert out["total"] == 4
-    assert set(out["perMinute"]) == {"SMS DELIVERED", "WHATSAPP DELIVERED", "SMS UNDELIVERABLE"}
-    sms = out["perMinute"]["SMS DELIVERED"]
-    assert sum(sms) == 2 and sms[-1] == 2  # both in the bucket holding NOW
-    wa = out["perMinute"]["WHATSAPP DELIVERED"]
-    assert wa[out["buckets"].index((int(NOW - 125) // 60) * 60)] == 1 and sum(wa) == 1
-    assert out["perMinute"]["SMS UNDELIVERABLE"][0] == 1  # NOW - 3599 falls in the first bucket
-    assert all(len(series) == 60 for series in out["perMinute"].values())
-
-
-def test_failover_rate_per_step_and_funnel() -> None:
-    views = [
-        view(NOW - 1, failed_over_to_sms(NOW - 1), n=1),
-        view(NOW - 2, failed_over_to_sms(NOW - 2), n=2),
-        view(NOW - 3, delivered_on_whatsapp(NOW - 3), n=3),
-        view(NOW - 4, undeliverable_everywhere(NOW - 4), n=4),
-        view(NOW - 5, MessageState(history=[LogLine(NOW - 5, "accepted")]), n=5),  # waiting
-    ]
-    out = aggregate(views, NOW)
+def test_summarize() -> None:
+    rng = Range("custom", MINUTE0 - 120, MINUTE0, 60)
+    first, second = rng.since, rng.since + 60
+    one_s = rollups.latency_bucket(1.0)
+    found = Overview(
+        totals=[
+            ("accepted", "", 0, 0, "", 0, 10, 0.0),
+            ("final", "SMS", 0, 3, "NO_ERROR", 0, 6, 0.3),
+            ("final", "WHATSAPP", 0, 3, "NO_ERROR", 0, 1, 0.01),
+            ("final", "SMS", 0, 2, "EC_ABSENT_SUBSCRIBER_SM", 0, 2, 0.1),
+            ("final", "-", 0, 5, "EC_INVALID_DESTINATION_ADDRESS", 0, 1, 0.0),
+            ("latency", "", 0, 3, "", one_s, 7, 0.0),
+            ("latency", "", 0, 2, "", one_s + 8, 2, 0.0),
+            ("tried", "WHATSAPP", 1, 0, "", 0, 8, 0.0),
+            ("failover", "WHATSAPP", 1, 0, "", 0, 6, 0.0),
+            ("tried", "SMS", 2, 0, "", 0, 8, 0.0),
+            ("steplatency", "SMS", 0, 0, "", one_s, 6, 0.0),
+        ],
+        series=[(first, "accepted", 0, 4), (second, "accepted", 0, 6), (first, "final", 3, 4), (second, "final", 2, 2),
+                (second, "final", 3, 3), (second, "final", 5, 1)],
+    )
+    out = summarize(found, rng, NOW, "EUR")
+    assert out["funnel"] == {"accepted": 10, "DELIVERED": 7, "UNDELIVERABLE": 2, "EXPIRED": 0, "REJECTED": 1,
+                             "PENDING": 0}
+    assert out["deliveredRate"] == 0.7
     assert out["failover"] == [
-        {"step": 1, "channel": "WHATSAPP", "tried": 4, "failedOver": 3, "rate": 0.75},
-        # the last step never fails over: there is no next one
-        {"step": 2, "channel": "SMS", "tried": 3, "failedOver": 0, "rate": 0.0},
+        {"step": 1, "channel": "WHATSAPP", "tried": 8, "failedOver": 6, "rate": 0.75},
+        {"step": 2, "channel": "SMS", "tried": 8, "failedOver": 0, "rate": 0.0},
     ]
-    assert out["funnel"] == {
-        "accepted": 5, "firstStep": 4, "failedOver": 3,
-        "DELIVERED": 3, "UNDELIVERABLE": 1, "EXPIRED": 0, "REJECTED": 0, "PENDING": 1,
-    }
-    # a waiting message counts on its first step's channel
-    assert out["perMinute"]["WHATSAPP PENDING"][-1] == 1
-
-
-def test_skipped_steps_are_not_tried() -> None:
-    # capability memory skipped WhatsApp: not a try, not a failover
-    state = MessageState(
-        phase="DONE",
-        step=1,
-        attempts=[
-            Attempt(0, "WHATSAPP", "SKIPPED", NOW - 1, NOW - 1, note="not a WhatsApp user"),
-            Attempt(1, "SMS", "DELIVERED", NOW - 1, NOW - 1, "DELIVERED_TO_HANDSET"),
-        ],
-        status="DELIVERED_TO_HANDSET",
-        channel="SMS",
+    assert out["latency"]["all"]["count"] == 9 and out["latency"]["DELIVERED"]["count"] == 7
+    assert rollups.latency_bucket(out["latency"]["all"]["median"]) == one_s
+    assert rollups.latency_bucket(out["latency"]["all"]["p95"]) == one_s + 8
+    assert out["channelLatency"] == [{"channel": "SMS", "count": 6, **{k: out["channelLatency"][0][k]
+                                                                        for k in ("median", "p95")}}]
+    assert [(e["error"], e["count"]) for e in out["errors"]] == [
+        ("EC_ABSENT_SUBSCRIBER_SM", 2),
+        ("EC_INVALID_DESTINATION_ADDRESS", 1),
+    ]
+    assert out["errors"][0]["link"] == (
+        "/console/messages?error=EC_ABSENT_SUBSCRIBER_SM&since=2023-11-14T22%3A11&until=2023-11-14T22%3A13"
     )
-    out = aggregate([view(NOW - 1, state)], NOW)
-    assert out["failover"] == [{"step": 2, "channel": "SMS", "tried": 1, "failedOver": 0, "rate": 0.0}]
-    assert out["funnel"]["firstStep"] == 1 and out["funnel"]["failedOver"] == 0
+    assert out["cost"] == {"currency": "EUR", "total": 0.41, "channels": [
+        {"channel": "SMS", "messages": 8, "cost": 0.4},
+        {"channel": "WHATSAPP", "messages": 1, "cost": 0.01},
+        {"channel": "-", "messages": 1, "cost": 0.0},
+    ]}
+    assert out["buckets"] == [first, second]
+    assert out["perMinute"] == {"accepted": [4, 6], "DELIVERED": [4, 3], "UNDELIVERABLE": [0, 2], "EXPIRED": [0, 0],
+                                "REJECTED": [0, 1]}
 
 
-def test_expired_and_rejected_outcomes() -> None:
-    expired = MessageState(phase="DONE", status="EXPIRED_EXPIRED", channel="SMS", step=1)
-    rejected = MessageState(phase="DONE", status="REJECTED_DESTINATION", channel="SMS", step=1)
-    assert outcome(expired) == "EXPIRED" and outcome(rejected) == "REJECTED"
+def test_summarize_counts_the_unfinished_as_pending() -> None:
+    rng = Range("1h", 0, 3600, 60)
+    out = summarize(Overview([("accepted", "", 0, 0, "", 0, 3, 0.0)], []), rng, NOW)
+    assert out["funnel"]["PENDING"] == 3 and out["deliveredRate"] is None and out["latency"]["all"]["median"] is None
+
+
+def test_connector_snapshots_age() -> None:
+    rows = [("h:1", "main", "SMS", NOW - 2, b'{"bound":true,"kind":"SmppChannel"}'), ("h:2", "wa", "WHATSAPP",
+            NOW - 60, b"{}")]
+    out = connectors(rows, NOW)
+    assert out[0] == {"bound": True, "kind": "SmppChannel", "name": "main", "channel": "SMS", "process": "h:1",
+                      "ageSeconds": 2.0, "stale": False}
+    assert out[1]["stale"] is True
+
+
+def test_outcome_and_channel() -> None:
+    assert outcome(MessageState(phase="DONE", status="EXPIRED_EXPIRED")) == "EXPIRED"
     assert outcome(MessageState(phase="ACTIVE", status="DELIVERED_TO_HANDSET")) == "PENDING"
-    out = aggregate([view(NOW - 1, expired, n=1), view(NOW - 2, rejected, n=2)], NOW)
-    assert out["funnel"]["EXPIRED"] == 1 and out["funnel"]["REJECTED"] == 1
-
-
-def test_message_channel() -> None:
     assert message_channel(MessageState(channel="VIBER"), WA_SMS) == "VIBER"
     assert message_channel(MessageState(step=1), WA_SMS) == "SMS"
-    assert message_channel(MessageState(), WA_SMS) == "WHATSAPP"
     assert message_channel(MessageState(), {}) == "-"
-
-
-def test_custom_buckets() -> None:
-    out = aggregate([view(NOW - 1, delivered_on_whatsapp(NOW - 1))], NOW, window_s=600, bucket_s=300)
-    assert len(out["buckets"]) == 2 and out["perMinute"]["WHATSAPP DELIVERED"] == [0, 1]

@@ -23,6 +23,7 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.connectors.sandbox.connector import Sandbox
+from omnirelay.console import stats
 from omnirelay.console.session import (
     COOKIE,
     CSRF_FIELD,
@@ -33,7 +34,7 @@ from omnirelay.console.session import (
     same,
     token_hash,
 )
-from omnirelay.console.stats import OUTCOMES, aggregate, message_channel, outcome
+from omnirelay.console.stats import OUTCOMES, message_channel, outcome
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.credentials import verify_password
 from omnirelay.domain.ids import scenario_key, uuid7
@@ -273,7 +274,13 @@ class ConsoleRoutes:
     """The console's pages and JSON endpoints; ``add_to`` registers them under ``/console``."""
 
     def __init__(
-        self, store: Store, sandbox: Sandbox, limits: Limits, wake: Callable[[], None], ttl_s: float = TTL_S
+        self,
+        store: Store,
+        sandbox: Sandbox,
+        limits: Limits,
+        wake: Callable[[], None],
+        ttl_s: float = TTL_S,
+        currency: str = "",
     ) -> None:
         self.store = store
         self.sandbox = sandbox
@@ -283,6 +290,8 @@ class ConsoleRoutes:
         self.ttl_s = ttl_s
         """How long a login lasts (unless logged out first)."""
         self.static = _load_static()
+        self.currency = currency
+        """The currency of the prices (the overview's cost)."""
 
     def add_to(self, app: web.Application) -> None:
         """Register the routes."""
@@ -437,29 +446,82 @@ class ConsoleRoutes:
     # --- overview -------------------------------------------------------------------------------
 
     async def overview(self, request: web.Request, session: Session) -> web.Response:
-        """Charts of the last hour (drawn by overview.js from ``/console/api/overview``)."""
+        """What an operator watches, over a chosen range (drawn by overview.js from ``/console/api/overview``,
+        which it fetches again every few seconds)."""
         # Chart.js 4.5.1 (MIT), vendored: static/chart.umd.min.js, see static/VENDORED.md
         head = (
             "<!-- Chart.js v4.5.1, MIT licence, vendored from npm chart.js (dist/chart.umd.min.js) -->"
             f'<script src="{PREFIX}/static/chart.umd.min.js" defer></script>'
             f'<script src="{PREFIX}/static/overview.js" defer></script>'
         )
-        body = (
-            '<p class="muted">The last hour, by minute of acceptance. <span id="total"></span></p>'
-            '<section class="card"><h2>Messages per minute, by channel and outcome</h2>'
-            '<div class="chart wide"><canvas id="perMinute" aria-label="messages per minute"></canvas></div></section>'
-            '<div class="grid"><section class="card"><h2>Failover rate per step</h2>'
-            '<div class="chart"><canvas id="failover" aria-label="failover rate per step"></canvas></div></section>'
-            '<section class="card"><h2>Delivery funnel</h2>'
-            '<div class="chart"><canvas id="funnel" aria-label="delivery funnel"></canvas></div></section></div>'
+        q = request.query
+        chosen = stats.choose_range(q, time.time())
+        key = chosen.key if isinstance(chosen, stats.Range) else q.get("range", "")
+        buttons = "".join(
+            f'<button type="submit" name="range" value="{k}" class="small{"" if k == key else " secondary"}"'
+            f' aria-pressed="{"true" if k == key else "false"}">{h(label)}</button>'
+            for k, label in (("1h", "Last hour"), ("24h", "24 hours"), ("7d", "7 days"))
         )
-        return _html(page("Overview", body, session, "overview", head))
+        form = (
+            f'<form method="get" action="{PREFIX}/overview" id="range" class="card filters">'
+            f'<div class="ranges" role="group" aria-label="Range">{buttons}</div>'
+            f'<label>From (UTC) <input type="datetime-local" name="from" value="{h(q.get("from"))}"></label>'
+            f'<label>To (UTC) <input type="datetime-local" name="to" value="{h(q.get("to"))}"></label>'
+            '<button type="submit" name="range" value="custom" class="small'
+            f'{"" if key == "custom" else " secondary"}" aria-pressed="{"true" if key == "custom" else "false"}">'
+            "Custom range</button></form>"
+        )
+        errors = _errors_html(chosen) if isinstance(chosen, dict) else ""
+        kpis = "".join(
+            f'<div class="kpi"><span class="muted">{label}</span><strong id="{kid}">–</strong></div>'
+            for kid, label in (
+                ("kpi-accepted", "Accepted"),
+                ("kpi-delivered", "Delivered"),
+                ("kpi-pending", "Pending"),
+                ("kpi-median", "Median accept → final"),
+                ("kpi-p95", "p95 accept → final"),
+                ("kpi-cost", "Cost"),
+            )
+        )
+        body = (
+            f"{form}{errors}"
+            '<p class="muted" aria-live="polite"><span id="range-label"></span> <span id="total"></span> '
+            '<span id="updated"></span></p>'
+            f'<section class="card kpis" aria-label="Key figures">{kpis}</section>'
+            '<section class="card"><h2>Messages by time of acceptance and outcome</h2>'
+            '<div class="chart wide"><canvas id="perMinute" aria-label="messages by time of acceptance">'
+            "</canvas></div></section>"
+            '<div class="grid"><section class="card"><h2>Failover rate per step</h2>'
+            '<div class="chart"><canvas id="failover" aria-label="failover rate per step"></canvas></div>'
+            '<table id="failover-table"><thead><tr><th>Step</th><th>Channel</th><th>Tried</th><th>Failed over</th>'
+            "<th>%</th></tr></thead><tbody></tbody></table></section>"
+            '<section class="card"><h2>Outcomes</h2>'
+            '<div class="chart"><canvas id="funnel" aria-label="outcomes"></canvas></div></section></div>'
+            '<div class="grid"><section class="card"><h2>Errors by code</h2>'
+            '<table id="errors"><thead><tr><th>Error</th><th>Messages</th><th>%</th></tr></thead><tbody></tbody>'
+            '</table></section><section class="card"><h2>Latency per channel (submitted → delivered)</h2>'
+            '<table id="channel-latency"><thead><tr><th>Channel</th><th>Delivered</th><th>Median</th><th>p95</th>'
+            "</tr></thead><tbody></tbody></table></section></div>"
+            '<div class="grid"><section class="card"><h2>Cost by channel</h2>'
+            '<table id="cost"><thead><tr><th>Channel</th><th>Messages</th><th>Cost</th></tr></thead><tbody></tbody>'
+            '</table></section><section class="card"><h2>Connector health</h2>'
+            '<table id="connectors"><thead><tr><th>Connector</th><th>State</th><th>Details</th><th>Errors</th>'
+            '</tr></thead><tbody></tbody></table></section></div>'
+        )
+        return _html(page("Overview", body, session, "overview", head), 400 if errors else 200)
 
     async def overview_json(self, request: web.Request, session: Session) -> web.Response:
-        """The aggregated numbers of the last hour, for the charts."""
+        """The overview of a range (``range=1h|24h|7d``, or ``range=custom&from=…&to=…``) from the rollups, with
+        the connectors' health."""
         now = time.time()
-        views = await self.store.logs(session.account_id, LogQuery(since=now - 3600, limit=1000))
-        return web.json_response(aggregate(views, now), headers={"Cache-Control": "no-store"})
+        chosen = stats.choose_range(request.query, now)
+        if isinstance(chosen, dict):
+            return web.json_response({"errors": chosen}, status=400, headers={"Cache-Control": "no-store"})
+        found = await self.store.overview(session.account_id, chosen.span, chosen.since, chosen.until)
+        data = stats.summarize(found, chosen, now, self.currency)
+        data["connectors"] = stats.connectors(await self.store.connector_health(), now)
+        data["backlog"] = await self.store.rollup_backlog()
+        return web.json_response(data, headers={"Cache-Control": "no-store"})
 
     # --- messages -------------------------------------------------------------------------------
 

@@ -175,3 +175,8 @@ def build_log(
         status=status,
         channel=channel,
     )
+
+
+def price_of(address: str, channel: str, content: dict[str, Any], tariffs: Tariffs) -> float:
+    """The price a report of ``channel`` to ``address`` shows for ``content`` (as :func:`build_report` prices it)."""
+    return _phone_facts(address, channel, message_count(channel, content), tariffs)[1].pricePerMessage

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from omnirelay.connectors.base import Channel, InstantChannel, LaterReport, Submission, SubmitResult
-from omnirelay.domain import catalogue
+from omnirelay.domain import catalogue, rollups
 from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
 from omnirelay.domain.channels import Channel as OmniChannel
 from omnirelay.domain.dates import format_ts
@@ -50,6 +50,7 @@ from omnirelay.domain.message import Attempt, MessageState, state_decoder, state
 from omnirelay.domain.model import SeenReport, SeenReports, To
 from omnirelay.domain.reports import LogColumns, Tariffs, build_report, log_columns, log_columns_at
 from omnirelay.domain.validation import address_for, has_content, main_address
+from omnirelay.engine.health import Health
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Change, Store, Work
 from omnirelay.store.errors import UNAVAILABLE, Outage, describe
@@ -83,6 +84,8 @@ class EngineSettings:
     """Submissions handed to connectors and not answered yet, above which the engine stops claiming."""
     drain_seconds: float = 5.0
     """On shutdown, how long to wait for connectors' answers to submissions already made."""
+    rollups: bool = True
+    """Keep the console overview's rollups up to date (off only to measure what that costs: bench/)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +210,8 @@ class Engine:
         """Set when ``_in_flight_count`` fell below ``max_in_flight``."""
         self.on_progress: Callable[[], None] = lambda: None
         """Called after each cycle that did something (the notifier's wake-up)."""
+        self.health = Health()
+        """What the connectors answered, for the console's connector health."""
 
     def _connector(self, channel: str) -> str:
         name = self._connectors.get(channel)
@@ -328,6 +333,7 @@ class Engine:
             msg = messages[m]
             state = state_decoder.decode(items[-1].state)
             started_before = state.phase != "WAITING"
+            done_before = state.phase == "DONE"
             shown = (state.step, state.channel)
             ctx = Context(
                 now=now,
@@ -362,6 +368,10 @@ class Engine:
             change.status_group = catalogue.status(state.status).groupId if state.phase == "DONE" else 1
             change.channel = state.channel
             change.done_at = state.done_at
+            if state.phase == "DONE" and not done_before and self.settings.rollups:
+                change.rollup = rollups.finished(
+                    msg.work.account_id, msg.work.created_at, state, change.status_group, change.cost
+                )
             if not started_before or (state.step, state.channel) != shown:  # a step the stored columns do not show
                 change.columns = _log_columns(msg, state, self.tariffs)
             changes.append(change)
@@ -481,6 +491,7 @@ class Engine:
         if final:
             _count(counts, "finals", attempt.channel, report.status.name)
             change.report = (msg.work.message_id, msg.work.bulk_id, attempt.channel, body)
+            change.cost = report.price.pricePerMessage if report.price is not None else 0.0
         else:
             _count(counts, "failovers", attempt.channel, str(step + 1))
         if push:
@@ -533,6 +544,7 @@ class Engine:
 
     def _answered(self, sub: Submission, result: SubmitResult) -> None:
         """Queue a submission's answer as events for the next cycle, and wake the engine to record it."""
+        self.health.observe(sub.channel, result)
         self._events.append((sub.message, _event_encoder.encode(Submitted(sub.step, result.provider_id))))
         if result.reports:
             now = time.time()

@@ -13,6 +13,7 @@ from typing import NamedTuple, Protocol, TypeVar
 from omnirelay.connectors.base import Receipt
 from omnirelay.domain.inbound import Build, InboundPart
 from omnirelay.domain.model import Step
+from omnirelay.domain.rollups import Row
 from omnirelay.store.inbound import InboundCounts
 
 
@@ -323,6 +324,27 @@ class Store(Protocol):
 
     async def count_messages(self, account_id: int, search: MessageSearch, cap: int) -> int:
         """How many messages match, counted up to ``cap``: ``cap + 1`` means more than ``cap``."""
+    # the console overview
+    async def overview(self, account_id: int, span: int, since: float, until: float) -> Overview:
+        """The account's rollup rows of width ``span`` for messages accepted in ``[since, until)``."""
+        ...
+
+    async def backfill_rollups(self, limit: int, tally: Callable[[list[Backlogged]], list[Row]]) -> int:
+        """Add up to ``limit`` messages stored before the rollups existed to them (``tally`` says what each
+        adds), in one transaction that also drops them from the backlog; returns how many were taken."""
+        ...
+
+    async def rollup_backlog(self) -> int:
+        """How many messages are still to be added to the rollups."""
+        ...
+
+    async def put_connector_health(self, process: str, rows: list[tuple[str, str, bytes]], now: float) -> None:
+        """Store what the connectors of an engine process say about themselves: (connector, channel, JSON),
+        replacing that process's earlier snapshot; snapshots older than a day are dropped."""
+        ...
+
+    async def connector_health(self) -> list[tuple[str, str, str, float, bytes]]:
+        """Every stored snapshot: (process, connector, channel, at, JSON)."""
         ...
 
 
@@ -369,6 +391,11 @@ class Change:
     """Capability memory: (channel, address, until)."""
     submitted: list[tuple[int, str, str | None]] = field(default_factory=list)
     """Steps a channel took: (step, channel, provider id)."""
+    rollup: list[Row] = field(default_factory=list)
+    """What the message adds to the overview's rollups (:mod:`omnirelay.domain.rollups`), written in the same
+    transaction."""
+    cost: float = 0.0
+    """The price of the final report written in this change (0 when none is)."""
 
 
 @dataclass(frozen=True)
@@ -382,6 +409,29 @@ class Delivery:
     content_type: str
     body: bytes
     attempts: int
+
+
+class Backlogged(NamedTuple):
+    """A message waiting to be added to the rollups."""
+
+    account_id: int
+    created_at: float
+    state: bytes
+    status_group: int
+    done: bool
+    """Whether it was final when the rollups were made (its end is added only then; a later one is counted
+    when it happens)."""
+    to_json: bytes
+    payload: bytes
+
+
+class Overview(NamedTuple):
+    """Rollup rows as :meth:`Store.overview` reads them."""
+
+    totals: list[tuple[str, str, int, int, str, int, int, float]]
+    """Summed over the range: (kind, channel, step, status group, error, latency bucket, n, cost)."""
+    series: list[tuple[int, str, int, int]]
+    """Accepted and final counts per bucket: (bucket start, kind, status group, n)."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -28,12 +29,14 @@ import asyncpg
 import msgspec
 
 from omnirelay.connectors.base import Receipt
+from omnirelay.domain import rollups
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store.base import (
     Account,
     AccountExists,
     ApiKey,
     AuthToken,
+    Backlogged,
     Change,
     Cursor,
     Delivery,
@@ -42,6 +45,7 @@ from omnirelay.store.base import (
     MessageSearch,
     MessageView,
     NewMessage,
+    Overview,
     ScenarioRecord,
     Stored,
     Work,
@@ -60,12 +64,16 @@ from omnirelay.store.inbound import (
 from omnirelay.store.rows import (
     ACCOUNT_COLS,
     NEXT_DUE,
+    OVERVIEW_SERIES,
+    OVERVIEW_TOTALS,
     OWNED_BY_ACCOUNT,
     REJECTED_GROUP,
+    ROLLUP_KEEP_S,
     SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
     AcceptItem,
+    accept_rollup,
     account_from_row,
     plan_accepts,
     receipt_data,
@@ -86,6 +94,9 @@ SCENARIOS_CHANNEL = "omnirelay_scenarios"
 #: Advisory lock between storing receipts (exclusive) and storing provider ids (shared): without it, a receipt
 #: and its submission committed at the same moment would each miss the other, and the receipt stay held.
 RECEIPTS_LOCK = 7302
+#: Rollup rows per key, one for each of this many writers (by process id): API and worker processes adding to the
+#: same minute of an account seldom wait for each other's row locks.
+ROLLUP_SHARDS = 4
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
@@ -604,7 +615,8 @@ class PostgresStore:
                     "  ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id, done_at),"
                     " j AS (INSERT INTO jobs(message, kind, due_at) SELECT u.m, 'start', u.d"
                     "  FROM unnest($4::bigint[], $14::float8[]) AS u(m, d) JOIN m ON m.id = u.m"
-                    "  WHERE m.done_at IS NULL)"
+                    "  WHERE m.done_at IS NULL),"
+                    f" ru AS ({upsert_rollups_sql(20)})"
                     f" SELECT (SELECT count(*) FROM m) FROM pg_notify('{JOBS_CHANNEL}', '')",
                     request_ids,
                     [items[i].account_id for i in requests],
@@ -625,6 +637,7 @@ class PostgresStore:
                     [m.sender for _, m in fresh],
                     [m.mcc for _, m in fresh],
                     [m.mnc for _, m in fresh],
+                    *_rollup_columns([row for i, messages in plan.fresh for row in accept_rollup(items[i], messages)]),
                 )
                 if stored != len(fresh):
                     raise _Retry
@@ -719,6 +732,9 @@ class PostgresStore:
             )
             # receipts of ids never submitted here (another system on the same number) are not kept forever
             await conn.execute("DELETE FROM held_receipts WHERE at < $1", before)
+            now = time.time()
+            for span, keep_s in ROLLUP_KEEP_S.items():  # rollups outlive their messages, see ROLLUP_KEEP_S
+                await conn.execute("DELETE FROM rollups WHERE span = $1 AND at < $2", span, now - keep_s)
             messages = [r[0] for r in rows]
             if not messages:
                 return 0
@@ -1037,6 +1053,66 @@ class PostgresStore:
         )
         return int(found)
 
+    # --- the console overview ------------------------------------------------------------------
+
+    async def overview(self, account_id: int, span: int, since: float, until: float) -> Overview:
+        """The account's rollup rows of width ``span`` for messages accepted in ``[since, until)``."""
+        args = (account_id, span, int(since), int(until))
+        async with self.pool.acquire() as conn:
+            totals = await conn.fetch(OVERVIEW_TOTALS.format(p="$"), *args)
+            series = await conn.fetch(OVERVIEW_SERIES.format(p="$"), *args)
+        return Overview(
+            [(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), float(r[7])) for r in totals],
+            [(r[0], r[1], r[2], int(r[3])) for r in series],
+        )
+
+    async def backfill_rollups(self, limit: int, tally: Callable[[list[Backlogged]], list[rollups.Row]]) -> int:
+        """Add up to ``limit`` backlogged messages to the rollups, dropping them from the backlog (workers starting
+        together take different ones)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "WITH b AS (DELETE FROM rollup_backlog WHERE message IN (SELECT message FROM rollup_backlog"
+                "  ORDER BY message LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING message, done)"
+                " SELECT b.message, m.account_id, m.created_at, m.state, m.status_group, b.done, m.to_json, r.payload"
+                " FROM b LEFT JOIN messages m ON m.id = b.message LEFT JOIN requests r ON r.id = m.request_id",
+                limit,
+            )
+            found = [
+                Backlogged(r[1], r[2], bytes(r[3]), r[4], r[5], bytes(r[6]), bytes(r[7]))
+                for r in rows
+                if r[1] is not None
+            ]
+            added = tally(found)
+            if added:
+                await conn.execute(upsert_rollups_sql(1), *_rollup_columns(added))
+            return len(rows)
+
+    async def rollup_backlog(self) -> int:
+        """How many messages are still to be added to the rollups."""
+        return int(await self.pool.fetchval("SELECT COUNT(*) FROM rollup_backlog"))
+
+    async def put_connector_health(self, process: str, rows: list[tuple[str, str, bytes]], now: float) -> None:
+        """Replace an engine process's snapshot of its connectors; drop snapshots older than a day."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM connector_health WHERE process = $1 OR at < $2", process, now - 86400)
+            await conn.execute(
+                "INSERT INTO connector_health(process, connector, channel, at, data)"
+                " SELECT $1, c, ch, $2, d FROM unnest($3::text[], $4::text[], $5::text[]) AS u(c, ch, d)",
+                process,
+                now,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2].decode() for r in rows],
+            )
+
+    async def connector_health(self) -> list[tuple[str, str, str, float, bytes]]:
+        """Every stored snapshot of connectors: (process, connector, channel, at, JSON)."""
+        rows = await self.pool.fetch(
+            "SELECT process, connector, channel, at, data FROM connector_health ORDER BY connector, process"
+        )
+        return [(r[0], r[1], r[2], r[3], r[4].encode()) for r in rows]
+
+
 
 async def _lock_groups(conn: Conn, groups: list[str]) -> None:
     """Take the transaction's locks of inbound message groups (sorted: two transactions never wait on each other
@@ -1063,6 +1139,27 @@ async def _store_inbound(conn: Conn, messages: list[InboundMessage], now: float,
             *_columns(pushed, 6),
         )
         await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+
+
+_ROLLUP_TYPES = (
+    "bigint", "int", "bigint", "smallint", "text", "text", "int", "smallint", "text", "int", "bigint", "float8"
+)
+
+
+def upsert_rollups_sql(first: int) -> str:
+    """The statement that adds rollup rows given as 12 arrays, parameters ``$first`` on (each key once, sorted:
+    the order its row locks are taken in)."""
+    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(_ROLLUP_TYPES))
+    return (
+        "INSERT INTO rollups(account_id, span, at, shard, kind, channel, step, grp, error, bucket, n, cost)"
+        f" SELECT * FROM unnest({arrays}) ON CONFLICT (account_id, span, at, shard, kind, channel, step, grp, error,"
+        " bucket) DO UPDATE SET n = rollups.n + excluded.n, cost = rollups.cost + excluded.cost"
+    )
+
+
+def _rollup_columns(rows: list[rollups.Row]) -> list[list[Any]]:
+    """Rollup rows as the 12 arrays of :func:`upsert_rollups_sql`."""
+    return _columns([(*key, n, cost) for key, n, cost in rollups.keyed(rows, os.getpid() % ROLLUP_SHARDS)], 12)
 
 
 def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
@@ -1190,6 +1287,9 @@ async def _apply(conn: Conn, changes: list[Change], now: float) -> None:
             " ON CONFLICT (account_id, address, channel) DO UPDATE SET until = excluded.until",
             *_columns([(*k, v) for k, v in remembered.items()], 4),
         )
+    tally = [row for c in changes for row in c.rollup]
+    if tally:
+        await conn.execute(upsert_rollups_sql(1), *_rollup_columns(tally))
     submitted = [(c.message, *s, now) for c in changes for s in c.submitted]
     if submitted:
         await conn.execute(

@@ -9,7 +9,9 @@ from typing import Any
 import msgspec
 
 from omnirelay.connectors.base import Receipt
+from omnirelay.domain import rollups
 from omnirelay.domain.failover import Report
+from omnirelay.domain.message import state_decoder
 from omnirelay.domain.model import Step
 from omnirelay.store.base import Account, NewMessage, ScenarioRecord, Stored
 
@@ -29,6 +31,22 @@ OWNED_BY_ACCOUNT = (
     "api_keys WHERE account_id = {p}",
     "inbound_parts WHERE account_id = {p}",
     "inbound_messages WHERE account_id = {p}",
+    "rollups WHERE account_id = {p}",
+)
+
+#: How long rollup rows are kept, by span: minute rows serve ranges of a few hours, hour rows a year of history.
+#: Both outlive the messages they count (the retention purge removes messages only): the overview of last week
+#: stays right after the week's messages are gone.
+ROLLUP_KEEP_S = {60: 3 * 86400, 3600: 400 * 86400}
+#: The overview's reads of the rollups ({p}: placeholder style, "?" or "$"): the range's sums, and its series.
+OVERVIEW_TOTALS = (
+    "SELECT kind, channel, step, grp, error, bucket, SUM(n), SUM(cost) FROM rollups"
+    " WHERE account_id = {p}1 AND span = {p}2 AND at >= {p}3 AND at < {p}4"
+    " GROUP BY kind, channel, step, grp, error, bucket"
+)
+OVERVIEW_SERIES = (
+    "SELECT at, kind, grp, SUM(n) FROM rollups WHERE account_id = {p}1 AND span = {p}2 AND at >= {p}3 AND at < {p}4"
+    " AND kind IN ('accepted', 'final') GROUP BY at, kind, grp ORDER BY at"
 )
 
 #: When the earliest job is due; one look-up per partial index of ``jobs``.
@@ -184,3 +202,13 @@ def take_tokens(
     tokens = burst if bucket is None else min(burst, bucket[0] + max(0.0, now - bucket[1]) * rate)
     granted = max(0, min(want, int(tokens + 1e-3)))  # float time: 0.1 s at 100/s is 10 tokens, not 9.9999
     return granted, tokens - granted
+
+
+def accept_rollup(item: AcceptItem, fresh: list[NewMessage]) -> list[rollups.Row]:
+    """What a request's stored messages add to the rollups: each is accepted; one refused at acceptance is also
+    final at once (status group REJECTED, nothing sent, nothing charged)."""
+    rows = [rollups.accepted(item.account_id, item.now, len(fresh))]
+    for m in fresh:
+        if m.rejected:
+            rows += rollups.finished(item.account_id, item.now, state_decoder.decode(m.state), REJECTED_GROUP, 0.0)
+    return rows

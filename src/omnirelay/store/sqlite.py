@@ -19,12 +19,14 @@ from typing import IO, Any, TypeVar
 import msgspec
 
 from omnirelay.connectors.base import Receipt
+from omnirelay.domain import rollups
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store.base import (
     Account,
     AccountExists,
     ApiKey,
     AuthToken,
+    Backlogged,
     Change,
     Cursor,
     Delivery,
@@ -33,6 +35,7 @@ from omnirelay.store.base import (
     MessageSearch,
     MessageView,
     NewMessage,
+    Overview,
     ScenarioRecord,
     Stored,
     Work,
@@ -50,12 +53,16 @@ from omnirelay.store.inbound import (
 from omnirelay.store.rows import (
     ACCOUNT_COLS,
     NEXT_DUE,
+    OVERVIEW_SERIES,
+    OVERVIEW_TOTALS,
     OWNED_BY_ACCOUNT,
     REJECTED_GROUP,
+    ROLLUP_KEEP_S,
     SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
     AcceptItem,
+    accept_rollup,
     account_from_row,
     plan_accepts,
     receipt_data,
@@ -535,6 +542,9 @@ class SqliteStore:
             for table in ("submissions", "jobs", "reports"):
                 conn.executemany(f"DELETE FROM {table} WHERE message = ?", messages)
             conn.execute("DELETE FROM held_receipts WHERE at < ?", (before,))
+            now = time.time()
+            for span, keep_s in ROLLUP_KEEP_S.items():  # rollups outlive their messages, see ROLLUP_KEEP_S
+                conn.execute("DELETE FROM rollups WHERE span = ? AND at < ?", (span, now - keep_s))
             conn.executemany("DELETE FROM messages WHERE id = ?", messages)
             conn.executemany(
                 "DELETE FROM requests WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE request_id = ?)",
@@ -836,6 +846,53 @@ class SqliteStore:
         )
         return int(row[0])
 
+    # --- the console overview ------------------------------------------------------------------
+
+    async def overview(self, account_id: int, span: int, since: float, until: float) -> Overview:
+        """The account's rollup rows of width ``span`` for messages accepted in ``[since, until)``."""
+        args = (account_id, span, since, until)
+        return Overview(self._all(OVERVIEW_TOTALS.format(p="?"), args), self._all(OVERVIEW_SERIES.format(p="?"), args))
+
+    async def backfill_rollups(self, limit: int, tally: Callable[[list[Backlogged]], list[rollups.Row]]) -> int:
+        """Add up to ``limit`` backlogged messages to the rollups, dropping them from the backlog."""
+
+        def fn(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT b.message, m.account_id, m.created_at, m.state, m.status_group, b.done, m.to_json, r.payload"
+                " FROM rollup_backlog b LEFT JOIN messages m ON m.id = b.message"
+                " LEFT JOIN requests r ON r.id = m.request_id ORDER BY b.message LIMIT ?",
+                (limit,),
+            ).fetchall()
+            found = [Backlogged(r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows if r[1] is not None]
+            upsert_rollups(conn, tally(found))
+            conn.executemany("DELETE FROM rollup_backlog WHERE message = ?", [(r[0],) for r in rows])
+            return len(rows)
+
+        return await self.writer.run(fn)
+
+    async def rollup_backlog(self) -> int:
+        """How many messages are still to be added to the rollups."""
+        return int(self._one("SELECT COUNT(*) FROM rollup_backlog")[0])
+
+    async def put_connector_health(self, process: str, rows: list[tuple[str, str, bytes]], now: float) -> None:
+        """Replace an engine process's snapshot of its connectors; drop snapshots older than a day."""
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM connector_health WHERE process = ? OR at < ?", (process, now - 86400))
+            conn.executemany(
+                "INSERT INTO connector_health(process, connector, channel, at, data) VALUES (?, ?, ?, ?, ?)",
+                [(process, name, channel, now, data.decode()) for name, channel, data in rows],
+            )
+
+        await self.writer.run(fn)
+
+    async def connector_health(self) -> list[tuple[str, str, str, float, bytes]]:
+        """Every stored snapshot of connectors: (process, connector, channel, at, JSON)."""
+        rows = self._all(
+            "SELECT process, connector, channel, at, data FROM connector_health ORDER BY connector, process"
+        )
+        return [(r[0], r[1], r[2], r[3], r[4].encode()) for r in rows]
+
 
 def _store_inbound(conn: sqlite3.Connection, messages: list[InboundMessage], now: float, build: Build) -> None:
     """Keep complete inbound messages for the pull and queue their webhooks."""
@@ -846,6 +903,17 @@ def _store_inbound(conn: sqlite3.Connection, messages: list[InboundMessage], now
         " ON CONFLICT(report_id) DO NOTHING",
         pushed,
     )
+
+
+def upsert_rollups(conn: sqlite3.Connection, rows: list[rollups.Row]) -> None:
+    """Add ``rows`` to the rollups: one statement for the whole transaction, a row per key."""
+    if rows:
+        conn.executemany(
+            "INSERT INTO rollups(account_id, span, at, shard, kind, channel, step, grp, error, bucket, n, cost)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n,"
+            " cost = cost + excluded.cost",
+            [(*key, n, cost) for key, n, cost in rollups.keyed(rows)],
+        )
 
 
 def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
@@ -898,8 +966,10 @@ def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[lis
         ):
             existing[(account, message_id)] = (found[0], found[1], found[2])
     plan = plan_accepts(items, existing)
+    tally: list[rollups.Row] = []
     for index, fresh in plan.fresh:
         item = items[index]
+        tally += accept_rollup(item, fresh)
         messages = [m for m in fresh if not m.rejected]
         refused = [m for m in fresh if m.rejected] if len(messages) < len(fresh) else []
         request_id = conn.execute(
@@ -941,6 +1011,7 @@ def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[lis
                     for m in refused
                 ],
             )
+    upsert_rollups(conn, tally)
     return plan.answers(items)
 
 
@@ -1007,6 +1078,7 @@ def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
     conn.executemany(
         "INSERT INTO submissions(message, step, channel, provider_id, at) VALUES (?, ?, ?, ?, ?)", submitted
     )
+    upsert_rollups(conn, [row for c in changes for row in c.rollup])
     if any(sub[3] for sub in submitted) and conn.execute("SELECT 1 FROM held_receipts LIMIT 1").fetchone():
         # receipts that came before their provider id was stored (a fast SMSC, a webhook racing the answer)
         matched = conn.execute(

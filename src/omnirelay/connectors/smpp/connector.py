@@ -47,7 +47,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omnirelay.config import SmppConfig
 from omnirelay.connectors.base import Answered, Channel, LaterReport, ReceiptSink, Submission, SubmitResult
@@ -138,6 +138,22 @@ class SmppChannel(Channel):
         except TimeoutError:
             return False
         return True
+
+    def health(self) -> list[dict[str, Any]]:
+        """What each connector says of itself (the console's connector health): bound, window in use, throttles."""
+        loop_now = asyncio.get_running_loop().time()
+        return [
+            {
+                "name": c.name,
+                "bound": c.tx.bound.is_set(),
+                "windowInUse": int(c._window_in_use()),
+                "windowSize": c.config.window_size,
+                "queued": len(c.queue),
+                "throttles": c.throttles,
+                "pausedSeconds": round(max(0.0, c.paused_until - loop_now), 3),
+            }
+            for c in self.connectors.values()
+        ]
 
     def route(self, address: str) -> str:
         """The name of the connector for a destination: the first route whose prefix it starts with, else

@@ -484,6 +484,8 @@ class _Connector:
             self.bucket = _StoreBucket(store, f"smpp:{self.name}", rate, burst) if store else _LocalBucket(rate, burst)
         self.waiting = _Waiting()
         self.receipts_ready = asyncio.Event()
+        self.throttles = 0
+        """ESME_RTHROTTLED / ESME_RMSGQFUL answers since start (the console's connector health)."""
         self.tasks: list[asyncio.Task[None]] = []
         if metrics is not None:
             metrics.bound.labels(self.name).set_function(lambda: 1.0 if self.tx.bound.is_set() else 0.0)
@@ -600,6 +602,7 @@ class _Connector:
             self.count_submit("ok")
         elif status in THROTTLE_STATUSES:
             self.count_submit("throttled")
+            self.throttles += 1
             if self.metrics is not None:
                 self.metrics.of(self.metrics.throttles, self.name).inc()
             loop_now = asyncio.get_running_loop().time()
