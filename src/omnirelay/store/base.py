@@ -233,7 +233,31 @@ class Store(Protocol):
         events: list[tuple[int, bytes]],
         handle: Callable[[list[Work]], tuple[list[Change], T]],
         later: list[tuple[int, str, int, float, bytes]] | None = None,
-    ) -> tuple[T, T]: ...
+    ) -> tuple[T, T]:
+        """One engine transaction: store the ``later`` jobs, record ``events`` (channel answers: message row id and
+        the encoded answer), then claim up to ``limit`` due jobs (steps under way before new messages), and let
+        ``handle`` decide; returns ``handle``'s second value for the events' part and for the claimed part.
+
+        The contract with ``handle`` (the engine's decision, ``Engine._decide``):
+
+        - It runs **inside the transaction**, between the reads and the writes of this call: on SQLite on the
+          writer thread (not the event loop), on PostgreSQL in the coroutine holding the connection. It must not
+          await, do I/O or touch the event loop; it may ask *instant* channels (``InstantChannel.decide_now``,
+          pure), which is how the sandbox's answers are stored with the submission they answer.
+        - It gets every claimed job's :class:`Work` (the message's state, its capability memory, the job) and
+          returns one :class:`Change` per message it changed; the store writes them all with one statement per
+          kind of row. The store stamps what it writes itself (jobs' due times, ``done_at``) with ``now``; the
+          engine reads the clock once at the start of each call, a moment after ``now``, and decides with that.
+        - It is called at most twice a transaction (the events, then the claimed jobs) and may be called again
+          for the same jobs after a rollback (a failed commit, a crash): what it decides must follow from what it
+          is given. The only thing it keeps is the engine's metrics, which count decisions, not commits.
+
+        A claimed job is deleted in the transaction that stores its consequences: a crash keeps the job (nothing
+        happened) or commits its whole effect. Real connectors are called only after the commit, with the
+        submissions ``handle`` asked for (stored first as SUBMITTING: never sent twice).
+        """
+        ...
+
     async def next_due(self) -> float | None: ...
     async def purge(self, before: float, limit: int) -> int:
         """Remove up to ``limit`` messages finished before ``before``, with their reports and (once unused) their
