@@ -108,6 +108,10 @@ def test_primary_dies_standby_promoted_nothing_lost_nothing_twice(
         assert r.status == 200, r
         reports.update(x["messageId"] for x in r.json["results"] if x["messageId"].startswith(run))
         time.sleep(0.2)
+    missing = stored - set(reports)
+    if missing:
+        (gw.root / "gateway.log").write_text(gw.output)
+    assert not missing, (f"{len(missing)} of {len(stored)} stored messages unreported; see {gw.root}/gateway.log")
     assert set(reports) == stored
     assert max(reports.values()) == 1
     # no step of any message was submitted twice

@@ -7,6 +7,8 @@ The channel is an in-test double; the store is a real SQLite file.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -150,5 +152,40 @@ async def test_answers_survive_a_failed_transaction(tmp_path: Path) -> None:
         await engine.cycle()  # the answer kept from the failed cycle is recorded now
         state = await _state(store, account, mid)
         assert state.attempts[-1].provider_id == "smsc-m1"  # type: ignore[attr-defined]
+    finally:
+        await store.close()
+
+
+async def test_an_outage_while_idle_does_not_end_the_engine(tmp_path: Path) -> None:
+    """The engine's idle wait asks the store when the next job is due; the database going away right then (a
+    PostgreSQL failover) must leave the engine running, to finish what is accepted after it is back."""
+    store = SqliteStore(tmp_path / "o.db")
+    try:
+        sms, email = NetworkChannel(store), NetworkChannel(store)
+        engine = _engine(store, sms, email)
+        real_next_due = store.next_due
+        outages = 0
+
+        async def next_due_once_down() -> float | None:
+            nonlocal outages
+            if outages == 0:
+                outages += 1
+                raise ConnectionRefusedError(111, "Connection refused")
+            return await real_next_due()
+
+        store.next_due = next_due_once_down  # type: ignore[method-assign]
+        running = asyncio.create_task(engine.run())
+        deadline = time.time() + 5
+        while outages == 0 and time.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert outages == 1 and not running.done(), "the engine ended on an outage of its idle wait"
+        account, mid = await _accept(store)
+        engine.wake()
+        while (await _state(store, account, mid)).phase != "DONE" and time.time() < deadline:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+        assert (await _state(store, account, mid)).phase == "DONE"  # type: ignore[attr-defined]
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
     finally:
         await store.close()

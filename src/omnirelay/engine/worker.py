@@ -229,21 +229,19 @@ class Engine:
         outage = Outage("engine")
         try:
             while True:
-                try:
+                try:  # the idle wait reads the store too: an outage there must not end the engine
                     busy = await self.cycle()
+                    outage.ended()
+                    if not busy:
+                        await self._idle()
                 except asyncio.CancelledError:
                     raise
                 except UNAVAILABLE as exc:
                     outage.began(exc)
                     await asyncio.sleep(1.0)
-                    continue
                 except Exception:
                     log.exception("engine cycle failed; retrying")
                     await asyncio.sleep(1.0)
-                    continue
-                outage.ended()
-                if not busy:
-                    await self._idle()
         finally:
             await asyncio.shield(self.flush())
 
