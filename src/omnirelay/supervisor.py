@@ -263,7 +263,7 @@ class Supervisor:
                 log.warning("the %s process did not stop within %g s: killed", child.name, STOP_SECONDS)
                 proc.kill()
                 code = proc.wait()
-            if code != 0:
+            if code not in (0, -signal.SIGTERM):  # -SIGTERM: stopped before it had set up its stop
                 status = 1
             child.proc = None
         return status
