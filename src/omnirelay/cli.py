@@ -329,14 +329,12 @@ def _serve(settings: config.Settings) -> int:
     supervisor = Supervisor(lambda: print(line, flush=True))
     supervisor.add(
         "API",
-        lambda fd: ChildPlan("api", settings, me, fd, keep_fds=(api_lock.fileno(),), metrics_url=metrics_url),
-        inherit=(api_lock.fileno(),),
+        lambda fd: ChildPlan("api", settings, me, fd, metrics_url=metrics_url),
+        inherit=(api_lock.fileno(),),  # held for the child's life: its role stays taken until it has ended
     )
     supervisor.add(
         "engine",
-        lambda fd: ChildPlan(
-            "worker", settings, me, fd, keep_fds=(engine_lock.fileno(),), metrics_fd=operations.fileno()
-        ),
+        lambda fd: ChildPlan("worker", settings, me, fd, metrics_fd=operations.fileno()),
         inherit=(engine_lock.fileno(), operations.fileno()),
     )
     try:

@@ -54,8 +54,6 @@ class ChildPlan:
     parent_pid: int
     report_fd: int
     """Where the child writes ``ready`` once it serves, or ``fail <line>`` when it cannot start."""
-    keep_fds: tuple[int, ...] = ()
-    """Descriptors the child holds for its life without using them (its role lock on the file)."""
     metrics_fd: int | None = None
     """The worker: the listening loopback socket on which it serves its operations routes."""
     metrics_url: str | None = None
