@@ -148,13 +148,25 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: f
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process (all its threads), from /proc."""
+    """User + system CPU of a live process (all its threads) and of its live child processes (``omnirelay
+    serve`` on SQLite is a supervisor of two), from /proc."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = [cpu_seconds(child) for child in _child_pids(pid)]
+    return own + sum(c for c in children if c == c)  # one that ended meanwhile is nan
+
+
+def _child_pids(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+    return found
 
 
 def machine_busy_seconds() -> float:

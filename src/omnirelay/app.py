@@ -10,10 +10,12 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
+import aiohttp
 import asyncpg
 import msgspec
 from aiohttp import web
 
+from omnirelay import metrics_merge
 from omnirelay.api import openapi, ratelimit
 from omnirelay.api.answers import answer_middleware
 from omnirelay.api.auth import Authenticator
@@ -49,6 +51,7 @@ from omnirelay.store.errors import UNAVAILABLE
 from omnirelay.store.sqlite import SqliteStore
 
 log = logging.getLogger("omnirelay")
+PEER_METRICS_SECONDS = 5.0
 
 
 def is_postgres(settings: Settings) -> bool:
@@ -154,6 +157,9 @@ class Gateway:
     """The real connectors configured, by the channel they serve (the sandbox serves the others)."""
     inbound_sms: InboundSms = field(init=False)
     """Inbound SMS from the SMPP connectors: routed to accounts, stored, pushed (see :mod:`omnirelay.inbound_sms`)."""
+    peer_metrics: str | None = None
+    """The URL of the engine process's ``/metrics``, merged into this process's (``omnirelay serve`` on SQLite)."""
+    _peer_session: aiohttp.ClientSession | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -281,12 +287,31 @@ class Gateway:
             depth, oldest = await self.store.queue_stats(time.time())
             self.metrics.queue_depth.set(depth)
             self.metrics.job_lag.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
-            return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+            body = self.metrics.render()
+            peer = await self._read_peer_metrics()
+            if peer is not None:
+                body = metrics_merge.merge(body, peer)
+            return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
         app.router.add_get("/health", health)
         app.router.add_get("/healthz", health)
         app.router.add_get("/readyz", ready)
         app.router.add_get("/metrics", metrics)
+
+    async def _read_peer_metrics(self) -> bytes | None:
+        """The engine process's metrics, or None without one (or while it restarts: then only this process's)."""
+        if self.peer_metrics is None:
+            return None
+        if self._peer_session is None:
+            self._peer_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PEER_METRICS_SECONDS))
+        try:
+            async with self._peer_session.get(self.peer_metrics) as answer:
+                if answer.status == 200:
+                    return await answer.read()
+                log.warning("the engine process's /metrics answered %s", answer.status)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.warning("cannot read the engine process's /metrics: %s", str(exc) or type(exc).__name__)
+        return None
 
     def _accepted(self, count: int) -> None:
         self.metrics.accepted.inc(count)
@@ -328,6 +353,8 @@ class Gateway:
                 await task
         for connector in self.connectors.values():  # after the engine recorded their last answers
             await connector.close()
+        if self._peer_session is not None:
+            await self._peer_session.close()
         await self.store.close()
 
 

@@ -13,7 +13,9 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import IO
 
@@ -36,8 +38,11 @@ from omnirelay.store import postgres
 from omnirelay.store.base import Store
 from omnirelay.store.errors import OutageLines
 from omnirelay.store.sqlite import RoleTaken, SchemaError, SqliteStore, hold_role
+from omnirelay.supervisor import ChildPlan, Supervisor, die_with_parent, report
 
 log = logging.getLogger("omnirelay")
+ROLE_WAIT_SECONDS = 10.0
+"""How long ``serve`` waits for the file's roles, held by processes still ending (a supervisor's children)."""
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -72,10 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"omnirelay {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the gateway: HTTP API, engine and webhooks in one process")
+    serve = sub.add_parser("serve", help="run the gateway: HTTP API, engine and webhooks")
     _common(serve)
     _listen(serve)
     _logs(serve)
+    serve.add_argument(
+        "--single-process",
+        dest="single_process",
+        action="store_true",
+        default=None,
+        help="on SQLite, run the API and the engine in one process, not two (also OMNIRELAY_SINGLE_PROCESS=1)",
+    )
 
     api = sub.add_parser("api", help="run the HTTP API only, beside `omnirelay worker` (several on PostgreSQL)")
     _common(api)
@@ -129,7 +141,8 @@ def _version() -> str:
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
-    overrides = {k: getattr(args, k, None) for k in ("host", "port", "data_dir", "database", "log_format")}
+    names = ("host", "port", "data_dir", "database", "log_format", "single_process")
+    overrides = {k: getattr(args, k, None) for k in names}
     return config.load(args.config, overrides)
 
 
@@ -170,13 +183,7 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _setup(settings: config.Settings) -> None:
-    handler = logging.StreamHandler()
-    if settings.log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(OutageLines())
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    _logging(settings)
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -184,6 +191,16 @@ def _setup(settings: config.Settings) -> None:
     # The collector's default (a young collection every 700 allocations, the old ones often) put p99 accept
     # latency at 15-52 ms at half load; at these thresholds it measured 8-13 ms (BENCHMARKS.md).
     gc.set_threshold(50_000, 20, 100)
+
+
+def _logging(settings: config.Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(OutageLines())
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
 
 
 async def _prepare(settings: config.Settings, store: Store) -> None:
@@ -197,22 +214,50 @@ async def _prepare(settings: config.Settings, store: Store) -> None:
         print(f"  API key:  {created.api_key}   (send as 'Authorization: App <key>')")
 
 
-def _hold_roles(settings: config.Settings, *roles: str) -> list[IO[bytes]]:
-    """On SQLite, claim this process's roles on the file (one API process, one engine); PostgreSQL needs none."""
+def _hold_roles(settings: config.Settings, *roles: str, wait: float = 0.0) -> list[IO[bytes]]:
+    """On SQLite, claim this process's roles on the file (one API process, one engine); PostgreSQL needs none.
+    A role taken is waited for up to ``wait`` seconds."""
     if is_postgres(settings):
         return []
+    held: list[IO[bytes]] = []
+    deadline = time.monotonic() + wait
     try:
-        return [hold_role(settings.sqlite_path(), role) for role in roles]
+        for role in roles:
+            while True:
+                try:
+                    held.append(hold_role(settings.sqlite_path(), role))
+                    break
+                except RoleTaken:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
     except OSError as exc:  # a read-only or full data dir, or one that is not ours
+        for handle in held:
+            handle.close()
         folder = settings.sqlite_path().parent
         raise StartupError(f"cannot use the data dir {folder}: {exc.strerror} ({exc.filename or folder})") from None
+    except BaseException:
+        for handle in held:
+            handle.close()
+        raise
+    return held
 
 
-def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False) -> int:
-    """Serve HTTP (and, with ``worker``, run the engine and notifier) until SIGTERM or SIGINT."""
+def _run_http(
+    settings: config.Settings,
+    worker: bool,
+    reuse_port: bool = False,
+    child: ChildPlan | None = None,
+    role_wait: float = 0.0,
+) -> int:
+    """Serve HTTP (and, with ``worker``, run the engine and notifier) until SIGTERM or SIGINT (a ``child`` of
+    ``serve``'s supervisor: SIGTERM only; its supervisor holds its role and announces it)."""
     _setup(settings)
     role = "API, engine and webhooks" if worker else "API"
-    held = _hold_roles(settings, "api", "engine") if worker else _hold_roles(settings, "api")
+    if child is not None:
+        held: list[IO[bytes]] = []
+    else:
+        held = _hold_roles(settings, *(("api", "engine") if worker else ("api",)), wait=role_wait)
 
     async def run() -> int:
         store = await open_store_to_serve(settings, shared=not worker)
@@ -223,24 +268,25 @@ def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False)
             if isinstance(exc, CANNOT_SERVE):
                 raise StartupError(f"cannot start on {describe_database(settings)}: {exc}") from None
             raise
-        runner = http_runner(settings, Gateway(settings, store, api=True, worker=worker).web_app())
+        gateway = Gateway(settings, store, api=True, worker=worker)
+        if child is not None:
+            gateway.peer_metrics = child.metrics_url
+        runner = http_runner(settings, gateway.web_app())
         await runner.setup()
         try:
             site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)
             try:
                 await site.start()
             except OSError as exc:
-                print(f"omnirelay: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
-                return 2
-            print(
-                f"omnirelay listening on http://{settings.host}:{settings.port}"
-                f" ({role}; database {describe_database(settings)})",
-                flush=True,
-            )
+                raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+            if child is None:
+                print(_listening(settings, role), flush=True)
+            else:
+                report(child, "ready")
             log.info("listening on http://%s:%s (%s)", settings.host, settings.port, role)
             stopping = asyncio.Event()
             loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in _stop_signals(child):
                 loop.add_signal_handler(signum, stopping.set)
             await stopping.wait()
             log.info("stopping")
@@ -253,6 +299,68 @@ def _run_http(settings: config.Settings, worker: bool, reuse_port: bool = False)
     finally:
         for handle in held:
             handle.close()
+
+
+def _listening(settings: config.Settings, role: str) -> str:
+    """The line that says the gateway serves (scripts and operators wait for it)."""
+    where = f"http://{settings.host}:{settings.port}"
+    return f"omnirelay listening on {where} ({role}; database {describe_database(settings)})"
+
+
+def _stop_signals(child: ChildPlan | None) -> tuple[signal.Signals, ...]:
+    """SIGTERM and SIGINT; a supervised child only SIGTERM (Ctrl-C reaches the whole process group, and the
+    supervisor stops its children in order)."""
+    return (signal.SIGTERM,) if child is not None else (signal.SIGTERM, signal.SIGINT)
+
+
+def _serve(settings: config.Settings) -> int:
+    """``omnirelay serve``: on SQLite the API and the engine as two supervised processes on the file (two cores),
+    unless ``single_process``; on PostgreSQL one process."""
+    if settings.single_process or is_postgres(settings):
+        return _run_http(settings, worker=True, role_wait=ROLE_WAIT_SECONDS)
+    _logging(settings)
+    api_lock, engine_lock = _hold_roles(settings, "api", "engine", wait=ROLE_WAIT_SECONDS)
+    # The engine's operations routes, for the API's /metrics: a loopback socket this process keeps open, so
+    # that a restarted engine process serves on the same port.
+    operations = socket.create_server(("127.0.0.1", 0))
+    metrics_url = f"http://127.0.0.1:{operations.getsockname()[1]}/metrics"
+    me = os.getpid()
+    line = _listening(settings, "API, engine and webhooks in two processes")
+    supervisor = Supervisor(lambda: print(line, flush=True))
+    supervisor.add(
+        "API",
+        lambda fd: ChildPlan("api", settings, me, fd, metrics_url=metrics_url),
+        inherit=(api_lock.fileno(),),  # held for the child's life: its role stays taken until it has ended
+    )
+    supervisor.add(
+        "engine",
+        lambda fd: ChildPlan("worker", settings, me, fd, metrics_fd=operations.fileno()),
+        inherit=(engine_lock.fileno(), operations.fileno()),
+    )
+    try:
+        return supervisor.run()
+    finally:
+        operations.close()
+        api_lock.close()
+        engine_lock.close()
+
+
+def run_child(plan: ChildPlan) -> int:
+    """A child of ``serve``'s supervisor (see :mod:`omnirelay.supervisor`): run its role; a reason it cannot
+    start goes up to the supervisor, which shows it once."""
+    die_with_parent(plan.parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if plan.role == "api":
+            return _run_http(plan.settings, worker=False, child=plan)
+        return _worker(plan.settings, None, child=plan)
+    except (config.ConfigError, AccountError, SchemaError, postgres.SchemaError, RoleTaken, StartupError) as exc:
+        line = f"omnirelay: {exc}"
+        if plan.report_fd >= 0:
+            report(plan, f"fail {line}")
+        else:
+            print(line, file=sys.stderr)
+        return 2
 
 
 def _api(settings: config.Settings, processes: int) -> int:
@@ -291,26 +399,34 @@ def _api_child(settings: config.Settings) -> None:
     sys.exit(code)
 
 
-def _worker(settings: config.Settings, port: int | None) -> int:
-    """``omnirelay worker``: the engine and the webhook notifier, no HTTP."""
+def _worker(settings: config.Settings, port: int | None, child: ChildPlan | None = None) -> int:
+    """``omnirelay worker``: the engine and the webhook notifier, no HTTP (a ``child`` of ``serve``'s supervisor:
+    its operations routes on the socket it inherits, for the API's ``/metrics``)."""
     _setup(settings)
-    held = _hold_roles(settings, "engine")
+    held = [] if child is not None else _hold_roles(settings, "engine")
 
     async def run() -> None:
         store = await open_store_to_serve(settings, shared=True)
         gateway = Gateway(settings, store, api=False, worker=True)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in _stop_signals(child):
             loop.add_signal_handler(signum, stopping.set)
         runner = None
-        if port is not None:
+        if port is not None or (child is not None and child.metrics_fd is not None):
             runner = http_runner(settings, gateway.operations_app())
             await runner.setup()
-            await web.TCPSite(runner, settings.host, port).start()
+            if child is not None and child.metrics_fd is not None:
+                await web.SockSite(runner, socket.socket(fileno=child.metrics_fd)).start()
+            else:
+                await web.TCPSite(runner, settings.host, port).start()
         await gateway.start()
-        where = f"; operations on http://{settings.host}:{port}" if port is not None else ""
-        print(f"omnirelay worker running (database {describe_database(settings)}{where})", flush=True)
+        if child is not None:
+            report(child, "ready")
+            log.info("engine and webhooks running")
+        else:
+            where = f"; operations on http://{settings.host}:{port}" if port is not None else ""
+            print(f"omnirelay worker running (database {describe_database(settings)}{where})", flush=True)
         await stopping.wait()
         await gateway.stop()
         if runner is not None:
@@ -420,7 +536,7 @@ def _main(argv: list[str] | None) -> int:
         print(hash_password(args.password))
         return 0
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "serve": lambda a: _run_http(_settings(a), worker=True),
+        "serve": lambda a: _serve(_settings(a)),
         "api": lambda a: _api(_settings(a), a.processes),
         "worker": lambda a: _worker(_settings(a), a.port),
         "migrate": lambda a: _migrate(_settings(a)),

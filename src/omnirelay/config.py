@@ -277,6 +277,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    single_process: bool = False
+    """``omnirelay serve`` on SQLite runs the API and the engine in one process instead of two."""
     console_secret: str | None = None
     """No longer used (console sessions are kept in the database, so every process knows them); still accepted so
     that config files written for earlier versions load."""
@@ -325,6 +327,7 @@ ENV_VARS = {
     "OMNIRELAY_DATABASE": "database",
     "OMNIRELAY_LOG_LEVEL": "log_level",
     "OMNIRELAY_LOG_FORMAT": "log_format",
+    "OMNIRELAY_SINGLE_PROCESS": "single_process",
 }
 
 

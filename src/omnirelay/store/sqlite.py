@@ -153,16 +153,17 @@ class SqliteStore:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        setup = _connect(self.path, synchronous)
-        try:
-            if self.path == ":memory:":
+        with contextlib.ExitStack() as turn:
+            if self.path != ":memory:":
+                # processes starting together (serve's two) migrate one after the other; also the switch of a new
+                # file to WAL, which SQLite refuses at once ("database is locked") to a second connection
+                lock = turn.enter_context(open(self.path + "-write.lock", "a+b"))
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            setup = _connect(self.path, synchronous)
+            try:
                 self.version = migrate(setup)
-            else:
-                with open(self.path + "-write.lock", "a+b") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)  # processes starting together migrate one after the other
-                    self.version = migrate(setup)
-        finally:
-            setup.close()
+            finally:
+                setup.close()
         self.shared = shared
         self.writer = Writer(lambda: _connect(self.path, synchronous), self.path + "-write.lock" if shared else None)
         self.writer.start()
