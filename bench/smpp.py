@@ -153,7 +153,7 @@ window_size = {window}
             )
         # pipeline's load generator posts to its FLOW's scenario; here that is one SMS step through SMPP.
         pipeline.FLOW = [{"from": "InfoSMS", "channel": "SMS"}]
-        seconds, got = asyncio.run(pipeline._drive(url, total, per_request, concurrency, "delivered", timeout))
+        seconds, got, _ = asyncio.run(pipeline._drive(url, total, per_request, concurrency, "delivered", timeout))
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
