@@ -33,6 +33,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.integration.fakes.server import ThreadServer
+
 PRISM_DIR = Path(__file__).parent / "integration" / "prism"
 PRISM_BIN = PRISM_DIR / "node_modules" / ".bin" / "prism"
 SPEC = PRISM_DIR / "whatsapp-business-messaging-api_v23.0.yaml"
@@ -242,31 +244,32 @@ def _recipient(body: bytes) -> str | None:
     return to if isinstance(to, str) else None
 
 
-class RecordingProxy:
+class RecordingProxy(ThreadServer):
     """A reverse proxy to Prism on 127.0.0.1 in a thread of its own (usable from sync and async tests)."""
 
     _numbers = itertools.count(1)
 
     def __init__(self, upstream: str) -> None:
+        super().__init__()
         self.upstream = upstream
-        self.port = free_port()
         self.exchanges: list[Exchange] = []
         self.errors: list[tuple[int, bytes]] = []
         """Answers to give instead of Prism's next 200s, in order (the body is still validated by Prism)."""
         self.held: dict[str, threading.Event] = {}
         """Recipients whose sends get no answer until their event is set."""
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
+        self._session: aiohttp.ClientSession | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def routes(self, app: web.Application) -> None:
+        async def session(_app: web.Application) -> Any:
+            async with aiohttp.ClientSession() as self._session:
+                yield
+
+        app.cleanup_ctx.append(session)
+        super().routes(app)
 
     def sends(self) -> list[Exchange]:
         """The ``/messages`` POSTs so far."""
-        with self._lock:
+        with self.lock:
             return [e for e in self.exchanges if e.method == "POST" and e.path.endswith("/messages")]
 
     def wait_sends(self, n: int, timeout: float = 10.0) -> list[Exchange]:
@@ -280,16 +283,18 @@ class RecordingProxy:
 
     def hold(self, to: str) -> threading.Event:
         """Hold the answer to each send to ``to`` (after Prism answered it) until the returned event is set."""
-        with self._lock:
+        with self.lock:
             event = self.held[to] = threading.Event()
         return event
 
     def fail_next(self, status: int, body: bytes) -> None:
         """Answer the next send Prism accepts with this error instead."""
-        with self._lock:
+        with self.lock:
             self.errors.append((status, body))
 
-    async def _handle(self, request: web.Request, session: aiohttp.ClientSession) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
+        session = self._session
+        assert session is not None
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with session.request(
@@ -298,12 +303,12 @@ class RecordingProxy:
             prism_body = await answer.read()
             prism_status = answer.status
             content_type = answer.headers.get("Content-Type", "application/json")
-        with self._lock:
+        with self.lock:
             held = self.held.get(_recipient(body)) if self.held else None
         while held is not None and not held.is_set():
             await asyncio.sleep(0.02)
         status, out, wamid = prism_status, prism_body, None
-        with self._lock:
+        with self.lock:
             if prism_status == 200 and request.path.endswith("/messages") and self.errors:
                 status, out = self.errors.pop(0)
             elif prism_status == 200 and request.path.endswith("/messages"):
@@ -317,52 +322,3 @@ class RecordingProxy:
                 )
             )
         return web.Response(status=status, body=out, content_type=content_type.split(";")[0])
-
-    def start(self) -> RecordingProxy:
-        ready = threading.Event()
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-
-            async def main() -> None:
-                self._stopped = asyncio.Event()
-                async with aiohttp.ClientSession() as session:
-                    app = web.Application()
-
-                    async def handle(request: web.Request) -> web.Response:
-                        return await self._handle(request, session)
-
-                    app.router.add_route("*", "/{tail:.*}", handle)
-                    runner = web.AppRunner(app)
-                    await runner.setup()
-                    try:
-                        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-                    except BaseException as exc:
-                        failed.append(exc)
-                        ready.set()
-                        await runner.cleanup()
-                        return
-                    ready.set()
-                    await self._stopped.wait()
-                    await runner.cleanup()
-
-            try:
-                loop.run_until_complete(main())
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failed:
-            raise failed[0]
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopped is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
