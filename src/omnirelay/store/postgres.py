@@ -31,9 +31,9 @@ import msgspec
 from omnirelay.connectors.base import Receipt
 from omnirelay.domain import rollups
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
+from omnirelay.store import queries
 from omnirelay.store.base import (
     Account,
-    AccountExists,
     ApiKey,
     AuthToken,
     Backlogged,
@@ -51,6 +51,7 @@ from omnirelay.store.base import (
     Work,
 )
 from omnirelay.store.errors import UNAVAILABLE
+from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, columns, statements
 from omnirelay.store.inbound import (
     PART_COLS,
     RETENTION_S,
@@ -66,7 +67,6 @@ from omnirelay.store.rows import (
     NEXT_DUE,
     OVERVIEW_SERIES,
     OVERVIEW_TOTALS,
-    OWNED_BY_ACCOUNT,
     REJECTED_GROUP,
     ROLLUP_KEEP_S,
     SCENARIO_COLS,
@@ -83,6 +83,7 @@ from omnirelay.store.rows import (
     take_tokens,
 )
 from omnirelay.store.search import error_needle, keyset
+from omnirelay.store.sqlstore import SqlStore
 
 T = TypeVar("T")
 log = logging.getLogger("omnirelay.store")
@@ -164,8 +165,56 @@ class _Pool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type informat
             log.warning("a database connection broke as it was given back (closed): %r", exc)
 
 
-class PostgresStore:
+class PostgresDialect:
+    """PostgreSQL's statements and the builders of the SQL that depends on a request."""
+
+    q = queries.load("postgres")
+
+
+async def run_flow(conn: Conn | asyncpg.Pool, flow: Flow[T]) -> T:
+    """Run ``flow`` on ``conn`` (a connection in a transaction, or the pool for a flow that only reads)."""
+    send: Callable[[Any], Step] = flow.send
+    value: Any = None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            value, send = await _execute(conn, step), flow.send
+        except Exception as exc:
+            value, send = exc, flow.throw
+
+
+async def _execute(conn: Conn | asyncpg.Pool, step: Step) -> Any:
+    if isinstance(step, Call):
+        return await step.fn(conn, *step.args)
+    kind, sql = type(step), step.sql
+    if kind is Rows:
+        if sql and step.args[0]:
+            await conn.execute(sql, *columns(step.args[0]))
+        return None
+    if not sql:
+        return [] if kind is All else 0 if kind is Exec else None
+    if kind is Each:
+        for statement in statements(sql):
+            await conn.execute(statement, *step.args)
+        return None
+    if kind is One:
+        return await conn.fetchrow(sql, *step.args)
+    if kind is All:
+        return await conn.fetch(sql, *step.args)
+    if kind is Value:
+        return await conn.fetchval(sql, *step.args)
+    status = await conn.execute(sql, *step.args)
+    count = status.rsplit(" ", 1)[-1]
+    return int(count) if count.isdigit() else 0
+
+
+class PostgresStore(SqlStore):
     """The :class:`~omnirelay.store.base.Store` on PostgreSQL."""
+
+    dialect = PostgresDialect()
 
     def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
         self.dsn = dsn
@@ -249,6 +298,16 @@ class PostgresStore:
                 with contextlib.suppress(Exception):
                     await conn.close()
 
+    async def _read(self, flow: Flow[T]) -> T:
+        return await run_flow(self.pool, flow)
+
+    async def _write(self, flow: Flow[T]) -> T:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await run_flow(conn, flow)
+
+    def _scenarios_written(self) -> None:
+        self._scenarios_changed()
+
     def _scenarios_changed(self) -> None:
         self._generation += 1
         self._scenarios.clear()
@@ -276,53 +335,6 @@ class PostgresStore:
         return found
 
     # --- accounts and keys ---------------------------------------------------------------------
-
-    async def create_account(
-        self, username: str, password_hash: str | None, webhook_secret: str, source: str
-    ) -> Account:
-        row = await self.pool.fetchrow(
-            "INSERT INTO accounts(username, password_hash, webhook_secret, source, created_at)"
-            f" VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING RETURNING {ACCOUNT_COLS}",
-            username,
-            password_hash,
-            webhook_secret,
-            source,
-            time.time(),
-        )
-        if row is None:
-            raise AccountExists(username)
-        return account_from_row(row)
-
-    async def remove_account(self, username: str) -> bool:
-        """Remove an account and everything it owns."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            account_id = await conn.fetchval("SELECT id FROM accounts WHERE username = $1 FOR UPDATE", username)
-            if account_id is None:
-                return False
-            for owned in OWNED_BY_ACCOUNT:
-                await conn.execute(f"DELETE FROM {owned.format(p='$1')}", account_id)
-            await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
-            await conn.execute(f"NOTIFY {SCENARIOS_CHANNEL}")
-        self._scenarios_changed()
-        return True
-
-    async def set_config_keys(self, account_id: int, keys: dict[str, str]) -> None:
-        """Make the account's config-file keys exactly ``keys`` (hash -> id), taking a key from another account."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "DELETE FROM api_keys WHERE account_id = $1 AND source = 'config' AND NOT key_hash = ANY($2::text[])",
-                account_id,
-                list(keys),
-            )
-            await conn.execute(
-                "INSERT INTO api_keys(id, account_id, key_hash, source, created_at)"
-                " SELECT k, $1, h, 'config', $4 FROM unnest($2::text[], $3::text[]) AS u(h, k)"
-                " ON CONFLICT (key_hash) DO UPDATE SET account_id = excluded.account_id, source = 'config'",
-                account_id,
-                list(keys),
-                list(keys.values()),
-                time.time(),
-            )
 
     async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
         await self.pool.execute("UPDATE accounts SET password_hash = $1 WHERE id = $2", password_hash, account_id)

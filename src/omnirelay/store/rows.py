@@ -18,22 +18,6 @@ from omnirelay.store.base import Account, NewMessage, ScenarioRecord, Stored
 ACCOUNT_COLS = "id, username, password_hash, webhook_secret, source"
 SCENARIO_COLS = "key, name, flow, is_default"
 WORK_COLS = "m.id, m.account_id, m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, m.request_id, r.payload"
-#: Everything an account owns, deleted with it (``{p}`` is the account id's placeholder).
-OWNED_BY_ACCOUNT = (
-    "jobs WHERE message IN (SELECT id FROM messages WHERE account_id = {p})",
-    "submissions WHERE message IN (SELECT id FROM messages WHERE account_id = {p})",
-    "messages WHERE account_id = {p}",
-    "requests WHERE account_id = {p}",
-    "reports WHERE account_id = {p}",
-    "outbox WHERE account_id = {p}",
-    "capabilities WHERE account_id = {p}",
-    "scenarios WHERE account_id = {p}",
-    "api_keys WHERE account_id = {p}",
-    "inbound_parts WHERE account_id = {p}",
-    "inbound_messages WHERE account_id = {p}",
-    "rollups WHERE account_id = {p}",
-)
-
 #: How long rollup rows are kept, by span: minute rows serve ranges of a few hours, hour rows a year of history.
 #: Both outlive the messages they count (the retention purge removes messages only): the overview of last week
 #: stays right after the week's messages are gone.

@@ -21,9 +21,9 @@ import msgspec
 from omnirelay.connectors.base import Receipt
 from omnirelay.domain import rollups
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
+from omnirelay.store import queries
 from omnirelay.store.base import (
     Account,
-    AccountExists,
     ApiKey,
     AuthToken,
     Backlogged,
@@ -40,6 +40,7 @@ from omnirelay.store.base import (
     Stored,
     Work,
 )
+from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, statements
 from omnirelay.store.inbound import (
     PART_COLS,
     RETENTION_S,
@@ -55,7 +56,6 @@ from omnirelay.store.rows import (
     NEXT_DUE,
     OVERVIEW_SERIES,
     OVERVIEW_TOTALS,
-    OWNED_BY_ACCOUNT,
     REJECTED_GROUP,
     ROLLUP_KEEP_S,
     SCENARIO_COLS,
@@ -72,6 +72,7 @@ from omnirelay.store.rows import (
     take_tokens,
 )
 from omnirelay.store.search import error_needle, keyset
+from omnirelay.store.sqlstore import SqlStore
 from omnirelay.store.writer import Writer
 
 T = TypeVar("T")
@@ -144,8 +145,58 @@ def migrate(conn: sqlite3.Connection) -> int:
     return version
 
 
-class SqliteStore:
+class SqliteDialect:
+    """SQLite's statements and the builders of the SQL that depends on a request."""
+
+    q = queries.load("sqlite")
+
+
+def run_flow(conn: sqlite3.Connection, flow: Flow[T]) -> T:
+    """Run ``flow`` on ``conn``, synchronously (the writer thread's connection, or the read connection)."""
+    send: Callable[[Any], Step] = flow.send
+    value: Any = None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            value, send = _execute(conn, step), flow.send
+        except Exception as exc:
+            value, send = exc, flow.throw
+
+
+def _execute(conn: sqlite3.Connection, step: Step) -> Any:
+    if isinstance(step, Call):
+        return step.fn(conn, *step.args)
+    kind, sql = type(step), step.sql
+    if kind is Rows:
+        if sql and step.args[0]:
+            conn.executemany(sql, step.args[0])
+        return None
+    if not sql:
+        return [] if kind is All else 0 if kind is Exec else None
+    # a list argument is bound as JSON text, which the statement reads with json_each()
+    args = [msgspec.json.encode(a).decode() if isinstance(a, list) else a for a in step.args]
+    if kind is Each:
+        for statement in statements(sql):
+            conn.execute(statement, args)
+        return None
+    cursor = conn.execute(sql, args)
+    if kind is One:
+        return cursor.fetchone()
+    if kind is All:
+        return cursor.fetchall()
+    if kind is Value:
+        row = cursor.fetchone()
+        return row[0] if row else None
+    return cursor.rowcount
+
+
+class SqliteStore(SqlStore):
     """The :class:`~omnirelay.store.base.Store` on a SQLite file."""
+
+    dialect = SqliteDialect()
 
     def __init__(self, path: Path | str, synchronous: str = "FULL", shared: bool = False) -> None:
         """Open (and migrate) the file. ``shared``: other processes write it too (``omnirelay api`` beside
@@ -167,8 +218,8 @@ class SqliteStore:
         self.shared = shared
         self.writer = Writer(lambda: _connect(self.path, synchronous), self.path + "-write.lock" if shared else None)
         self.writer.start()
-        self._read = _connect(self.path, synchronous)
-        self._read.execute("PRAGMA query_only=ON")
+        self._read_conn = _connect(self.path, synchronous)
+        self._read_conn.execute("PRAGMA query_only=ON")
         # Scenarios as sends read them. Exact, because only this process writes scenarios (one API process per
         # file, see hold_role; the CLI's `accounts remove` deletes an account's scenarios with its credentials,
         # so no send reads them again).
@@ -184,7 +235,7 @@ class SqliteStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
         self.writer.stop()
-        self._read.close()
+        self._read_conn.close()
 
     def subscribe(self, on_jobs: Callable[[], None], on_outbox: Callable[[], None]) -> None:
         """Call ``on_jobs`` / ``on_outbox`` after receipts / webhook deliveries are stored from outside the engine.
@@ -207,62 +258,22 @@ class SqliteStore:
                 self._on_jobs()
                 self._on_outbox()
 
+    async def _read(self, flow: Flow[T]) -> T:
+        return run_flow(self._read_conn, flow)
+
+    async def _write(self, flow: Flow[T]) -> T:
+        return await self.writer.run(lambda conn: run_flow(conn, flow))
+
+    def _scenarios_written(self) -> None:
+        self._scenarios.clear()
+
     def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        return self._read.execute(sql, tuple(args)).fetchone()
+        return self._read_conn.execute(sql, tuple(args)).fetchone()
 
     def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
-        return self._read.execute(sql, tuple(args)).fetchall()
+        return self._read_conn.execute(sql, tuple(args)).fetchall()
 
     # --- accounts and keys ---------------------------------------------------------------------
-
-    async def create_account(
-        self, username: str, password_hash: str | None, webhook_secret: str, source: str
-    ) -> Account:
-        def fn(conn: sqlite3.Connection) -> Account:
-            if conn.execute("SELECT 1 FROM accounts WHERE username = ?", (username,)).fetchone():
-                raise AccountExists(username)
-            conn.execute(
-                "INSERT INTO accounts(username, password_hash, webhook_secret, source, created_at)"
-                " VALUES (?, ?, ?, ?, CAST(strftime('%s','now') AS REAL))",
-                (username, password_hash, webhook_secret, source),
-            )
-            return account_from_row(
-                conn.execute(f"SELECT {ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,)).fetchone()
-            )
-
-        return await self.writer.run(fn)
-
-    async def remove_account(self, username: str) -> bool:
-        """Remove an account and everything it owns."""
-
-        def fn(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT id FROM accounts WHERE username = ?", (username,)).fetchone()
-            if row is None:
-                return False
-            for owned in OWNED_BY_ACCOUNT:
-                conn.execute(f"DELETE FROM {owned.format(p='?')}", (row[0],))
-            conn.execute("DELETE FROM accounts WHERE id = ?", (row[0],))
-            return True
-
-        done = await self.writer.run(fn)
-        self._scenarios.clear()  # after the commit: sends read scenarios from this cache
-        return done
-
-    async def set_config_keys(self, account_id: int, keys: dict[str, str]) -> None:
-        """Make the account's config-file keys exactly ``keys`` (hash -> id), taking a key from another account."""
-
-        def fn(conn: sqlite3.Connection) -> None:
-            held = conn.execute(
-                "SELECT key_hash FROM api_keys WHERE account_id = ? AND source = 'config'", (account_id,)
-            ).fetchall()
-            conn.executemany("DELETE FROM api_keys WHERE key_hash = ?", [h for h in held if h[0] not in keys])
-            conn.executemany(
-                "INSERT INTO api_keys(id, account_id, key_hash, source, created_at) VALUES (?, ?, ?, 'config', ?)"
-                " ON CONFLICT(key_hash) DO UPDATE SET account_id = excluded.account_id, source = 'config'",
-                [(key_id, account_id, key_hash, time.time()) for key_hash, key_id in keys.items()],
-            )
-
-        await self.writer.run(fn)
 
     async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
         await self.writer.run(
