@@ -7,7 +7,8 @@ from omnirelay.store import queries
 
 def test_a_block_runs_to_the_next_name_without_its_comments_or_final_semicolon() -> None:
     blocks = queries.parse(
-        "-- the file's own comment\n\n-- name: one\n-- what it does\nSELECT 1\n  FROM t;\n\n-- name: none\n-- (nothing)\n"
+        "-- the file's own comment\n\n-- name: one\n-- what it does\nSELECT 1\n  FROM t;\n\n"
+        "-- name: none\n-- (nothing)\n"
     )
     assert blocks == {"one": "SELECT 1\n  FROM t", "none": ""}
 
