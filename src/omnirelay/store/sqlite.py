@@ -202,14 +202,16 @@ class SqliteStore(SqlStore):
         """Open (and migrate) the file. ``shared``: other processes write it too (``omnirelay api`` beside
         ``omnirelay worker``), so writes take a lock file and :meth:`subscribe` watches for their commits."""
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            # An in-memory database is private to one connection, and the shared-cache form takes table locks
+            # that a read beside the writer thread fails on (SQLITE_LOCKED): it would not be this store's code path.
+            raise ValueError("SqliteStore needs a file (for a test, one in a temporary folder)")
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as turn:
-            if self.path != ":memory:":
-                # processes starting together (serve's two) migrate one after the other; also the switch of a new
-                # file to WAL, which SQLite refuses at once ("database is locked") to a second connection
-                lock = turn.enter_context(open(self.path + "-write.lock", "a+b"))
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            # processes starting together (serve's two) migrate one after the other; also the switch of a new
+            # file to WAL, which SQLite refuses at once ("database is locked") to a second connection
+            lock = turn.enter_context(open(self.path + "-write.lock", "a+b"))
+            fcntl.flock(lock, fcntl.LOCK_EX)
             setup = _connect(self.path, synchronous)
             try:
                 self.version = migrate(setup)
