@@ -31,9 +31,3 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no SQL block named 'nope'"):
         _ = queries.load("sqlite").nope
 
-
-def test_the_embedded_store_refuses_an_in_memory_database() -> None:
-    from omnirelay.store.sqlite import SqliteStore
-
-    with pytest.raises(ValueError, match="needs a file"):
-        SqliteStore(":memory:")
