@@ -1,13 +1,11 @@
-"""``python -m bench`` (from the repository's root): every benchmark of issue #7, written to BENCHMARKS.md.
+"""``python3 -m bench`` (from the repository's root): every benchmark of issue #7, written to BENCHMARKS.md.
 
-The same as ``bench/run``; see ``bench/harness.py`` (``python -m bench --help``) for what is measured and how.
+The same as ``bench/run``; see ``bench/harness.py`` (``python3 -m bench --help``) for what is measured and how.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import main
+from bench.harness import main
 
 if __name__ == "__main__":
     sys.exit(main())

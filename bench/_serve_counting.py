@@ -11,7 +11,7 @@ the writer thread and the GIL. That is not how the product runs: figures for the
 Likewise ``BENCH_SWITCH_INTERVAL=SECONDS`` (``accept.py --switch-interval``) sets ``sys.setswitchinterval``
 to see how much the GIL hand-over between the event loop and the writer thread costs.
 
-Usage: python bench/_serve_counting.py COUNT_FILE serve --config ... --data-dir ... --port ...
+Usage: python3 -m bench._serve_counting COUNT_FILE serve --config ... --data-dir ... --port ...
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A daemon thread watches FOLDER: for each ``NAME.request`` file that appears it w
 ``NAME.snapshot`` (``tracemalloc.Snapshot.dump``, 25 frames per allocation), which ``bench/memory.py``
 compares. Tracing makes the server several times slower; the figures of such a run are not throughput figures.
 
-Usage: python bench/_serve_tracemalloc.py FOLDER serve --config ... --data-dir ... --port ...
+Usage: python3 -m bench._serve_tracemalloc FOLDER serve --config ... --data-dir ... --port ...
 """
 
 from __future__ import annotations

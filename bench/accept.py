@@ -22,11 +22,11 @@ wrk is the Debian package ``wrk`` (``apt-get update && apt-get install -y wrk``)
 
 Examples::
 
-    python bench/accept.py --destinations 1 --seconds 15 --connections 64
-    python bench/accept.py --destinations 1000 --seconds 15 --connections 16
-    python bench/accept.py --destinations 1 --synchronous NORMAL
-    python bench/accept.py --destinations 1 --rate 1700 --seconds 15   # open loop at 1,700 requests/s
-    python bench/accept.py --destinations 1 --profile /tmp/profile.txt   # py-spy during the load
+    python3 -m bench.accept --destinations 1 --seconds 15 --connections 64
+    python3 -m bench.accept --destinations 1000 --seconds 15 --connections 16
+    python3 -m bench.accept --destinations 1 --synchronous NORMAL
+    python3 -m bench.accept --destinations 1 --rate 1700 --seconds 15   # open loop at 1,700 requests/s
+    python3 -m bench.accept --destinations 1 --profile /tmp/profile.txt   # py-spy during the load
 
 Load traffic goes to 127.0.0.1 only, and every run stops by itself after ``--seconds``.
 """
@@ -34,377 +34,22 @@ Load traffic goes to 127.0.0.1 only, and every run stops by itself after ``--sec
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import contextlib
 import json
 import os
-import platform
-import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-API_KEY = "bench-key"
-HEADERS = {"Authorization": f"App {API_KEY}", "Content-Type": "application/json"}
-SCENARIO = {
-    "name": "b",
-    "flow": [{"from": "WA", "channel": "WHATSAPP"}, {"from": "InfoSMS", "channel": "SMS"}],
-    "default": True,
-}
-
-
-# --- machine and server ----------------------------------------------------------------------------
-
-
-def machine() -> dict[str, str]:
-    """nproc, CPU model, memory, kernel and Python: what a figure was measured on."""
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = "unknown"
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    return {
-        "nproc": str(os.cpu_count()),
-        "usable_cpus": str(len(os.sched_getaffinity(0))),
-        "cpu": cpu,
-        "memory": mem,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def write_config(folder: Path, synchronous: str | None) -> Path:
-    lines = []
-    if synchronous:
-        lines.append(f'sqlite_synchronous = "{synchronous}"')
-    lines += [
-        'log_level = "WARNING"',
-        "",
-        "[[accounts]]",
-        'username = "bench"',
-        'password = "bench"',
-        f'api_keys = ["{API_KEY}"]',
-        "",
-    ]
-    path = folder / "omnirelay.toml"
-    path.write_text("\n".join(lines))
-    return path
-
-
-def server_command(plain: bool, count_file: Path, args: list[str]) -> list[str]:
-    """The console script ``omnirelay`` when ``plain``; else the same ``omnirelay.cli.main`` through a
-    launcher that also publishes the writer's transaction count (see ``bench/_serve_counting.py``)."""
-    if plain:
-        exe = shutil.which("omnirelay")
-        if exe:
-            return [exe, *args]
-        return [sys.executable, "-c", "import sys; from omnirelay.cli import main; sys.exit(main())", *args]
-    return [sys.executable, str(HERE / "_serve_counting.py"), str(count_file), *args]
-
-
-def http(method: str, url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers=HEADERS)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"omnirelay serve exited with {proc.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(OSError):
-            if http("GET", base + "/health", timeout=1.0)[0] == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"omnirelay serve did not answer /health within {timeout:.0f} s:\n{log.read_text()}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process (all its threads) and of its live child processes (``omnirelay
-    serve`` on SQLite is a supervisor of two), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = [cpu_seconds(child) for child in _child_pids(pid)]
-    return own + sum(c for c in children if c == c)  # one that ended meanwhile is nan
-
-
-def _child_pids(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found += [int(c) for c in f.read().split()]
-    return found
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processors spent busy (not idle, not waiting for I/O) since boot, from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_quiet(limit_s: float, threshold: float = 0.2, window: float = 2.0) -> float:
-    """Wait (at most ``limit_s``) for a ``window`` in which the machine is busy below ``threshold`` cores;
-    returns the last measured load. A shared machine otherwise skews every figure."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        b0, t0 = machine_busy_seconds(), time.monotonic()
-        time.sleep(window)
-        load = (machine_busy_seconds() - b0) / (time.monotonic() - t0)
-        if load < threshold or time.monotonic() >= deadline:
-            return load
-        print(f"machine busy ({load:.2f} cores): waiting for it to calm down", file=sys.stderr, flush=True)
-
-
-def thread_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU of each thread of a live process, by thread id (the main thread's id is the pid)."""
-    out: dict[int, float] = {}
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-                out[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
-
-
-def send_body(scenario_key: str, destinations: int) -> bytes:
-    dests = [{"to": {"phoneNumber": str(41793000000 + i)}} for i in range(destinations)]
-    if destinations == 1:
-        dests = [{"to": {"phoneNumber": "41793026727"}}]
-    body = {"scenarioKey": scenario_key, "destinations": dests, "whatsApp": {"text": "hi"}, "sms": {"text": "hello"}}
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-# --- load generators ---------------------------------------------------------------------------------
-
-LUA = r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "App %(key)s"
-wrk.body = [==[%(body)s]==]
-
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) ok = 0; non2xx = 0 end
-function response(status, headers, body)
-  if status >= 200 and status < 300 then ok = ok + 1 else non2xx = non2xx + 1 end
-end
-function done(summary, latency, requests)
-  local ok_total, bad_total = 0, 0
-  for _, t in ipairs(threads) do
-    ok_total = ok_total + t:get("ok")
-    bad_total = bad_total + t:get("non2xx")
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH-JSON {"requests":%%d,"ok":%%d,"non2xx":%%d,"duration_s":%%.6f,"err_connect":%%d,"err_read":%%d,' ..
-    '"err_write":%%d,"err_timeout":%%d,"p50_ms":%%.3f,"p90_ms":%%.3f,"p99_ms":%%.3f,"p999_ms":%%.3f,' ..
-    '"max_ms":%%.3f,"mean_ms":%%.3f}\n',
-    summary.requests, ok_total, bad_total, summary.duration / 1e6, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50) / 1e3, latency:percentile(90) / 1e3, latency:percentile(99) / 1e3,
-    latency:percentile(99.9) / 1e3, latency.max / 1e3, latency.mean / 1e3))
-end
-"""
-
-
-def run_wrk(wrk: str, url: str, body: bytes, args: argparse.Namespace, folder: Path) -> dict[str, float]:
-    script = folder / "advanced.lua"
-    script.write_text(LUA % {"key": API_KEY, "body": body.decode()})
-    cmd = [
-        wrk,
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{args.seconds}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(script),
-        url,
-    ]
-    print("load:", " ".join(cmd), flush=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if out.returncode != 0:
-        raise SystemExit(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
-    if line is None:
-        raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
-    result: dict[str, float] = json.loads(line[len("BENCH-JSON ") :])
-    result["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if args.verbose:
-        print(out.stdout)
-    return result
-
-
-def wrk_version(wrk: str | None) -> str:
-    """``wrk debian/4.1.0-3+b2`` or so: the load generator's name and version, for the record."""
-    if wrk is None:
-        return "wrk (not installed)"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10, check=False)
-        words = (out.stdout + out.stderr).split()
-        if len(words) >= 2:
-            return f"{words[0]} {words[1]}"
-    return "wrk"
-
-
-def run_openloop(url: str, body: bytes, args: argparse.Namespace, folder: Path) -> dict[str, float]:
-    """Constant-rate open-loop load at ``args.rate`` requests/s by ``bench/openloop.py``, in a process of its own
-    (so its CPU is measured apart, as wrk's is)."""
-    body_file = folder / "openloop-body.json"
-    body_file.write_bytes(body)
-    cmd = [
-        sys.executable,
-        str(HERE / "openloop.py"),
-        "--url",
-        url,
-        "--body-file",
-        str(body_file),
-        "--header",
-        f"Authorization: App {API_KEY}",
-        "--rate",
-        f"{args.rate:g}",
-        "--seconds",
-        str(args.seconds),
-        "--connections",
-        str(args.connections),
-        "--processes",
-        str(getattr(args, "load_processes", 1)),
-    ]
-    print("load:", " ".join(cmd), flush=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
-    if out.returncode != 0 or line is None:
-        raise SystemExit(f"openloop failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    result: dict[str, float] = json.loads(line[len("BENCH-JSON ") :])
-    result["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return result
-
-
-def load_generator(client: str, wrk: str | None, args: argparse.Namespace) -> str:
-    """Which load generator produced a figure, in words."""
-    if client == "wrk":
-        return f"{wrk_version(wrk)}, {args.threads} threads, {args.connections} connections (closed loop)"
-    if client == "openloop":
-        n = getattr(args, "load_processes", 1)
-        return (
-            f"bench/openloop.py, open loop at a constant {args.rate:,.0f} requests/s, at most {args.connections} "
-            f"connections{f', {n} processes' if n > 1 else ''}; latency from each request's scheduled time"
-        )
-    return f"aiohttp client in the benchmark process, {args.connections} connections (closed loop)"
-
-
-def run_load(client: str, wrk: str | None, url: str, body: bytes, args: argparse.Namespace, folder: Path) -> dict:
-    """Drive the load with ``client`` (wrk, openloop or aiohttp); returns the summary dict of that generator."""
-    if client == "wrk":
-        assert wrk is not None
-        return run_wrk(wrk, url, body, args, folder)
-    if client == "openloop":
-        return run_openloop(url, body, args, folder)
-    return run_aiohttp(url, body, args)
-
-
-async def _aiohttp_load(url: str, body: bytes, connections: int, seconds: float) -> dict[str, float]:
-    import aiohttp
-
-    latencies: list[float] = []
-    counts: Counter[str] = Counter()
-    connector = aiohttp.TCPConnector(limit=connections)
-    timeout = aiohttp.ClientTimeout(total=60)
-    start = time.perf_counter()
-    deadline = start + seconds
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=HEADERS) as session:
-
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                try:
-                    async with session.post(url, data=body) as resp:
-                        await resp.read()
-                        counts["ok" if 200 <= resp.status < 300 else "non2xx"] += 1
-                except (TimeoutError, aiohttp.ClientError):
-                    counts["err_read"] += 1
-                    continue
-                latencies.append(time.perf_counter() - t0)
-
-        await asyncio.gather(*(worker() for _ in range(connections)))
-    duration = time.perf_counter() - start
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1e3 if latencies else 0.0
-
-    return {
-        "requests": counts["ok"] + counts["non2xx"],
-        "ok": counts["ok"],
-        "non2xx": counts["non2xx"],
-        "duration_s": duration,
-        "err_connect": 0,
-        "err_read": counts["err_read"],
-        "err_write": 0,
-        "err_timeout": 0,
-        "p50_ms": pct(50),
-        "p90_ms": pct(90),
-        "p99_ms": pct(99),
-        "p999_ms": pct(99.9),
-        "max_ms": latencies[-1] * 1e3 if latencies else 0.0,
-        "mean_ms": sum(latencies) / len(latencies) * 1e3 if latencies else 0.0,
-    }
-
-
-def run_aiohttp(url: str, body: bytes, args: argparse.Namespace) -> dict[str, float]:
-    print(
-        f"load: in-process aiohttp client, {args.connections} connections, {args.seconds} s "
-        "(the Python client is itself CPU-bound: figures are a lower bound)",
-        flush=True,
-    )
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    result = asyncio.run(_aiohttp_load(url, body, args.connections, args.seconds))
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    result["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return result
-
+from bench.lib.gateway import SCENARIO, http, server_command, wait_healthy, write_config
+from bench.lib.load import load_generator, run_load, send_body
+from bench.lib.machine import cpu_seconds, free_port, machine, machine_busy_seconds, thread_cpu_seconds, wait_quiet
 
 # --- profile -------------------------------------------------------------------------------------------
 
@@ -573,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     worker = None
     try:
-        wait_healthy(base, proc, log)
+        wait_healthy(base, [proc], log)
         if args.worker_process:
             worker_cmd = server_command(True, count_file, ["worker", *common])
             print("worker:", " ".join(worker_cmd), flush=True)
@@ -635,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {
         "machine": info,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([Path(sys.executable).name, "-m", "bench.accept", *sys.argv[1:]]),
         "client": client,
         "load_generator": load_generator(client, wrk, args),
         "rate": args.rate,

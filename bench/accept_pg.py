@@ -7,9 +7,9 @@ Makes a fresh database on the given server, migrates it, starts the processes, c
 loads it for ``--seconds``, kills everything with SIGKILL and compares 2xx answers with the rows stored; the
 database is dropped at the end. Prints the results as JSON (also written to ``--json FILE``).
 
-    python bench/accept_pg.py --database postgresql://postgres@127.0.0.1:5432/postgres --api-processes 2
-    python bench/accept_pg.py --api-processes 1 --destinations 1000 --connections 16
-    python bench/accept_pg.py --api-processes 1 --rate 2000
+    python3 -m bench.accept_pg --database postgresql://postgres@127.0.0.1:5432/postgres --api-processes 2
+    python3 -m bench.accept_pg --api-processes 1 --destinations 1000 --connections 16
+    python3 -m bench.accept_pg --api-processes 1 --rate 2000
 """
 
 from __future__ import annotations
@@ -21,25 +21,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import asyncpg
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _pg
-from accept import API_KEY, free_port, http, load_generator, machine, run_load, send_body, wait_quiet
-
-CONFIG = f"""
-log_level = "WARNING"
-
-[[accounts]]
-username = "bench"
-password = "bench"
-api_keys = ["{API_KEY}"]
-"""
+from bench.lib import pg
+from bench.lib.gateway import SCENARIO, clean_env, http, omnirelay, wait_healthy, write_config
+from bench.lib.load import load_generator, run_load, send_body
+from bench.lib.machine import free_port, machine, wait_quiet
 
 
 async def _count(url: str) -> int:
@@ -76,44 +66,28 @@ def main() -> None:
     quiet_load = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
 
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-accept-pg-"))
-    config = folder / "omnirelay.toml"
-    config.write_text(CONFIG)
-    url = asyncio.run(_pg.create(args.database))
-    omnirelay = str(Path(sys.executable).parent / "omnirelay")
+    config = write_config(folder, None)
+    url = asyncio.run(pg.fresh_database(args.database))
     common = ["--config", str(config), "--database", url]
-    subprocess.run([omnirelay, "migrate", *common], check=True, capture_output=True)
+    subprocess.run([*omnirelay(), "migrate", *common], check=True, capture_output=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
+    env = clean_env()
     procs = [
         subprocess.Popen(
-            [omnirelay, "api", *common, "--port", str(port), "--processes", str(args.api_processes)],
+            [*omnirelay(), "api", *common, "--port", str(port), "--processes", str(args.api_processes)],
             env=env,
             start_new_session=True,
             stdout=subprocess.DEVNULL,
         )
     ]
     procs += [
-        subprocess.Popen([omnirelay, "worker", *common], env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+        subprocess.Popen([*omnirelay(), "worker", *common], env=env, start_new_session=True, stdout=subprocess.DEVNULL)
         for _ in range(args.workers)
     ]
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http("GET", f"{base}/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the API did not start")
-            time.sleep(0.1)
-        flow = {
-            "name": "b",
-            "flow": [{"from": "WA", "channel": "WHATSAPP"}, {"from": "InfoSMS", "channel": "SMS"}],
-            "default": True,
-        }
-        status, answer = http("POST", f"{base}/omni/1/scenarios", json.dumps(flow).encode())
+        wait_healthy(base, procs)
+        status, answer = http("POST", f"{base}/omni/1/scenarios", json.dumps(SCENARIO).encode())
         assert status == 200, answer
         key = json.loads(answer)["key"]
         result = run_load(client, wrk, f"{base}/omni/1/advanced", send_body(key, args.destinations), args, folder)
@@ -123,7 +97,7 @@ def main() -> None:
         for p in procs:
             p.wait(10)
     rows = asyncio.run(_count(url))
-    asyncio.run(_pg.drop(args.database, url))
+    asyncio.run(pg.drop_database(args.database, url))
     shutil.rmtree(folder, ignore_errors=True)
     ok = int(result["ok"])
     summary = {

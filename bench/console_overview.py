@@ -22,9 +22,9 @@ What it does:
    and the accept's ``accept_rollup`` replaced for the round), alternating (``--rounds`` each); prints the
    engine's messages per second and the accept's destinations per second of each kind, and their ratios.
 
-    python bench/console_overview.py                                   # SQLite, 1,000,000 messages
-    python bench/console_overview.py --messages 100000 --repeat 5      # a quick check
-    python bench/console_overview.py --database postgresql://postgres@127.0.0.1:5432/postgres
+    python3 -m bench.console_overview                                   # SQLite, 1,000,000 messages
+    python3 -m bench.console_overview --messages 100000 --repeat 5      # a quick check
+    python3 -m bench.console_overview --database postgresql://postgres@127.0.0.1:5432/postgres
 
 Load goes to 127.0.0.1 only; every database and folder made is removed at the end.
 """
@@ -51,11 +51,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _pg
-import logs
-from accept import free_port, machine, server_command, wait_healthy, wait_quiet
-
+from bench.lib import fill, pg
+from bench.lib.gateway import server_command, wait_healthy
+from bench.lib.machine import free_port, machine, wait_quiet
 from omnirelay.connectors.sandbox.connector import Sandbox
 from omnirelay.console import stats
 from omnirelay.domain import rollups
@@ -155,17 +153,7 @@ def measure_overview(base: str, repeat: int) -> list[dict[str, Any]]:
 
 # --- the engine with and without the rollups -------------------------------------------------------------------
 
-ENGINE_PAYLOAD = json.dumps(
-    {
-        "steps": [
-            {"channel": "WHATSAPP", "sender": "WA", "validity_s": 3600.0},
-            {"channel": "SMS", "sender": "InfoSMS", "validity_s": 3600.0},
-        ],
-        "content": {"whatsApp": {"text": "Hi"}, "sms": {"text": "Hi"}},
-        "options": {},
-    },
-    separators=(",", ":"),
-).encode()
+ENGINE_PAYLOAD = fill.payload("WA", 3600.0, "Hi")
 
 
 def _no_accept_rollups(item: Any, fresh: Any) -> list[Any]:
@@ -325,14 +313,7 @@ def overview_part(args: argparse.Namespace, folder: Path, url: str | None) -> di
     where = ["--database", url] if url else ["--data-dir", str(folder / "data")]
     subprocess.run(server_command(True, folder / "n", ["migrate", "--config", str(config), *where]), check=True,
                    capture_output=True)
-    now = time.time()
-    t0 = time.monotonic()
-    if url:
-        asyncio.run(logs.fill_postgres(url, args.messages, now))
-    else:
-        logs.fill_sqlite(folder / "data" / "omnirelay.db", args.messages, now)
-    fill_s = time.monotonic() - t0
-    print(f"filled {args.messages:,} messages in {fill_s:.0f} s", file=sys.stderr, flush=True)
+    fill_s = fill.fill(url, folder / "data", args.messages, fill.rows(args.messages, time.time(), DAYS_S / 3600))
     backfill_s = asyncio.run(backlog_and_backfill(url, folder))
     print(f"backfilled the rollups of {args.messages:,} messages in {backfill_s:.0f} s", file=sys.stderr, flush=True)
     port = free_port()
@@ -344,7 +325,7 @@ def overview_part(args: argparse.Namespace, folder: Path, url: str | None) -> di
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        wait_healthy(base, proc, log, timeout=120)
+        wait_healthy(base, [proc], log, timeout=120)
         load = wait_quiet(args.quiet_wait)
         return {
             "messages": args.messages,
@@ -361,22 +342,21 @@ def overview_part(args: argparse.Namespace, folder: Path, url: str | None) -> di
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logs.HOURS = DAYS_S / 3600  # the fill's span (bench/logs.py fills 47 hours)
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-bench-overview-"))
     made: list[str] = []
     try:
         report: dict[str, Any] = {"store": "postgresql" if args.database else "sqlite", "machine": machine()}
         if not args.engine_only:
-            url = asyncio.run(_pg.create(args.database)) if args.database else None
+            url = asyncio.run(pg.fresh_database(args.database)) if args.database else None
             made += [url] if url else []
             report.update(overview_part(args, folder, url))
-        varied_url = asyncio.run(_pg.create(args.database)) if args.database else None
+        varied_url = asyncio.run(pg.fresh_database(args.database)) if args.database else None
         if varied_url:
             made.append(varied_url)
             subprocess.run(server_command(True, folder / "n", ["migrate", "--database", varied_url]), check=True,
                            capture_output=True)
         report["varied"] = asyncio.run(measure_varied(varied_url, folder, args.repeat))
-        engine_url = asyncio.run(_pg.create(args.database)) if args.database else None
+        engine_url = asyncio.run(pg.fresh_database(args.database)) if args.database else None
         if engine_url:
             made.append(engine_url)
             subprocess.run(server_command(True, folder / "n", ["migrate", "--database", engine_url]), check=True,
@@ -390,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         for url in made:
-            asyncio.run(_pg.drop(args.database, url))
+            asyncio.run(pg.drop_database(args.database, url))
         shutil.rmtree(folder, ignore_errors=True)
 
 

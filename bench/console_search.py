@@ -14,9 +14,9 @@ does, each ``--repeat`` times (median and slowest):
 - one CSV export of the broad search (every row formatted as the console's export does), its rows a second and
   how far the process's resident memory rose during it.
 
-    python bench/console_search.py                                   # SQLite, 1,000,000 messages
-    python bench/console_search.py --messages 100000 --repeat 3      # a quick check
-    python bench/console_search.py --database postgresql://postgres@127.0.0.1:5432/postgres
+    python3 -m bench.console_search                                   # SQLite, 1,000,000 messages
+    python3 -m bench.console_search --messages 100000 --repeat 3      # a quick check
+    python3 -m bench.console_search --database postgresql://postgres@127.0.0.1:5432/postgres
 
 Every file and database made is removed at the end.
 """
@@ -38,12 +38,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-import _pg
-import logs
-from accept import machine, wait_quiet
-
+from bench.lib import fill, pg
+from bench.lib.machine import machine, wait_quiet
 from omnirelay.console.routes import COUNT_CAP, EXPORT_COLUMNS, export_row, safe_cell
 from omnirelay.store import postgres
 from omnirelay.store.base import Cursor, LogQuery, MessageSearch, Store
@@ -52,12 +48,11 @@ from omnirelay.store.rows import VIEW_COLS
 from omnirelay.store.sqlite import SqliteStore
 
 ERROR = "EC_ABSENT_SUBSCRIBER"
-_LOGS_ROWS = logs.rows
 
 
 def rows(messages: int, now: float) -> Iterator[tuple[Any, ...]]:
-    """bench/logs.py's rows, the undeliverable ones with an error."""
-    for row in _LOGS_ROWS(messages, now):
+    """bench/logs.py's rows (``bench/lib/fill.py``), the undeliverable ones with an error."""
+    for row in fill.rows(messages, now):
         if row[10] == 2:
             row = (*row[:8], row[8].replace(b'"status":', f'"error":"{ERROR}","status":'.encode(), 1), *row[9:])
         yield row
@@ -166,38 +161,33 @@ async def measure(store: Store, messages: int, repeat: int, now: float) -> list[
 
 async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     now = time.time()
-    logs_rows = logs.rows
-    logs.rows = rows  # the fill functions read the module's rows()
-    try:
-        if args.database:
-            url = await _pg.create(args.database)
-            try:
-                await postgres.migrate(url)
-                t0 = time.monotonic()
-                await logs.fill_postgres(url, args.messages, now)
-                fill_s = time.monotonic() - t0
-                store: Store = await PostgresStore.open(url)
-                try:
-                    wait_quiet(args.quiet_wait)
-                    results = await measure(store, args.messages, args.repeat, now)
-                finally:
-                    await store.close()
-            finally:
-                await _pg.drop(args.database, url)
-        else:
-            path = folder / "omnirelay.db"
-            await SqliteStore(path).close()  # migrated
+    if args.database:
+        url = await pg.fresh_database(args.database)
+        try:
+            await postgres.migrate(url)
             t0 = time.monotonic()
-            logs.fill_sqlite(path, args.messages, now)
+            await fill.fill_postgres(url, args.messages, rows(args.messages, now))
             fill_s = time.monotonic() - t0
-            store = SqliteStore(path)
+            store: Store = await PostgresStore.open(url)
             try:
                 wait_quiet(args.quiet_wait)
                 results = await measure(store, args.messages, args.repeat, now)
             finally:
                 await store.close()
-    finally:
-        logs.rows = logs_rows
+        finally:
+            await pg.drop_database(args.database, url)
+    else:
+        path = folder / "omnirelay.db"
+        await SqliteStore(path).close()  # migrated
+        t0 = time.monotonic()
+        fill.fill_sqlite(path, args.messages, rows(args.messages, now))
+        fill_s = time.monotonic() - t0
+        store = SqliteStore(path)
+        try:
+            wait_quiet(args.quiet_wait)
+            results = await measure(store, args.messages, args.repeat, now)
+        finally:
+            await store.close()
     return {"store": "postgresql" if args.database else "sqlite", "messages": args.messages,
             "fill_seconds": round(fill_s, 1), "machine": machine(), "results": results}
 

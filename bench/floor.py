@@ -7,12 +7,13 @@ written with group commit (every request waiting while a commit runs shares the 
 after the commit. No authentication, no scenarios, no engine, no rate limits: what omnirelay does on top of
 this is what a ratio to the floor shows.
 
-    python bench/floor.py --store sqlite --seconds 15             # SQLite WAL, synchronous=FULL
-    python bench/floor.py --store postgres --seconds 15           # asyncpg, COPY in one transaction
-    python bench/floor.py --store sqlite --rate 4000              # open loop, for latency at a given rate
+    python3 -m bench.floor --store sqlite --seconds 15             # SQLite WAL, synchronous=FULL
+    python3 -m bench.floor --store postgres --seconds 15           # asyncpg, COPY in one transaction
+    python3 -m bench.floor --store sqlite --rate 4000              # open loop, for latency at a given rate
 
-The load comes from the same generators as ``bench/accept.py`` (wrk, else aiohttp; ``--rate`` open loop).
-After the load the server is killed with SIGKILL and every 2xx answer is looked for in the database.
+The load comes from the same generators as ``bench/accept.py`` (``bench/lib/load.py``: wrk, else aiohttp;
+``--rate`` open loop). After the load the server is killed with SIGKILL and every 2xx answer is looked for in
+the database.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from pathlib import Path
 
 import msgspec
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _pg
-from accept import cpu_seconds, free_port, load_generator, machine, run_load, send_body, wait_healthy, wait_quiet
+from bench.lib import pg
+from bench.lib.gateway import wait_healthy
+from bench.lib.load import load_generator, run_load, send_body
+from bench.lib.machine import cpu_seconds, free_port, machine, wait_quiet
 
 # --- the floor server ------------------------------------------------------------------------------------
 
@@ -259,15 +261,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.wait_quiet > 0:
         wait_quiet(args.wait_quiet)
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-floor-"))
-    database = asyncio.run(_pg.create(args.database)) if args.store == "postgres" else None
+    database = asyncio.run(pg.fresh_database(args.database)) if args.store == "postgres" else None
     where = database or str(folder / "floor.db")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = folder / "server.log"
-    cmd = [sys.executable, __file__, "--store", args.store, "--serve", where, str(port)]
+    cmd = [sys.executable, "-m", "bench.floor", "--store", args.store, "--serve", where, str(port)]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
-        wait_healthy(base, proc, log)
+        wait_healthy(base, [proc], log)
         body = send_body("floor", args.destinations)
         cpu0 = cpu_seconds(proc.pid)
         t0 = time.monotonic()
@@ -280,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows, requests = count(args.store, where)
     finally:
         if database:
-            asyncio.run(_pg.drop(args.database, database))
+            asyncio.run(pg.drop_database(args.database, database))
         shutil.rmtree(folder, ignore_errors=True)
     ok = int(result["ok"])
     in_flight = args.connections if client in ("wrk", "openloop") else 0

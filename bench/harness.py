@@ -1,13 +1,13 @@
 """The whole benchmark (issue #7) in one command: measures every figure on this machine and writes BENCHMARKS.md.
 
-    bench/run                       # or: python -m bench (from the repository's root)
+    bench/run                       # or: python3 -m bench (from the repository's root)
     bench/run --quick               # small sizes, a couple of minutes: checks the harness, figures not quotable
     bench/run --only accept,memory  # a subset: accept, pipeline, memory, smpp, scale
     bench/run --database postgresql://postgres@127.0.0.1:5432/postgres --out /tmp/BENCHMARKS.md
 
-It runs the scripts beside it, each in a process of its own and each writing its results as JSON, one after
-the other, and waits before each for the machine to be quiet (``--wait-quiet``): every figure is skewed by
-other work on a 2-core machine.
+It runs the scripts beside it (``python3 -m bench.<name>``), each in a process of its own and each writing its
+results as JSON, one after the other, and waits before each for the machine to be quiet (``--wait-quiet``): every
+figure is skewed by other work on a 2-core machine.
 
 * the floor (``bench/floor.py``, in ``accept`` on SQLite and in ``scale`` on PostgreSQL): the least a durable
   accept costs here (aiohttp + msgspec, group commit, answered after commit, nothing else); every
@@ -55,10 +55,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.lib.load import wrk_version
+from bench.lib.machine import machine, wait_quiet
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-from accept import machine, wait_quiet, wrk_version  # noqa: E402
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -103,7 +104,7 @@ class Run:
     @property
     def command(self) -> str:
         """The command that reproduces this row (run from the repository's root)."""
-        return "python " + shlex.join(self.argv)
+        return "python3 " + shlex.join(self.argv)
 
 
 class Harness:
@@ -184,12 +185,13 @@ class Harness:
         )
         return ", ".join(f"{k} {_num(r[k])}" for k in keys if r.get(k) is not None)
 
-    def script(self, name: str) -> str:
-        return str((HERE / name).relative_to(ROOT))
+    def script(self, name: str) -> list[str]:
+        """How to run ``bench/<name>.py``: as the module ``bench.<name>`` (from the repository's root)."""
+        return ["-m", f"bench.{name}"]
 
     def accept(self, destinations: int, rate: float | None = None, split: bool = False) -> Run:
         s = self.sizes.accept_seconds
-        argv = [self.script("accept.py"), "--destinations", str(destinations), "--seconds", str(s), "--plain"]
+        argv = [*self.script("accept"), "--destinations", str(destinations), "--seconds", str(s), "--plain"]
         if destinations > 1:
             argv += ["--connections", "16"]
         if rate is not None:
@@ -206,7 +208,7 @@ class Harness:
     def floor(self, store: str) -> Run:
         """The minimal durable-accept server (``bench/floor.py``): the reference every accept figure is a ratio of."""
         s = self.sizes.accept_seconds
-        argv = [self.script("floor.py"), "--store", store, "--seconds", str(s)]
+        argv = [*self.script("floor"), "--store", store, "--seconds", str(s)]
         if store == "postgres":
             argv += ["--database", self.args.database]
         where = "SQLite" if store == "sqlite" else "PostgreSQL"
@@ -222,7 +224,7 @@ class Harness:
     def accept_pg(self, processes: int, destinations: int, rate: float | None = None) -> Run:
         s = self.sizes.accept_seconds
         argv = [
-            self.script("accept_pg.py"),
+            *self.script("accept_pg"),
             "--database",
             self.args.database,
             "--api-processes",
@@ -243,7 +245,7 @@ class Harness:
 
     def pipeline(self, path: str, processes: int | None = None, split: bool = False) -> Run:
         m = self.sizes.pipeline_messages
-        argv = [self.script("pipeline.py"), "--messages", str(m), "--path", path]
+        argv = [*self.script("pipeline"), "--messages", str(m), "--path", path]
         if processes is None:
             name, section, setup = f"pipeline-sqlite{SPLIT if split else ''}-{path}", "pipeline", "SQLite"
             if split:
@@ -257,7 +259,7 @@ class Harness:
 
     def memory(self) -> Run:
         m = self.sizes.memory_messages
-        argv = [self.script("memory.py"), "--messages", str(m)]
+        argv = [*self.script("memory"), "--messages", str(m)]
         return self.execute(Run("memory", "memory", f"memory, {m:,} messages through one serve", argv, 4 * 3600))
 
     def smpp(self) -> Run | None:
@@ -265,10 +267,10 @@ class Harness:
         if not script.exists():
             self.notes.append("SMPP: `bench/smpp.py` is not there yet: no SMPP figures.")
             return None
-        argv = [self.script("smpp.py")]
+        argv = self.script("smpp")
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             helptext = subprocess.run(
-                [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
+                [sys.executable, *argv, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
             ).stdout
             if self.args.quick and "--quick" in helptext:
                 argv.append("--quick")
@@ -328,7 +330,7 @@ class Harness:
                     self.pipeline(path, processes)
             self.execute(
                 Run("pg-failover", "scale", "PostgreSQL failover: primary killed under load, standby promoted",
-                    [self.script("pg_failover.py")], 600)
+                    self.script("pg_failover"), 600)
             )
         if "memory" in only:
             self.memory()

@@ -5,20 +5,21 @@
 What it does:
 
 1. migrates a fresh store (a temporary SQLite file, or a fresh database on the given PostgreSQL server) and
-   fills it directly with the rows one account's messages leave, as the gateway writes them: ``--messages``
-   messages in 1,000-destination requests (a bulk id each) spread over the last 47 hours. Most are German
-   numbers (MCC 262) sent from ``WhatsAppSender`` and delivered on WhatsApp; one in ten failed over to SMS
-   (``InfoSMS``), one in fifty is undeliverable. The oldest 100 are different: Swiss numbers under a configured
-   prefix (MCC 228, MNC 01) sent from ``RareSender``; a filter for them must read past every newer message;
+   fills it directly (``bench/lib/fill.py``) with the rows one account's messages leave, as the gateway writes
+   them: ``--messages`` messages in 1,000-destination requests (a bulk id each) spread over the last 47 hours.
+   Most are German numbers (MCC 262) sent from ``WhatsAppSender`` and delivered on WhatsApp; one in ten failed
+   over to SMS (``InfoSMS``), one in fifty is undeliverable. The oldest 100 are different: Swiss numbers under a
+   configured prefix (MCC 228, MNC 01) sent from ``RareSender``; a filter for them must read past every newer
+   message;
 2. starts ``omnirelay api`` on it (no engine: nothing changes while it is measured);
 3. sends each query ``--repeat`` times (one after the other, one connection) and prints the median and the
    slowest answer time, and how many entries came back. Queries: no filter; ``from``, ``mcc`` common and rare;
    ``mnc``; ``mcc`` + ``mnc``; ``generalStatus``; ``channel``; ``bulkId``, ``messageId`` and ``to`` of the oldest
    message; rare ones also with ``limit=1000``.
 
-    python bench/logs.py                                  # SQLite, 1,000,000 messages (fill ~1-2 minutes)
-    python bench/logs.py --messages 100000 --repeat 10    # a quick check
-    python bench/logs.py --database postgresql://postgres@127.0.0.1:5432/postgres
+    python3 -m bench.logs                                  # SQLite, 1,000,000 messages (fill ~1-2 minutes)
+    python3 -m bench.logs --messages 100000 --repeat 10    # a quick check
+    python3 -m bench.logs --database postgresql://postgres@127.0.0.1:5432/postgres
 
 Load goes to 127.0.0.1 only; every database and folder made is removed at the end.
 """
@@ -31,133 +32,18 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _pg
-from accept import API_KEY, free_port, machine, server_command, wait_healthy, wait_quiet
-
-PER_REQUEST = 1000
-RARE = 100
-HOURS = 47.0
-COLUMNS = (
-    "id, account_id, message_id, request_id, bulk_id, to_json, content_hash, created_at, state, address,"
-    " status_group, channel, done_at, sender, mcc, mnc"
-)
-PAYLOAD = json.dumps(
-    {
-        "steps": [
-            {"channel": "WHATSAPP", "sender": "WhatsAppSender", "validity_s": 172800.0},
-            {"channel": "SMS", "sender": "InfoSMS", "validity_s": 172800.0},
-        ],
-        "content": {"whatsApp": {"text": "Your parcel is on its way"}, "sms": {"text": "Your parcel is on its way"}},
-        "options": {},
-    },
-    separators=(",", ":"),
-).encode()
-RARE_PAYLOAD = PAYLOAD.replace(b'"WhatsAppSender"', b'"RareSender"')
-
-
-def _state(channel: str, step: int, status: str, at: float) -> bytes:
-    return json.dumps(
-        {
-            "phase": "DONE",
-            "step": step,
-            "attempts": [{"step": step, "channel": channel, "state": "DELIVERED", "started_at": at, "done_at": at + 1}],
-            "history": [{"at": at, "text": "accepted"}],
-            "status": status,
-            "channel": channel,
-            "sent_at": at,
-            "done_at": at + 1,
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def rows(messages: int, now: float) -> Iterator[tuple[Any, ...]]:
-    """The ``messages`` rows, oldest first (column order of ``COLUMNS``)."""
-    start = now - HOURS * 3600
-    step = HOURS * 3600 / messages
-    for i in range(messages):
-        at = start + i * step
-        rare = i < RARE
-        phone = f"4179{i:07d}" if rare else f"49170{i:07d}"
-        if i % 10 == 9:
-            channel, index, sender, status, group = "SMS", 1, "InfoSMS", "DELIVERED_TO_HANDSET", 3
-        elif i % 50 == 25:
-            channel, index, sender, status, group = "WHATSAPP", 0, "WhatsAppSender", "UNDELIVERABLE_NOT_DELIVERED", 2
-        else:
-            channel, index, sender, status, group = "WHATSAPP", 0, "WhatsAppSender", "DELIVERED_TO_HANDSET", 3
-        if rare and channel == "WHATSAPP":
-            sender = "RareSender"
-        request = i // PER_REQUEST + 1
-        yield (
-            i + 1,
-            1,
-            f"m{i:07d}",
-            request,
-            f"bulk-{request:04d}",
-            f'{{"phoneNumber":"{phone}"}}'.encode(),
-            b"",
-            at,
-            _state(channel, index, status, at),
-            phone,
-            group,
-            channel,
-            at + 1,
-            sender,
-            "228" if rare else "262",
-            "01" if rare else None,
-        )
-
-
-def fill_sqlite(path: Path, messages: int, now: float) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute(
-        "INSERT INTO accounts(id, username, webhook_secret, source, created_at) VALUES (1, 'bench', 's', 'config', 0)"
-    )
-    requests = (messages + PER_REQUEST - 1) // PER_REQUEST
-    conn.executemany(
-        "INSERT INTO requests(id, account_id, payload) VALUES (?, 1, ?)",
-        [(r, RARE_PAYLOAD if r == 1 else PAYLOAD) for r in range(1, requests + 1)],
-    )
-    conn.executemany(f"INSERT INTO messages({COLUMNS}) VALUES ({','.join('?' * 16)})", rows(messages, now))
-    conn.commit()
-    conn.execute("ANALYZE")
-    conn.close()
-
-
-async def fill_postgres(url: str, messages: int, now: float) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(
-            "INSERT INTO accounts(id, username, webhook_secret, source, created_at)"
-            " VALUES (1, 'bench', 's', 'config', 0)"
-        )
-        requests = (messages + PER_REQUEST - 1) // PER_REQUEST
-        await conn.copy_records_to_table(
-            "requests", records=[(r, 1, RARE_PAYLOAD if r == 1 else PAYLOAD) for r in range(1, requests + 1)]
-        )
-        await conn.copy_records_to_table(
-            "messages", records=rows(messages, now), columns=[c.strip() for c in COLUMNS.split(",")]
-        )
-        await conn.execute("SELECT setval('messages_id_seq', $1)", messages)
-        await conn.execute("SELECT setval('requests_id_seq', $1)", requests)
-        await conn.execute("ANALYZE")
-    finally:
-        await conn.close()
+from bench.lib import fill, pg
+from bench.lib.gateway import API_KEY, server_command, wait_healthy
+from bench.lib.machine import free_port, machine, wait_quiet
 
 
 def queries() -> list[tuple[str, str]]:
@@ -214,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         f'log_level = "WARNING"\n\n[[accounts]]\nusername = "bench"\napi_keys = ["{API_KEY}"]\n\n'
         '[mcc_mnc]\nprefixes = { "4179" = "01" }\n'
     )
-    url = asyncio.run(_pg.create(args.database)) if args.database else None
+    url = asyncio.run(pg.fresh_database(args.database)) if args.database else None
     where = ["--database", url] if url else ["--data-dir", str(folder / "data")]
     proc = None
     try:
@@ -223,14 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
             capture_output=True,
         )
-        now = time.time()
-        t0 = time.monotonic()
-        if url:
-            asyncio.run(fill_postgres(url, args.messages, now))
-        else:
-            fill_sqlite(folder / "data" / "omnirelay.db", args.messages, now)
-        fill_s = time.monotonic() - t0
-        print(f"filled {args.messages:,} messages in {fill_s:.0f} s", file=sys.stderr, flush=True)
+        fill_s = fill.fill(url, folder / "data", args.messages, fill.rows(args.messages, time.time()))
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = folder / "server.log"
@@ -241,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_healthy(base, proc, log, timeout=120)
+        wait_healthy(base, [proc], log, timeout=120)
         load = wait_quiet(args.quiet_wait)
         results = []
         for name, query in queries():
@@ -271,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
         if url:
-            asyncio.run(_pg.drop(args.database, url))
+            asyncio.run(pg.drop_database(args.database, url))
         shutil.rmtree(folder, ignore_errors=True)
 
 

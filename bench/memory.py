@@ -24,9 +24,9 @@ With ``--tracemalloc`` the server runs under ``bench/_serve_tracemalloc.py`` (Py
 several times slower) and the script prints the allocation sites that grew most between 10 % and 100 %, to
 find what keeps memory per message.
 
-    python bench/memory.py                          # 1,000,000 messages, ~3-5 minutes on 2 cores
-    python bench/memory.py --messages 50000         # a quick check
-    python bench/memory.py --messages 200000 --tracemalloc
+    python3 -m bench.memory                          # 1,000,000 messages, ~3-5 minutes on 2 cores
+    python3 -m bench.memory --messages 50000         # a quick check
+    python3 -m bench.memory --messages 200000 --tracemalloc
 
 Load goes to 127.0.0.1 only; the run stops by itself (``--timeout``, default 3,600 s).
 """
@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -51,24 +49,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accept import API_KEY, HEADERS, SCENARIO, free_port, machine, server_command, wait_healthy, wait_quiet
-
-HERE = Path(__file__).resolve().parent
+from bench.lib.gateway import HEADERS, SCENARIO, clean_env, config_toml, server_command, wait_healthy
+from bench.lib.machine import free_port, machine, memory_mb, wait_quiet
 
 PATHS = {"delivered": "0", "rejected": "7"}  # the last digit of the numbers (default sandbox rules)
 GOAL_MB = 300.0
-
-
-def proc_status(pid: int) -> dict[str, float]:
-    """VmRSS, VmHWM, RssAnon, RssFile of a process, in MB (empty once it has exited)."""
-    out: dict[str, float] = {}
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                out[key] = int(value.split()[0]) / 1024
-    return out
 
 
 class Sampler(threading.Thread):
@@ -84,7 +69,7 @@ class Sampler(threading.Thread):
         self.t0 = time.monotonic()
 
     def sample(self) -> dict[str, float]:
-        s = proc_status(self.pid)
+        s = memory_mb(self.pid)
         s["t"] = round(time.monotonic() - self.t0, 2)
         s["sent"] = self.progress["sent"]
         s["reported"] = self.progress["reported"]
@@ -281,9 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="omnirelay-memory-"))
     data_dir = folder / "data"
     config = folder / "omnirelay.toml"
-    config.write_text(
-        f'log_level = "WARNING"\n\n[[accounts]]\nusername = "bench"\npassword = "bench"\napi_keys = ["{API_KEY}"]\n'
-    )
+    config.write_text(config_toml())
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     # one process, as the goal says: `serve` on SQLite is otherwise a supervisor with the API and the engine as
@@ -294,19 +277,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracemalloc:
         args.tracemalloc_dir = folder / "tracemalloc"
         args.tracemalloc_dir.mkdir()
-        cmd = [sys.executable, str(HERE / "_serve_tracemalloc.py"), str(args.tracemalloc_dir), *serve_args]
+        cmd = [sys.executable, "-m", "bench._serve_tracemalloc", str(args.tracemalloc_dir), *serve_args]
     elif args.launcher:
         cmd = [sys.executable, str(args.launcher), *serve_args]
     else:
         cmd = server_command(True, folder / "unused", serve_args)
     log = folder / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
+    env = clean_env()
     print("server:", " ".join(cmd), flush=True)
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     progress = {"sent": 0, "reported": 0}
     marks: dict[str, dict[str, float]] = {}
     try:
-        wait_healthy(base, proc, log)
+        wait_healthy(base, [proc], log)
         time.sleep(0.5)
         sampler = Sampler(proc.pid, args.interval, progress)
         start = sampler.sample()

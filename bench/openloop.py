@@ -14,7 +14,7 @@ caller (``bench/accept.py --rate``).
 
 Used by ``bench/accept.py --rate R`` and ``bench/accept_pg.py --rate R``; alone::
 
-    python bench/openloop.py --url http://127.0.0.1:8080/omni/1/advanced --body-file body.json \\
+    python3 -m bench.openloop --url http://127.0.0.1:8080/omni/1/advanced --body-file body.json \\
         --header "Authorization: App bench-key" --rate 1500 --seconds 15 --connections 64
 
 It prints one line ``BENCH-JSON {...}`` with the same keys as the wrk summary of ``bench/accept.py``
@@ -269,7 +269,9 @@ def _in_processes(argv: list[str], n: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as folder:
         outs = [Path(folder) / f"part{k}.json" for k in range(n)]
         procs = [
-            subprocess.Popen([sys.executable, __file__, *argv, "--part", str(k), str(n), repr(start_at), str(out)])
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.openloop", *argv, "--part", str(k), str(n), repr(start_at), str(out)]
+            )
             for k, out in enumerate(outs)
         ]
         for proc in procs:

@@ -2,7 +2,7 @@
 """PostgreSQL failover under load: how long from the primary's death to the first accepted request, and whether
 anything acknowledged was lost or any step submitted twice.
 
-Makes a primary and a synchronous streaming standby on this machine (``bench/pg_pair.py``: Debian's
+Makes a primary and a synchronous streaming standby on this machine (``bench/lib/pg.py``: Debian's
 ``pg_createcluster``, ``pg_basebackup``), starts ``omnirelay serve`` on the libpq multi-host URL of both
 (``target_session_attrs=read-write``), sends single-destination messages from ``--connections`` senders, kills
 the primary (``pg_ctlcluster stop -m immediate``) once ``--before`` messages were accepted, promotes the standby
@@ -10,8 +10,8 @@ the primary (``pg_ctlcluster stop -m immediate``) once ``--before`` messages wer
 on for ``--after`` seconds once requests are accepted again. Then it compares every 200 with the rows on the new
 primary, counts steps submitted twice, and drops both clusters.
 
-    python bench/pg_failover.py
-    python bench/pg_failover.py --promote-after 5 --json /tmp/failover.json
+    python3 -m bench.pg_failover
+    python3 -m bench.pg_failover --promote-after 5 --json /tmp/failover.json
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -32,16 +31,11 @@ from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accept import HEADERS, SCENARIO, free_port, http, machine, wait_healthy, write_config
-from pg_pair import Pair
+from bench.lib.gateway import HEADERS, SCENARIO, clean_env, http, omnirelay, wait_healthy, write_config
+from bench.lib.machine import free_port, machine
+from bench.lib.pg import Pair
 
 DATABASE = "omnirelay_failover"
-
-
-def omnirelay() -> list[str]:
-    exe = shutil.which("omnirelay")
-    return [exe] if exe else [sys.executable, "-c", "import sys; from omnirelay.cli import main; sys.exit(main())"]
 
 
 async def drive(base: str, pair: Pair, args: argparse.Namespace) -> dict[str, Any]:
@@ -109,10 +103,10 @@ def main() -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = folder / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
+        env = clean_env()
         proc = subprocess.Popen([*omnirelay(), "serve", *where, "--port", str(port)], stdout=log.open("wb"),
                                 stderr=subprocess.STDOUT, env=env)
-        wait_healthy(base, proc, log)
+        wait_healthy(base, [proc], log)
         status, answer = http("POST", base + "/omni/1/scenarios", json.dumps(SCENARIO).encode())
         if status != 200:
             raise SystemExit(f"creating the scenario answered {status}: {answer!r}")

@@ -15,9 +15,9 @@ the time from accept to the final outcome (``created_at`` → the state's ``done
 failure (rejection or expiry) to the SMS step's submission, p50 / p99. Results are printed as JSON (also
 written to ``--json FILE``).
 
-    python bench/pipeline.py --messages 20000
-    python bench/pipeline.py --messages 20000 --path silent
-    python bench/pipeline.py --messages 20000 --database postgresql://postgres@127.0.0.1/postgres --workers 2
+    python3 -m bench.pipeline --messages 20000
+    python3 -m bench.pipeline --messages 20000 --path silent
+    python3 -m bench.pipeline --messages 20000 --database postgresql://postgres@127.0.0.1/postgres --workers 2
 """
 
 from __future__ import annotations
@@ -29,64 +29,19 @@ import os
 import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
-import msgspec
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _pg
+from bench.lib import pg
+from bench.lib.gateway import clean_env, config_toml, omnirelay, wait_healthy
+from bench.lib.machine import free_port, machine, wait_quiet
+from bench.lib.traffic import PATHS, drive, failover_gaps, p50, p99
 
-KEY = "bench-key"
-CONFIG = f"""
-[[accounts]]
-username = "bench"
-password = "bench"
-api_keys = ["{KEY}"]
-"""
-FLOW = [{"from": "WA", "channel": "WHATSAPP"}, {"from": "InfoSMS", "channel": "SMS"}]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _omnirelay() -> list[str]:
-    beside = Path(sys.executable).parent / "omnirelay"
-    return [str(beside)] if beside.exists() else ["omnirelay"]
-
-
-def _wait_health(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise SystemExit("a gateway process exited at start")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("gateway did not answer /health")
-
-
-#: The sandbox paths: the last digit of the numbers (README's default rules) and the WhatsApp content.
-PATHS = {
-    "delivered": ("0", {"text": "Hello on WhatsApp"}),  # delivered on the first step
-    "rejected": ("7", {"text": "Hello on WhatsApp"}),  # not a WhatsApp user: fails over to SMS at once
-    "silent": ("5", {"text": "Hello on WhatsApp", "validityPeriod": 1, "validityPeriodTimeUnit": "SECONDS"}),
-}
 #: For the silent path: WhatsApp never reports (so its 1 s validity runs out), everything else is delivered.
 SILENT_CONFIG = """
 [limits]
@@ -96,89 +51,6 @@ min_validity_seconds = 1
 channel = "WHATSAPP"
 outcome = "EXPIRED"
 """
-
-
-async def _drive(
-    url: str, total: int, per_request: int, concurrency: int, path: str, timeout: float, first: int = 0
-) -> tuple[float, int, float]:
-    """Send ``total`` messages on ``path`` and pull their reports; (seconds to the last report, reports, seconds to
-    the last accept). ``first`` numbers the requests on from an earlier call (destinations stay distinct)."""
-    headers = {"Authorization": f"App {KEY}"}
-    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=concurrency + 2)) as s:
-        async with s.post(f"{url}/omni/1/scenarios", json={"flow": FLOW, "default": True}) as r:
-            key = (await r.json())["key"]
-        requests = total // per_request
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for b in range(first, first + requests):
-            queue.put_nowait(b)
-        got = 0
-
-        async def sender() -> None:
-            while not queue.empty():
-                b = queue.get_nowait()
-                body = {
-                    "scenarioKey": key,
-                    "destinations": [
-                        {"to": {"phoneNumber": f"4179{b:06d}{i:03d}{PATHS[path][0]}"}} for i in range(per_request)
-                    ],
-                    "whatsApp": PATHS[path][1],
-                    "sms": {"text": "Hello by SMS"},
-                }
-                async with s.post(f"{url}/omni/1/advanced", json=body) as r:
-                    assert r.status == 200, await r.text()
-
-        async def poller() -> None:
-            nonlocal got
-            deadline = time.monotonic() + timeout
-            while got < total:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"only {got} of {total} reports within {timeout:.0f} s")
-                async with s.get(f"{url}/omni/1/reports?limit=1000") as r:
-                    n = len((await r.json())["results"])
-                got += n
-                if n == 0:
-                    await asyncio.sleep(0.02)
-
-        started = time.perf_counter()
-        accepted_at: list[float] = []
-
-        async def senders() -> None:
-            await asyncio.gather(*(sender() for _ in range(concurrency)))
-            accepted_at.append(time.perf_counter())
-
-        await asyncio.gather(poller(), senders())
-        return time.perf_counter() - started, got, accepted_at[0] - started
-
-
-class _Attempt(msgspec.Struct):
-    step: int
-    state: str
-    started_at: float
-    done_at: float | None = None
-
-
-class _State(msgspec.Struct):
-    attempts: list[_Attempt] = []
-    done_at: float | None = None
-
-
-def _failover_gaps(states: list[tuple[float, bytes]]) -> tuple[list[float], list[float]]:
-    """Milliseconds from the WhatsApp step's failure (rejection or expiry) to the SMS submission, and from accept
-    to the final outcome,
-    per message."""
-    decoder = msgspec.json.Decoder(_State)
-    gaps = []
-    totals = []
-    for created_at, raw in states:
-        state = decoder.decode(raw)
-        if state.done_at is not None:
-            totals.append((state.done_at - created_at) * 1000)
-        attempts = state.attempts
-        wa = next((a for a in attempts if a.step == 0 and a.state in ("REJECTED", "EXPIRED")), None)
-        sms = next((a for a in attempts if a.step == 1 and a.state not in ("PENDING", "SKIPPED")), None)
-        if wa is not None and wa.done_at is not None and sms is not None:
-            gaps.append((sms.started_at - wa.done_at) * 1000)
-    return gaps, totals
 
 
 #: Counters of one database and of the whole server's WAL, read before and after the run: the write cost per message.
@@ -240,27 +112,25 @@ def main() -> None:
     args = parser.parse_args()
     quiet_load = None
     if args.wait_quiet > 0:
-        from accept import wait_quiet
-
         quiet_load = wait_quiet(args.wait_quiet)
 
     root = Path(tempfile.mkdtemp(prefix="omnirelay-pipeline-"))
-    (root / "omnirelay.toml").write_text(CONFIG + (SILENT_CONFIG if args.path == "silent" else ""))
-    port = _free_port()
+    (root / "omnirelay.toml").write_text(config_toml(log_level=None) + (SILENT_CONFIG if args.path == "silent" else ""))
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
+    env = clean_env()
     common = ["--config", str(root / "omnirelay.toml")]
     procs: list[subprocess.Popen[bytes]] = []
     pg_url = None
     if args.database:
-        pg_url = asyncio.run(_pg.create(args.database))
+        pg_url = asyncio.run(pg.fresh_database(args.database))
         subprocess.run(
-            [*_omnirelay(), "migrate", *common, "--database", pg_url], check=True, env=env, stdout=subprocess.DEVNULL
+            [*omnirelay(), "migrate", *common, "--database", pg_url], check=True, env=env, stdout=subprocess.DEVNULL
         )
         procs.append(
             subprocess.Popen(
                 [
-                    *_omnirelay(),
+                    *omnirelay(),
                     "api",
                     *common,
                     "--database",
@@ -278,7 +148,7 @@ def main() -> None:
         for _ in range(args.workers):
             procs.append(
                 subprocess.Popen(
-                    [*_omnirelay(), "worker", *common, "--database", pg_url],
+                    [*omnirelay(), "worker", *common, "--database", pg_url],
                     env=env,
                     start_new_session=True,
                     stdout=subprocess.DEVNULL,
@@ -294,13 +164,13 @@ def main() -> None:
             setup = "SQLite, omnirelay api + omnirelay worker (two processes, one file)"
         for command in commands:
             procs.append(
-                subprocess.Popen([*_omnirelay(), *command], env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+                subprocess.Popen([*omnirelay(), *command], env=env, start_new_session=True, stdout=subprocess.DEVNULL)
             )
     try:
-        _wait_health(url, procs)
+        wait_healthy(url, procs)
         before = asyncio.run(_write_counters(pg_url)) if pg_url else None
         seconds, got, _ = asyncio.run(
-            _drive(url, args.messages, args.per_request, args.concurrency, args.path, args.timeout)
+            drive(url, args.messages, args.per_request, args.concurrency, args.path, args.timeout)
         )
         if pg_url:
             time.sleep(1.5)  # other processes flush their statistics at most a second late
@@ -323,10 +193,9 @@ def main() -> None:
         for p in procs:
             p.wait(30)
         if pg_url:
-            asyncio.run(_pg.drop(args.database, pg_url))
+            asyncio.run(pg.drop_database(args.database, pg_url))
         shutil.rmtree(root, ignore_errors=True)
-    gaps, totals = (sorted(x) for x in _failover_gaps(raw))
-    from accept import machine
+    gaps, totals = (sorted(x) for x in failover_gaps(raw))
 
     result: dict[str, Any] = {
         "machine": machine(),
@@ -343,11 +212,11 @@ def main() -> None:
         "reports": got,
         "seconds": round(seconds, 2),
         "messages_per_second": round(got / seconds),
-        "failover_gap_ms_p50": round(statistics.median(gaps), 1) if gaps else None,
-        "failover_gap_ms_p99": round(gaps[int(len(gaps) * 0.99) - 1], 1) if gaps else None,
+        "failover_gap_ms_p50": p50(gaps),
+        "failover_gap_ms_p99": p99(gaps),
         "failovers_measured": len(gaps),
-        "accept_to_final_ms_p50": round(statistics.median(totals), 1) if totals else None,
-        "accept_to_final_ms_p99": round(totals[int(len(totals) * 0.99) - 1], 1) if totals else None,
+        "accept_to_final_ms_p50": p50(totals),
+        "accept_to_final_ms_p99": p99(totals),
     }
     if pg_url:
         result["write_cost"] = write_cost

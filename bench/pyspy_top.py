@@ -11,7 +11,7 @@ For each thread: how many samples it has, and where they went:
 
 Percentages are of the thread's samples; ``--combined`` also ranks all threads together (% of all samples).
 
-    python bench/pyspy_top.py /tmp/profile.txt --top 25
+    python3 -m bench.pyspy_top /tmp/profile.txt --top 25
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-15}
 mkdir -p "$OUT"
 run() {
   local name=$1; shift
-  echo "=== $name: python bench/accept.py --seconds $SECONDS_PER_RUN $*"
-  python bench/accept.py --wait-quiet 120 --seconds "$SECONDS_PER_RUN" --json "$OUT/$name.json" "$@" \
+  echo "=== $name: python3 -m bench.accept --seconds $SECONDS_PER_RUN $*"
+  python3 -m bench.accept --wait-quiet 120 --seconds "$SECONDS_PER_RUN" --json "$OUT/$name.json" "$@" \
     > "$OUT/$name.log" 2>&1
   local rc=$?
   if grep -q '^destinations/request' "$OUT/$name.log"; then

@@ -6,14 +6,14 @@
    machine) can take: the ceiling the gateway's figure sits under.
 2. **End to end** (``gateway``): ``omnirelay serve`` (SQLite) with one ``[[smpp.connectors]]`` pointing at
    the SMSC, a scenario with one SMS step, ``--messages`` messages posted and their final reports pulled by
-   ``bench/pipeline.py``'s load generator; messages per second from the first request to the last report,
+   the load generator of ``bench/lib/traffic.py``; messages per second from the first request to the last report,
    accept-to-final p50/p99, and the SMSC's own count of what it accepted (each exactly once).
 
 The SMSC (``tests/integration/smsc/smsc.js``, run ``scripts/install-test-peers`` first) answers at once, keeps no PDU
 log, and delivers every message (``SMSC_FAIL`` never matches).
 
-    python bench/smpp.py --messages 20000
-    python bench/smpp.py --only gateway --messages 20000 --window 50
+    python3 -m bench.smpp --messages 20000
+    python3 -m bench.smpp --only gateway --messages 20000 --window 50
 """
 
 from __future__ import annotations
@@ -25,19 +25,15 @@ import logging
 import os
 import signal
 import sqlite3
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import pipeline
-from accept import machine, wait_quiet
-
+from bench.lib.gateway import clean_env, config_toml, omnirelay, wait_healthy
+from bench.lib.machine import free_port, machine, wait_quiet
+from bench.lib.traffic import drive, failover_gaps, p50, p99
 from omnirelay.config import SmppConfig, SmppConnectorConfig
 from omnirelay.connectors.base import Receipt, Submission
 from omnirelay.connectors.smpp.connector import SmppChannel
@@ -100,7 +96,7 @@ def _gateway(
     smsc = _smsc()
     root = Path(tempfile.mkdtemp(prefix="omnirelay-smpp-bench-"))
     (root / "omnirelay.toml").write_text(
-        pipeline.CONFIG
+        config_toml(log_level=None)
         + f"""
 [[smpp.connectors]]
 name = "smsc"
@@ -110,12 +106,12 @@ port = {smsc.port}
 window_size = {window}
 """
     )
-    port = pipeline._free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
+    env = clean_env()
     proc = subprocess.Popen(
         [
-            *pipeline._omnirelay(),
+            *omnirelay(),
             "serve",
             "--config",
             str(root / "omnirelay.toml"),
@@ -130,7 +126,7 @@ window_size = {window}
         stderr=subprocess.DEVNULL,
     )
     try:
-        pipeline._wait_health(url, [proc])
+        wait_healthy(url, [proc])
         spy = None
         if profile is not None:
             spy = subprocess.Popen(
@@ -151,9 +147,9 @@ window_size = {window}
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        # pipeline's load generator posts to its FLOW's scenario; here that is one SMS step through SMPP.
-        pipeline.FLOW = [{"from": "InfoSMS", "channel": "SMS"}]
-        seconds, got, _ = asyncio.run(pipeline._drive(url, total, per_request, concurrency, "delivered", timeout))
+        # the scenario is one SMS step, through SMPP
+        flow = [{"from": "InfoSMS", "channel": "SMS"}]
+        seconds, got, _ = asyncio.run(drive(url, total, per_request, concurrency, "delivered", timeout, flow=flow))
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -163,16 +159,16 @@ window_size = {window}
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
         counts = smsc.stop()
-    _, totals = (sorted(x) for x in pipeline._failover_gaps(raw))
+    _, totals = (sorted(x) for x in failover_gaps(raw))
     return {
         "setup": f"SQLite, one omnirelay serve process, one SMPP connector (window {window}) to node-smpp",
-        "load_generator": f"bench/pipeline.py's: requests of {per_request} destinations, {concurrency} at a time",
+        "load_generator": f"bench/lib/traffic.py's: requests of {per_request} destinations, {concurrency} at a time",
         "messages": total,
         "reports": got,
         "seconds": round(seconds, 2),
         "messages_per_second": round(got / seconds),
-        "accept_to_final_ms_p50": round(statistics.median(totals), 1) if totals else None,
-        "accept_to_final_ms_p99": round(totals[int(len(totals) * 0.99) - 1], 1) if totals else None,
+        "accept_to_final_ms_p50": p50(totals),
+        "accept_to_final_ms_p99": p99(totals),
         "smsc_counts": counts,
     }
 

@@ -7,8 +7,8 @@ accepts/s and end-to-end messages/s and their ratio to the first chunk, the size
 indexes, dead rows, and the RSS of every gateway process. Goal (issue "Speed and scale, round 2"): every chunk
 within 10 % of the first, sizes bounded, RSS flat.
 
-    python bench/soak_pg.py --messages 10000000                # the issue's 10M (about 45 min here)
-    python bench/soak_pg.py --messages 2000000 --chunk 250000 --retention-minutes 2 --json /tmp/soak.json
+    python3 -m bench.soak_pg --messages 10000000                # the issue's 10M (about 45 min here)
+    python3 -m bench.soak_pg --messages 2000000 --chunk 250000 --retention-minutes 2 --json /tmp/soak.json
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any
 
 import asyncpg
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _pg
-from accept import machine
-from pipeline import CONFIG, _drive, _free_port, _omnirelay, _wait_health
+from bench.lib import pg
+from bench.lib.gateway import clean_env, config_toml, omnirelay, wait_healthy
+from bench.lib.machine import free_port, machine, memory_mb
+from bench.lib.traffic import drive
 
 SIZES = """
 SELECT c.relname, pg_total_relation_size(c.oid), coalesce(s.n_live_tup, 0), coalesce(s.n_dead_tup, 0)
@@ -48,14 +48,6 @@ async def _tables(url: str) -> dict[str, dict[str, int]]:
     return {r[0]: {"bytes": int(r[1]), "live": int(r[2]), "dead": int(r[3])} for r in rows if r[1] > 16384}
 
 
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres", help="the server")
@@ -67,24 +59,24 @@ def main() -> int:
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="omnirelay-soak-"))
     config = root / "omnirelay.toml"
-    config.write_text(CONFIG + f"\n[engine]\nretention_hours = {args.retention_minutes / 60}\n")
-    url = asyncio.run(_pg.create(args.database))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
+    config.write_text(config_toml(log_level=None) + f"\n[engine]\nretention_hours = {args.retention_minutes / 60}\n")
+    url = asyncio.run(pg.fresh_database(args.database))
+    env = clean_env()
     where = ["--config", str(config), "--database", url]
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     chunks: list[dict[str, Any]] = []
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        subprocess.run([*_omnirelay(), "migrate", *where], check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run([*omnirelay(), "migrate", *where], check=True, env=env, stdout=subprocess.DEVNULL)
         for command in (["api", *where, "--port", str(port)], ["worker", *where]):
-            procs.append(subprocess.Popen([*_omnirelay(), *command], env=env, start_new_session=True,
+            procs.append(subprocess.Popen([*omnirelay(), *command], env=env, start_new_session=True,
                                           stdout=subprocess.DEVNULL))
-        _wait_health(base, procs)
+        wait_healthy(base, procs)
         for n in range(args.messages // args.chunk):
             first = n * args.chunk // 100
             seconds, got, accept_s = asyncio.run(
-                _drive(base, args.chunk, 100, args.concurrency, "delivered", 3600, first=first)
+                drive(base, args.chunk, 100, args.concurrency, "delivered", 3600, first=first)
             )
             tables = asyncio.run(_tables(url))
             row = {
@@ -92,7 +84,7 @@ def main() -> int:
                 "messages_so_far": (n + 1) * args.chunk,
                 "accepts_per_second": round(args.chunk / accept_s),
                 "messages_per_second": round(got / seconds),
-                "rss_mb": [round(_rss_mb(proc.pid), 1) for proc in procs],
+                "rss_mb": [round(memory_mb(proc.pid).get("VmRSS", 0.0), 1) for proc in procs],
                 "table_mb": round(sum(t["bytes"] for t in tables.values()) / 2**20, 1),
                 "tables": tables,
             }
@@ -112,7 +104,7 @@ def main() -> int:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.wait(30)
-        asyncio.run(_pg.drop(args.database, url))
+        asyncio.run(pg.drop_database(args.database, url))
         shutil.rmtree(root, ignore_errors=True)
     worst = min((min(c["accepts_vs_first"], c["messages_vs_first"]) for c in chunks), default=None)
     result = {

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bench.pg_pair import Pair
+from bench.lib.pg import Pair
 from tests.e2e.conftest import STORE, Gateway
 
 pytestmark = [

@@ -1,12 +1,12 @@
-"""A PostgreSQL primary and its synchronous streaming standby, made on this machine with Debian's cluster tools
-(``pg_createcluster`` on free ports, ``pg_basebackup``, ``pg_ctlcluster ... promote``): for the failover benchmark
+"""PostgreSQL for benchmarks: throw-away databases on a server (:func:`fresh_database`, :func:`drop_database`), and
+:class:`Pair`, a primary and its synchronous streaming standby made on this machine with Debian's cluster tools
+(``pg_createcluster`` on free ports, ``pg_basebackup``, ``pg_ctlcluster ... promote``) for the failover benchmark
 (``bench/pg_failover.py``) and the failover test (``tests/e2e/test_postgres_ha.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -14,12 +14,27 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.lib.machine import free_port
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
+async def fresh_database(admin: str) -> str:
+    """A new empty database on the server ``admin`` points at; returns its URL."""
+    name = f"omnirelay_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin.rpartition("/")[0] + "/" + name
+
+
+async def drop_database(admin: str, url: str) -> None:
+    """Drop a database made by :func:`fresh_database`."""
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}"')
+    finally:
+        await conn.close()
 
 
 def _run(*cmd: str) -> str:
