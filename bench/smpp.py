@@ -9,7 +9,7 @@
    the load generator of ``bench/lib/traffic.py``; messages per second from the first request to the last report,
    accept-to-final p50/p99, and the SMSC's own count of what it accepted (each exactly once).
 
-The SMSC (``tests/integration/smsc/smsc.js``, run ``scripts/install-test-peers`` first) answers at once, keeps no PDU
+The SMSC (``peers/smsc/smsc.js``, run ``scripts/install-test-peers`` first) answers at once, keeps no PDU
 log, and delivers every message (``SMSC_FAIL`` never matches).
 
     python3 -m bench.smpp --messages 20000
@@ -37,7 +37,7 @@ from bench.lib.traffic import drive, failover_gaps, p50, p99
 from omnirelay.config import SmppConfig, SmppConnectorConfig
 from omnirelay.connectors.base import Receipt, Submission
 from omnirelay.connectors.smpp.connector import SmppChannel
-from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
+from peers.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
 
 NEVER = "^never$"  # SMSC_FAIL: no destination matches, every receipt is DELIVRD
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.smsc.harness import Smsc, SmscMissing, check_installed
+from peers.smsc.harness import Smsc, SmscMissing, check_installed
 
 
 @pytest.fixture

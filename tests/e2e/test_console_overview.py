@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
+from peers.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
 from tests.pg import create_database_sync, drop_database_sync
 
 from .conftest import (

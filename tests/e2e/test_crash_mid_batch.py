@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.integration.smsc.harness import Smsc
+from peers.smsc.harness import Smsc
 from tests.integration.test_smtp import Mailbox, MailServer
 from tests.prism import Prism, RecordingProxy
 from tests.prism import prism as prism  # the session fixture

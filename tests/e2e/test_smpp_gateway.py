@@ -1,5 +1,5 @@
 """SMS over SMPP end to end: a real ``omnirelay serve`` with ``[[smpp.connectors]]`` pointing at the node-smpp
-SMSC (``tests/integration/smsc``), from ``POST /omni/1/advanced`` to the final report.
+SMSC (``peers/smsc``), from ``POST /omni/1/advanced`` to the final report.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
+from peers.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
 
 from .conftest import ALADDIN_CONFIG, Gateway
 from .test_failover import (

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import asyncpg
 import pytest
 
-from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc, gsm7, udh8
+from peers.smsc.harness import PASSWORD, SYSTEM_ID, Smsc, gsm7, udh8
 
 from .conftest import ALADDIN_KEY, BOB_KEY, Gateway, app_auth
 from .test_webhooks import Post, Receiver

@@ -1,4 +1,4 @@
-"""The SMPP connector against a real SMSC: node-smpp (``tests/integration/smsc/smsc.js``) on loopback.
+"""The SMPP connector against a real SMSC: node-smpp (``peers/smsc/smsc.js``) on loopback.
 
 The PDUs are checked where they arrive, in the SMSC's own record of what it received. Receipts go to an
 in-memory sink; there is no store (the rate cap then uses the in-process bucket).
@@ -19,7 +19,7 @@ from omnirelay.connectors.smpp.connector import SmppChannel
 from omnirelay.connectors.smpp.text import gsm7_decode
 from omnirelay.metrics import Metrics
 from omnirelay.store.postgres import PostgresStore
-from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
+from peers.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
 from tests.pg import create_database, drop_database
 
 

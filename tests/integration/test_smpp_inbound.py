@@ -19,7 +19,7 @@ from omnirelay.domain.inbound import InboundPart
 from omnirelay.inbound_sms import InboundSms
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Store
-from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc, gsm7, udh8, udh16
+from peers.smsc.harness import PASSWORD, SYSTEM_ID, Smsc, gsm7, udh8, udh16
 
 from .test_smpp import until
 
