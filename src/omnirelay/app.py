@@ -46,6 +46,7 @@ from omnirelay.inbound_sms import InboundSms
 from omnirelay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from omnirelay.metrics import Metrics
 from omnirelay.notifier.webhooks import Notifier, NotifierSettings
+from omnirelay.sending import Sender
 from omnirelay.store.base import Store
 from omnirelay.store.errors import UNAVAILABLE
 from omnirelay.store.sqlite import SqliteStore
@@ -238,11 +239,12 @@ class Gateway:
         AuthRoutes(self.store, self.auth, a.session_idle_minutes * 60, a.oauth_token_seconds).add_to(app)
         ScenarioRoutes(self.store).add_to(app)
         notify_urls = {a.username: a.notify_url for a in self.settings.accounts if a.notify_url}
-        SendRoutes(self.store, limits, self._accepted, self.tariffs, notify_urls).add_to(app)
+        sender = Sender(self.store, limits, self.tariffs)
+        SendRoutes(sender, self._accepted, notify_urls).add_to(app)
         ReportRoutes(self.store, self.tariffs).add_to(app)
         InboxRoutes(self.store).add_to(app)
         ConsoleRoutes(
-            self.store, self.sandbox, limits, self.engine.wake if self.worker else lambda: None,
+            self.store, self.sandbox, sender, self.engine.wake if self.worker else lambda: None,
             currency=self.tariffs.prices.currency,
         ).add_to(app)
         document = msgspec.json.encode(openapi.build())

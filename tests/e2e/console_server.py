@@ -19,6 +19,7 @@ from omnirelay.api import server
 from omnirelay.app import Gateway, open_store
 from omnirelay.console import ConsoleRoutes
 from omnirelay.domain.validation import Limits
+from omnirelay.sending import Sender
 
 
 def with_console(gateway: Gateway, app: web.Application) -> web.Application:
@@ -26,7 +27,8 @@ def with_console(gateway: Gateway, app: web.Application) -> web.Application:
     if not any(r.canonical.startswith("/console") for r in app.router.resources()):
         s = gateway.settings.limits
         limits = Limits(min_validity_seconds=s.min_validity_seconds, max_destinations=s.max_destinations)
-        ConsoleRoutes(gateway.store, gateway.sandbox, limits, gateway.engine.wake).add_to(app)
+        sender = Sender(gateway.store, limits, gateway.tariffs)
+        ConsoleRoutes(gateway.store, gateway.sandbox, sender, gateway.engine.wake).add_to(app)
     if not "/console".startswith(server.PUBLIC_PREFIXES):
         server.PUBLIC_PREFIXES = (*server.PUBLIC_PREFIXES, "/console")
     return app

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 
-from omnirelay.console.stats import Range, choose_range, connectors, message_channel, outcome, summarize
+from omnirelay.console.stats import Range, choose_range, connectors, message_channel, summarize
 from omnirelay.domain import rollups
 from omnirelay.domain.message import Attempt, MessageState
+from omnirelay.message_detail import outcome
 from omnirelay.store.base import Overview
 
 MINUTE0 = 1_699_999_980  # a minute start

@@ -14,17 +14,14 @@ from pathlib import Path
 import msgspec
 
 from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult
-from omnirelay.domain.message import MessageState, initial_state, state_decoder
+from omnirelay.domain.message import MessageState, state_decoder
 from omnirelay.domain.model import AdvancedRequest
-from omnirelay.domain.numbering import MccMncTable
-from omnirelay.domain.pricing import PriceList
-from omnirelay.domain.reports import Tariffs
-from omnirelay.domain.validation import Accepted, Limits, main_address, prepare_send
+from omnirelay.domain.validation import Accepted, Limits
 from omnirelay.engine.worker import Engine, EngineSettings
-from omnirelay.store.base import NewMessage
+from omnirelay.sending import Sender
 from omnirelay.store.sqlite import SqliteStore
 
-from .test_engine_async_channel import FLOW
+from .test_engine_async_channel import FLOW, TARIFFS
 
 
 class HoldingChannel:
@@ -55,14 +52,11 @@ class HoldingChannel:
 async def _accept(store: SqliteStore, account: int, message_ids: list[str]) -> None:
     destinations = [{"to": {"phoneNumber": f"4179123456{i}"}, "messageId": m} for i, m in enumerate(message_ids)]
     request = msgspec.convert({"destinations": destinations, "sms": {"text": "hi"}}, AdvancedRequest)
+    sender = Sender(store, Limits(), TARIFFS)
     now = time.time()
-    plan = prepare_send(request, FLOW, now, Limits())
+    plan = sender.plan(request, FLOW, now)
     assert isinstance(plan, Accepted)
-    messages = [
-        NewMessage(m, d.to_json, d.content_hash, initial_state(now, None), True, main_address(d.to))
-        for m, d in zip(message_ids, plan.destinations, strict=True)
-    ]
-    await store.accept(account, plan.payload, None, messages, now, now)
+    await sender.accept(account, plan, now)
 
 
 async def _state(store: SqliteStore, account: int, message_id: str) -> MessageState:
@@ -80,8 +74,7 @@ async def _until_called(channel: HoldingChannel, n: int) -> None:
 
 
 def _engine(store: SqliteStore, sms: HoldingChannel, max_in_flight: int = 5000) -> Engine:
-    tariffs = Tariffs(PriceList("EUR"), MccMncTable({}))
-    return Engine(store, {"SMS": sms}, tariffs, EngineSettings(max_in_flight=max_in_flight))
+    return Engine(store, {"SMS": sms}, TARIFFS, EngineSettings(max_in_flight=max_in_flight))
 
 
 async def test_an_answer_is_recorded_while_its_batch_still_waits(tmp_path: Path) -> None:

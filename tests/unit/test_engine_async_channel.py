@@ -16,17 +16,18 @@ import msgspec
 import pytest
 
 from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult
-from omnirelay.domain.message import initial_state, state_decoder
+from omnirelay.domain.message import state_decoder
 from omnirelay.domain.model import AdvancedRequest, Step
 from omnirelay.domain.numbering import MccMncTable
 from omnirelay.domain.pricing import PriceList
 from omnirelay.domain.reports import Tariffs
-from omnirelay.domain.validation import Accepted, Limits, main_address, prepare_send
+from omnirelay.domain.validation import Accepted, Limits
 from omnirelay.engine.worker import Engine
-from omnirelay.store.base import NewMessage
+from omnirelay.sending import Sender
 from omnirelay.store.sqlite import SqliteStore
 
 FLOW = [Step(channel="SMS", from_="InfoSMS"), Step(channel="EMAIL", from_="a@example.com")]
+TARIFFS = Tariffs(PriceList("EUR"), MccMncTable({}))
 
 
 class NetworkChannel:
@@ -56,23 +57,24 @@ async def _accept(store: SqliteStore) -> tuple[int, str]:
     account = await store.create_account("a", None, "s", "cli")
     request = msgspec.convert(
         {
-            "destinations": [{"to": {"phoneNumber": "41791234567", "emailAddress": "x@example.com"}}],
+            "destinations": [
+                {"to": {"phoneNumber": "41791234567", "emailAddress": "x@example.com"}, "messageId": "m1"}
+            ],
             "sms": {"text": "hi"},
             "email": {"text": "hi", "subject": "s"},
         },
         AdvancedRequest,
     )
+    sender = Sender(store, Limits(), TARIFFS)
     now = time.time()
-    plan = prepare_send(request, FLOW, now, Limits())
+    plan = sender.plan(request, FLOW, now)
     assert isinstance(plan, Accepted)
-    d = plan.destinations[0]
-    message = NewMessage("m1", d.to_json, d.content_hash, initial_state(now, None), True, main_address(d.to))
-    await store.accept(account.id, plan.payload, None, [message], now, now)
+    await sender.accept(account.id, plan, now)
     return account.id, "m1"
 
 
 def _engine(store: SqliteStore, sms: NetworkChannel, email: NetworkChannel) -> Engine:
-    return Engine(store, {"SMS": sms, "EMAIL": email}, Tariffs(PriceList("EUR"), MccMncTable({})))
+    return Engine(store, {"SMS": sms, "EMAIL": email}, TARIFFS)
 
 
 async def _state(store: SqliteStore, account: int, message_id: str) -> object:

@@ -16,6 +16,7 @@ from omnirelay.domain.message import state_decoder
 from omnirelay.domain.model import LogEntry, Logs, To
 from omnirelay.domain.reports import Tariffs, build_log
 from omnirelay.domain.validation import address_for, main_address
+from omnirelay.message_detail import message_detail
 from omnirelay.store.base import Account, LogQuery, MessageView, Store
 
 _encoder = msgspec.json.Encoder()
@@ -158,45 +159,8 @@ class ReportRoutes:
         view = await self.store.message(account.id, request.match_info["messageId"])
         if view is None:
             raise ApiProblem(404, "Message not found")
-        state = state_decoder.decode(view.state)
-        payload = _payload_decoder.decode(view.payload)
-
-        def ts(value: float | None) -> str | None:
-            return format_ts(value) if value is not None else None
-
-        body = {
-            "messageId": view.message_id,
-            "bulkId": view.bulk_id,
-            "to": msgspec.json.decode(view.to_json),
-            "createdAt": format_ts(view.created_at),
-            "phase": state.phase,
-            "status": self._log_entry(view).status,
-            "error": state.error if state.phase == "DONE" else None,
-            "channel": state.channel,
-            "sentAt": ts(state.sent_at),
-            "doneAt": ts(state.done_at),
-            "steps": [
-                {"channel": s.get("channel"), "from": s.get("sender"), "validitySeconds": s.get("validity_s")}
-                for s in payload.get("steps", [])
-            ],
-            "attempts": [
-                {
-                    k: v
-                    for k, v in {
-                        "step": a.step + 1,
-                        "channel": a.channel,
-                        "state": a.state,
-                        "startedAt": ts(a.started_at),
-                        "doneAt": ts(a.done_at),
-                        "status": a.status,
-                        "error": a.error,
-                        "providerId": a.provider_id,
-                        "note": a.note,
-                    }.items()
-                    if v is not None
-                }
-                for a in state.attempts
-            ],
-            "history": [{"at": format_ts(line.at), "text": line.text} for line in state.history],
-        }
+        body = message_detail(view, format_ts)
+        del body["outcome"]  # the console's; the API answers the status of the log entry (group, name, text) instead
+        body["status"] = self._log_entry(view).status
+        body["attempts"] = [{k: v for k, v in a.items() if v is not None} for a in body["attempts"]]
         return _json(_encoder.encode({k: v for k, v in body.items() if v is not None}))

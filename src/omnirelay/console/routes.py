@@ -34,28 +34,27 @@ from omnirelay.console.session import (
     same,
     token_hash,
 )
-from omnirelay.console.stats import OUTCOMES, message_channel, outcome
+from omnirelay.console.stats import message_channel
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.credentials import verify_password
-from omnirelay.domain.ids import scenario_key, uuid7
-from omnirelay.domain.message import MessageState, initial_state, state_decoder
+from omnirelay.domain.ids import scenario_key
+from omnirelay.domain.message import MessageState, state_decoder
 from omnirelay.domain.model import ScenarioIn, SimpleRequest, To
 from omnirelay.domain.validation import (
     Accepted,
     Errors,
-    Limits,
     main_address,
-    prepare_send,
     simple_to_advanced,
     validate_scenario,
 )
+from omnirelay.message_detail import OUTCOMES, message_detail, outcome
+from omnirelay.sending import Sender
 from omnirelay.store.base import (
     Cursor,
     Found,
     LogQuery,
     MessageSearch,
     MessageView,
-    NewMessage,
     ScenarioRecord,
     Store,
 )
@@ -277,14 +276,15 @@ class ConsoleRoutes:
         self,
         store: Store,
         sandbox: Sandbox,
-        limits: Limits,
+        sender: Sender,
         wake: Callable[[], None],
         ttl_s: float = TTL_S,
         currency: str = "",
     ) -> None:
         self.store = store
         self.sandbox = sandbox
-        self.limits = limits
+        self.sender = sender
+        """The accept path, for "try in the sandbox"."""
         self.wake = wake
         """Called after the tester stored a message (wakes the engine)."""
         self.ttl_s = ttl_s
@@ -718,44 +718,6 @@ class ConsoleRoutes:
             pass
         return response
 
-    @staticmethod
-    def detail(view: MessageView) -> dict[str, Any]:
-        """A message with its steps, attempts and history (the data of ``GET /omni/1/messages/{id}``)."""
-        state = state_decoder.decode(view.state)
-        payload = _payload_decoder.decode(view.payload)
-        return {
-            "messageId": view.message_id,
-            "bulkId": view.bulk_id,
-            "to": msgspec.json.decode(view.to_json),
-            "createdAt": view.created_at,
-            "phase": state.phase,
-            "outcome": outcome(state),
-            "status": state.status,
-            "error": state.error if state.phase == "DONE" else None,
-            "channel": state.channel,
-            "sentAt": state.sent_at,
-            "doneAt": state.done_at,
-            "steps": [
-                {"channel": s.get("channel"), "from": s.get("sender"), "validitySeconds": s.get("validity_s")}
-                for s in payload.get("steps", [])
-            ],
-            "attempts": [
-                {
-                    "step": a.step + 1,
-                    "channel": a.channel,
-                    "state": a.state,
-                    "startedAt": a.started_at,
-                    "doneAt": a.done_at,
-                    "status": a.status,
-                    "error": a.error,
-                    "providerId": a.provider_id,
-                    "note": a.note,
-                }
-                for a in state.attempts
-            ],
-            "history": [{"at": line.at, "text": line.text} for line in state.history],
-        }
-
     async def _view(self, request: web.Request, session: Session) -> MessageView | None:
         return await self.store.message(session.account_id, request.match_info["messageId"])
 
@@ -764,7 +726,7 @@ class ConsoleRoutes:
         view = await self._view(request, session)
         if view is None:
             return web.json_response({"error": "message not found"}, status=404)
-        return web.json_response(self.detail(view), headers={"Cache-Control": "no-store"})
+        return web.json_response(message_detail(view), headers={"Cache-Control": "no-store"})
 
     async def message(self, request: web.Request, session: Session) -> web.Response:
         """One message and its failover timeline; reloads itself until the message is done."""
@@ -772,7 +734,7 @@ class ConsoleRoutes:
         if view is None:
             body = '<p class="error" role="alert">No such message in this account.</p>'
             return _html(page("Message not found", body, session, "messages"), 404)
-        d = self.detail(view)
+        d = message_detail(view)
         facts = [
             ("Message id", f'<span class="mono" id="message-id">{h(d["messageId"])}</span>'),
             ("Bulk id", f'<span class="mono">{h(d["bulkId"])}</span>'),
@@ -1022,28 +984,16 @@ class ConsoleRoutes:
         except msgspec.ValidationError as exc:
             return await self._scenario_page(session, found, try_errors={"to": [str(exc)]}, to=to, text=text)
         now = time.time()
-        plan = prepare_send(request_body, found.flow, now, self.limits)
+        plan = self.sender.plan(request_body, found.flow, now)
         if not isinstance(plan, Accepted):
             return await self._scenario_page(session, found, try_errors=plan, to=to, text=text)
         refused = next((d.rejected for d in plan.destinations if d.rejected is not None), None)
         if refused is not None:
             return await self._scenario_page(session, found, try_errors={"to": [refused.reason]}, to=to, text=text)
-        messages = [
-            NewMessage(
-                d.message_id or uuid7(),
-                d.to_json,
-                d.content_hash,
-                initial_state(now, plan.send_at),
-                d.message_id is not None,
-                main_address(d.to),
-            )
-            for d in plan.destinations
-        ]
-        stored = await self.store.accept(
-            session.account_id, plan.payload, plan.bulk_id, messages, plan.send_at or now, now
-        )
+        # without the account's own report URL (``[[accounts]] notify_url``): a try is watched on its message page
+        sent = await self.sender.accept(session.account_id, plan, now)
         self.wake()
-        return _redirect(f"{PREFIX}/messages/{quote(stored[0].message_id, safe='')}")
+        return _redirect(f"{PREFIX}/messages/{quote(sent.reply.messages[0].messageId, safe='')}")
 
     # --- sandbox rules --------------------------------------------------------------------------
 

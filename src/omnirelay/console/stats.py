@@ -17,10 +17,9 @@ import msgspec
 
 from omnirelay.domain import rollups
 from omnirelay.domain.message import MessageState
+from omnirelay.message_detail import OUTCOMES
 from omnirelay.store.base import Overview
 
-#: The final outcomes, in display order.
-OUTCOMES = ("DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED")
 #: Infobip's status group ids (``messages.status_group``) by name.
 GROUP_IDS = {"PENDING": 1, "UNDELIVERABLE": 2, "DELIVERED": 3, "EXPIRED": 4, "REJECTED": 5}
 GROUP_NAMES = {v: k for k, v in GROUP_IDS.items()}
@@ -211,14 +210,6 @@ def connectors(rows: list[tuple[str, str, str, float, bytes]], now: float) -> li
              "ageSeconds": round(age, 1), "stale": age > STALE_S}
         )
     return out
-
-
-def outcome(state: MessageState) -> str:
-    """A message's status group: PENDING until it is done, then DELIVERED, UNDELIVERABLE, EXPIRED or REJECTED."""
-    if state.phase != "DONE":
-        return "PENDING"
-    group = state.status.split("_", 1)[0]
-    return group if group in OUTCOMES else "PENDING"
 
 
 def message_channel(state: MessageState, payload: dict[str, Any]) -> str:
