@@ -56,6 +56,62 @@ async def test_accounts_and_keys(store: Store) -> None:
     assert await store.account_by_username("alice") is None
 
 
+async def test_accounts_listed_and_passwords_set(store: Store) -> None:
+    a = await store.create_account("a", "h1", "s", "cli")
+    b = await store.create_account("b", None, "s", "config")
+    await store.set_password_hash(a.id, None)
+    await store.set_password_hash(b.id, "h2")
+    assert [(x.username, x.password_hash, x.source) for x in await store.accounts()] == [
+        ("a", None, "cli"),
+        ("b", "h2", "config"),
+    ]
+    await store.add_key(a.id, "k1", "h", "cli")
+    await store.add_key(b.id, "k2", "h", "cli")  # a key hash stored already is left as it is
+    assert [(k.id, k.username) for k in await store.keys()] == [("k1", "a")]
+
+
+async def test_auth_tokens_live_until_they_expire_or_end(store: Store) -> None:
+    a = await store.create_account("a", None, "s", "cli")
+    b = await store.create_account("b", None, "s", "cli")
+    assert await store.add_auth_token(a.id, "old", "session", 1000.0, 1100.0, None, only_one=False)
+    assert await store.add_auth_token(a.id, "t1", "oauth", 1000.0, 2000.0, 600.0, only_one=True)
+    assert not await store.add_auth_token(a.id, "t2", "oauth", 1000.0, 2000.0, None, only_one=True)
+    assert await store.add_auth_token(b.id, "t3", "oauth", 1000.0, 2000.0, None, only_one=True)
+    found = await store.auth_token("t1", 1500.0)
+    assert found is not None and (found.account, found.kind, found.expires_at, found.idle_seconds) == (
+        a,
+        "oauth",
+        2000.0,
+        600.0,
+    )
+    assert await store.auth_token("t2", 1500.0) is None
+    assert await store.auth_token("t1", 2000.0) is None  # expired
+    await store.extend_auth_token("t1", 1800.0, 1500.0)  # never earlier
+    await store.extend_auth_token("t1", 2500.0, 1500.0)
+    assert (await store.auth_token("t1", 2200.0)) is not None
+    await store.extend_auth_token("old", 9000.0, 1500.0)  # an expired token stays expired
+    assert await store.auth_token("old", 1500.0) is None
+    assert await store.add_auth_token(a.id, "s1", "session", 1200.0, 3000.0, None, only_one=False)
+    assert await store.remove_auth_tokens(a.id, "session", "nope") == 0
+    assert await store.remove_auth_tokens(a.id, "session", "s1") == 1
+    assert await store.remove_auth_tokens(a.id, "oauth") == 1
+    assert await store.auth_token("t1", 1500.0) is None
+    assert await store.auth_token("t3", 1500.0) is not None  # another account's token is untouched
+
+
+async def test_queue_health(store: Store) -> None:
+    now = time.time()
+    await store.check_writable(now)
+    await store.check_writable(now + 1)  # the same row, again
+    assert await store.queue_stats(now) == (0, None)
+    assert await store.next_due() is None
+    account = (await store.create_account("a", None, "s", "cli")).id
+    await accept(store, account, message("m1"), message("m2"))
+    depth, oldest = await store.queue_stats(time.time() + 1)
+    assert depth == 2 and oldest is not None and oldest <= time.time()
+    assert await store.next_due() == pytest.approx(oldest)
+
+
 async def test_one_default_scenario_per_account(store: Store) -> None:
     a = (await store.create_account("a", None, "s", "cli")).id
     b = (await store.create_account("b", None, "s", "cli")).id
@@ -71,7 +127,10 @@ async def test_one_default_scenario_per_account(store: Store) -> None:
     assert [s.key for s in await store.scenarios(a, True, 100, 0)] == ["K1"]
     assert [s.key for s in await store.scenarios(a, None, 1, 1)] == ["K3"]
     assert not await store.delete_scenario(b, "K1")
+    assert (await store.scenario(a, "K1")) is not None
     assert await store.delete_scenario(a, "K1")
+    assert await store.scenario(a, "K1") is None  # not kept in a cache past its deletion
+    assert [s.key for s in await store.scenarios(a, False, 100, 0)] == ["K3"]
 
 
 async def test_accept_is_idempotent_per_client_message_id(store: Store) -> None:

@@ -33,9 +33,6 @@ from omnirelay.domain import rollups
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store import queries
 from omnirelay.store.base import (
-    Account,
-    ApiKey,
-    AuthToken,
     Backlogged,
     Change,
     Cursor,
@@ -63,24 +60,18 @@ from omnirelay.store.inbound import (
     single,
 )
 from omnirelay.store.rows import (
-    ACCOUNT_COLS,
-    NEXT_DUE,
     OVERVIEW_SERIES,
     OVERVIEW_TOTALS,
     REJECTED_GROUP,
     ROLLUP_KEEP_S,
-    SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
     AcceptItem,
     accept_rollup,
-    account_from_row,
     plan_accepts,
     receipt_data,
     receipt_job,
-    scenario_from_row,
     supplied_ids,
-    take_tokens,
 )
 from omnirelay.store.search import error_needle, keyset
 from omnirelay.store.sqlstore import SqlStore
@@ -316,7 +307,9 @@ class PostgresStore(SqlStore):
         self._scenarios_changed()  # what was read while not listening may be stale
         self._scenarios_live = live
 
-    async def _cached_scenario(self, account_id: int, key: str | None, sql: str, *args: Any) -> ScenarioRecord | None:
+    async def _cached_scenario(
+        self, key: tuple[int, str | None], read: Callable[[], Flow[ScenarioRecord | None]]
+    ) -> ScenarioRecord | None:
         if self._scenario_watch is None:
             watch = self._listen(
                 {SCENARIOS_CHANNEL: self._scenarios_changed},
@@ -324,215 +317,13 @@ class PostgresStore(SqlStore):
                 down=lambda: self._scenarios_listening(False),
             )
             self._scenario_watch = asyncio.get_running_loop().create_task(watch, name="pg-scenarios")
-        cache_key = (account_id, key)
-        if self._scenarios_live and cache_key in self._scenarios:
-            return self._scenarios[cache_key]
+        if self._scenarios_live and key in self._scenarios:
+            return self._scenarios[key]
         generation = self._generation
-        row = await self.pool.fetchrow(sql, *args)
-        found = scenario_from_row(row) if row else None
+        found = await self._read(read())
         if self._scenarios_live and generation == self._generation:
-            self._scenarios[cache_key] = found
+            self._scenarios[key] = found
         return found
-
-    # --- accounts and keys ---------------------------------------------------------------------
-
-    async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
-        await self.pool.execute("UPDATE accounts SET password_hash = $1 WHERE id = $2", password_hash, account_id)
-
-    async def accounts(self) -> list[Account]:
-        return [account_from_row(r) for r in await self.pool.fetch(f"SELECT {ACCOUNT_COLS} FROM accounts ORDER BY id")]
-
-    async def account_by_username(self, username: str) -> Account | None:
-        row = await self.pool.fetchrow(f"SELECT {ACCOUNT_COLS} FROM accounts WHERE username = $1", username)
-        return account_from_row(row) if row else None
-
-    async def account_by_key_hash(self, key_hash: str) -> Account | None:
-        cols = ", ".join("a." + c.strip() for c in ACCOUNT_COLS.split(","))
-        row = await self.pool.fetchrow(
-            f"SELECT {cols} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1", key_hash
-        )
-        return account_from_row(row) if row else None
-
-    async def add_key(self, account_id: int, key_id: str, key_hash: str, source: str) -> None:
-        await self.pool.execute(
-            "INSERT INTO api_keys(id, account_id, key_hash, source, created_at) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT DO NOTHING",
-            key_id,
-            account_id,
-            key_hash,
-            source,
-            time.time(),
-        )
-
-    async def revoke_key(self, key_id: str) -> bool:
-        return str(await self.pool.execute("DELETE FROM api_keys WHERE id = $1", key_id)) != "DELETE 0"
-
-    async def keys(self) -> list[ApiKey]:
-        rows = await self.pool.fetch(
-            "SELECT k.id, k.account_id, a.username, k.source, k.created_at FROM api_keys k"
-            " JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at"
-        )
-        return [ApiKey(*r) for r in rows]
-
-    # --- console sessions ----------------------------------------------------------------------
-
-    async def add_console_session(
-        self, token_hash: str, account_id: int, password_hash: str, expires_at: float, now: float
-    ) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM console_sessions WHERE expires_at <= $1", now)
-            await conn.execute(
-                "INSERT INTO console_sessions(token_hash, account_id, password_hash, expires_at)"
-                " VALUES ($1, $2, $3, $4)",
-                token_hash,
-                account_id,
-                password_hash,
-                expires_at,
-            )
-
-    async def console_session(self, token_hash: str, now: float) -> Account | None:
-        cols = ", ".join("a." + c.strip() for c in ACCOUNT_COLS.split(","))
-        row = await self.pool.fetchrow(
-            f"SELECT {cols} FROM console_sessions s JOIN accounts a ON a.id = s.account_id"
-            " WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.password_hash = s.password_hash",
-            token_hash,
-            now,
-        )
-        return account_from_row(row) if row else None
-
-    async def end_console_session(self, token_hash: str) -> None:
-        await self.pool.execute("DELETE FROM console_sessions WHERE token_hash = $1", token_hash)
-
-    # --- session and OAuth tokens --------------------------------------------------------------
-
-    async def add_auth_token(
-        self,
-        account_id: int,
-        token_hash: str,
-        kind: str,
-        now: float,
-        expires_at: float,
-        idle_seconds: float | None,
-        only_one: bool,
-    ) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            # the account's row lock makes two processes creating a session for it at once take turns
-            await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id)
-            await conn.execute("DELETE FROM auth_tokens WHERE expires_at <= $1", now)
-            if only_one and await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM auth_tokens WHERE account_id = $1 AND kind = $2)", account_id, kind
-            ):
-                return False
-            await conn.execute(
-                "INSERT INTO auth_tokens(token_hash, account_id, kind, created_at, expires_at, idle_seconds)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                token_hash,
-                account_id,
-                kind,
-                now,
-                expires_at,
-                idle_seconds,
-            )
-            return True
-
-    async def auth_token(self, token_hash: str, now: float) -> AuthToken | None:
-        cols = ", ".join("a." + c.strip() for c in ACCOUNT_COLS.split(","))
-        row = await self.pool.fetchrow(
-            f"SELECT t.kind, t.expires_at, t.idle_seconds, {cols} FROM auth_tokens t"
-            " JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1 AND t.expires_at > $2",
-            token_hash,
-            now,
-        )
-        return AuthToken(account_from_row(tuple(row)[3:]), row[0], row[1], row[2]) if row else None
-
-    async def extend_auth_token(self, token_hash: str, expires_at: float, now: float) -> None:
-        await self.pool.execute(
-            "UPDATE auth_tokens SET expires_at = $2 WHERE token_hash = $1 AND expires_at > $3 AND expires_at < $2",
-            token_hash,
-            expires_at,
-            now,
-        )
-
-    async def remove_auth_tokens(self, account_id: int, kind: str, token_hash: str | None = None) -> int:
-        if token_hash is None:
-            done = await self.pool.execute(
-                "DELETE FROM auth_tokens WHERE account_id = $1 AND kind = $2", account_id, kind
-            )
-        else:
-            done = await self.pool.execute(
-                "DELETE FROM auth_tokens WHERE account_id = $1 AND kind = $2 AND token_hash = $3",
-                account_id,
-                kind,
-                token_hash,
-            )
-        return int(done.rsplit(" ", 1)[-1])
-
-    # --- scenarios -----------------------------------------------------------------------------
-
-    async def create_scenario(self, account_id: int, scenario: ScenarioRecord) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            if scenario.default:
-                await conn.execute(
-                    "UPDATE scenarios SET is_default = false WHERE account_id = $1 AND is_default", account_id
-                )
-            await conn.execute(
-                "INSERT INTO scenarios(key, account_id, name, flow, is_default, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                scenario.key,
-                account_id,
-                scenario.name,
-                msgspec.json.encode(scenario.flow),
-                scenario.default,
-                time.time(),
-            )
-            await conn.execute(f"NOTIFY {SCENARIOS_CHANNEL}")  # sent on commit
-        self._scenarios_changed()  # at once in this process
-
-    async def update_scenario(self, account_id: int, scenario: ScenarioRecord) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            if scenario.default:
-                await conn.execute(
-                    "UPDATE scenarios SET is_default = false WHERE account_id = $1 AND key <> $2 AND is_default",
-                    account_id,
-                    scenario.key,
-                )
-            status = await conn.execute(
-                "UPDATE scenarios SET name = $1, flow = $2, is_default = $3 WHERE account_id = $4 AND key = $5",
-                scenario.name,
-                msgspec.json.encode(scenario.flow),
-                scenario.default,
-                account_id,
-                scenario.key,
-            )
-            await conn.execute(f"NOTIFY {SCENARIOS_CHANNEL}")
-        self._scenarios_changed()
-        return str(status) != "UPDATE 0"
-
-    async def delete_scenario(self, account_id: int, key: str) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            status = await conn.execute("DELETE FROM scenarios WHERE account_id = $1 AND key = $2", account_id, key)
-            await conn.execute(f"NOTIFY {SCENARIOS_CHANNEL}")
-        self._scenarios_changed()
-        return str(status) != "DELETE 0"
-
-    async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
-        sql = f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND key = $2"
-        return await self._cached_scenario(account_id, key, sql, account_id, key)
-
-    async def default_scenario(self, account_id: int) -> ScenarioRecord | None:
-        sql = f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND is_default"
-        return await self._cached_scenario(account_id, None, sql, account_id)
-
-    async def scenarios(self, account_id: int, is_default: bool | None, limit: int, page: int) -> list[ScenarioRecord]:
-        rows = await self.pool.fetch(
-            f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = $1 AND ($2::boolean IS NULL OR is_default = $2)"
-            " ORDER BY seq LIMIT $3 OFFSET $4",
-            account_id,
-            is_default,
-            limit,
-            page * limit,
-        )
-        return [scenario_from_row(r) for r in rows]
 
     # --- sending (group commit) ------------------------------------------------------------------
 
@@ -760,22 +551,6 @@ class PostgresStore(SqlStore):
             )
             return len(messages)
 
-    async def queue_stats(self, now: float) -> tuple[int, float | None]:
-        """How many jobs are due, and when the oldest of them fell due."""
-        row = await self.pool.fetchrow("SELECT COUNT(*), MIN(due_at) FROM jobs WHERE due_at <= $1", now)
-        return int(row[0]), row[1]
-
-    async def check_writable(self, now: float) -> None:
-        """Commit one small write (fails on a standby, a read-only or a full database)."""
-        await self.pool.execute(
-            "INSERT INTO readiness(id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at", now
-        )
-
-    async def next_due(self) -> float | None:
-        """When the earliest job is due, or None."""
-        value = await self.pool.fetchval(NEXT_DUE)
-        return float(value) if value is not None else None
-
     # --- reports, logs, webhooks ----------------------------------------------------------------
 
     async def take_reports(
@@ -903,48 +678,6 @@ class PostgresStore(SqlStore):
                     " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::float8[])",
                     *_columns(held, 4),
                 )
-
-    async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
-        """Provider ids of ``channel`` starting with ``prefix``, stored from ``since`` to ``until``, newest first."""
-        rows = await self.pool.fetch(
-            "SELECT provider_id FROM submissions WHERE channel = $1 AND left(provider_id, $2) = $3"
-            " AND at >= $4 AND at <= $5 ORDER BY at DESC LIMIT $6",
-            channel, len(prefix), prefix, since, until, limit,
-        )
-        return [str(r[0]) for r in rows]
-
-    async def set_capabilities(self, rows: list[tuple[int, str, str, float]]) -> None:
-        """Upsert capability memory rows (account_id, channel, address, until)."""
-        latest = {(a, ad, ch): until for a, ch, ad, until in rows}  # one row per key in one statement
-        await self.pool.execute(
-            "INSERT INTO capabilities(account_id, address, channel, until)"
-            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[])"
-            " ON CONFLICT (account_id, address, channel) DO UPDATE SET until = excluded.until",
-            *_columns([(*k, v) for k, v in latest.items()], 4),
-        )
-
-    async def capabilities_of(self, account_id: int, channel: str, addresses: list[str], now: float) -> set[str]:
-        """Which of ``addresses`` the capability memory holds for ``channel`` at ``now``."""
-        rows = await self.pool.fetch(
-            "SELECT address FROM capabilities WHERE account_id = $1 AND channel = $2 AND until > $3"
-            " AND address = ANY($4::text[])",
-            account_id, channel, now, addresses,
-        )
-        return {str(r[0]) for r in rows}
-
-    async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
-        """Take up to ``want`` tokens from the bucket ``key``, shared by every process on this database."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO rate_buckets(key, tokens, updated) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
-                key,
-                burst,
-                now,
-            )
-            row = await conn.fetchrow("SELECT tokens, updated FROM rate_buckets WHERE key = $1 FOR UPDATE", key)
-            granted, left = take_tokens((row[0], row[1]), want, rate, burst, now)
-            await conn.execute("UPDATE rate_buckets SET tokens = $2, updated = $3 WHERE key = $1", key, left, now)
-            return granted
 
     # --- inbound SMS ---------------------------------------------------------------------------
 

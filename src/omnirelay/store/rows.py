@@ -15,8 +15,6 @@ from omnirelay.domain.message import state_decoder
 from omnirelay.domain.model import Step
 from omnirelay.store.base import Account, NewMessage, ScenarioRecord, Stored
 
-ACCOUNT_COLS = "id, username, password_hash, webhook_secret, source"
-SCENARIO_COLS = "key, name, flow, is_default"
 WORK_COLS = "m.id, m.account_id, m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, m.request_id, r.payload"
 #: How long rollup rows are kept, by span: minute rows serve ranges of a few hours, hour rows a year of history.
 #: Both outlive the messages they count (the retention purge removes messages only): the overview of last week
@@ -33,11 +31,6 @@ OVERVIEW_SERIES = (
     " AND kind IN ('accepted', 'final') GROUP BY at, kind, grp ORDER BY at"
 )
 
-#: When the earliest job is due; one look-up per partial index of ``jobs``.
-NEXT_DUE = (
-    "SELECT MIN(d) FROM (SELECT MIN(due_at) AS d FROM jobs WHERE kind <> 'start'"
-    " UNION ALL SELECT MIN(due_at) FROM jobs WHERE kind = 'start') AS m"
-)
 VIEW_COLS = "m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload"
 #: ``messages.status_group`` of a destination refused at acceptance (Infobip's group 5, REJECTED).
 REJECTED_GROUP = 5
@@ -46,12 +39,12 @@ _flow_decoder = msgspec.json.Decoder(list[Step])
 
 
 def account_from_row(row: Sequence[Any]) -> Account:
-    """An :class:`Account` from a row of ``ACCOUNT_COLS``."""
+    """An :class:`Account` from a row starting (id, username, password_hash, webhook_secret, source)."""
     return Account(id=row[0], username=row[1], password_hash=row[2], webhook_secret=row[3], source=row[4])
 
 
 def scenario_from_row(row: Sequence[Any]) -> ScenarioRecord:
-    """A :class:`ScenarioRecord` from a row of ``SCENARIO_COLS``."""
+    """A :class:`ScenarioRecord` from a row (key, name, flow, is_default)."""
     return ScenarioRecord(key=row[0], name=row[1], flow=_flow_decoder.decode(row[2]), default=bool(row[3]))
 
 

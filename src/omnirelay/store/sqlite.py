@@ -23,9 +23,6 @@ from omnirelay.domain import rollups
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store import queries
 from omnirelay.store.base import (
-    Account,
-    ApiKey,
-    AuthToken,
     Backlogged,
     Change,
     Cursor,
@@ -52,24 +49,18 @@ from omnirelay.store.inbound import (
     single,
 )
 from omnirelay.store.rows import (
-    ACCOUNT_COLS,
-    NEXT_DUE,
     OVERVIEW_SERIES,
     OVERVIEW_TOTALS,
     REJECTED_GROUP,
     ROLLUP_KEEP_S,
-    SCENARIO_COLS,
     VIEW_COLS,
     WORK_COLS,
     AcceptItem,
     accept_rollup,
-    account_from_row,
     plan_accepts,
     receipt_data,
     receipt_job,
-    scenario_from_row,
     supplied_ids,
-    take_tokens,
 )
 from omnirelay.store.search import error_needle, keyset
 from omnirelay.store.sqlstore import SqlStore
@@ -269,225 +260,19 @@ class SqliteStore(SqlStore):
     def _scenarios_written(self) -> None:
         self._scenarios.clear()
 
+    async def _cached_scenario(
+        self, key: tuple[int, str | None], read: Callable[[], Flow[ScenarioRecord | None]]
+    ) -> ScenarioRecord | None:
+        cached = self._scenarios.get(key, _MISSING)
+        if cached is _MISSING:
+            cached = self._scenarios[key] = await self._read(read())
+        return cached  # type: ignore[return-value]
+
     def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return self._read_conn.execute(sql, tuple(args)).fetchone()
 
     def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         return self._read_conn.execute(sql, tuple(args)).fetchall()
-
-    # --- accounts and keys ---------------------------------------------------------------------
-
-    async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
-        await self.writer.run(
-            lambda c: c.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id))
-        )
-
-    async def accounts(self) -> list[Account]:
-        return [account_from_row(r) for r in self._all(f"SELECT {ACCOUNT_COLS} FROM accounts ORDER BY id")]
-
-    async def account_by_username(self, username: str) -> Account | None:
-        row = self._one(f"SELECT {ACCOUNT_COLS} FROM accounts WHERE username = ?", (username,))
-        return account_from_row(row) if row else None
-
-    async def account_by_key_hash(self, key_hash: str) -> Account | None:
-        row = self._one(
-            f"SELECT {', '.join('a.' + c.strip() for c in ACCOUNT_COLS.split(','))} FROM api_keys k"
-            " JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ?",
-            (key_hash,),
-        )
-        return account_from_row(row) if row else None
-
-    async def add_key(self, account_id: int, key_id: str, key_hash: str, source: str) -> None:
-        await self.writer.run(
-            lambda c: c.execute(
-                "INSERT INTO api_keys(id, account_id, key_hash, source, created_at)"
-                " VALUES (?, ?, ?, ?, CAST(strftime('%s','now') AS REAL)) ON CONFLICT(key_hash) DO NOTHING",
-                (key_id, account_id, key_hash, source),
-            )
-        )
-
-    async def revoke_key(self, key_id: str) -> bool:
-        def fn(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,)).rowcount > 0
-
-        return await self.writer.run(fn)
-
-    async def keys(self) -> list[ApiKey]:
-        rows = self._all(
-            "SELECT k.id, k.account_id, a.username, k.source, k.created_at FROM api_keys k"
-            " JOIN accounts a ON a.id = k.account_id ORDER BY k.created_at"
-        )
-        return [ApiKey(*r) for r in rows]
-
-    # --- console sessions ----------------------------------------------------------------------
-
-    async def add_console_session(
-        self, token_hash: str, account_id: int, password_hash: str, expires_at: float, now: float
-    ) -> None:
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (now,))
-            conn.execute(
-                "INSERT INTO console_sessions(token_hash, account_id, password_hash, expires_at) VALUES (?, ?, ?, ?)",
-                (token_hash, account_id, password_hash, expires_at),
-            )
-
-        await self.writer.run(fn)
-
-    async def console_session(self, token_hash: str, now: float) -> Account | None:
-        row = self._one(
-            f"SELECT {', '.join('a.' + c.strip() for c in ACCOUNT_COLS.split(','))} FROM console_sessions s"
-            " JOIN accounts a ON a.id = s.account_id"
-            " WHERE s.token_hash = ? AND s.expires_at > ? AND a.password_hash = s.password_hash",
-            (token_hash, now),
-        )
-        return account_from_row(row) if row else None
-
-    async def end_console_session(self, token_hash: str) -> None:
-        await self.writer.run(lambda c: c.execute("DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,)))
-    # --- session and OAuth tokens --------------------------------------------------------------
-
-    async def add_auth_token(
-        self,
-        account_id: int,
-        token_hash: str,
-        kind: str,
-        now: float,
-        expires_at: float,
-        idle_seconds: float | None,
-        only_one: bool,
-    ) -> bool:
-        def fn(conn: sqlite3.Connection) -> bool:
-            conn.execute("DELETE FROM auth_tokens WHERE expires_at <= ?", (now,))
-            if only_one and conn.execute(
-                "SELECT 1 FROM auth_tokens WHERE account_id = ? AND kind = ?", (account_id, kind)
-            ).fetchone():
-                return False
-            conn.execute(
-                "INSERT INTO auth_tokens(token_hash, account_id, kind, created_at, expires_at, idle_seconds)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (token_hash, account_id, kind, now, expires_at, idle_seconds),
-            )
-            return True
-
-        return await self.writer.run(fn)
-
-    async def auth_token(self, token_hash: str, now: float) -> AuthToken | None:
-        cols = ", ".join("a." + c.strip() for c in ACCOUNT_COLS.split(","))
-        row = self._one(
-            f"SELECT t.kind, t.expires_at, t.idle_seconds, {cols} FROM auth_tokens t"
-            " JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = ? AND t.expires_at > ?",
-            (token_hash, now),
-        )
-        return AuthToken(account_from_row(row[3:]), row[0], row[1], row[2]) if row else None
-
-    async def extend_auth_token(self, token_hash: str, expires_at: float, now: float) -> None:
-        await self.writer.run(
-            lambda c: c.execute(
-                "UPDATE auth_tokens SET expires_at = ? WHERE token_hash = ? AND expires_at > ? AND expires_at < ?",
-                (expires_at, token_hash, now, expires_at),
-            )
-        )
-
-    async def remove_auth_tokens(self, account_id: int, kind: str, token_hash: str | None = None) -> int:
-        def fn(conn: sqlite3.Connection) -> int:
-            sql = "DELETE FROM auth_tokens WHERE account_id = ? AND kind = ?"
-            args: tuple[Any, ...] = (account_id, kind)
-            if token_hash is not None:
-                sql, args = sql + " AND token_hash = ?", (*args, token_hash)
-            return conn.execute(sql, args).rowcount
-
-        return await self.writer.run(fn)
-
-    # --- scenarios -----------------------------------------------------------------------------
-
-    async def create_scenario(self, account_id: int, scenario: ScenarioRecord) -> None:
-
-        def fn(conn: sqlite3.Connection) -> None:
-            if scenario.default:
-                conn.execute(
-                    "UPDATE scenarios SET is_default = 0 WHERE account_id = ? AND is_default = 1",
-                    (account_id,),
-                )
-            conn.execute(
-                "INSERT INTO scenarios(key, account_id, name, flow, is_default, created_at)"
-                " VALUES (?, ?, ?, ?, ?, CAST(strftime('%s','now') AS REAL))",
-                (
-                    scenario.key,
-                    account_id,
-                    scenario.name,
-                    msgspec.json.encode(scenario.flow),
-                    scenario.default,
-                ),
-            )
-
-        await self.writer.run(fn)
-        self._scenarios.clear()  # after the commit: sends read scenarios from this cache
-
-    async def update_scenario(self, account_id: int, scenario: ScenarioRecord) -> bool:
-
-        def fn(conn: sqlite3.Connection) -> bool:
-            if scenario.default:
-                conn.execute(
-                    "UPDATE scenarios SET is_default = 0 WHERE account_id = ? AND key <> ?",
-                    (account_id, scenario.key),
-                )
-            return (
-                conn.execute(
-                    "UPDATE scenarios SET name = ?, flow = ?, is_default = ? WHERE account_id = ? AND key = ?",
-                    (
-                        scenario.name,
-                        msgspec.json.encode(scenario.flow),
-                        scenario.default,
-                        account_id,
-                        scenario.key,
-                    ),
-                ).rowcount
-                > 0
-            )
-
-        done = await self.writer.run(fn)
-        self._scenarios.clear()  # after the commit: sends read scenarios from this cache
-        return done
-
-    async def delete_scenario(self, account_id: int, key: str) -> bool:
-
-        def fn(conn: sqlite3.Connection) -> bool:
-            return (
-                conn.execute("DELETE FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key)).rowcount > 0
-            )
-
-        done = await self.writer.run(fn)
-        self._scenarios.clear()  # after the commit: sends read scenarios from this cache
-        return done
-
-    async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
-        cached = self._scenarios.get((account_id, key), _MISSING)
-        if cached is _MISSING:
-            row = self._one(
-                f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND key = ?", (account_id, key)
-            )
-            cached = self._scenarios[(account_id, key)] = scenario_from_row(row) if row else None
-        return cached  # type: ignore[return-value]
-
-    async def default_scenario(self, account_id: int) -> ScenarioRecord | None:
-        cached = self._scenarios.get((account_id, None), _MISSING)
-        if cached is _MISSING:
-            row = self._one(
-                f"SELECT {SCENARIO_COLS} FROM scenarios WHERE account_id = ? AND is_default = 1", (account_id,)
-            )
-            cached = self._scenarios[(account_id, None)] = scenario_from_row(row) if row else None
-        return cached  # type: ignore[return-value]
-
-    async def scenarios(self, account_id: int, is_default: bool | None, limit: int, page: int) -> list[ScenarioRecord]:
-        where, args = "account_id = ?", [account_id]
-        if is_default is not None:
-            where += " AND is_default = ?"
-            args.append(int(is_default))
-        rows = self._all(
-            f"SELECT {SCENARIO_COLS} FROM scenarios WHERE {where} ORDER BY rowid LIMIT ? OFFSET ?",
-            [*args, limit, page * limit],
-        )
-        return [scenario_from_row(r) for r in rows]
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -567,24 +352,6 @@ class SqliteStore(SqlStore):
             return len(rows)
 
         return await self.writer.run(fn)
-
-    async def queue_stats(self, now: float) -> tuple[int, float | None]:
-        """How many jobs are due, and when the oldest of them fell due."""
-        count, oldest = self._one("SELECT COUNT(*), MIN(due_at) FROM jobs WHERE due_at <= ?", (now,))
-        return int(count), oldest
-
-    async def check_writable(self, now: float) -> None:
-        """Commit one small write through the group-commit writer (fails on a read-only or full file)."""
-        await self.writer.run(
-            lambda c: c.execute(
-                "INSERT INTO readiness(id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at", (now,)
-            )
-        )
-
-    async def next_due(self) -> float | None:
-        """When the earliest job is due, or None when there is none."""
-        row = self._one(NEXT_DUE)
-        return float(row[0]) if row and row[0] is not None else None
 
     # --- reports, logs, webhooks ----------------------------------------------------------------
 
@@ -705,57 +472,6 @@ class SqliteStore(SqlStore):
 
         await self.writer.run(fn)
         self._on_jobs()
-
-    async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
-        """Provider ids of ``channel`` starting with ``prefix``, stored from ``since`` to ``until``, newest first."""
-        rows = self._all(
-            "SELECT provider_id FROM submissions WHERE channel = ? AND substr(provider_id, 1, ?) = ?"
-            " AND at >= ? AND at <= ? ORDER BY at DESC LIMIT ?",
-            (channel, len(prefix), prefix, since, until, limit),
-        )
-        return [str(r[0]) for r in rows]
-
-    async def set_capabilities(self, rows: list[tuple[int, str, str, float]]) -> None:
-        """Upsert capability memory rows (account_id, channel, address, until)."""
-
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO capabilities(account_id, channel, address, until) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(account_id, address, channel) DO UPDATE SET until = excluded.until",
-                rows,
-            )
-
-        await self.writer.run(fn)
-
-    async def capabilities_of(self, account_id: int, channel: str, addresses: list[str], now: float) -> set[str]:
-        """Which of ``addresses`` the capability memory holds for ``channel`` at ``now``."""
-        found: set[str] = set()
-        for start in range(0, len(addresses), 500):
-            chunk = addresses[start : start + 500]
-            found.update(
-                str(r[0])
-                for r in self._all(
-                    "SELECT address FROM capabilities WHERE account_id = ? AND channel = ? AND until > ?"
-                    f" AND address IN ({','.join('?' * len(chunk))})",
-                    (account_id, channel, now, *chunk),
-                )
-            )
-        return found
-
-    async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
-        """Take up to ``want`` tokens from the bucket ``key``; returns how many were granted."""
-
-        def fn(conn: sqlite3.Connection) -> int:
-            bucket = conn.execute("SELECT tokens, updated FROM rate_buckets WHERE key = ?", (key,)).fetchone()
-            granted, left = take_tokens(bucket, want, rate, burst, now)
-            conn.execute(
-                "INSERT INTO rate_buckets(key, tokens, updated) VALUES (?, ?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
-                (key, left, now),
-            )
-            return granted
-
-        return await self.writer.run(fn)
 
     # --- inbound SMS ---------------------------------------------------------------------------
 

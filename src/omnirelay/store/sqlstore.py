@@ -10,11 +10,12 @@ the accept path's batching, and the scenario cache.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
-from omnirelay.store.base import Account
+from omnirelay.store.base import Account, ApiKey, AuthToken, ScenarioRecord
 from omnirelay.store.flow import Dialect, Flow
-from omnirelay.store.flows import accounts
+from omnirelay.store.flows import accounts, capabilities, queue, scenarios
 
 T = TypeVar("T")
 
@@ -35,6 +36,13 @@ class SqlStore:
     def _scenarios_written(self) -> None:
         """Called after a commit that changed scenarios (or removed an account): forget cached scenarios."""
 
+    async def _cached_scenario(
+        self, key: tuple[int, str | None], read: Callable[[], Flow[ScenarioRecord | None]]
+    ) -> ScenarioRecord | None:
+        """The scenario ``key`` (account, scenario key; None: the account's default) as sends read it: a subclass
+        answers from its cache when it can trust it, else runs ``read()``. Here: read every time."""
+        return await self._read(read())
+
     # --- accounts and keys ---------------------------------------------------------------------
 
     async def create_account(
@@ -54,15 +62,112 @@ class SqlStore:
         """Make the account's config-file keys exactly ``keys`` (hash -> id), taking a key from another account."""
         await self._write(accounts.set_config_keys(self.dialect, account_id, keys, time.time()))
 
-    # (accounts and keys: more here)
+    async def set_password_hash(self, account_id: int, password_hash: str | None) -> None:
+        """Set (or clear) the account's password hash."""
+        await self._write(accounts.set_password_hash(self.dialect, account_id, password_hash))
+
+    async def accounts(self) -> list[Account]:
+        """Every account, oldest first."""
+        return await self._read(accounts.accounts(self.dialect))
+
+    async def account_by_username(self, username: str) -> Account | None:
+        """The account of that name, or None."""
+        return await self._read(accounts.account_by_username(self.dialect, username))
+
+    async def account_by_key_hash(self, key_hash: str) -> Account | None:
+        """The account holding the API key with this hash, or None."""
+        return await self._read(accounts.account_by_key_hash(self.dialect, key_hash))
+
+    async def add_key(self, account_id: int, key_id: str, key_hash: str, source: str) -> None:
+        """Give the account an API key; a key hash stored already is left as it is."""
+        await self._write(accounts.add_key(self.dialect, account_id, key_id, key_hash, source, time.time()))
+
+    async def revoke_key(self, key_id: str) -> bool:
+        """Remove an API key; False when there is none with that id."""
+        return await self._write(accounts.revoke_key(self.dialect, key_id))
+
+    async def keys(self) -> list[ApiKey]:
+        """Every API key with its account's name, oldest first."""
+        return await self._read(accounts.keys(self.dialect))
 
     # --- console sessions and auth tokens ------------------------------------------------------
 
-    # (sessions and tokens: here)
+    async def add_console_session(
+        self, token_hash: str, account_id: int, password_hash: str, expires_at: float, now: float
+    ) -> None:
+        """Store a console login; drops the sessions expired by ``now``."""
+        await self._write(
+            accounts.add_console_session(self.dialect, token_hash, account_id, password_hash, expires_at, now)
+        )
+
+    async def console_session(self, token_hash: str, now: float) -> Account | None:
+        """The account of a live console session, or None."""
+        return await self._read(accounts.console_session(self.dialect, token_hash, now))
+
+    async def end_console_session(self, token_hash: str) -> None:
+        """Log a console session out, in every process."""
+        await self._write(accounts.end_console_session(self.dialect, token_hash))
+
+    async def add_auth_token(
+        self,
+        account_id: int,
+        token_hash: str,
+        kind: str,
+        now: float,
+        expires_at: float,
+        idle_seconds: float | None,
+        only_one: bool,
+    ) -> bool:
+        """Store a token's hash (and drop every expired one); with ``only_one``, False while the account holds a
+        live token of that ``kind``."""
+        return await self._write(
+            accounts.add_auth_token(self.dialect, account_id, token_hash, kind, now, expires_at, idle_seconds, only_one)
+        )
+
+    async def auth_token(self, token_hash: str, now: float) -> AuthToken | None:
+        """The live token with this hash, or None."""
+        return await self._read(accounts.auth_token(self.dialect, token_hash, now))
+
+    async def extend_auth_token(self, token_hash: str, expires_at: float, now: float) -> None:
+        """Move a live token's expiry to ``expires_at`` (never earlier)."""
+        await self._write(accounts.extend_auth_token(self.dialect, token_hash, expires_at, now))
+
+    async def remove_auth_tokens(self, account_id: int, kind: str, token_hash: str | None = None) -> int:
+        """End the account's tokens of ``kind`` (only the one with ``token_hash`` when given); how many."""
+        return await self._write(accounts.remove_auth_tokens(self.dialect, account_id, kind, token_hash))
 
     # --- scenarios -----------------------------------------------------------------------------
 
-    # (scenarios: here)
+    async def create_scenario(self, account_id: int, scenario: ScenarioRecord) -> None:
+        """Store a new scenario; a new default replaces the account's old one."""
+        await self._write(scenarios.create_scenario(self.dialect, account_id, scenario, time.time()))
+        self._scenarios_written()  # after the commit: sends read scenarios from the cache
+
+    async def update_scenario(self, account_id: int, scenario: ScenarioRecord) -> bool:
+        """Replace a scenario of the account; False when it has none with that key."""
+        done = await self._write(scenarios.update_scenario(self.dialect, account_id, scenario))
+        self._scenarios_written()
+        return done
+
+    async def delete_scenario(self, account_id: int, key: str) -> bool:
+        """Remove a scenario of the account; False when it has none with that key."""
+        done = await self._write(scenarios.delete_scenario(self.dialect, account_id, key))
+        self._scenarios_written()
+        return done
+
+    async def scenario(self, account_id: int, key: str) -> ScenarioRecord | None:
+        """The account's scenario with that key, or None (cached for sends)."""
+        return await self._cached_scenario((account_id, key), lambda: scenarios.scenario(self.dialect, account_id, key))
+
+    async def default_scenario(self, account_id: int) -> ScenarioRecord | None:
+        """The account's default scenario, or None (cached for sends)."""
+        return await self._cached_scenario(
+            (account_id, None), lambda: scenarios.default_scenario(self.dialect, account_id)
+        )
+
+    async def scenarios(self, account_id: int, is_default: bool | None, limit: int, page: int) -> list[ScenarioRecord]:
+        """A page of the account's scenarios, oldest first."""
+        return await self._read(scenarios.scenarios(self.dialect, account_id, is_default, limit, page))
 
     # --- sending and the engine ----------------------------------------------------------------
 
@@ -71,6 +176,22 @@ class SqlStore:
     # --- receipts, capabilities, rate caps -----------------------------------------------------
 
     # (record_receipts, provider_ids_like, set_capabilities, capabilities_of, take_tokens: here)
+
+    async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
+        """Provider ids of ``channel`` starting with ``prefix``, stored from ``since`` to ``until``, newest first."""
+        return await self._read(capabilities.provider_ids_like(self.dialect, channel, prefix, since, until, limit))
+
+    async def set_capabilities(self, rows: list[tuple[int, str, str, float]]) -> None:
+        """Upsert capability memory rows (account_id, channel, address, until)."""
+        await self._write(capabilities.set_capabilities(self.dialect, rows))
+
+    async def capabilities_of(self, account_id: int, channel: str, addresses: list[str], now: float) -> set[str]:
+        """Which of ``addresses`` the capability memory holds for ``channel`` at ``now``."""
+        return await self._read(capabilities.capabilities_of(self.dialect, account_id, channel, addresses, now))
+
+    async def take_tokens(self, key: str, want: int, rate: float, burst: float, now: float) -> int:
+        """Take up to ``want`` tokens from the bucket ``key``, shared by every process on this database."""
+        return await self._write(capabilities.take_tokens(self.dialect, key, want, rate, burst, now))
 
     # --- reports, logs, webhooks ---------------------------------------------------------------
 
@@ -83,3 +204,17 @@ class SqlStore:
     # --- console: search, overview, rollups, connector health ----------------------------------
 
     # (search_messages, count_messages, overview, backfill_rollups, rollup_backlog, connector health: here)
+
+    # --- health of the queue -------------------------------------------------------------------
+
+    async def check_writable(self, now: float) -> None:
+        """Commit one small write (fails on a standby, a read-only or a full database)."""
+        await self._write(queue.check_writable(self.dialect, now))
+
+    async def queue_stats(self, now: float) -> tuple[int, float | None]:
+        """How many jobs are due, and when the oldest of them fell due."""
+        return await self._read(queue.queue_stats(self.dialect, now))
+
+    async def next_due(self) -> float | None:
+        """When the earliest job is due, or None when there is none."""
+        return await self._read(queue.next_due(self.dialect))
