@@ -39,8 +39,8 @@ import pipeline
 from accept import machine, wait_quiet
 
 from omnirelay.config import SmppConfig, SmppConnectorConfig
-from omnirelay.connectors.base import Receipt, Submission
 from omnirelay.connectors.smpp.connector import SmppChannel
+from omnirelay.domain.delivery import Receipt, Submission
 from tests.integration.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
 
 NEVER = "^never$"  # SMSC_FAIL: no destination matches, every receipt is DELIVRD

@@ -15,15 +15,17 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from omnirelay.domain import rollups
+from omnirelay.domain import catalogue, rollups
 from omnirelay.domain.message import MessageState
+from omnirelay.domain.request import StoredRequest
 from omnirelay.store.base import Overview
 
-#: The final outcomes, in display order.
-OUTCOMES = ("DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED")
-#: Infobip's status group ids (``messages.status_group``) by name.
-GROUP_IDS = {"PENDING": 1, "UNDELIVERABLE": 2, "DELIVERED": 3, "EXPIRED": 4, "REJECTED": 5}
-GROUP_NAMES = {v: k for k, v in GROUP_IDS.items()}
+_DELIVERED = catalogue.DELIVERED_TO_HANDSET.groupName
+#: The final status groups, in display order: DELIVERED first, then the others as the catalogue numbers them.
+OUTCOMES = (
+    _DELIVERED,
+    *(name for name, i in catalogue.STATUS_GROUPS.items() if name != _DELIVERED and i != catalogue.PENDING_GROUP),
+)
 #: The ranges offered, by key: how far back from now.
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 RANGE_LABELS = {"1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days", "custom": "custom range"}
@@ -140,7 +142,7 @@ def summarize(found: Overview, rng: Range, now: float, currency: str = "") -> di
         if kind == rollups.ACCEPTED:
             funnel["accepted"] += n
         elif kind == rollups.FINAL:
-            name = GROUP_NAMES.get(group, "PENDING")
+            name = catalogue.GROUP_NAMES.get(group, "PENDING")
             if name in OUTCOMES:
                 funnel[name] += n
             if error and error != "NO_ERROR":
@@ -150,7 +152,7 @@ def summarize(found: Overview, rng: Range, now: float, currency: str = "") -> di
             cell[1] += amount
         elif kind == rollups.LATENCY:
             latency["all"][bucket] = latency["all"].get(bucket, 0) + n
-            if group == GROUP_IDS["DELIVERED"]:
+            if group == catalogue.STATUS_GROUPS[_DELIVERED]:
                 latency["DELIVERED"][bucket] = latency["DELIVERED"].get(bucket, 0) + n
         elif kind in (rollups.TRIED, rollups.FAILED_OVER):
             counts = tried.setdefault((step, channel), [0, 0])
@@ -167,7 +169,7 @@ def summarize(found: Overview, rng: Range, now: float, currency: str = "") -> di
         i = index.get(int(at))
         if i is None:
             continue
-        name = "accepted" if kind == rollups.ACCEPTED else GROUP_NAMES.get(group, "PENDING")
+        name = "accepted" if kind == rollups.ACCEPTED else catalogue.GROUP_NAMES.get(group, "PENDING")
         if name in series:
             series[name][i] += n
     top = sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ERRORS]
@@ -221,12 +223,12 @@ def outcome(state: MessageState) -> str:
     return group if group in OUTCOMES else "PENDING"
 
 
-def message_channel(state: MessageState, payload: dict[str, Any]) -> str:
+def message_channel(state: MessageState, payload: StoredRequest) -> str:
     """The channel a message is on (or ended on): its state's, else its current or first step's, else "-"."""
     if state.channel:
         return state.channel
-    steps = payload.get("steps") or []
+    steps = payload.steps
     index = state.step if 0 <= state.step < len(steps) else 0
     if steps:
-        return str(steps[index].get("channel") or "-")
+        return steps[index].channel or "-"
     return "-"

@@ -18,8 +18,9 @@ from typing import IO, Any, TypeVar
 
 import msgspec
 
-from omnirelay.connectors.base import Receipt
 from omnirelay.domain import rollups
+from omnirelay.domain.catalogue import REJECTED_GROUP
+from omnirelay.domain.delivery import Receipt
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store.base import (
     Account,
@@ -56,7 +57,6 @@ from omnirelay.store.rows import (
     OVERVIEW_SERIES,
     OVERVIEW_TOTALS,
     OWNED_BY_ACCOUNT,
-    REJECTED_GROUP,
     ROLLUP_KEEP_S,
     SCENARIO_COLS,
     VIEW_COLS,
