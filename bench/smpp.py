@@ -35,8 +35,8 @@ from bench.lib.gateway import clean_env, config_toml, omnirelay, wait_healthy
 from bench.lib.machine import free_port, machine, wait_quiet
 from bench.lib.traffic import drive, failover_gaps, p50, p99
 from omnirelay.config import SmppConfig, SmppConnectorConfig
-from omnirelay.connectors.base import Receipt, Submission
 from omnirelay.connectors.smpp.connector import SmppChannel
+from omnirelay.domain.delivery import Receipt, Submission
 from peers.smsc.harness import PASSWORD, SYSTEM_ID, Smsc
 
 NEVER = "^never$"  # SMSC_FAIL: no destination matches, every receipt is DELIVRD

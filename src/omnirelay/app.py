@@ -29,12 +29,12 @@ from omnirelay.api.sending import SendRoutes
 from omnirelay.api.server import auth_middleware, error_middleware, metrics_middleware
 from omnirelay.api.sessions import AuthRoutes
 from omnirelay.config import ConfigError, Settings
-from omnirelay.connectors.base import Channel as Connector
-from omnirelay.connectors.base import Receipt
+from omnirelay.connectors.base import Connector
 from omnirelay.connectors.registry import Wiring, registry
 from omnirelay.connectors.sandbox.connector import Sandbox
 from omnirelay.console import ConsoleRoutes
 from omnirelay.domain.channels import Channel
+from omnirelay.domain.delivery import Receipt
 from omnirelay.domain.numbering import MccMncTable
 from omnirelay.domain.pricing import PriceEntry, PriceList
 from omnirelay.domain.reports import Tariffs

@@ -41,6 +41,7 @@ from rich.table import Table
 from rich.text import Text
 
 from omnirelay import csvfile
+from omnirelay.domain import catalogue
 from omnirelay.domain.dates import format_ts, parse_ts
 
 BATCH = 1000  # at most this many destinations a request when sending a CSV
@@ -53,7 +54,7 @@ FOLLOW_POLL_S = 1.0
 FOLLOW_LOOKBACK_S = 2.0
 DEFAULT_URL = "http://127.0.0.1:8080"
 DUPLICATE = "REJECTED_DUPLICATE_MESSAGE_ID"
-GENERAL_STATUSES = ("PENDING", "UNDELIVERABLE", "DELIVERED", "EXPIRED", "REJECTED")
+GENERAL_STATUSES = tuple(catalogue.STATUS_GROUPS)
 _STATUS_STYLE = {"DELIVERED": "green", "PENDING": "yellow"}
 _DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
 _UNITS = {"s": "SECONDS", "m": "MINUTES", "": "MINUTES", "h": "HOURS", "d": "DAYS"}

@@ -68,7 +68,7 @@ class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True):
     retry_base_seconds: float = 60.0
 
 
-class PriceEntry(msgspec.Struct, forbid_unknown_fields=True):
+class PriceConfig(msgspec.Struct, forbid_unknown_fields=True):
     price: float
     channel: str | None = None
     country: str | None = None
@@ -77,7 +77,7 @@ class PriceEntry(msgspec.Struct, forbid_unknown_fields=True):
 class PricingConfig(msgspec.Struct, forbid_unknown_fields=True):
     currency: str = "EUR"
     default: float = 0.0
-    prices: list[PriceEntry] = msgspec.field(default_factory=list)
+    prices: list[PriceConfig] = msgspec.field(default_factory=list)
 
 
 class MccMncConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -8,13 +8,17 @@ from typing import Any
 
 import msgspec
 
+from omnirelay.domain import catalogue
 from omnirelay.domain.message import MessageState, state_decoder
+from omnirelay.domain.request import request_decoder
 from omnirelay.store.base import MessageView
 
-#: The final outcomes, in display order.
-OUTCOMES = ("DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED")
-
-_payload_decoder = msgspec.json.Decoder(dict[str, Any])
+_DELIVERED = catalogue.DELIVERED_TO_HANDSET.groupName
+#: The final status groups, in display order: DELIVERED first, then the others as the catalogue numbers them.
+OUTCOMES = (
+    _DELIVERED,
+    *(name for name, i in catalogue.STATUS_GROUPS.items() if name != _DELIVERED and i != catalogue.PENDING_GROUP),
+)
 
 
 def outcome(state: MessageState) -> str:
@@ -37,7 +41,7 @@ def message_detail(view: MessageView, stamp: Callable[[float], Any] = _seconds) 
     Every time is passed through ``stamp`` (UNIX seconds as they are by default); a fact the message does not
     have (yet) is None, in the attempts too: a caller that shows no empty fields drops them."""
     state = state_decoder.decode(view.state)
-    payload = _payload_decoder.decode(view.payload)
+    payload = request_decoder.decode(view.payload)
 
     def maybe(ts: float | None) -> Any:
         return stamp(ts) if ts is not None else None
@@ -55,8 +59,7 @@ def message_detail(view: MessageView, stamp: Callable[[float], Any] = _seconds) 
         "sentAt": maybe(state.sent_at),
         "doneAt": maybe(state.done_at),
         "steps": [
-            {"channel": s.get("channel"), "from": s.get("sender"), "validitySeconds": s.get("validity_s")}
-            for s in payload.get("steps", [])
+            {"channel": s.channel, "from": s.sender, "validitySeconds": s.validity_s} for s in payload.steps
         ],
         "attempts": [
             {

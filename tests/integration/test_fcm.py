@@ -19,9 +19,9 @@ import msgspec
 import pytest
 
 from omnirelay.config import PushAppConfig, PushConfig
-from omnirelay.connectors.base import Submission
 from omnirelay.connectors.fcm.connector import GRANT_TYPE, FcmPush, assertion, build_message, load_service_account
 from omnirelay.domain import catalogue
+from omnirelay.domain.delivery import Submission
 from omnirelay.metrics import Metrics
 from tests.integration.fakes.fcm import FakeFcm, ServiceAccountKey, new_key, send_errors
 

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from omnirelay.config import LineChannelConfig, LineConfig
-from omnirelay.connectors.base import Submission
 from omnirelay.connectors.line.connector import Line, blocked_key, retry_key
+from omnirelay.domain.delivery import Submission
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Store
 from tests.integration.fakes.line import CHANNEL_SECRET, CHANNEL_TOKEN, FakeLine

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from omnirelay.config import MessengerConfig, MessengerPageConfig
-from omnirelay.connectors.base import Submission
 from omnirelay.connectors.messenger.connector import Messenger
+from omnirelay.domain.delivery import Submission
 from omnirelay.metrics import Metrics
 from tests.integration.fakes.messenger import APP_SECRET, PAGE_ID, PAGE_TOKEN, FakeMessenger, graph_error
 

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from omnirelay.config import SmppConfig, SmppConnectorConfig, SmppRoute
-from omnirelay.connectors.base import Receipt, Submission, SubmitResult
+from omnirelay.connectors.base import SubmitResult
 from omnirelay.connectors.smpp.connector import SmppChannel
 from omnirelay.connectors.smpp.text import gsm7_decode
+from omnirelay.domain.delivery import Receipt, Submission
 from omnirelay.metrics import Metrics
 from omnirelay.store.postgres import PostgresStore
 from peers.smsc.harness import PASSWORD, SYSTEM_ID, Smsc

@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from omnirelay.config import AccountConfig, PricingConfig, Settings, SmppConfig, SmppConnectorConfig
-from omnirelay.connectors.base import Receipt
 from omnirelay.connectors.smpp.connector import SmppChannel
+from omnirelay.domain.delivery import Receipt
 from omnirelay.domain.inbound import InboundPart
 from omnirelay.inbound_sms import InboundSms
 from omnirelay.metrics import Metrics

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from omnirelay.connectors.base import Submission
 from omnirelay.connectors.smpp.text import gsm7_decode
+from omnirelay.domain.delivery import Submission
 from omnirelay.domain.smscount import sms_parts
 from tests.integration.test_smpp import connector, make_channel  # noqa: F401 - the fixture
 

@@ -28,10 +28,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from omnirelay.config import SmtpConfig, SmtpServerConfig
-from omnirelay.connectors.base import LaterReport, Submission
+from omnirelay.connectors.base import LaterReport
 from omnirelay.connectors.smtp import connector as smtp
 from omnirelay.connectors.smtp.connector import SmtpChannel
 from omnirelay.domain import catalogue
+from omnirelay.domain.delivery import Submission
 from omnirelay.metrics import Metrics
 
 # --- the mail server ---------------------------------------------------------------------------------

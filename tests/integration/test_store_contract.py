@@ -15,7 +15,7 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from omnirelay.connectors.base import Receipt
+from omnirelay.domain.delivery import Receipt
 from omnirelay.domain.inbound import InboundMessage, InboundPart, result_body
 from omnirelay.domain.model import Step
 from omnirelay.store.base import Change, LogQuery, NewMessage, ScenarioRecord, Store, Work

@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 
 from omnirelay.config import ViberBotConfig, ViberConfig
-from omnirelay.connectors.base import Submission
 from omnirelay.connectors.viber.connector import ViberBot, build_message
 from omnirelay.domain import catalogue
+from omnirelay.domain.delivery import Submission
 from omnirelay.metrics import Metrics
 from tests.integration.fakes.viber import FIRST_TOKEN, FakeViber
 

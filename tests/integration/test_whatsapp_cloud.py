@@ -22,9 +22,9 @@ import aiohttp
 import pytest
 
 from omnirelay.config import WhatsAppConfig, WhatsAppSenderConfig
-from omnirelay.connectors.base import Submission
 from omnirelay.connectors.http import USER_AGENT
 from omnirelay.connectors.whatsapp.connector import WhatsAppCloud, build_message
+from omnirelay.domain.delivery import Submission
 from omnirelay.metrics import Metrics
 from tests.prism import (
     PHONE_NUMBER_ID,

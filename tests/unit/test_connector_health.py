@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import Answered, LaterReport, SubmitResult
+from omnirelay.domain.delivery import Submission
 from omnirelay.engine import health
 
 

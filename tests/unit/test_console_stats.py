@@ -8,13 +8,14 @@ import math
 from omnirelay.console.stats import Range, choose_range, connectors, message_channel, summarize
 from omnirelay.domain import rollups
 from omnirelay.domain.message import Attempt, MessageState
+from omnirelay.domain.request import PlannedStep, StoredRequest
 from omnirelay.message_detail import outcome
 from omnirelay.store.base import Overview
 
 MINUTE0 = 1_699_999_980  # a minute start
 HOUR0 = 1_699_999_200  # the start of its hour
 NOW = MINUTE0 + 20.0
-WA_SMS = {"steps": [{"channel": "WHATSAPP", "sender": "W"}, {"channel": "SMS", "sender": "S"}], "content": {}}
+WA_SMS = StoredRequest(steps=[PlannedStep("WHATSAPP", "W", 60.0), PlannedStep("SMS", "S", 60.0)])
 
 
 def failed_over_to_sms(at: float) -> MessageState:
@@ -175,4 +176,4 @@ def test_outcome_and_channel() -> None:
     assert outcome(MessageState(phase="ACTIVE", status="DELIVERED_TO_HANDSET")) == "PENDING"
     assert message_channel(MessageState(channel="VIBER"), WA_SMS) == "VIBER"
     assert message_channel(MessageState(step=1), WA_SMS) == "SMS"
-    assert message_channel(MessageState(), {}) == "-"
+    assert message_channel(MessageState(), StoredRequest()) == "-"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import msgspec
 
-from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import Answered, LaterReport, SubmitResult
+from omnirelay.domain.delivery import Submission
 from omnirelay.domain.message import MessageState, state_decoder
 from omnirelay.domain.model import AdvancedRequest
 from omnirelay.domain.validation import Accepted, Limits

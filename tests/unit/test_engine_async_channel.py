@@ -15,7 +15,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import Answered, LaterReport, SubmitResult
+from omnirelay.domain.delivery import Submission
 from omnirelay.domain.message import state_decoder
 from omnirelay.domain.model import AdvancedRequest, Step
 from omnirelay.domain.numbering import MccMncTable

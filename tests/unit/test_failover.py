@@ -22,7 +22,7 @@ from omnirelay.domain.failover import (
     Intermediate,
     PlanStep,
     Remember,
-    Report,
+    Reported,
     Schedule,
     Seen,
     Start,
@@ -109,7 +109,7 @@ def test_whatsapp_rejected_fails_over_to_sms_which_is_delivered() -> None:
     run.send(Submitted(0, provider_id="wamid.1"))
     assert run.attempts() == [(0, "WHATSAPP", "ACCEPTED")]
 
-    actions = run.send(Report(0, "REJECTED"))
+    actions = run.send(Reported(0, "REJECTED"))
     assert CancelTimers(0) in actions
     assert Intermediate(0) in actions
     # a rejection fails over at once: the next step is submitted in the same decision
@@ -124,7 +124,7 @@ def test_whatsapp_rejected_fails_over_to_sms_which_is_delivered() -> None:
     assert run.send(SubmitStep(1)) == []  # nothing is submitted twice
 
     run.send(Submitted(1, provider_id="sms-1"))
-    actions = run.send(Report(1, "DELIVERED"))
+    actions = run.send(Reported(1, "DELIVERED"))
     assert of_type(actions, Final) == [Final(1)]
     assert CancelTimers(1) in actions
     assert run.state.phase == "DONE"
@@ -138,7 +138,7 @@ def test_whatsapp_rejected_fails_over_to_sms_which_is_delivered() -> None:
 def test_delivered_on_first_step_ends_message() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    actions = run.send(Report(0, "DELIVERED"))
+    actions = run.send(Reported(0, "DELIVERED"))
     assert of_type(actions, Final) == [Final(0)]
     assert of_type(actions, Schedule) == []
     assert run.state.phase == "DONE"
@@ -150,7 +150,7 @@ def test_delivered_on_first_step_ends_message() -> None:
 def test_seen_ends_message_as_delivered() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    run.send(Report(0, "SEEN"))
+    run.send(Reported(0, "SEEN"))
     assert run.state.phase == "DONE"
     assert run.state.status == SUCCESS_STATUS
     assert run.state.attempts[0].state == "SEEN"
@@ -159,11 +159,11 @@ def test_seen_ends_message_as_delivered() -> None:
 def test_read_after_delivered_is_a_seen_report_and_never_goes_back() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    run.send(Report(0, "DELIVERED"))
-    assert run.send(Report(0, "SEEN")) == [Seen(0)]
+    run.send(Reported(0, "DELIVERED"))
+    assert run.send(Reported(0, "SEEN")) == [Seen(0)]
     assert run.state.attempts[0].state == "SEEN"
-    assert run.send(Report(0, "DELIVERED")) == []  # out of order: delivered after read changes nothing
-    assert run.send(Report(0, "SEEN")) == []  # one seen report
+    assert run.send(Reported(0, "DELIVERED")) == []  # out of order: delivered after read changes nothing
+    assert run.send(Reported(0, "SEEN")) == []  # one seen report
     assert run.state.attempts[0].state == "SEEN"
     assert (run.state.status, run.state.phase) == (SUCCESS_STATUS, "DONE")
 
@@ -171,9 +171,9 @@ def test_read_after_delivered_is_a_seen_report_and_never_goes_back() -> None:
 def test_read_before_delivered_finishes_with_a_seen_report() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    actions = run.send(Report(0, "SEEN"))
+    actions = run.send(Reported(0, "SEEN"))
     assert of_type(actions, Final) == [Final(0)] and of_type(actions, Seen) == [Seen(0)]
-    assert run.send(Report(0, "DELIVERED")) == []
+    assert run.send(Reported(0, "DELIVERED")) == []
     assert run.state.attempts[0].state == "SEEN"
 
 
@@ -184,7 +184,7 @@ def test_retry_submits_the_same_step_again_within_its_validity() -> None:
     run = Run([wa(validity=60), sms()])
     run.send(Start())
     run.send(Submitted(0, "wamid.1"))
-    assert run.send(Report(0, "RETRY", detail="130429 throttled")) == [Submit(0)]  # no second expiry timer
+    assert run.send(Reported(0, "RETRY", detail="130429 throttled")) == [Submit(0)]  # no second expiry timer
     assert run.attempts() == [(0, "WHATSAPP", "SUBMITTING")]
     assert run.state.attempts[0].tries == 2
     assert "submitted again: 130429 throttled" in run.history()
@@ -196,10 +196,10 @@ def test_retry_submits_the_same_step_again_within_its_validity() -> None:
 def test_retry_of_a_step_left_or_finished_is_ignored() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    run.send(Report(0, "REJECTED"))
-    assert run.send(Report(0, "RETRY")) == []
-    run.send(Report(1, "DELIVERED"))
-    assert run.send(Report(1, "RETRY")) == []
+    run.send(Reported(0, "REJECTED"))
+    assert run.send(Reported(0, "RETRY")) == []
+    run.send(Reported(1, "DELIVERED"))
+    assert run.send(Reported(1, "RETRY")) == []
     assert [a.tries for a in run.state.attempts] == [1, 1]
 
 
@@ -223,7 +223,7 @@ def test_silence_fails_over_when_validity_runs_out() -> None:
 def test_expire_for_a_step_already_reported_is_ignored() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    run.send(Report(0, "REJECTED"))
+    run.send(Reported(0, "REJECTED"))
     before = run.state
     actions = run.send(Expire(0))
     assert actions == []
@@ -234,7 +234,7 @@ def test_expire_for_a_step_already_reported_is_ignored() -> None:
 def test_expire_after_delivery_changes_nothing() -> None:
     run = Run([sms()])
     run.send(Start())
-    run.send(Report(0, "DELIVERED"))
+    run.send(Reported(0, "DELIVERED"))
     done = run.state
     actions = run.send(Expire(0))
     assert actions == []
@@ -247,9 +247,9 @@ def test_expire_after_delivery_changes_nothing() -> None:
 def test_last_step_failure_is_final_with_its_error() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    run.send(Report(0, "REJECTED"))
+    run.send(Reported(0, "REJECTED"))
     run.send(SubmitStep(1))
-    actions = run.send(Report(1, "UNDELIVERABLE", error="EC_ABSENT_SUBSCRIBER_SM"))
+    actions = run.send(Reported(1, "UNDELIVERABLE", error="EC_ABSENT_SUBSCRIBER_SM"))
     assert of_type(actions, Final) == [Final(1)]
     assert of_type(actions, Intermediate) == []
     assert run.state.phase == "DONE"
@@ -270,7 +270,7 @@ def test_last_step_expiry_is_final_expired() -> None:
 def test_last_step_rejection_with_custom_error() -> None:
     run = Run([email()])
     run.send(Start())
-    run.send(Report(0, "UNDELIVERABLE", error="EC_HARD_BOUNCE"))
+    run.send(Reported(0, "UNDELIVERABLE", error="EC_HARD_BOUNCE"))
     assert run.state.phase == "DONE"
     assert (run.state.status, run.state.error, run.state.channel) == (
         "UNDELIVERABLE_NOT_DELIVERED",
@@ -282,7 +282,7 @@ def test_last_step_rejection_with_custom_error() -> None:
 def test_failure_before_only_unusable_steps_is_final() -> None:
     run = Run([wa(), sms(address=None), email(content=False)])
     run.send(Start())
-    actions = run.send(Report(0, "REJECTED"))
+    actions = run.send(Reported(0, "REJECTED"))
     assert of_type(actions, Final) == [Final(0)]
     assert of_type(actions, Intermediate) == []
     assert run.state.phase == "DONE"
@@ -299,12 +299,12 @@ def test_late_report_after_final_is_history_only() -> None:
     run.send(Start())
     run.send(Expire(0), after=60)
     run.send(SubmitStep(1))
-    run.send(Report(1, "UNDELIVERABLE"))
+    run.send(Reported(1, "UNDELIVERABLE"))
     assert run.state.phase == "DONE"
     done = run.state
     lines = len(done.history)
 
-    actions = run.send(Report(0, "DELIVERED"))
+    actions = run.send(Reported(0, "DELIVERED"))
     assert actions == []
     assert run.state.phase == "DONE"
     assert (run.state.status, run.state.error, run.state.channel, run.state.done_at, run.state.step) == (
@@ -323,8 +323,8 @@ def test_late_report_after_final_is_history_only() -> None:
 def test_late_failure_after_success_is_history_only() -> None:
     run = Run([sms()])
     run.send(Start())
-    run.send(Report(0, "DELIVERED"))
-    actions = run.send(Report(0, "UNDELIVERABLE"))
+    run.send(Reported(0, "DELIVERED"))
+    actions = run.send(Reported(0, "UNDELIVERABLE"))
     assert actions == []
     assert run.state.status == SUCCESS_STATUS
     assert run.state.attempts[0].state == "DELIVERED"
@@ -337,7 +337,7 @@ def test_late_success_while_next_step_pending_wins_and_cancels_it() -> None:
     run.send(Expire(0), after=60)
     assert run.attempts() == [(0, "WHATSAPP", "EXPIRED"), (1, "SMS", "PENDING")]
 
-    actions = run.send(Report(0, "SEEN"))
+    actions = run.send(Reported(0, "SEEN"))
     assert of_type(actions, Final) == [Final(0)]
     assert run.state.phase == "DONE"
     assert run.state.step == 0
@@ -354,11 +354,11 @@ def test_late_success_while_next_step_pending_wins_and_cancels_it() -> None:
 def test_late_success_after_next_step_submitted_does_not_finish() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    run.send(Report(0, "REJECTED"))
+    run.send(Reported(0, "REJECTED"))
     run.send(SubmitStep(1))
     lines = len(run.state.history)
 
-    actions = run.send(Report(0, "DELIVERED"))
+    actions = run.send(Reported(0, "DELIVERED"))
     assert of_type(actions, Final) == []
     assert run.state.phase == "ACTIVE"
     assert run.state.step == 1
@@ -366,7 +366,7 @@ def test_late_success_after_next_step_submitted_does_not_finish() -> None:
     assert len(run.state.history) == lines + 1
     assert "late report" in run.state.history[-1].text
 
-    run.send(Report(1, "DELIVERED"))
+    run.send(Reported(1, "DELIVERED"))
     assert (run.state.phase, run.state.channel) == ("DONE", "SMS")
 
 
@@ -374,7 +374,7 @@ def test_late_failure_while_next_step_pending_changes_nothing() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
     run.send(Expire(0), after=60)
-    actions = run.send(Report(0, "UNDELIVERABLE"))
+    actions = run.send(Reported(0, "UNDELIVERABLE"))
     assert actions == []
     assert run.attempts() == [(0, "WHATSAPP", "EXPIRED"), (1, "SMS", "PENDING")]
     assert "late report" in run.state.history[-1].text
@@ -384,10 +384,10 @@ def test_report_for_step_never_submitted_does_not_finish_message() -> None:
     """A report naming the pending (never submitted) step is not a late success of an earlier step."""
     run = Run([wa(), sms()])
     run.send(Start())
-    run.send(Report(0, "UNDELIVERABLE"))
+    run.send(Reported(0, "UNDELIVERABLE"))
     assert run.attempts()[-1] == (1, "SMS", "PENDING")
 
-    actions = run.send(Report(1, "DELIVERED"))
+    actions = run.send(Reported(1, "DELIVERED"))
     assert of_type(actions, Final) == []
     assert run.state.phase == "ACTIVE"
     assert run.attempts()[-1] == (1, "SMS", "PENDING")
@@ -398,7 +398,7 @@ def test_start_and_submit_step_are_idempotent() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
     assert run.send(Start()) == []
-    run.send(Report(0, "UNDELIVERABLE"))
+    run.send(Reported(0, "UNDELIVERABLE"))
     assert run.send(SubmitStep(1))[0] == Submit(1)
     assert run.send(SubmitStep(1)) == []
     assert run.send(SubmitStep(0)) == []
@@ -411,7 +411,7 @@ def test_start_and_submit_step_are_idempotent() -> None:
 def test_whatsapp_not_a_user_is_remembered() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    actions = run.send(Report(0, "REJECTED", not_a_user=True))
+    actions = run.send(Reported(0, "REJECTED", not_a_user=True))
     remembers = of_type(actions, Remember)
     assert remembers == [Remember("WHATSAPP", run.now + 7 * 86400)]
     assert run.state.attempts[0].error == "EC_UNKNOWN_USER"
@@ -422,14 +422,14 @@ def test_whatsapp_not_a_user_is_remembered() -> None:
 def test_remember_uses_context_remember_seconds() -> None:
     plan = [wa(), sms()]
     d = decide(MessageState(), Start(), Context(now=T0, plan=plan))
-    d = decide(d.state, Report(0, "REJECTED", not_a_user=True), Context(now=T0 + 5, plan=plan, remember_seconds=60))
+    d = decide(d.state, Reported(0, "REJECTED", not_a_user=True), Context(now=T0 + 5, plan=plan, remember_seconds=60))
     assert Remember("WHATSAPP", T0 + 5 + 60) in d.actions
 
 
 def test_rejection_without_not_a_user_is_not_remembered() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
-    actions = run.send(Report(0, "REJECTED"))
+    actions = run.send(Reported(0, "REJECTED"))
     assert of_type(actions, Remember) == []
 
 
@@ -470,7 +470,7 @@ def test_no_intermediate_report_when_only_remembered_steps_remain() -> None:
     """Failing over onto a step capability memory skips is no failover: the message ends, no intermediate."""
     run = Run([sms(), wa()], blocked_until={"WHATSAPP": T0 + 3600})
     run.send(Start())
-    actions = run.send(Report(0, "UNDELIVERABLE"))
+    actions = run.send(Reported(0, "UNDELIVERABLE"))
     assert of_type(actions, Final) == [Final(0)]
     assert of_type(actions, Intermediate) == []
 
@@ -490,7 +490,7 @@ def test_steps_without_address_or_content_are_skipped() -> None:
 def test_unusable_step_skipped_during_failover() -> None:
     run = Run([wa(), sms(address=None), email()])
     run.send(Start())
-    actions = run.send(Report(0, "UNDELIVERABLE"))
+    actions = run.send(Reported(0, "UNDELIVERABLE"))
     assert Schedule(SubmitStep(2), run.now) in actions
     assert run.state.step == 2
     assert run.attempts() == [(0, "WHATSAPP", "UNDELIVERABLE"), (1, "SMS", "SKIPPED"), (2, "EMAIL", "PENDING")]
@@ -509,7 +509,7 @@ def test_no_usable_step_is_final_rejected() -> None:
 
 def test_events_before_start_are_ignored() -> None:
     run = Run([sms()])
-    for event in (SubmitStep(0), Submitted(0), Report(0, "DELIVERED"), Expire(0)):
+    for event in (SubmitStep(0), Submitted(0), Reported(0, "DELIVERED"), Expire(0)):
         assert run.send(event) == []
         assert run.state.phase == "WAITING"
     assert run.send(Start())[0] == Submit(0)
@@ -519,7 +519,7 @@ def test_decide_does_not_mutate_input() -> None:
     run = Run([wa(), sms()])
     run.send(Start())
     before = state_encoder.encode(run.state)
-    decide(run.state, Report(0, "REJECTED", not_a_user=True), run.ctx())
+    decide(run.state, Reported(0, "REJECTED", not_a_user=True), run.ctx())
     assert state_encoder.encode(run.state) == before
 
 
@@ -552,7 +552,7 @@ def events(n_steps: int, current: int = -1) -> st.SearchStrategy[Event]:
         st.builds(SubmitStep, k),
         st.builds(Submitted, k, st.one_of(st.none(), st.just("pid"))),
         st.builds(
-            Report,
+            Reported,
             k,
             st.sampled_from([*OUTCOMES, "RETRY"]),
             st.one_of(st.none(), st.just("EC_ABSENT_SUBSCRIBER_SM")),
@@ -636,7 +636,7 @@ def test_property_invariants_hold_for_random_event_sequences(scenario: Scenario,
         # the step index only moves forward, except a late success finishing on an earlier step
         if new.step < state.step:
             hypothesis.event("late success on an earlier step")
-            assert isinstance(event, Report) and event.outcome in ("DELIVERED", "SEEN"), event
+            assert isinstance(event, Reported) and event.outcome in ("DELIVERED", "SEEN"), event
             assert new.phase == "DONE" and new.status == SUCCESS_STATUS
             assert _finals(actions) == [Final(new.step)]
             assert any(a.step == state.step and a.state == "CANCELLED" for a in new.attempts)
@@ -654,7 +654,7 @@ def test_property_invariants_hold_for_random_event_sequences(scenario: Scenario,
             assert len(step_finals) == 1
             assert new.done_at == now
 
-        retry = isinstance(event, Report) and event.outcome == "RETRY"
+        retry = isinstance(event, Reported) and event.outcome == "RETRY"
         if retry and actions:
             # a retry submits the current step again, under the validity timer it already has
             assert actions == [Submit(event.step)] and event.step == state.step and state.phase == "ACTIVE"
@@ -667,7 +667,7 @@ def test_property_invariants_hold_for_random_event_sequences(scenario: Scenario,
                 assert not blocked.get(step.channel, 0.0) > now
                 assert Schedule(Expire(action.step), now + step.validity_s) in actions
             if isinstance(action, Remember):
-                assert isinstance(event, Report) and event.not_a_user
+                assert isinstance(event, Reported) and event.not_a_user
                 assert action.until > now
 
         history_grew = len(new.history) >= len(state.history)
@@ -749,7 +749,7 @@ def test_property_well_behaved_channel_always_finishes(plan: list[PlanStep], dat
             if isinstance(action, Submit):
                 if data.draw(st.booleans(), label=f"report step {action.step}"):
                     outcome = data.draw(st.sampled_from(OUTCOMES), label="outcome")
-                    pending.append(Report(action.step, outcome))
+                    pending.append(Reported(action.step, outcome))
                 else:
                     pending.append(Expire(action.step))
     assert state.phase == "DONE"
@@ -769,7 +769,7 @@ def test_property_well_behaved_channel_always_finishes(plan: list[PlanStep], dat
 def test_every_failure_outcome_fails_over(outcome: str) -> None:
     run = Run([viber(), sms()])
     run.send(Start())
-    run.send(Report(0, outcome))
+    run.send(Reported(0, outcome))
     assert run.state.step == 1
     assert run.state.phase == "ACTIVE"
     assert run.state.attempts[0].state == outcome

@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from omnirelay.connectors.fcm.connector import (
     SCOPE,
-    ContentError,
     ServiceAccount,
     answer_to_result,
     assertion,
@@ -19,6 +18,7 @@ from omnirelay.connectors.fcm.connector import (
     classify,
     retry_after,
 )
+from omnirelay.connectors.http import ContentError
 
 
 def test_the_time_to_live_is_the_validity_capped_at_four_weeks() -> None:

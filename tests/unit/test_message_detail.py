@@ -10,7 +10,7 @@ from omnirelay.message_detail import message_detail
 from omnirelay.store.base import MessageView
 
 T0 = 1_700_000_000.0
-PAYLOAD = b'{"steps":[{"channel":"SMS","sender":"InfoSMS","validity_s":60.0},{"channel":"EMAIL"}],"content":{}}'
+PAYLOAD = b'{"steps":[{"channel":"SMS","sender":"InfoSMS","validity_s":60.0},{"channel":"EMAIL","sender":null,"validity_s":172800.0}],"content":{}}'
 
 
 def _view(state: MessageState) -> MessageView:
@@ -42,7 +42,7 @@ def test_a_failed_over_message_with_its_attempts_and_history_in_order() -> None:
     assert d["to"] == {"phoneNumber": "41791234567"}
     assert d["steps"] == [
         {"channel": "SMS", "from": "InfoSMS", "validitySeconds": 60.0},
-        {"channel": "EMAIL", "from": None, "validitySeconds": None},
+        {"channel": "EMAIL", "from": None, "validitySeconds": 172800.0},
     ]
     assert d["attempts"][0] == {
         "step": 1,

@@ -9,6 +9,7 @@ import hmac
 
 import pytest
 
+from omnirelay.connectors.http import ContentError
 from omnirelay.connectors.line import connector as line
 from omnirelay.connectors.line import webhooks as line_webhooks
 from omnirelay.connectors.messenger import connector as messenger
@@ -83,5 +84,5 @@ def test_messenger_signature_is_metas_x_hub_signature_256() -> None:
 def test_line_counts_text_as_utf16_units() -> None:
     assert line.build_messages({"text": "a" * 5000}) == [{"type": "text", "text": "a" * 5000}]
     assert line.build_messages({"text": "\U0001f600" * 2500})[0]["text"] == "\U0001f600" * 2500
-    with pytest.raises(line.ContentError, match="an emoji counts 2"):
+    with pytest.raises(ContentError, match="an emoji counts 2"):
         line.build_messages({"text": "\U0001f600" * 2501})

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from omnirelay.domain.channels import Channel
-from omnirelay.domain.pricing import Price, PriceEntry, PriceList
+from omnirelay.domain.pricing import PriceEntry, PriceList, UnitPrice
 
 
 @pytest.fixture
@@ -27,16 +27,16 @@ def prices() -> PriceList:
 
 
 def test_price_wire_names() -> None:
-    price = Price(pricePerMessage=0.01, currency="EUR")
+    price = UnitPrice(pricePerMessage=0.01, currency="EUR")
     assert msgspec.json.encode(price) == b'{"pricePerMessage":0.01,"currency":"EUR"}'
-    assert msgspec.json.decode(b'{"pricePerMessage":0.5,"currency":"USD"}', type=Price) == Price(0.5, "USD")
+    assert msgspec.json.decode(b'{"pricePerMessage":0.5,"currency":"USD"}', type=UnitPrice) == UnitPrice(0.5, "USD")
 
 
 def test_price_is_frozen_and_hashable() -> None:
-    price = Price(pricePerMessage=0.01, currency="EUR")
+    price = UnitPrice(pricePerMessage=0.01, currency="EUR")
     with pytest.raises(AttributeError):
         price.currency = "USD"  # type: ignore[misc]
-    assert hash(price) == hash(Price(0.01, "EUR"))
+    assert hash(price) == hash(UnitPrice(0.01, "EUR"))
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_price_is_frozen_and_hashable() -> None:
 def test_most_specific_match_wins(
     prices: PriceList, channel: str, region: str | None, expected: float
 ) -> None:
-    assert prices.price(channel, region) == Price(pricePerMessage=expected, currency="EUR")
+    assert prices.price(channel, region) == UnitPrice(pricePerMessage=expected, currency="EUR")
 
 
 def test_case_insensitive_and_channel_enum(prices: PriceList) -> None:
@@ -74,8 +74,8 @@ def test_empty_region_is_unknown(prices: PriceList) -> None:
 def test_defaults() -> None:
     empty = PriceList("USD")
     assert empty.default == 0.0
-    assert empty.price("SMS", "CH") == Price(pricePerMessage=0.0, currency="USD")
-    assert PriceList("CHF", default=0.1).price("SMS", None) == Price(0.1, "CHF")
+    assert empty.price("SMS", "CH") == UnitPrice(pricePerMessage=0.0, currency="USD")
+    assert PriceList("CHF", default=0.1).price("SMS", None) == UnitPrice(0.1, "CHF")
 
 
 def test_accessors(prices: PriceList) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from omnirelay.config import SandboxRule
-from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import LaterReport, SubmitResult
 from omnirelay.connectors.sandbox.connector import DEFAULT_RULES, RuleError, Sandbox, compile_rules
+from omnirelay.domain.delivery import Submission
 
 
 def sub(channel: str, address: str, message_id: str = "m1", step: int = 0) -> Submission:

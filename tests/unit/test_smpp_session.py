@@ -6,10 +6,10 @@ import asyncio
 import struct
 
 from omnirelay.config import SmppConfig, SmppConnectorConfig
-from omnirelay.connectors.base import Receipt
 from omnirelay.connectors.smpp import pdu as pdus
 from omnirelay.connectors.smpp.connector import SmppChannel
 from omnirelay.connectors.smpp.session import QUEUED, _Batch, _Part, _Session
+from omnirelay.domain.delivery import Receipt
 
 
 class FakeTransport:

@@ -8,9 +8,9 @@ import hmac
 import msgspec
 
 from omnirelay.config import ViberBotConfig
-from omnirelay.connectors.base import Receipt
 from omnirelay.connectors.viber.connector import answer_to_result, load_users
 from omnirelay.connectors.viber.webhooks import Callback, callback_receipt, sign, signature_ok
+from omnirelay.domain.delivery import Receipt
 
 TOKEN = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9"
 BIG = 5741311803571721087  # more than a JSON double holds exactly

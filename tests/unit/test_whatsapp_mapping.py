@@ -12,14 +12,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
-from omnirelay.connectors.base import Receipt, Submission
-from omnirelay.connectors.http import RETRY_CAP_S
+from omnirelay.connectors.http import RETRY_CAP_S, ContentError
 from omnirelay.connectors.http import backoff as retry_after
 from omnirelay.connectors.meta import GraphError
 from omnirelay.connectors.whatsapp.connector import (
     VERDICTS,
     WEBHOOK_RETRY_S,
-    ContentError,
     WhatsAppCloud,
     answer_to_result,
     build_message,
@@ -38,6 +36,7 @@ from omnirelay.connectors.whatsapp.webhooks import (
     status_receipt,
 )
 from omnirelay.domain import catalogue
+from omnirelay.domain.delivery import Receipt, Submission
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Account
 

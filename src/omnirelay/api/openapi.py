@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.domain import model
+from omnirelay.domain import catalogue, model
 from omnirelay.domain.inbound import InboundSmsList
 
 _REQUESTS = [model.ScenarioIn, model.AdvancedRequest, model.SimpleRequest]
@@ -122,14 +122,7 @@ def build() -> dict[str, Any]:
                         "generalStatus",
                         {
                             "type": "string",
-                            "enum": [
-                                "ACCEPTED",
-                                "PENDING",
-                                "UNDELIVERABLE",
-                                "DELIVERED",
-                                "EXPIRED",
-                                "REJECTED",
-                            ],
+                            "enum": ["ACCEPTED", *catalogue.STATUS_GROUPS],
                         },
                     ),
                     _channel_param(),

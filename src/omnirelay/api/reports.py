@@ -3,34 +3,28 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from omnirelay.api.errors import ApiProblem, bad_request
 from omnirelay.api.params import int_param, list_param, only_params, str_param
+from omnirelay.domain import catalogue
 from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
 from omnirelay.domain.dates import format_ts, parse_ts
 from omnirelay.domain.message import state_decoder
 from omnirelay.domain.model import LogEntry, Logs, To
 from omnirelay.domain.reports import Tariffs, build_log
+from omnirelay.domain.request import request_decoder
 from omnirelay.domain.validation import address_for, main_address
 from omnirelay.message_detail import message_detail
 from omnirelay.store.base import Account, LogQuery, MessageView, Store
 
 _encoder = msgspec.json.Encoder()
 _to_decoder = msgspec.json.Decoder(To)
-_payload_decoder = msgspec.json.Decoder(dict[str, Any])
 
-GENERAL_STATUS = {
-    "ACCEPTED": 1,
-    "PENDING": 1,
-    "UNDELIVERABLE": 2,
-    "DELIVERED": 3,
-    "EXPIRED": 4,
-    "REJECTED": 5,
-}
+#: The logs' ``generalStatus`` filter: the catalogue's status groups, and ``ACCEPTED`` for PENDING.
+GENERAL_STATUS = {"ACCEPTED": catalogue.PENDING_GROUP, **catalogue.STATUS_GROUPS}
 LOG_WINDOW_S = 48 * 3600
 REPORT_PARAMS = ("bulkId", "messageId", "channel", "limit")
 LOG_PARAMS = (
@@ -133,20 +127,20 @@ class ReportRoutes:
 
     def _log_entry(self, view: MessageView) -> LogEntry:
         state = state_decoder.decode(view.state)
-        payload = _payload_decoder.decode(view.payload)
-        steps = payload.get("steps", [])
+        payload = request_decoder.decode(view.payload)
+        steps = payload.steps
         index = state.step if 0 <= state.step < len(steps) else 0
-        step = steps[index] if steps else {}
-        channel = state.channel or step.get("channel")
+        step = steps[index] if steps else None
+        channel = state.channel or (step.channel if step else None)
         to = _to_decoder.decode(view.to_json)
         address = (address_for(parse_channel(channel), to) if channel else None) or main_address(to) or ""
         return build_log(
             message_id=view.message_id,
             bulk_id=view.bulk_id,
             address=address,
-            sender=step.get("sender"),
+            sender=step.sender if step else None,
             state=state,
-            content=payload.get("content", {}),
+            content=payload.content,
             channel=channel,
             content_field=CONTENT_FIELDS[parse_channel(channel)] if channel else None,
             created_at=view.created_at,

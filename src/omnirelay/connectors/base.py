@@ -5,29 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-
-@dataclass(frozen=True)
-class Submission:
-    """One step of one message, ready for its channel."""
-
-    message: int
-    step: int
-    account_id: int
-    message_id: str
-    channel: str
-    sender: str | None
-    address: str
-    content: dict[str, Any]
-    validity_s: float
-    tries: int = 1
-    """How many times this step has been submitted, this time included (more than 1 after a ``RETRY``)."""
-
-
-#: What a step can come to. ``RETRY`` is not an outcome but a request: submit the same step again (the
-#: provider did not take it: throttled, queue full, a 4xx), within the validity the step already has.
-OUTCOMES = ("DELIVERED", "SEEN", "UNDELIVERABLE", "REJECTED", "EXPIRED", "RETRY")
+from omnirelay.domain.delivery import Receipt, Submission
+from omnirelay.domain.lifecycle import Outcome
 
 
 @dataclass(frozen=True)
@@ -36,7 +17,7 @@ class LaterReport:
     once with ``after_s`` 0 (a refusal; ``RETRY`` after ``after_s`` for a submission to try again later)."""
 
     after_s: float
-    outcome: str
+    outcome: Outcome
     error: str | None = None
     not_a_user: bool = False
     detail: str | None = None
@@ -54,25 +35,6 @@ class SubmitResult:
     reports: list[LaterReport] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Receipt:
-    """An outcome that arrives from outside for a step submitted earlier: an SMPP delivery receipt, a
-    WhatsApp status webhook. It finds its step by ``(channel, provider_id)``, the id the connector gave in
-    its :class:`SubmitResult`, even when it arrives before that id was stored or after a restart."""
-
-    channel: str
-    """The OMNI channel of the step (``SMS``, ``WHATSAPP``, ``EMAIL``)."""
-    provider_id: str
-    outcome: str
-    """One of :data:`OUTCOMES`."""
-    error: str | None = None
-    """An error name of the catalogue (``EC_...``); the outcome's default when None."""
-    not_a_user: bool = False
-    detail: str | None = None
-    after_s: float = 0.0
-    """For ``RETRY``: how long to wait before submitting again."""
-
-
 ReceiptSink = Callable[[list[Receipt]], Awaitable[None]]
 """Where connectors hand receipts; it returns once they are stored durably (acknowledge the peer after)."""
 
@@ -82,7 +44,7 @@ Answered = Callable[[int, SubmitResult], None]
 waiting for their peer does not lose a provider id that was already handed out)."""
 
 
-class Channel(Protocol):
+class Connector(Protocol):
     """A connector to the outside world (or the sandbox) for one or more OMNI channels.
 
     A connector that subclasses this protocol inherits :meth:`start` doing nothing.
@@ -107,7 +69,7 @@ class Channel(Protocol):
 
 
 @runtime_checkable
-class InstantChannel(Channel, Protocol):
+class InstantConnector(Connector, Protocol):
     """A channel that answers without any I/O (the sandbox): the engine asks it inside the transaction that
     submits the step, so its answer is recorded atomically with the submission and a crash cannot split them."""
 

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 import aiohttp
 import msgspec
 
-from omnirelay.connectors.base import Answered, Channel, LaterReport, Submission, SubmitResult, submit_each
+from omnirelay.connectors.base import Answered, Connector, LaterReport, SubmitResult, submit_each
 from omnirelay.connectors.counters import CounterSpec
+from omnirelay.domain.delivery import Submission
+from omnirelay.domain.lifecycle import Outcome
 
 if TYPE_CHECKING:
     from omnirelay.metrics import Metrics
@@ -34,23 +36,28 @@ REQUEST_TIMEOUT_S = 30.0
 RETRY_CAP_S = 60.0
 
 
+class ContentError(ValueError):
+    """A step's OMNI content cannot become the provider's message (a field missing, too long, of a kind the
+    provider has not); the text says why. Every HTTP connector refuses such a step with it."""
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """What a provider's answer means for the step: an outcome of :data:`~omnirelay.connectors.base.OUTCOMES`
+    """What a provider's answer means for the step: an :class:`~omnirelay.domain.lifecycle.Outcome`
     with a catalogue error name, and whether the address is not a user of the channel at all."""
 
-    outcome: str
+    outcome: Outcome
     error: str
     not_a_user: bool = False
 
 
 #: Verdicts that mean the same with every provider.
-NOT_A_USER = Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True)
-THROTTLED = Verdict("RETRY", "EC_TOO_MANY_REQUESTS")
-TRANSIENT = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
-BAD_REQUEST = Verdict("REJECTED", "EC_BAD_REQUEST")
-CONFIGURATION = Verdict("REJECTED", "EC_CONFIGURATION_ERROR")
-ACCOUNT = Verdict("REJECTED", "EC_ACCOUNT_ISSUE")
+NOT_A_USER = Verdict(Outcome.REJECTED, "EC_UNKNOWN_USER", not_a_user=True)
+THROTTLED = Verdict(Outcome.RETRY, "EC_TOO_MANY_REQUESTS")
+TRANSIENT = Verdict(Outcome.RETRY, "EC_PROVIDER_INTERNAL_ERROR")
+BAD_REQUEST = Verdict(Outcome.REJECTED, "EC_BAD_REQUEST")
+CONFIGURATION = Verdict(Outcome.REJECTED, "EC_CONFIGURATION_ERROR")
+ACCOUNT = Verdict(Outcome.REJECTED, "EC_ACCOUNT_ISSUE")
 
 
 def backoff(tries: int) -> float:
@@ -60,13 +67,13 @@ def backoff(tries: int) -> float:
 
 def refused(error: str, detail: str) -> SubmitResult:
     """A submission refused at once (``REJECTED`` with the catalogue ``error``)."""
-    return SubmitResult(None, [LaterReport(0.0, "REJECTED", error, detail=detail)])
+    return SubmitResult(None, [LaterReport(0.0, Outcome.REJECTED, error, detail=detail)])
 
 
 def verdict_result(verdict: Verdict, detail: str, tries: int, after_s: float | None = None) -> SubmitResult:
     """The result for ``verdict``: a refusal, or for ``RETRY`` a request to submit again after ``after_s``
     (by default :func:`backoff` of the tries so far)."""
-    wait = (backoff(tries) if after_s is None else after_s) if verdict.outcome == "RETRY" else 0.0
+    wait = (backoff(tries) if after_s is None else after_s) if verdict.outcome == Outcome.RETRY else 0.0
     return SubmitResult(None, [LaterReport(wait, verdict.outcome, verdict.error, verdict.not_a_user, detail)])
 
 
@@ -110,7 +117,7 @@ Check = Callable[[Submission, S], SubmitResult | None]
 """A refusal decided for a whole batch at once (LINE's blocked users): the result, or None to go on."""
 
 
-class HttpConnector(Channel, Generic[S]):
+class HttpConnector(Connector, Generic[S]):
     """The skeleton of a connector that sends each submission as one HTTP request to a provider.
 
     Subclasses set the class attributes naming the provider and implement :meth:`prepare` and :meth:`send`.

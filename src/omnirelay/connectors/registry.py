@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from omnirelay.config import AccountConfig, Settings
-    from omnirelay.connectors.base import Channel, ReceiptSink
+    from omnirelay.connectors.base import Connector, ReceiptSink
     from omnirelay.domain.inbound import InboundPart
     from omnirelay.metrics import Metrics
     from omnirelay.store.base import Store
@@ -57,7 +57,7 @@ class ConnectorSpec(Generic[C]):
     """Its own settings, out of the whole."""
     configured: Callable[[C], bool]
     """Whether the section makes the connector run."""
-    build: Callable[[C, Wiring], Channel]
+    build: Callable[[C, Wiring], Connector]
     """The connector; ValueError or OSError for settings it cannot run with (:attr:`settings_errors`)."""
     routes: Callable[[C, Wiring], Routes] | None = None
     """Its webhook receiver, added to the API of every process that serves one."""

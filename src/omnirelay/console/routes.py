@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from html import escape
-from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import msgspec
@@ -35,11 +34,13 @@ from omnirelay.console.session import (
     token_hash,
 )
 from omnirelay.console.stats import message_channel
+from omnirelay.domain.catalogue import STATUS_GROUPS
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.credentials import verify_password
 from omnirelay.domain.ids import scenario_key
 from omnirelay.domain.message import MessageState, state_decoder
 from omnirelay.domain.model import ScenarioIn, SimpleRequest, To
+from omnirelay.domain.request import request_decoder
 from omnirelay.domain.validation import (
     Accepted,
     Errors,
@@ -72,12 +73,10 @@ COUNT_CAP = 10_000
 EXPORT_PAGE = 1000
 """Rows an export reads per query: a whole export is never in memory."""
 SEARCH_WINDOW_S = 48 * 3600
-GROUPS = {"PENDING": 1, "UNDELIVERABLE": 2, "DELIVERED": 3, "EXPIRED": 4, "REJECTED": 5}
 CHANNELS = [c.value for c in Channel]
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".md": "text/plain", ".ico": "image/x-icon"}
 
 _to_decoder = msgspec.json.Decoder(To)
-_payload_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 def h(value: object) -> str:
@@ -149,7 +148,7 @@ def iso(ts: float | None) -> str:
 def export_row(view: MessageView) -> list[str]:
     """One message as a row of ``EXPORT_COLUMNS``."""
     state = state_decoder.decode(view.state)
-    payload = _payload_decoder.decode(view.payload)
+    payload = request_decoder.decode(view.payload)
     final = state.error if state.phase == "DONE" and state.error != "NO_ERROR" else ""
     steps = "; ".join(
         f"{a.step + 1} {a.channel} {a.error}" for a in state.attempts if a.error and a.error != "NO_ERROR"
@@ -542,7 +541,7 @@ class ConsoleRoutes:
                 else:
                     until = value
         status = q.get("status", "")
-        if status and status not in GROUPS:
+        if status and status not in STATUS_GROUPS:
             errors["status"] = ["unknown status group"]
         channel = q.get("channel", "")
         if channel and channel not in CHANNELS:
@@ -557,7 +556,7 @@ class ConsoleRoutes:
             until=until,
             bulk_ids=(q["bulkId"].strip(),) if q.get("bulkId", "").strip() else (),
             message_ids=(q["messageId"].strip(),) if q.get("messageId", "").strip() else (),
-            status_group=GROUPS[status] if status else None,
+            status_group=STATUS_GROUPS[status] if status else None,
             channel=channel or None,
             to=q.get("to", "").strip().lstrip("+") or None,
             limit=limit,
@@ -598,7 +597,7 @@ class ConsoleRoutes:
         for item in found:
             view = item.view
             state = state_decoder.decode(view.state)
-            payload = _payload_decoder.decode(view.payload)
+            payload = request_decoder.decode(view.payload)
             group = outcome(state)
             link = f"{PREFIX}/messages/{quote(view.message_id, safe='')}"
             rows.append(
@@ -620,7 +619,8 @@ class ConsoleRoutes:
             f'<label class="wide">Message id <input name="messageId" value="{h(q.get("messageId"))}"></label>'
             f'<label class="wide">Bulk id <input name="bulkId" value="{h(q.get("bulkId"))}"></label>'
             f'<label>Number (to) <input name="to" value="{h(q.get("to"))}" inputmode="tel"></label>'
-            f'<label>Status <select name="status">{_options(list(GROUPS), q.get("status"), "any")}</select></label>'
+            f'<label>Status <select name="status">{_options(list(STATUS_GROUPS), q.get("status"), "any")}'
+            "</select></label>"
             f'<label>Channel <select name="channel">{_options(CHANNELS, q.get("channel"), "any")}</select></label>'
             f'<label>Error <input name="error" value="{h(q.get("error"))}" placeholder="EC_…" '
             'autocapitalize="characters" spellcheck="false"></label>'

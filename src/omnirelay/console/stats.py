@@ -15,14 +15,12 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from omnirelay.domain import rollups
+from omnirelay.domain import catalogue, rollups
 from omnirelay.domain.message import MessageState
+from omnirelay.domain.request import StoredRequest
 from omnirelay.message_detail import OUTCOMES
 from omnirelay.store.base import Overview
 
-#: Infobip's status group ids (``messages.status_group``) by name.
-GROUP_IDS = {"PENDING": 1, "UNDELIVERABLE": 2, "DELIVERED": 3, "EXPIRED": 4, "REJECTED": 5}
-GROUP_NAMES = {v: k for k, v in GROUP_IDS.items()}
 #: The ranges offered, by key: how far back from now.
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 RANGE_LABELS = {"1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days", "custom": "custom range"}
@@ -139,7 +137,7 @@ def summarize(found: Overview, rng: Range, now: float, currency: str = "") -> di
         if kind == rollups.ACCEPTED:
             funnel["accepted"] += n
         elif kind == rollups.FINAL:
-            name = GROUP_NAMES.get(group, "PENDING")
+            name = catalogue.GROUP_NAMES.get(group, "PENDING")
             if name in OUTCOMES:
                 funnel[name] += n
             if error and error != "NO_ERROR":
@@ -149,7 +147,7 @@ def summarize(found: Overview, rng: Range, now: float, currency: str = "") -> di
             cell[1] += amount
         elif kind == rollups.LATENCY:
             latency["all"][bucket] = latency["all"].get(bucket, 0) + n
-            if group == GROUP_IDS["DELIVERED"]:
+            if group == catalogue.DELIVERED_TO_HANDSET.groupId:
                 latency["DELIVERED"][bucket] = latency["DELIVERED"].get(bucket, 0) + n
         elif kind in (rollups.TRIED, rollups.FAILED_OVER):
             counts = tried.setdefault((step, channel), [0, 0])
@@ -166,7 +164,7 @@ def summarize(found: Overview, rng: Range, now: float, currency: str = "") -> di
         i = index.get(int(at))
         if i is None:
             continue
-        name = "accepted" if kind == rollups.ACCEPTED else GROUP_NAMES.get(group, "PENDING")
+        name = "accepted" if kind == rollups.ACCEPTED else catalogue.GROUP_NAMES.get(group, "PENDING")
         if name in series:
             series[name][i] += n
     top = sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ERRORS]
@@ -212,12 +210,12 @@ def connectors(rows: list[tuple[str, str, str, float, bytes]], now: float) -> li
     return out
 
 
-def message_channel(state: MessageState, payload: dict[str, Any]) -> str:
+def message_channel(state: MessageState, payload: StoredRequest) -> str:
     """The channel a message is on (or ended on): its state's, else its current or first step's, else "-"."""
     if state.channel:
         return state.channel
-    steps = payload.get("steps") or []
+    steps = payload.steps
     index = state.step if 0 <= state.step < len(steps) else 0
     if steps:
-        return str(steps[index].get("channel") or "-")
+        return steps[index].channel or "-"
     return "-"

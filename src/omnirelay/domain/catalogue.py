@@ -22,10 +22,14 @@ __all__ = [
     "EC_MESSAGE_CANCELED",
     "EC_VALIDITY_EXPIRED",
     "EXPIRED_EXPIRED",
+    "GROUP_NAMES",
     "NO_ERROR",
     "PENDING_ACCEPTED",
     "PENDING_ENROUTE",
+    "PENDING_GROUP",
     "REJECTED_DESTINATION",
+    "REJECTED_GROUP",
+    "STATUS_GROUPS",
     "UNDELIVERABLE_NOT_DELIVERED",
     "Error",
     "Status",
@@ -117,3 +121,14 @@ NO_ERROR: Error = error("NO_ERROR")
 EC_ABSENT_SUBSCRIBER_SM: Error = error("EC_ABSENT_SUBSCRIBER_SM")
 EC_VALIDITY_EXPIRED: Error = error("EC_VALIDITY_EXPIRED")
 EC_MESSAGE_CANCELED: Error = error("EC_MESSAGE_CANCELED")
+
+#: Infobip's status groups (``messages.status_group``, the logs' ``generalStatus``): name -> id, by id.
+STATUS_GROUPS: dict[str, int] = dict(
+    sorted({s.groupName: s.groupId for s in _CATALOGUE.statuses.values()}.items(), key=lambda item: item[1])
+)
+#: The status groups by id.
+GROUP_NAMES: dict[int, str] = {group_id: name for name, group_id in STATUS_GROUPS.items()}
+#: The group of a message that is not final yet.
+PENDING_GROUP: int = PENDING_ENROUTE.groupId
+#: The group of a message refused (at acceptance, or by every step).
+REJECTED_GROUP: int = REJECTED_DESTINATION.groupId

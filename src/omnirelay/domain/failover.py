@@ -14,22 +14,27 @@ state and the actions) in one transaction.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 from omnirelay.domain.dates import format_ts
+from omnirelay.domain.lifecycle import IN_FLIGHT, NOT_TRIED, STATE_OF, SUCCESS, AttemptState, JobKind, Outcome, Phase
 from omnirelay.domain.message import Attempt, LogLine, MessageState
 
-SUCCESS: frozenset[str] = frozenset({"DELIVERED", "SEEN"})
-
 #: Default status and error of each outcome, and of a step whose validity ran out with no report.
-DEFAULTS: dict[str, tuple[str, str]] = {
-    "DELIVERED": ("DELIVERED_TO_HANDSET", "NO_ERROR"),
-    "SEEN": ("DELIVERED_TO_HANDSET", "NO_ERROR"),
-    "UNDELIVERABLE": ("UNDELIVERABLE_NOT_DELIVERED", "EC_ABSENT_SUBSCRIBER_SM"),
-    "REJECTED": ("REJECTED_DESTINATION", "EC_UNKNOWN_SUBSCRIBER"),
-    "EXPIRED": ("EXPIRED_EXPIRED", "EC_VALIDITY_EXPIRED"),
+DEFAULTS: dict[Outcome, tuple[str, str]] = {
+    Outcome.DELIVERED: ("DELIVERED_TO_HANDSET", "NO_ERROR"),
+    Outcome.SEEN: ("DELIVERED_TO_HANDSET", "NO_ERROR"),
+    Outcome.UNDELIVERABLE: ("UNDELIVERABLE_NOT_DELIVERED", "EC_ABSENT_SUBSCRIBER_SM"),
+    Outcome.REJECTED: ("REJECTED_DESTINATION", "EC_UNKNOWN_SUBSCRIBER"),
+    Outcome.EXPIRED: ("EXPIRED_EXPIRED", "EC_VALIDITY_EXPIRED"),
 }
 WHATSAPP_NOT_A_USER = "EC_UNKNOWN_USER"
+#: Attempts that are not the step's attempt any more (skipped, or cancelled by an earlier step's success).
+_GONE = frozenset({AttemptState.SKIPPED, AttemptState.CANCELLED})
+#: Attempts with no outcome (yet).
+_UNFINISHED = NOT_TRIED | IN_FLIGHT
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -38,9 +43,13 @@ WHATSAPP_NOT_A_USER = "EC_UNKNOWN_USER"
 class Start(msgspec.Struct, tag="start"):
     """The message's time has come (now, or its sendAt): begin with the first usable step."""
 
+    job_kind: ClassVar[JobKind] = JobKind.START
+
 
 class SubmitStep(msgspec.Struct, tag="submit"):
     """Submit a step that failover chose (a job of its own, so a late success can still cancel it)."""
+
+    job_kind: ClassVar[JobKind] = JobKind.SUBMIT_STEP
 
     step: int
 
@@ -48,15 +57,19 @@ class SubmitStep(msgspec.Struct, tag="submit"):
 class Submitted(msgspec.Struct, tag="submitted"):
     """The channel took the step: it is on its way and may report later."""
 
+    job_kind: ClassVar[JobKind] = JobKind.SUBMITTED
+
     step: int
     provider_id: str | None = None
 
 
-class Report(msgspec.Struct, tag="report"):
+class Reported(msgspec.Struct, tag="report"):
     """The channel reports an outcome for a step (at submission or later)."""
 
+    job_kind: ClassVar[JobKind] = JobKind.REPORT
+
     step: int
-    outcome: str
+    outcome: Outcome
     error: str | None = None
     not_a_user: bool = False
     """The channel says the address is not its user (WhatsApp's 131026): remember it."""
@@ -66,10 +79,14 @@ class Report(msgspec.Struct, tag="report"):
 class Expire(msgspec.Struct, tag="expire"):
     """The step's validity period ran out."""
 
+    job_kind: ClassVar[JobKind] = JobKind.EXPIRE
+
     step: int
 
 
-Event = Start | SubmitStep | Submitted | Report | Expire
+Event = Start | SubmitStep | Submitted | Reported | Expire
+#: Every event type, each with its explicit ``job_kind``.
+EVENT_TYPES: tuple[type[Event], ...] = (Start, SubmitStep, Submitted, Reported, Expire)
 
 
 # --- what the engine must do -------------------------------------------------------------------
@@ -155,9 +172,9 @@ def _log(state: MessageState, now: float, text: str) -> None:
     state.history.append(LogLine(now, text))
 
 
-def _status_error(outcome: str, channel: str, error: str | None, not_a_user: bool) -> tuple[str, str]:
+def _status_error(outcome: Outcome, channel: str, error: str | None, not_a_user: bool) -> tuple[str, str]:
     status, default_error = DEFAULTS[outcome]
-    if error is None and outcome == "REJECTED" and channel == "WHATSAPP" and not_a_user:
+    if error is None and outcome == Outcome.REJECTED and channel == "WHATSAPP" and not_a_user:
         error = WHATSAPP_NOT_A_USER
     return status, error or default_error
 
@@ -171,7 +188,7 @@ def _current(state: MessageState) -> Attempt | None:
 
 def _attempt(state: MessageState, step: int) -> Attempt | None:
     for attempt in reversed(state.attempts):
-        if attempt.step == step and attempt.state not in ("SKIPPED", "CANCELLED"):
+        if attempt.step == step and attempt.state not in _GONE:
             return attempt
     return None
 
@@ -187,7 +204,7 @@ def _begin_from(state: MessageState, first: int, ctx: Context, actions: list[Act
                 Attempt(
                     step=index,
                     channel=step.channel,
-                    state="SKIPPED",
+                    state=AttemptState.SKIPPED,
                     started_at=now,
                     done_at=now,
                     note=reason,
@@ -196,12 +213,12 @@ def _begin_from(state: MessageState, first: int, ctx: Context, actions: list[Act
             _log(state, now, f"step {index + 1} ({step.channel}) skipped: {reason}")
             continue
         state.step = index
-        state.phase = "ACTIVE"
+        state.phase = Phase.ACTIVE
         state.channel = step.channel
         if immediate:
             _submit(state, index, ctx, actions)
         else:
-            state.attempts.append(Attempt(step=index, channel=step.channel, state="PENDING", started_at=now))
+            state.attempts.append(Attempt(step=index, channel=step.channel, state=AttemptState.PENDING, started_at=now))
             actions.append(Schedule(SubmitStep(index), now))
             _log(state, now, f"failing over to step {index + 1} ({step.channel})")
         return
@@ -211,10 +228,10 @@ def _begin_from(state: MessageState, first: int, ctx: Context, actions: list[Act
 def _submit(state: MessageState, index: int, ctx: Context, actions: list[Action]) -> None:
     step = ctx.plan[index]
     attempt = _current(state)
-    if attempt is None or attempt.step != index or attempt.state != "PENDING":
-        attempt = Attempt(step=index, channel=step.channel, state="PENDING", started_at=ctx.now)
+    if attempt is None or attempt.step != index or attempt.state != AttemptState.PENDING:
+        attempt = Attempt(step=index, channel=step.channel, state=AttemptState.PENDING, started_at=ctx.now)
         state.attempts.append(attempt)
-    attempt.state = "SUBMITTING"
+    attempt.state = AttemptState.SUBMITTING
     attempt.started_at = ctx.now
     if state.sent_at is None:
         state.sent_at = ctx.now
@@ -224,7 +241,7 @@ def _submit(state: MessageState, index: int, ctx: Context, actions: list[Action]
 
 
 def _finish(state: MessageState, attempt: Attempt, ctx: Context, actions: list[Action]) -> None:
-    state.phase = "DONE"
+    state.phase = Phase.DONE
     state.step = attempt.step
     state.status = attempt.status or "PENDING_ENROUTE"
     state.error = attempt.error or "NO_ERROR"
@@ -238,18 +255,18 @@ def _finish(state: MessageState, attempt: Attempt, ctx: Context, actions: list[A
 def _finish_without_step(state: MessageState, ctx: Context, actions: list[Action]) -> None:
     """No step is left: end with the last real attempt's failure, or as rejected if none was made."""
     for attempt in reversed(state.attempts):
-        if attempt.state not in ("SKIPPED", "CANCELLED", "PENDING", "SUBMITTING", "ACCEPTED"):
+        if attempt.state not in _UNFINISHED:
             _finish(state, attempt, ctx, actions)
             return
     last = state.attempts[-1] if state.attempts else None
     channel = last.channel if last else (ctx.plan[0].channel if ctx.plan else "SMS")
     step = last.step if last else 0
     not_a_user = bool(last and last.note and last.note.startswith("capability memory"))
-    status, error = _status_error("REJECTED", channel, None, not_a_user)
+    status, error = _status_error(Outcome.REJECTED, channel, None, not_a_user)
     final = Attempt(
         step=step,
         channel=channel,
-        state="REJECTED",
+        state=AttemptState.REJECTED,
         started_at=ctx.now,
         done_at=ctx.now,
         status=status,
@@ -263,14 +280,14 @@ def _finish_without_step(state: MessageState, ctx: Context, actions: list[Action
 def _fail_current(
     state: MessageState,
     attempt: Attempt,
-    outcome: str,
+    outcome: Outcome,
     error: str | None,
     not_a_user: bool,
     ctx: Context,
     actions: list[Action],
     detail: str | None,
 ) -> None:
-    attempt.state = outcome
+    attempt.state = STATE_OF[outcome]
     attempt.status, attempt.error = _status_error(outcome, attempt.channel, error, not_a_user)
     attempt.done_at = ctx.now
     if detail:
@@ -285,7 +302,7 @@ def _fail_current(
         actions.append(Intermediate(attempt.step))
     # A rejection fails over at once (nothing can still come of the rejected step). After silence or a
     # failure report the next step waits for a job of its own, so that a late success can still cancel it.
-    _begin_from(state, attempt.step + 1, ctx, actions, immediate=outcome == "REJECTED")
+    _begin_from(state, attempt.step + 1, ctx, actions, immediate=outcome == Outcome.REJECTED)
 
 
 def _skip_reason(step: PlanStep, ctx: Context) -> str | None:
@@ -314,38 +331,38 @@ def decide_in_place(state: MessageState, event: Event, ctx: Context) -> list[Act
     actions: list[Action] = []
     now = ctx.now
 
-    if state.phase == "DONE":
+    if state.phase == Phase.DONE:
         final = _attempt(state, state.step)
         if (
-            isinstance(event, Report)
-            and event.outcome == "SEEN"
+            isinstance(event, Reported)
+            and event.outcome == Outcome.SEEN
             and event.step == state.step
             and final is not None
-            and final.state == "DELIVERED"
+            and final.state == AttemptState.DELIVERED
         ):
-            final.state = "SEEN"
+            final.state = AttemptState.SEEN
             actions.append(Seen(event.step))
             _log(state, now, f"step {event.step + 1} ({final.channel}) seen")
-        elif isinstance(event, Report):
+        elif isinstance(event, Reported):
             _log(
                 state,
                 now,
                 f"late report for step {event.step + 1} ignored, message already final: {event.outcome}",
             )
             attempt = _attempt(state, event.step)
-            if attempt is not None and attempt.state in ("SUBMITTING", "ACCEPTED"):
-                attempt.state = event.outcome
+            if attempt is not None and attempt.state in IN_FLIGHT and event.outcome in STATE_OF:
+                attempt.state = STATE_OF[event.outcome]
                 attempt.done_at = now
         return actions
 
     if isinstance(event, Start):
-        if state.phase == "WAITING":
+        if state.phase == Phase.WAITING:
             _begin_from(state, 0, ctx, actions, immediate=True)
         return actions
 
     if isinstance(event, SubmitStep):
         attempt = _current(state)
-        if state.step == event.step and attempt is not None and attempt.state == "PENDING":
+        if state.step == event.step and attempt is not None and attempt.state == AttemptState.PENDING:
             _submit(state, event.step, ctx, actions)
         return actions
 
@@ -356,53 +373,53 @@ def decide_in_place(state: MessageState, event: Event, ctx: Context) -> list[Act
     if isinstance(event, Submitted):
         if event.provider_id:
             attempt.provider_id = event.provider_id
-        if attempt.state == "SUBMITTING":
-            attempt.state = "ACCEPTED"
+        if attempt.state == AttemptState.SUBMITTING:
+            attempt.state = AttemptState.ACCEPTED
         return actions
 
     is_current = event.step == state.step
     if isinstance(event, Expire):
-        if is_current and attempt.state in ("SUBMITTING", "ACCEPTED"):
-            _fail_current(state, attempt, "EXPIRED", None, False, ctx, actions, "validity period ran out")
+        if is_current and attempt.state in IN_FLIGHT:
+            _fail_current(state, attempt, Outcome.EXPIRED, None, False, ctx, actions, "validity period ran out")
         return actions
 
     # a Report
-    if event.outcome == "RETRY":
-        if is_current and attempt.state in ("SUBMITTING", "ACCEPTED"):
-            attempt.state = "SUBMITTING"
+    if event.outcome == Outcome.RETRY:
+        if is_current and attempt.state in IN_FLIGHT:
+            attempt.state = AttemptState.SUBMITTING
             attempt.tries += 1
             actions.append(Submit(event.step))
             _log(state, now, f"step {event.step + 1} ({attempt.channel}) submitted again: {event.detail or 'retry'}")
         return actions
 
-    if is_current and attempt.state in ("SUBMITTING", "ACCEPTED"):
+    if is_current and attempt.state in IN_FLIGHT:
         if event.outcome in SUCCESS:
-            attempt.state = event.outcome
+            attempt.state = STATE_OF[event.outcome]
             attempt.status, attempt.error = _status_error(event.outcome, attempt.channel, event.error, False)
             attempt.done_at = now
             _log(state, now, f"step {attempt.step + 1} ({attempt.channel}) {event.outcome.lower()}")
             _finish(state, attempt, ctx, actions)
-            if event.outcome == "SEEN":
+            if event.outcome == Outcome.SEEN:
                 actions.append(Seen(attempt.step))
         else:
             _fail_current(state, attempt, event.outcome, event.error, event.not_a_user, ctx, actions, event.detail)
         return actions
 
-    if event.step >= state.step or attempt.state in ("PENDING", "SKIPPED", "CANCELLED"):
+    if event.step >= state.step or attempt.state in NOT_TRIED:
         _log(state, now, f"report for step {event.step + 1} ({attempt.channel}) ignored: that step was not submitted")
         return actions
 
     # A report for a step the message already left.
     _log(state, now, f"late report for step {event.step + 1} ({attempt.channel}): {event.outcome}")
     current = _current(state)
-    if event.outcome in SUCCESS and current is not None and current.state == "PENDING":
-        current.state = "CANCELLED"
+    if event.outcome in SUCCESS and current is not None and current.state == AttemptState.PENDING:
+        current.state = AttemptState.CANCELLED
         current.done_at = now
         _log(state, now, f"step {current.step + 1} ({current.channel}) cancelled: the earlier step succeeded")
-        attempt.state = event.outcome
+        attempt.state = STATE_OF[event.outcome]
         attempt.status, attempt.error = _status_error(event.outcome, attempt.channel, event.error, False)
         attempt.done_at = now
         _finish(state, attempt, ctx, actions)
-        if event.outcome == "SEEN":
+        if event.outcome == Outcome.SEEN:
             actions.append(Seen(attempt.step))
     return actions

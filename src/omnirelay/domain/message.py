@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import msgspec
 
+from omnirelay.domain.lifecycle import AttemptState, Phase
+
 
 class Attempt(msgspec.Struct, omit_defaults=True):
     """One step tried for a message."""
 
     step: int
     channel: str
-    state: str
-    """SUBMITTING, ACCEPTED, then DELIVERED, SEEN, UNDELIVERABLE, REJECTED, EXPIRED; or SKIPPED, CANCELLED."""
+    state: AttemptState
     started_at: float
     done_at: float | None = None
     status: str | None = None
@@ -31,9 +32,9 @@ class LogLine(msgspec.Struct):
 
 
 class MessageState(msgspec.Struct, omit_defaults=True):
-    """Where a message stands. ``phase``: WAITING (accepted, not started), ACTIVE, DONE."""
+    """Where a message stands: its phase, the attempts of its steps, its history and its latest status."""
 
-    phase: str = "WAITING"
+    phase: Phase = Phase.WAITING
     step: int = -1
     attempts: list[Attempt] = msgspec.field(default_factory=list)
     history: list[LogLine] = msgspec.field(default_factory=list)
@@ -58,6 +59,6 @@ def rejected_state(now: float, status: str, error: str, reason: str) -> bytes:
     """The stored state of a destination refused at acceptance: final at once, with why in its history."""
     return state_encoder.encode(
         MessageState(
-            phase="DONE", status=status, error=error, done_at=now, history=[LogLine(now, f"rejected: {reason}")]
+            phase=Phase.DONE, status=status, error=error, done_at=now, history=[LogLine(now, f"rejected: {reason}")]
         )
     )

@@ -7,11 +7,12 @@ from collections.abc import Iterable
 
 import msgspec
 
-__all__ = ["Price", "PriceEntry", "PriceList"]
+__all__ = ["PriceEntry", "PriceList", "UnitPrice"]
 
 
-class Price(msgspec.Struct, frozen=True):
-    """The price of one message, as in Infobip reports (``{"pricePerMessage": 0.01, "currency": "EUR"}``)."""
+class UnitPrice(msgspec.Struct, frozen=True):
+    """The price of one message from a price list, as Infobip reports show it
+    (``{"pricePerMessage": 0.01, "currency": "EUR"}``)."""
 
     pricePerMessage: float
     currency: str
@@ -83,7 +84,7 @@ class PriceList:
         """The price when no entry matches."""
         return self._default
 
-    def price(self, channel: str, region: str | None) -> Price:
+    def price(self, channel: str, region: str | None) -> UnitPrice:
         """The per-message price for ``channel`` to a destination in ``region`` (None when unknown).
 
         Most specific match wins: channel + country > channel only > country only > default.
@@ -94,5 +95,5 @@ class PriceList:
         for key in keys:
             found = self._prices.get(key)
             if found is not None:
-                return Price(pricePerMessage=found, currency=self._currency)
-        return Price(pricePerMessage=self._default, currency=self._currency)
+                return UnitPrice(pricePerMessage=found, currency=self._currency)
+        return UnitPrice(pricePerMessage=self._default, currency=self._currency)

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from omnirelay.domain import catalogue
 from omnirelay.domain.channels import parse_channel
 from omnirelay.domain.dates import format_ts
+from omnirelay.domain.lifecycle import Phase
 from omnirelay.domain.message import Attempt, MessageState
 from omnirelay.domain.model import LogEntry, Price, Report, To
 from omnirelay.domain.numbering import MccMncTable, region_of
@@ -150,7 +151,7 @@ def build_log(
     tariffs: Tariffs,
 ) -> LogEntry:
     """One entry of GET /omni/1/logs."""
-    status = catalogue.status(state.status) if state.phase == "DONE" else catalogue.PENDING_ENROUTE
+    status = catalogue.status(state.status) if state.phase == Phase.DONE else catalogue.PENDING_ENROUTE
     text = None
     count = 1
     price = None
@@ -159,7 +160,7 @@ def build_log(
         text = (content.get(content_field) or {}).get("text")
         count = message_count(channel, content)
         mcc_mnc, price = _phone_facts(address, channel, count, tariffs)
-        if state.phase == "DONE" and not state.attempts:  # refused when accepted: nothing was sent or charged
+        if state.phase == Phase.DONE and not state.attempts:  # refused when accepted: nothing was sent or charged
             price = None
     return LogEntry(
         bulkId=bulk_id,

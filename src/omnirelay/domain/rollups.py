@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable
 from typing import Any, cast
 
+from omnirelay.domain.lifecycle import NOT_TRIED, AttemptState
 from omnirelay.domain.message import MessageState
 
 #: The widths (seconds) of the kept buckets: by minute (for short ranges) and by hour.
@@ -36,9 +37,9 @@ FAILED_OVER = "failover"
 STEP_LATENCY = "steplatency"
 """Submission→delivery of delivered steps, by channel and latency bucket."""
 
-FAILED_STATES = frozenset({"UNDELIVERABLE", "REJECTED", "EXPIRED"})
-NOT_TRIED_STATES = frozenset({"SKIPPED", "CANCELLED", "PENDING"})
-DELIVERED_STATES = frozenset({"DELIVERED", "SEEN"})
+FAILED_STATES = frozenset({AttemptState.UNDELIVERABLE, AttemptState.REJECTED, AttemptState.EXPIRED})
+NOT_TRIED_STATES = NOT_TRIED
+DELIVERED_STATES = frozenset({AttemptState.DELIVERED, AttemptState.SEEN})
 
 _PER_DOUBLING = 4
 _MAX_BUCKET = 160  # 2**40 ms: a year and more

@@ -30,6 +30,7 @@ from omnirelay.domain.model import (
     To,
     WhatsAppData,
 )
+from omnirelay.domain.request import PlannedStep
 
 MAX_DESTINATIONS = 10_000
 MAX_VALIDITY_S = 48 * 3600
@@ -112,14 +113,6 @@ def validate_scenario(body: ScenarioIn) -> tuple[Errors, list[Step]]:
 # --- sending -----------------------------------------------------------------------------------
 
 
-class PlannedStep(msgspec.Struct, frozen=True, gc=False):
-    """One step of a message's plan: its channel, sender and how long it may wait for a report."""
-
-    channel: str
-    sender: str | None
-    validity_s: float
-
-
 class Rejection(msgspec.Struct, frozen=True, gc=False):
     """Why one destination of a request is refused while the others are sent: Infobip's status (group REJECTED)
     and error names, and what was wrong, for the message's history."""
@@ -139,7 +132,7 @@ class AcceptedDestination(msgspec.Struct, gc=False):
     content_hash: bytes
     """Fingerprint of the destination with the request's content, for idempotent client message ids (else empty)."""
     address: str | None = None
-    """The destination's main address, as :func:`main_address` gives it."""
+    """The key of the destination's capability memory, as :func:`capability_key` gives it."""
     rejected: Rejection | None = None
     """Why this destination is refused; None when it is sent."""
     duplicate: bool = False
@@ -194,6 +187,15 @@ def main_address(to: To) -> str | None:
         if value:
             return value
     return None
+
+
+def capability_key(to: To) -> str | None:
+    """The address a destination's capability memory is kept under (``messages.address``): its main address.
+
+    Whatever writes or reads that memory (acceptance, the engine's ``Remember``) takes the key from here, so they
+    always agree.
+    """
+    return main_address(to)
 
 
 def _check_whatsapp(errors: Errors, wa: WhatsAppData) -> None:
@@ -446,7 +448,7 @@ def _check_destinations(
             if shared is None:
                 shared = hashlib.blake2b(shared_content, digest_size=16).digest()
             digest = hashlib.blake2b(shared + to_json, digest_size=16).digest()
-        address = phone.lstrip("+") if phone else main_address(to)
+        address = capability_key(to)
         if rejection is None:
             accepted.append(AcceptedDestination(message_id, to, to_json, digest, address))
         else:

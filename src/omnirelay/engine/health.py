@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.connectors.base import Channel, SubmitResult
+from omnirelay.connectors.base import Connector, SubmitResult
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.store.base import Store
 
 log = logging.getLogger("omnirelay.engine")
@@ -49,9 +50,9 @@ class Health:
             answers = self._channels[channel] = _Answers()
         answers.submitted += 1
         for report in result.reports:
-            if report.outcome == "RETRY":
+            if report.outcome == Outcome.RETRY:
                 answers.retried += 1
-            elif report.after_s <= 0 and report.outcome in ("REJECTED", "UNDELIVERABLE"):
+            elif report.after_s <= 0 and report.outcome in (Outcome.REJECTED, Outcome.UNDELIVERABLE):
                 answers.refused += 1
             else:
                 continue
@@ -81,7 +82,7 @@ class Health:
         }
 
 
-def snapshot(health: Health, connectors: Mapping[str, Channel], now: float) -> list[tuple[str, str, bytes]]:
+def snapshot(health: Health, connectors: Mapping[str, Connector], now: float) -> list[tuple[str, str, bytes]]:
     """One row per connector: (name, channel, JSON). A connector with a ``health()`` of its own (SMPP: one entry
     per SMSC connection, each with a ``name``) adds what it says to the channel's answer counts."""
     rows = []
@@ -102,7 +103,7 @@ def process_name() -> str:
 
 
 async def report_forever(
-    store: Store, health: Health, connectors: Mapping[str, Channel], every_s: float = 2.0
+    store: Store, health: Health, connectors: Mapping[str, Connector], every_s: float = 2.0
 ) -> None:
     """Write this process's connector snapshot every ``every_s`` seconds (nothing when it has no connectors)."""
     if not connectors:

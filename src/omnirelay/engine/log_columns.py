@@ -7,19 +7,18 @@ messages, and each engine process fills them in at start, in batches, beside its
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import msgspec
 
 from omnirelay.domain.message import state_decoder
 from omnirelay.domain.model import To
 from omnirelay.domain.reports import Tariffs, log_columns
+from omnirelay.domain.request import PlannedStep, request_decoder
 from omnirelay.store.base import Store
 
 log = logging.getLogger("omnirelay.engine")
 
 _to_decoder = msgspec.json.Decoder(To)
-_payload_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 async def fill_log_columns(store: Store, tariffs: Tariffs, batch: int = 1000) -> int:
@@ -32,15 +31,18 @@ async def fill_log_columns(store: Store, tariffs: Tariffs, batch: int = 1000) ->
     try:
         while rows := await store.unindexed_messages(batch):
             values: list[tuple[int, str | None, str | None, str | None]] = []
-            steps_of: dict[bytes, list[dict[str, Any]]] = {}  # a request's messages come together
+            steps_of: dict[bytes, list[PlannedStep]] = {}  # a request's messages come together
             for message, to_json, state_json, payload in rows:
                 state = state_decoder.decode(state_json)
                 steps = steps_of.get(payload)
                 if steps is None:
-                    steps = steps_of[payload] = _payload_decoder.decode(payload).get("steps", [])
-                step = steps[state.step] if 0 <= state.step < len(steps) else steps[0] if steps else {}
+                    steps = steps_of[payload] = request_decoder.decode(payload).steps
+                step = steps[state.step] if 0 <= state.step < len(steps) else steps[0] if steps else None
                 columns = log_columns(
-                    state.channel or step.get("channel"), step.get("sender"), _to_decoder.decode(to_json), tariffs
+                    state.channel or (step.channel if step else None),
+                    step.sender if step else None,
+                    _to_decoder.decode(to_json),
+                    tariffs,
                 )
                 values.append((message, *columns))
             await store.set_log_columns(values)

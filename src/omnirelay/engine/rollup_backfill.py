@@ -9,32 +9,31 @@ was pending at the migration is counted as accepted here and as finished by the 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import msgspec
 
 from omnirelay.domain import rollups
 from omnirelay.domain.channels import parse_channel
+from omnirelay.domain.lifecycle import NOT_TRIED
 from omnirelay.domain.message import MessageState, state_decoder
 from omnirelay.domain.model import To
 from omnirelay.domain.reports import Tariffs, price_of
+from omnirelay.domain.request import request_decoder
 from omnirelay.domain.validation import address_for, main_address
 from omnirelay.store.base import Backlogged, Store
 
 log = logging.getLogger("omnirelay.engine")
 
 _to_decoder = msgspec.json.Decoder(To)
-_payload_decoder = msgspec.json.Decoder(dict[str, Any])
-_MADE = ("SKIPPED", "CANCELLED", "PENDING")
 
 
 def final_cost(state: MessageState, to_json: bytes, payload: bytes, tariffs: Tariffs) -> float:
     """The price of a finished message's final report (0 when it has none: refused when accepted)."""
-    attempt = next((a for a in reversed(state.attempts) if a.state not in _MADE), None)
+    attempt = next((a for a in reversed(state.attempts) if a.state not in NOT_TRIED), None)
     if attempt is None:
         return 0.0
     to = _to_decoder.decode(to_json)
-    content = _payload_decoder.decode(payload).get("content") or {}
+    content = request_decoder.decode(payload).content
     try:
         address = address_for(parse_channel(attempt.channel), to) or main_address(to) or ""
     except ValueError:

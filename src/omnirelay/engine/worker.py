@@ -23,33 +23,32 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.connectors.base import Channel, InstantChannel, LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import Connector, InstantConnector, LaterReport, SubmitResult
 from omnirelay.domain import catalogue, rollups
-from omnirelay.domain.channels import CONTENT_FIELDS, parse_channel
-from omnirelay.domain.channels import Channel as OmniChannel
+from omnirelay.domain.channels import CONTENT_FIELDS, Channel, parse_channel
 from omnirelay.domain.dates import format_ts
+from omnirelay.domain.delivery import Submission
 from omnirelay.domain.failover import (
     CancelTimers,
     Context,
     Event,
-    Expire,
     Final,
     Intermediate,
     PlanStep,
     Remember,
-    Report,
+    Reported,
     Schedule,
     Seen,
-    Start,
     Submit,
-    SubmitStep,
     Submitted,
     decide_in_place,
 )
+from omnirelay.domain.lifecycle import NOT_TRIED, JobKind, Outcome, Phase
 from omnirelay.domain.message import Attempt, MessageState, state_decoder, state_encoder
 from omnirelay.domain.model import SeenReport, SeenReports, To
 from omnirelay.domain.reports import LogColumns, Tariffs, build_report, log_columns, log_columns_at
-from omnirelay.domain.validation import address_for, has_content, main_address
+from omnirelay.domain.request import RequestOptions, request_decoder
+from omnirelay.domain.validation import address_for, capability_key, has_content, main_address
 from omnirelay.engine.health import Health
 from omnirelay.metrics import Metrics
 from omnirelay.store.base import Change, Store, Work
@@ -62,15 +61,6 @@ _event_encoder = msgspec.json.Encoder()
 _to_decoder = msgspec.json.Decoder(To)
 _report_encoder = msgspec.json.Encoder()
 _blocked_decoder = msgspec.json.Decoder(dict[str, float])
-
-
-class _Payload(msgspec.Struct):
-    steps: list[dict[str, Any]]
-    content: dict[str, Any]
-    options: dict[str, Any]
-
-
-_payload_decoder = msgspec.json.Decoder(_Payload)
 
 
 @dataclass(frozen=True)
@@ -93,7 +83,7 @@ class _Step:
     """A scenario step of a request: what is the same for each of the request's messages."""
 
     channel: str
-    kind: OmniChannel
+    kind: Channel
     validity_s: float
     has_content: bool
     sender: str | None
@@ -105,7 +95,7 @@ class _Request:
 
     payload: bytes
     content: dict[str, Any]
-    options: dict[str, Any]
+    options: RequestOptions
     steps: list[_Step]
     notify_url: str | None
     """Where to push reports; None when they are not pushed."""
@@ -116,29 +106,29 @@ class _Request:
     @classmethod
     def of(cls, payload: bytes) -> _Request:
         """Decode a stored request payload."""
-        decoded = _payload_decoder.decode(payload)
+        decoded = request_decoder.decode(payload)
         content, options = decoded.content, decoded.options
         steps = []
         for step in decoded.steps:
-            kind = parse_channel(step["channel"])
+            kind = parse_channel(step.channel)
             steps.append(
                 _Step(
-                    channel=step["channel"],
+                    channel=step.channel,
                     kind=kind,
-                    validity_s=float(step["validity_s"]),
+                    validity_s=float(step.validity_s),
                     has_content=has_content(content.get(CONTENT_FIELDS[kind])),
-                    sender=step.get("sender"),
+                    sender=step.sender,
                 )
             )
-        pushed = bool(options.get("notifyUrl")) and options.get("notify", True) is not False
+        pushed = bool(options.notifyUrl) and options.notify is not False
         return cls(
             payload=payload,
             content=content,
             options=options,
             steps=steps,
-            notify_url=options["notifyUrl"] if pushed else None,
-            notify_content_type=options.get("notifyContentType", "application/json"),
-            intermediate=bool(options.get("intermediateReport")),
+            notify_url=options.notifyUrl if pushed else None,
+            notify_content_type=options.notifyContentType or "application/json",
+            intermediate=bool(options.intermediateReport),
         )
 
 
@@ -150,10 +140,6 @@ class _Message:
     to: To
     request: _Request
     plan: list[PlanStep]
-
-
-#: The job kind of an event that a Schedule action stores.
-_JOB_KINDS: dict[type, str] = {kind: kind.__name__.lower() for kind in (Start, SubmitStep, Submitted, Report, Expire)}
 
 
 #: Metric counts of one cycle, by metric name and labels: added to the metrics once per cycle, not per event.
@@ -168,7 +154,7 @@ def _count(counts: _Counts, name: str, first: str, second: str) -> None:
 def _reported_attempt(state: MessageState, step: int) -> Attempt:
     """The attempt of ``step`` that a report tells of: its latest that was made."""
     for attempt in reversed(state.attempts):
-        if attempt.step == step and attempt.state not in ("SKIPPED", "CANCELLED", "PENDING"):
+        if attempt.step == step and attempt.state not in NOT_TRIED:
             return attempt
     raise LookupError(f"no attempt of step {step} was made")
 
@@ -187,7 +173,7 @@ class Engine:
     def __init__(
         self,
         store: Store,
-        channels: dict[str, Channel],
+        channels: dict[str, Connector],
         tariffs: Tariffs,
         settings: EngineSettings | None = None,
         metrics: Metrics | None = None,
@@ -195,7 +181,7 @@ class Engine:
         self.store = store
         self.metrics = metrics
         self.channels = channels
-        self._instant = {name: c for name, c in channels.items() if isinstance(c, InstantChannel)}
+        self._instant = {name: c for name, c in channels.items() if isinstance(c, InstantConnector)}
         self.tariffs = tariffs
         self.settings = settings or EngineSettings()
         self._wake = asyncio.Event()
@@ -330,8 +316,8 @@ class Engine:
         for m, items in by_message.items():
             msg = messages[m]
             state = state_decoder.decode(items[-1].state)
-            started_before = state.phase != "WAITING"
-            done_before = state.phase == "DONE"
+            started_before = state.phase != Phase.WAITING
+            done_before = state.phase == Phase.DONE
             shown = (state.step, state.channel)
             ctx = Context(
                 now=now,
@@ -343,7 +329,7 @@ class Engine:
                 message=m,
                 account_id=msg.work.account_id,
                 state=b"",
-                status_group=1,
+                status_group=catalogue.PENDING_GROUP,
                 channel=None,
                 done_at=None,
             )
@@ -354,7 +340,7 @@ class Engine:
                     channel = msg.plan[event.step].channel
                     change.submitted.append((event.step, channel, event.provider_id))
                     _count(counts, "submits", channel, self._connector(channel))
-                elif type(event) is Report:
+                elif type(event) is Reported:
                     _count(counts, "outcomes", msg.plan[event.step].channel, event.outcome)
                 # the state was decoded for this message alone: decide may move it on in place
                 actions = decide_in_place(state, event, ctx)
@@ -363,10 +349,12 @@ class Engine:
             # until this transaction has none stored to delete (those it made here are dropped in _act).
             change.cancel_expiry = change.cancel_expiry and started_before
             change.state = state_encoder.encode(state)
-            change.status_group = catalogue.status(state.status).groupId if state.phase == "DONE" else 1
+            change.status_group = (
+                catalogue.status(state.status).groupId if state.phase == Phase.DONE else catalogue.PENDING_GROUP
+            )
             change.channel = state.channel
             change.done_at = state.done_at
-            if state.phase == "DONE" and not done_before and self.settings.rollups:
+            if state.phase == Phase.DONE and not done_before and self.settings.rollups:
                 change.rollup = rollups.finished(
                     msg.work.account_id, msg.work.created_at, state, change.status_group, change.cost
                 )
@@ -404,9 +392,7 @@ class Engine:
             kind = type(action)
             if kind is Schedule:
                 event = action.event
-                change.jobs.append(
-                    (_JOB_KINDS[type(event)], getattr(event, "step", 0), action.at, _event_encoder.encode(event))
-                )
+                change.jobs.append((event.job_kind, getattr(event, "step", 0), action.at, _event_encoder.encode(event)))
             elif kind is Submit:
                 step = msg.plan[action.step]
                 assert step.address is not None
@@ -427,16 +413,18 @@ class Engine:
                     result = instant.decide_now(submission)
                     follow.append(Submitted(action.step, result.provider_id))
                     for r in result.reports:
-                        answer = Report(action.step, r.outcome, r.error, r.not_a_user, r.detail)
+                        answer = Reported(action.step, r.outcome, r.error, r.not_a_user, r.detail)
                         if r.after_s <= 0:
                             follow.append(answer)
                         else:
-                            change.jobs.append(("report", action.step, now + r.after_s, _event_encoder.encode(answer)))
+                            change.jobs.append(
+                                (JobKind.REPORT, action.step, now + r.after_s, _event_encoder.encode(answer))
+                            )
                 else:
                     submissions.append(submission)
             elif kind is CancelTimers:
                 change.cancel_expiry = True  # the stored timers
-                change.jobs = [job for job in change.jobs if job[0] != "expire"]  # and those of this transaction
+                change.jobs = [job for job in change.jobs if job[0] != JobKind.EXPIRE]  # and those of this transaction
             elif kind is Final or kind is Intermediate:
                 self._report(msg, state, action.step, kind is Final, change, counts, now)
             elif kind is Seen:
@@ -458,7 +446,7 @@ class Engine:
                         )
                     )
             elif kind is Remember:
-                remembered = main_address(msg.to)
+                remembered = capability_key(msg.to)
                 if remembered is not None:
                     change.remember.append((action.channel, remembered, action.until))
         return follow
@@ -481,7 +469,7 @@ class Engine:
             address=msg.plan[step].address or main_address(msg.to) or "",
             state=state,
             content=request.content,
-            callback_data=request.options.get("callbackData"),
+            callback_data=request.options.callbackData,
             tariffs=self.tariffs,
             now=now,
         )
@@ -547,11 +535,11 @@ class Engine:
         if result.reports:
             now = time.time()
             for r in result.reports:
-                event = _event_encoder.encode(Report(sub.step, r.outcome, r.error, r.not_a_user, r.detail))
+                event = _event_encoder.encode(Reported(sub.step, r.outcome, r.error, r.not_a_user, r.detail))
                 if r.after_s <= 0:
                     self._events.append((sub.message, event))
                 else:
-                    self._later.append((sub.message, "report", sub.step, now + r.after_s, event))
+                    self._later.append((sub.message, JobKind.REPORT, sub.step, now + r.after_s, event))
         self._in_flight_count -= 1
         self._made_room()
         self.wake()
@@ -574,7 +562,7 @@ def _log_columns(msg: _Message, state: MessageState, tariffs: Tariffs) -> LogCol
 
 
 def _refusal(detail: str) -> LaterReport:
-    return LaterReport(0.0, "REJECTED", "EC_NOTSUBMITTEDTOGMSC", detail=detail)
+    return LaterReport(0.0, Outcome.REJECTED, "EC_NOTSUBMITTEDTOGMSC", detail=detail)
 
 
 async def purge_forever(store: Store, retention_s: float, every_s: float = 60.0, batch: int = 5000) -> None:

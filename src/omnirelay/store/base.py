@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
-from omnirelay.connectors.base import Receipt
+from omnirelay.domain.delivery import Receipt
 from omnirelay.domain.inbound import Build, InboundPart
+from omnirelay.domain.lifecycle import JobKind
 from omnirelay.domain.model import Step
 from omnirelay.domain.rollups import Row
 from omnirelay.store.inbound import InboundCounts
@@ -242,7 +243,7 @@ class Store(Protocol):
 
         - It runs **inside the transaction**, between the reads and the writes of this call: on SQLite on the
           writer thread (not the event loop), on PostgreSQL in the coroutine holding the connection. It must not
-          await, do I/O or touch the event loop; it may ask *instant* channels (``InstantChannel.decide_now``,
+          await, do I/O or touch the event loop; it may ask *instant* channels (``InstantConnector.decide_now``,
           pure), which is how the sandbox's answers are stored with the submission they answer.
         - It gets every claimed job's :class:`Work` (the message's state, its capability memory, the job) and
           returns one :class:`Change` per message it changed; the store writes them all with one statement per
@@ -405,7 +406,7 @@ class Change:
     columns: tuple[str | None, str | None, str | None] | None = None
     """What GET /omni/1/logs filters on (sender, MCC, MNC) as the message's entry shows it now; None when that
     is what is stored already."""
-    jobs: list[tuple[str, int, float, bytes]] = field(default_factory=list)
+    jobs: list[tuple[JobKind, int, float, bytes]] = field(default_factory=list)
     """New jobs: (kind, step, due_at, event)."""
     report: tuple[str, str | None, str, bytes] | None = None
     """The final report to be pulled once: (message_id, bulk_id, channel, body)."""

@@ -28,8 +28,9 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 import msgspec
 
-from omnirelay.connectors.base import Receipt
 from omnirelay.domain import rollups
+from omnirelay.domain.catalogue import REJECTED_GROUP
+from omnirelay.domain.delivery import Receipt
 from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store import queries
 from omnirelay.store.base import (
@@ -62,7 +63,6 @@ from omnirelay.store.inbound import (
 from omnirelay.store.rows import (
     OVERVIEW_SERIES,
     OVERVIEW_TOTALS,
-    REJECTED_GROUP,
     ROLLUP_KEEP_S,
     VIEW_COLS,
     WORK_COLS,

@@ -8,9 +8,11 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.connectors.base import Receipt
 from omnirelay.domain import rollups
-from omnirelay.domain.failover import Report
+from omnirelay.domain.catalogue import REJECTED_GROUP
+from omnirelay.domain.delivery import Receipt
+from omnirelay.domain.failover import Reported
+from omnirelay.domain.lifecycle import JobKind, Outcome
 from omnirelay.domain.message import state_decoder
 from omnirelay.domain.model import Step
 from omnirelay.store.base import Account, NewMessage, ScenarioRecord, Stored
@@ -32,8 +34,6 @@ OVERVIEW_SERIES = (
 )
 
 VIEW_COLS = "m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload"
-#: ``messages.status_group`` of a destination refused at acceptance (Infobip's group 5, REJECTED).
-REJECTED_GROUP = 5
 
 _flow_decoder = msgspec.json.Decoder(list[Step])
 
@@ -147,7 +147,7 @@ def replayed(
 
 
 class _HeldReceipt(msgspec.Struct):
-    outcome: str
+    outcome: Outcome
     error: str | None
     not_a_user: bool
     detail: str | None
@@ -167,8 +167,8 @@ def receipt_data(receipt: Receipt) -> bytes:
 def receipt_job(message: int, step: int, data: bytes, now: float) -> tuple[int, str, int, float, bytes]:
     """The engine job a receipt becomes once its step is known: (message, kind, step, due_at, event)."""
     held = _held_decoder.decode(data)
-    event = Report(step, held.outcome, held.error, held.not_a_user, held.detail)
-    return (message, "report", step, now + max(0.0, held.after_s), _held_encoder.encode(event))
+    event = Reported(step, held.outcome, held.error, held.not_a_user, held.detail)
+    return (message, JobKind.REPORT, step, now + max(0.0, held.after_s), _held_encoder.encode(event))
 
 
 def take_tokens(

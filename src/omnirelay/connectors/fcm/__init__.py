@@ -8,10 +8,10 @@ from omnirelay.config import PushConfig
 from omnirelay.connectors.registry import ConnectorSpec, Wiring
 
 if TYPE_CHECKING:
-    from omnirelay.connectors.base import Channel
+    from omnirelay.connectors.base import Connector
 
 
-def _build(config: PushConfig, wiring: Wiring) -> Channel:
+def _build(config: PushConfig, wiring: Wiring) -> Connector:
     from omnirelay.connectors.fcm.connector import FcmPush
 
     return FcmPush(config, wiring.metrics)

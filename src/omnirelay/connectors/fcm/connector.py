@@ -23,11 +23,12 @@ import jwt
 import msgspec
 
 from omnirelay.config import PushAppConfig, PushConfig
-from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import LaterReport, SubmitResult
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.http import (
     RETRY_CAP_S,
     THROTTLED,
+    ContentError,
     HttpConnector,
     Refused,
     Unreachable,
@@ -35,6 +36,8 @@ from omnirelay.connectors.http import (
     backoff,
     verdict_result,
 )
+from omnirelay.domain.delivery import Submission
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.domain.model import PushData
 
 if TYPE_CHECKING:
@@ -53,10 +56,6 @@ TTL_MAX_S = 28 * 86400
 """FCM keeps an undelivered message at most four weeks."""
 RESERVED_DATA_KEYS = ("from", "message_type", "notification")
 RESERVED_DATA_PREFIXES = ("google", "gcm")
-
-
-class ContentError(ValueError):
-    """The OMNI ``push`` object cannot become an FCM message; the text says why."""
 
 
 class AuthError(Exception):
@@ -157,19 +156,19 @@ def build_message(token: str, push: dict[str, Any] | PushData, validity_s: float
 # --- FCM errors -> outcomes -----------------------------------------------------------------------------
 
 
-UNREGISTERED = Verdict("REJECTED", "EC_REGISTRATION_ID_DISABLED")
-BAD_TOKEN = Verdict("REJECTED", "EC_NO_REGISTRATION_ID_FOUND")
-BAD_PAYLOAD = Verdict("REJECTED", "EC_INVALID_PUSH_PAYLOAD")
-AUTH = Verdict("REJECTED", "EC_INVALID_FCM_AUTH_DATA")
-UNAVAILABLE = Verdict("RETRY", "EC_PUSH_CLOUD_TEMP_UNAVAILABLE")
-INTERNAL = Verdict("RETRY", "EC_PROVIDER_INTERNAL_ERROR")
+UNREGISTERED = Verdict(Outcome.REJECTED, "EC_REGISTRATION_ID_DISABLED")
+BAD_TOKEN = Verdict(Outcome.REJECTED, "EC_NO_REGISTRATION_ID_FOUND")
+BAD_PAYLOAD = Verdict(Outcome.REJECTED, "EC_INVALID_PUSH_PAYLOAD")
+AUTH = Verdict(Outcome.REJECTED, "EC_INVALID_FCM_AUTH_DATA")
+UNAVAILABLE = Verdict(Outcome.RETRY, "EC_PUSH_CLOUD_TEMP_UNAVAILABLE")
+INTERNAL = Verdict(Outcome.RETRY, "EC_PROVIDER_INTERNAL_ERROR")
 
 #: FCM's ``errorCode`` values (firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode).
 VERDICTS: dict[str, Verdict] = {
     "UNREGISTERED": UNREGISTERED,  # the app was uninstalled or the token expired: never valid again
-    "SENDER_ID_MISMATCH": Verdict("REJECTED", "EC_NO_APPLICATION_FOUND"),  # a token of another project
+    "SENDER_ID_MISMATCH": Verdict(Outcome.REJECTED, "EC_NO_APPLICATION_FOUND"),  # a token of another project
     "INVALID_ARGUMENT": BAD_PAYLOAD,
-    "THIRD_PARTY_AUTH_ERROR": Verdict("REJECTED", "EC_INVALID_APNS_CERT"),  # APNs / web push credentials
+    "THIRD_PARTY_AUTH_ERROR": Verdict(Outcome.REJECTED, "EC_INVALID_APNS_CERT"),  # APNs / web push credentials
     "QUOTA_EXCEEDED": THROTTLED,
     "UNAVAILABLE": UNAVAILABLE,
     "INTERNAL": INTERNAL,
@@ -200,7 +199,7 @@ def classify(http_status: int, error_code: str | None, status: str | None, messa
         return AUTH
     if http_status >= 500:
         return INTERNAL
-    return Verdict("REJECTED", "EC_BAD_REQUEST")
+    return Verdict(Outcome.REJECTED, "EC_BAD_REQUEST")
 
 
 def retry_after(tries: int, header: str | None = None) -> float:
@@ -230,12 +229,12 @@ class _ErrorBody(msgspec.Struct):
     error: _GoogleError
 
 
-class _SendAnswer(msgspec.Struct):
+class _FcmSendAnswer(msgspec.Struct):
     name: str | None = None
 
 
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
-_answer_decoder = msgspec.json.Decoder(_SendAnswer)
+_answer_decoder = msgspec.json.Decoder(_FcmSendAnswer)
 
 
 def error_verdict(http_status: int, body: bytes) -> tuple[Verdict, str]:
@@ -262,9 +261,9 @@ def answer_to_result(http_status: int, body: bytes, tries: int = 1, retry_header
         except (msgspec.DecodeError, msgspec.ValidationError):
             name = None
         if name:
-            return SubmitResult(name, [LaterReport(0.0, "DELIVERED", detail="FCM accepted the message")])
+            return SubmitResult(name, [LaterReport(0.0, Outcome.DELIVERED, detail="FCM accepted the message")])
         detail = f"FCM answered 200 without a message name: {body[:300].decode('utf-8', 'replace')}"
-        return SubmitResult(None, [LaterReport(0.0, "REJECTED", "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
+        return SubmitResult(None, [LaterReport(0.0, Outcome.REJECTED, "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
     verdict, detail = error_verdict(http_status, body)
     return verdict_result(verdict, detail, tries, retry_after(tries, retry_header))
 
@@ -366,7 +365,7 @@ TOKENS = CounterSpec(
 
 
 class FcmPush(HttpConnector[App]):
-    """A :class:`~omnirelay.connectors.base.Channel` for PUSH steps through FCM HTTP v1.
+    """A :class:`~omnirelay.connectors.base.Connector` for PUSH steps through FCM HTTP v1.
 
     One HTTP session serves every app; at most one token request per app is in flight.
     """

@@ -8,10 +8,10 @@ from omnirelay.config import LineConfig
 from omnirelay.connectors.registry import ConnectorSpec, Routes, Wiring
 
 if TYPE_CHECKING:
-    from omnirelay.connectors.base import Channel
+    from omnirelay.connectors.base import Connector
 
 
-def _build(config: LineConfig, wiring: Wiring) -> Channel:
+def _build(config: LineConfig, wiring: Wiring) -> Connector:
     from omnirelay.connectors.line.connector import Line
 
     return Line(config, wiring.metrics, wiring.store)

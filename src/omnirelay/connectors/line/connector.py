@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from omnirelay.config import LineChannelConfig, LineConfig
-from omnirelay.connectors.base import Answered, LaterReport, Submission, SubmitResult, submit_each
+from omnirelay.connectors.base import Answered, LaterReport, SubmitResult, submit_each
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.http import (
     BAD_REQUEST,
@@ -37,12 +37,15 @@ from omnirelay.connectors.http import (
     NOT_A_USER,
     THROTTLED,
     TRANSIENT,
+    ContentError,
     HttpConnector,
     Refused,
     Verdict,
     refused,
     verdict_result,
 )
+from omnirelay.domain.delivery import Submission
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.domain.model import LineData
 
 if TYPE_CHECKING:
@@ -69,10 +72,6 @@ def blocked_key(sender: str) -> str:
     """The capability-memory channel under which the users who blocked the LINE channel ``sender`` are kept
     (not ``LINE`` itself: the engine's own memory is per account and main address, this is per LINE channel)."""
     return f"LINE:{sender}:blocked"
-
-
-class ContentError(ValueError):
-    """The OMNI ``line`` object cannot become LINE messages; the text says why."""
 
 
 def retry_key(sub: Submission) -> str:
@@ -154,7 +153,7 @@ def push_body(to: str, line: dict[str, Any] | LineData) -> dict[str, Any]:
 # --- answers -> outcomes -------------------------------------------------------------------------------
 
 
-QUOTA = Verdict("REJECTED", "EC_ACCOUNT_ISSUE")
+QUOTA = Verdict(Outcome.REJECTED, "EC_ACCOUNT_ISSUE")
 
 #: What LINE says (``message`` of a 400) about a user it cannot send to.
 NOT_A_USER_TEXTS = ("failed to send messages", "hasn't added the line official account as a friend")
@@ -181,26 +180,26 @@ class _Detail(msgspec.Struct):
     property: str | None = None
 
 
-class _Sent(msgspec.Struct):
+class _LineSent(msgspec.Struct):
     id: str | None = None
 
 
-class _Answer(msgspec.Struct):
+class _LineAnswer(msgspec.Struct):
     message: str | None = None
     details: list[_Detail] = msgspec.field(default_factory=list)
-    sentMessages: list[_Sent] = msgspec.field(default_factory=list)
+    sentMessages: list[_LineSent] = msgspec.field(default_factory=list)
 
 
-_answer_decoder = msgspec.json.Decoder(_Answer)
+_answer_decoder = msgspec.json.Decoder(_LineAnswer)
 
 
 def answer_to_result(status: int, body: bytes, headers: dict[str, str], tries: int = 1) -> SubmitResult:
     """What a push answer means: a 200 (or a 409, the retry key accepted before) is delivered, with the first
     sent message's id (else the request id) as the provider id; anything else an outcome naming LINE's text."""
     try:
-        answer = _answer_decoder.decode(body) if body else _Answer()
+        answer = _answer_decoder.decode(body) if body else _LineAnswer()
     except (msgspec.DecodeError, msgspec.ValidationError):
-        answer = _Answer()
+        answer = _LineAnswer()
     lower = {k.lower(): v for k, v in headers.items()}
     if status in (200, 409):
         if status == 200:
@@ -210,7 +209,7 @@ def answer_to_result(status: int, body: bytes, headers: dict[str, str], tries: i
             request_id = lower.get(ACCEPTED_REQUEST_HEADER.lower())
             detail = "LINE had accepted this push before (retry key)"
         sent = next((s.id for s in answer.sentMessages if s.id), None)
-        return SubmitResult(sent or request_id, [LaterReport(0.0, "DELIVERED", detail=detail)])
+        return SubmitResult(sent or request_id, [LaterReport(0.0, Outcome.DELIVERED, detail=detail)])
     message = answer.message or body[:300].decode("utf-8", "replace")
     details = "; ".join(f"{d.property}: {d.message}" if d.property else str(d.message) for d in answer.details)
     verdict = classify(status, message)
@@ -228,7 +227,7 @@ SENDS = CounterSpec(
 
 
 class Line(HttpConnector[LineChannelConfig]):
-    """A :class:`~omnirelay.connectors.base.Channel` for LINE steps through the Messaging API's push message."""
+    """A :class:`~omnirelay.connectors.base.Connector` for LINE steps through the Messaging API's push message."""
 
     provider = "LINE"
     sender_kind = "LINE channel"

@@ -53,7 +53,7 @@ class _Source(msgspec.Struct):
     userId: str | None = None
 
 
-class _Event(msgspec.Struct):
+class _LineEvent(msgspec.Struct):
     type: str = ""
     timestamp: float | None = None
     source: _Source | None = None
@@ -61,12 +61,12 @@ class _Event(msgspec.Struct):
     message: dict[str, Any] | None = None
 
 
-class _Notification(msgspec.Struct):
+class _LineNotification(msgspec.Struct):
     destination: str | None = None
-    events: list[_Event] = msgspec.field(default_factory=list)
+    events: list[_LineEvent] = msgspec.field(default_factory=list)
 
 
-_decoder = msgspec.json.Decoder(_Notification)
+_decoder = msgspec.json.Decoder(_LineNotification)
 _encoder = msgspec.json.Encoder()
 
 _KINDS = {"image": "IMAGE", "video": "VIDEO", "audio": "AUDIO", "file": "DOCUMENT", "sticker": "STICKER"}
@@ -94,7 +94,7 @@ def inbound_content(message: dict[str, Any]) -> dict[str, Any]:
     return {"type": "UNSUPPORTED"}
 
 
-def inbound_report(event: _Event, channel: LineChannelConfig, now: float) -> dict[str, Any]:
+def inbound_report(event: _LineEvent, channel: LineChannelConfig, now: float) -> dict[str, Any]:
     """Infobip's inbound-message webhook body for one message a user sent to the channel."""
     message = event.message or {}
     user = event.source.userId if event.source else ""
@@ -110,7 +110,7 @@ EVENTS = CounterSpec(
 )
 
 
-class LineWebhookRoutes(WebhookReceiver[LineChannelConfig, _Notification]):
+class LineWebhookRoutes(WebhookReceiver[LineChannelConfig, _LineNotification]):
     """Handlers of ``/webhooks/line/{sender}`` for the channels of the LINE config."""
 
     provider = "LINE"
@@ -127,10 +127,10 @@ class LineWebhookRoutes(WebhookReceiver[LineChannelConfig, _Notification]):
     def signature_ok(self, sender: LineChannelConfig, body: bytes, header: str | None) -> bool:
         return signature_ok(sender.channel_secret, body, header)
 
-    def decode(self, body: bytes) -> _Notification:
+    def decode(self, body: bytes) -> _LineNotification:
         return _decoder.decode(body)
 
-    async def handle(self, sender: LineChannelConfig, notification: _Notification) -> web.StreamResponse:
+    async def handle(self, sender: LineChannelConfig, notification: _LineNotification) -> web.StreamResponse:
         """Inbound messages stored for the account, and blocks remembered, before the 200."""
         channel = sender
         now = time.time()
@@ -155,7 +155,7 @@ class LineWebhookRoutes(WebhookReceiver[LineChannelConfig, _Notification]):
             await self.store.push_webhooks(inbound, now)
         return web.json_response({"inbound": len(inbound), "blocked": sum(1 for v in blocked.values() if v)})
 
-    async def _inbound_item(self, event: _Event, channel: LineChannelConfig, now: float) -> InboundItem | None:
+    async def _inbound_item(self, event: _LineEvent, channel: LineChannelConfig, now: float) -> InboundItem | None:
         target = await self.inbound_account(channel.sender, channel.account)
         if target is None:
             return None

@@ -8,10 +8,10 @@ from omnirelay.config import MessengerConfig
 from omnirelay.connectors.registry import ConnectorSpec, Routes, Wiring
 
 if TYPE_CHECKING:
-    from omnirelay.connectors.base import Channel
+    from omnirelay.connectors.base import Connector
 
 
-def _build(config: MessengerConfig, wiring: Wiring) -> Channel:
+def _build(config: MessengerConfig, wiring: Wiring) -> Connector:
     from omnirelay.connectors.messenger.connector import Messenger
 
     return Messenger(config, wiring.metrics)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from omnirelay.config import MessengerConfig, MessengerPageConfig
-from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import LaterReport, SubmitResult
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.http import (
     BAD_REQUEST,
@@ -27,12 +27,15 @@ from omnirelay.connectors.http import (
     NOT_A_USER,
     THROTTLED,
     TRANSIENT,
+    ContentError,
     HttpConnector,
     Refused,
     Verdict,
     verdict_result,
 )
 from omnirelay.connectors.meta import GraphError, GraphErrorBody
+from omnirelay.domain.delivery import Submission
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.domain.model import FacebookData
 
 if TYPE_CHECKING:
@@ -41,10 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("omnirelay.messenger")
 
 CHANNEL = "FACEBOOK"
-
-
-class ContentError(ValueError):
-    """The OMNI ``facebook`` object cannot become a Send API message; the text says why."""
 
 
 def provider_id(psid: str, mid: str) -> str:
@@ -95,7 +94,7 @@ def build_message(psid: str, facebook: dict[str, Any] | FacebookData, page: Mess
 # --- Graph error codes -> outcomes ---------------------------------------------------------------------
 
 
-NO_SESSION = Verdict("REJECTED", "EC_NO_SESSION")
+NO_SESSION = Verdict(Outcome.REJECTED, "EC_NO_SESSION")
 
 #: Subcodes that decide on their own, whatever the code (developers.facebook.com/docs/messenger-platform/error-codes).
 SUBCODES: dict[int, Verdict] = {
@@ -105,8 +104,8 @@ SUBCODES: dict[int, Verdict] = {
     2018108: NO_SESSION,
     2018278: NO_SESSION,
     2018109: BAD_REQUEST,  # attachment size exceeds the limit
-    2018047: Verdict("REJECTED", "EC_MEDIA_HOSTING_ERROR"),  # the attachment could not be fetched
-    2018294: Verdict("REJECTED", "EC_MEDIA_HOSTING_ERROR"),
+    2018047: Verdict(Outcome.REJECTED, "EC_MEDIA_HOSTING_ERROR"),  # the attachment could not be fetched
+    2018294: Verdict(Outcome.REJECTED, "EC_MEDIA_HOSTING_ERROR"),
 }
 CODES: dict[int, Verdict] = {
     551: NOT_A_USER,  # the person is not available
@@ -120,7 +119,7 @@ CODES: dict[int, Verdict] = {
     102: CONFIGURATION,  # session key invalid
     10: CONFIGURATION,  # permission denied (without a subcode above)
     230: CONFIGURATION,  # requires the pages_messaging permission
-    368: Verdict("REJECTED", "EC_ACCOUNT_ISSUE"),  # temporarily blocked for policy violations
+    368: Verdict(Outcome.REJECTED, "EC_ACCOUNT_ISSUE"),  # temporarily blocked for policy violations
     100: BAD_REQUEST,  # invalid parameter
 }
 
@@ -143,13 +142,13 @@ def classify(code: int | None, subcode: int | None, http_status: int) -> Verdict
     return BAD_REQUEST
 
 
-class _SendAnswer(msgspec.Struct):
+class _MessengerSendAnswer(msgspec.Struct):
     recipient_id: str | None = None
     message_id: str | None = None
 
 
 _error_decoder = msgspec.json.Decoder(GraphErrorBody)
-_answer_decoder = msgspec.json.Decoder(_SendAnswer)
+_answer_decoder = msgspec.json.Decoder(_MessengerSendAnswer)
 
 
 def answer_to_result(psid: str, status: int, body: bytes, tries: int = 1) -> SubmitResult:
@@ -159,11 +158,11 @@ def answer_to_result(psid: str, status: int, body: bytes, tries: int = 1) -> Sub
         try:
             answer = _answer_decoder.decode(body)
         except msgspec.DecodeError:
-            answer = _SendAnswer()
+            answer = _MessengerSendAnswer()
         if answer.message_id:
             return SubmitResult(provider_id(psid, answer.message_id))
         detail = f"Messenger answered 200 without a message_id: {body[:300].decode('utf-8', 'replace')}"
-        return SubmitResult(None, [LaterReport(0.0, "REJECTED", "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
+        return SubmitResult(None, [LaterReport(0.0, Outcome.REJECTED, "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
     try:
         graph: GraphError | None = _error_decoder.decode(body).error
     except msgspec.DecodeError:
@@ -190,7 +189,7 @@ SENDS = CounterSpec(
 
 
 class Messenger(HttpConnector[MessengerPageConfig]):
-    """A :class:`~omnirelay.connectors.base.Channel` for FACEBOOK steps through the Messenger Send API."""
+    """A :class:`~omnirelay.connectors.base.Connector` for FACEBOOK steps through the Messenger Send API."""
 
     provider = "Messenger"
     sender_kind = "Messenger page"

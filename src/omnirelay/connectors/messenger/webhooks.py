@@ -21,11 +21,12 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.config import AccountConfig, MessengerConfig, MessengerPageConfig
-from omnirelay.connectors.base import Receipt
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.messenger.connector import CHANNEL, provider_id
 from omnirelay.connectors.meta import SIGNATURE_HEADER, MetaWebhookReceiver, signature_ok
 from omnirelay.connectors.webhooks import InboundItem, inbound_result, inbound_webhook
+from omnirelay.domain.delivery import Receipt
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class _Read(msgspec.Struct):
     watermark: float | None = None
 
 
-class _Event(msgspec.Struct):
+class _MessengerEvent(msgspec.Struct):
     sender: _Party = msgspec.field(default_factory=_Party)
     recipient: _Party = msgspec.field(default_factory=_Party)
     timestamp: float | None = None
@@ -65,18 +66,18 @@ class _Event(msgspec.Struct):
     message: dict[str, Any] | None = None
 
 
-class _Entry(msgspec.Struct):
+class _MessengerEntry(msgspec.Struct):
     id: str | None = None
     time: float | None = None
-    messaging: list[_Event] = msgspec.field(default_factory=list)
+    messaging: list[_MessengerEvent] = msgspec.field(default_factory=list)
 
 
-class _Notification(msgspec.Struct):
+class _MessengerNotification(msgspec.Struct):
     object: str | None = None
-    entry: list[_Entry] = msgspec.field(default_factory=list)
+    entry: list[_MessengerEntry] = msgspec.field(default_factory=list)
 
 
-_decoder = msgspec.json.Decoder(_Notification)
+_decoder = msgspec.json.Decoder(_MessengerNotification)
 _encoder = msgspec.json.Encoder()
 
 
@@ -98,7 +99,7 @@ def inbound_content(message: dict[str, Any]) -> dict[str, Any]:
     return {"type": "UNSUPPORTED"}
 
 
-def inbound_report(event: _Event, page: MessengerPageConfig, now: float) -> dict[str, Any]:
+def inbound_report(event: _MessengerEvent, page: MessengerPageConfig, now: float) -> dict[str, Any]:
     """Infobip's inbound-message webhook body for one message a user sent to the page."""
     message = event.message or {}
     received = event.timestamp / 1000 if event.timestamp else now
@@ -114,7 +115,7 @@ EVENTS = CounterSpec(
 )
 
 
-class MessengerWebhookRoutes(MetaWebhookReceiver[MessengerPageConfig, _Notification]):
+class MessengerWebhookRoutes(MetaWebhookReceiver[MessengerPageConfig, _MessengerNotification]):
     """Handlers of ``/webhooks/messenger/{sender}`` for the pages of the Messenger config."""
 
     provider = "Messenger"
@@ -127,13 +128,13 @@ class MessengerWebhookRoutes(MetaWebhookReceiver[MessengerPageConfig, _Notificat
     ) -> None:
         super().__init__({p.sender: p for p in config.pages}, store, metrics, accounts)
         self.by_page_id = {p.page_id: p for p in config.pages}
-        self._already: OrderedDict[str, str] = OrderedDict()
+        self._already: OrderedDict[str, Outcome] = OrderedDict()
         """provider id -> the outcome a watermark already gave it (DELIVERED or SEEN), oldest first."""
 
-    def decode(self, body: bytes) -> _Notification:
+    def decode(self, body: bytes) -> _MessengerNotification:
         return _decoder.decode(body)
 
-    async def handle(self, sender: MessengerPageConfig, notification: _Notification) -> web.StreamResponse:
+    async def handle(self, sender: MessengerPageConfig, notification: _MessengerNotification) -> web.StreamResponse:
         """Receipts for the engine and inbound messages for the account, stored before the 200 (Meta sends a
         notification again until it gets one)."""
         now = time.time()
@@ -145,10 +146,12 @@ class MessengerWebhookRoutes(MetaWebhookReceiver[MessengerPageConfig, _Notificat
                 psid = event.sender.id
                 if event.delivery is not None:
                     self.count(owner.sender, "delivery")
-                    receipts += await self._marked(psid, event.delivery.mids, event.delivery.watermark, "DELIVERED")
+                    receipts += await self._marked(
+                        psid, event.delivery.mids, event.delivery.watermark, Outcome.DELIVERED
+                    )
                 if event.read is not None:
                     self.count(owner.sender, "read")
-                    receipts += await self._marked(psid, [], event.read.watermark, "SEEN")
+                    receipts += await self._marked(psid, [], event.read.watermark, Outcome.SEEN)
                 if event.message is not None and not event.message.get("is_echo"):
                     self.count(owner.sender, "inbound")
                     item = await self._inbound_item(event, owner, now)
@@ -163,13 +166,13 @@ class MessengerWebhookRoutes(MetaWebhookReceiver[MessengerPageConfig, _Notificat
 
     def _remember_marked(self, receipts: list[Receipt]) -> None:
         for receipt in receipts:
-            if self._already.get(receipt.provider_id) != "SEEN":
+            if self._already.get(receipt.provider_id) != Outcome.SEEN:
                 self._already[receipt.provider_id] = receipt.outcome
             self._already.move_to_end(receipt.provider_id)
         while len(self._already) > MARKED_CACHE:
             self._already.popitem(last=False)
 
-    async def _marked(self, psid: str, mids: list[str], watermark: float | None, outcome: str) -> list[Receipt]:
+    async def _marked(self, psid: str, mids: list[str], watermark: float | None, outcome: Outcome) -> list[Receipt]:
         """Receipts for the messages a delivery or read names: its mids, else every message to the user
         stored before the watermark (milliseconds)."""
         if not psid:
@@ -181,10 +184,10 @@ class MessengerWebhookRoutes(MetaWebhookReceiver[MessengerPageConfig, _Notificat
                 CHANNEL, f"{psid}:", until - WATERMARK_WINDOW_S, until, WATERMARK_LIMIT
             )
             # what an earlier watermark already marked as much changes nothing: not sent to the engine again
-            ids = [pid for pid in found if self._already.get(pid) not in (outcome, "SEEN")]
+            ids = [pid for pid in found if self._already.get(pid) not in (outcome, Outcome.SEEN)]
         return [Receipt(CHANNEL, pid, outcome) for pid in ids]
 
-    async def _inbound_item(self, event: _Event, page: MessengerPageConfig, now: float) -> InboundItem | None:
+    async def _inbound_item(self, event: _MessengerEvent, page: MessengerPageConfig, now: float) -> InboundItem | None:
         target = await self.inbound_account(page.sender, page.account)
         if target is None:
             return None

@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass
 
 from omnirelay.config import SandboxRule
-from omnirelay.connectors.base import Answered, Channel, LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import Answered, Connector, LaterReport, SubmitResult
 from omnirelay.domain import catalogue
 from omnirelay.domain.channels import parse_channel
-
-OUTCOMES = ("DELIVERED", "SEEN", "UNDELIVERABLE", "REJECTED", "EXPIRED")
+from omnirelay.domain.delivery import Submission
+from omnirelay.domain.lifecycle import FINAL_OUTCOMES, Outcome
 
 #: The rules that apply when the configuration declares none: they show failover out of the box.
 DEFAULT_RULES: list[SandboxRule] = [
@@ -36,7 +36,7 @@ class RuleError(ValueError):
 class _Compiled:
     channel: str | None
     to: re.Pattern[str] | None
-    outcome: str
+    outcome: Outcome
     error: str | None
     after_s: float
 
@@ -52,8 +52,8 @@ def compile_rules(rules: list[SandboxRule]) -> list[_Compiled]:
                 channel = parse_channel(rule.channel).value
             except ValueError:
                 raise RuleError(f"{where}.channel: unknown channel {rule.channel!r}") from None
-        if rule.outcome not in OUTCOMES:
-            raise RuleError(f"{where}.outcome: must be one of {', '.join(OUTCOMES)}")
+        if rule.outcome not in FINAL_OUTCOMES:
+            raise RuleError(f"{where}.outcome: must be one of {', '.join(FINAL_OUTCOMES)}")
         if rule.error is not None and not catalogue.is_error_name(rule.error):
             raise RuleError(f"{where}.error: {rule.error!r} is not an error name of the catalogue")
         if rule.after_ms < 0:
@@ -62,12 +62,12 @@ def compile_rules(rules: list[SandboxRule]) -> list[_Compiled]:
             pattern = re.compile(rule.to) if rule.to is not None else None
         except re.error as exc:
             raise RuleError(f"{where}.to: invalid regular expression: {exc}") from None
-        compiled.append(_Compiled(channel, pattern, rule.outcome, rule.error, rule.after_ms / 1000))
+        compiled.append(_Compiled(channel, pattern, Outcome(rule.outcome), rule.error, rule.after_ms / 1000))
     return compiled
 
 
-class Sandbox(Channel):
-    """A :class:`~omnirelay.connectors.base.Channel` for every OMNI channel, driven by rules."""
+class Sandbox(Connector):
+    """A :class:`~omnirelay.connectors.base.Connector` for every OMNI channel, driven by rules."""
 
     def __init__(self, rules: list[SandboxRule] | None) -> None:
         self.rules = compile_rules(rules if rules else DEFAULT_RULES)
@@ -87,10 +87,10 @@ class Sandbox(Channel):
         rule = self.outcome(submission.channel, submission.address)
         provider_id = f"sandbox-{submission.message_id}-{submission.step}"
         if rule is None:
-            return SubmitResult(provider_id, [LaterReport(0.0, "DELIVERED")])
-        if rule.outcome == "EXPIRED":
+            return SubmitResult(provider_id, [LaterReport(0.0, Outcome.DELIVERED)])
+        if rule.outcome == Outcome.EXPIRED:
             return SubmitResult(provider_id)
-        not_a_user = rule.outcome == "REJECTED" and submission.channel == "WHATSAPP"
+        not_a_user = rule.outcome == Outcome.REJECTED and submission.channel == "WHATSAPP"
         return SubmitResult(provider_id, [LaterReport(rule.after_s, rule.outcome, rule.error, not_a_user)])
 
     async def submit(self, batch: list[Submission], answered: Answered | None = None) -> list[SubmitResult]:

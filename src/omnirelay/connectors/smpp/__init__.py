@@ -9,10 +9,10 @@ from omnirelay.config import SmppConfig
 from omnirelay.connectors.registry import ConnectorSpec, Wiring
 
 if TYPE_CHECKING:
-    from omnirelay.connectors.base import Channel
+    from omnirelay.connectors.base import Connector
 
 
-def _build(config: SmppConfig, wiring: Wiring) -> Channel:
+def _build(config: SmppConfig, wiring: Wiring) -> Connector:
     from omnirelay.connectors.smpp.connector import SmppChannel
 
     return SmppChannel(config, wiring.receipts, wiring.store, wiring.metrics, inbound=wiring.inbound_sms)

@@ -50,7 +50,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from omnirelay.config import SmppConfig
-from omnirelay.connectors.base import Answered, Channel, LaterReport, ReceiptSink, Submission, SubmitResult
+from omnirelay.connectors.base import Answered, Connector, LaterReport, ReceiptSink, SubmitResult
 from omnirelay.connectors.smpp import pdu as pdus
 from omnirelay.connectors.smpp.inbound import InboundSink
 from omnirelay.connectors.smpp.receipts import RETRY_STATUSES, submit_error
@@ -70,6 +70,8 @@ from omnirelay.connectors.smpp.session import (
     _Planned,
 )
 from omnirelay.connectors.smpp.text import destination_address, message_parts, source_address, validity_period
+from omnirelay.domain.delivery import Submission
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.domain.smscount import sms_text
 
 if TYPE_CHECKING:
@@ -81,7 +83,7 @@ __all__ = ["SmppChannel"]
 log = logging.getLogger("omnirelay.smpp")
 
 
-class SmppChannel(Channel):
+class SmppChannel(Connector):
     """The SMS channel over SMPP 3.4 connectors (see the module docstring for how it behaves).
 
     ``receipts`` stores delivery receipts durably (deliver_sm is acknowledged after it returns); ``store``,
@@ -219,7 +221,8 @@ class SmppChannel(Channel):
                 finish(
                     i,
                     SubmitResult(
-                        None, [LaterReport(0.0, "REJECTED", "EC_INVALID_PDU_FORMAT", detail=f"not submitted: {exc}")]
+                        None,
+                        [LaterReport(0.0, Outcome.REJECTED, "EC_INVALID_PDU_FORMAT", detail=f"not submitted: {exc}")],
                     ),
                 )
                 continue
@@ -261,8 +264,8 @@ class SmppChannel(Channel):
         if failed is not None:
             detail = f"submit_sm_resp {pdus.status_name(failed.status)} from {connector.name}"
             if failed.status in RETRY_STATUSES and not went_out:
-                return SubmitResult(None, [LaterReport(1.0, "RETRY", detail=detail)])
-            return SubmitResult(None, [LaterReport(0.0, "REJECTED", submit_error(failed.status), detail=detail)])
+                return SubmitResult(None, [LaterReport(1.0, Outcome.RETRY, detail=detail)])
+            return SubmitResult(None, [LaterReport(0.0, Outcome.REJECTED, submit_error(failed.status), detail=detail)])
         if last.state == OK:
             return SubmitResult(f"{connector.name}:{last.message_id}")
         if went_out:
@@ -272,12 +275,12 @@ class SmppChannel(Channel):
         if throttled is not None:
             detail = f"{pdus.status_name(throttled.status)} from {connector.name}: not sent yet"
             delay = max(THROTTLE_PAUSE_S, connector.paused_until - asyncio.get_running_loop().time())
-            return SubmitResult(None, [LaterReport(delay, "RETRY", detail=detail)])
+            return SubmitResult(None, [LaterReport(delay, Outcome.RETRY, detail=detail)])
         if not connector.tx.bound.is_set():
             detail = f"SMPP connector {connector.name} is not bound"
-            return SubmitResult(None, [LaterReport(UNBOUND_RETRY_S, "RETRY", detail=detail)])
+            return SubmitResult(None, [LaterReport(UNBOUND_RETRY_S, Outcome.RETRY, detail=detail)])
         detail = f"SMPP connector {connector.name}: not sent within {self.hold_seconds:g} s (rate cap, window full)"
-        return SubmitResult(None, [LaterReport(BUSY_RETRY_S, "RETRY", detail=detail)])
+        return SubmitResult(None, [LaterReport(BUSY_RETRY_S, Outcome.RETRY, detail=detail)])
 
     async def close(self) -> None:
         """Acknowledge the receipts being stored, unbind and disconnect every connector."""

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from omnirelay.connectors.base import Receipt
 from omnirelay.connectors.smpp.pdu import (
     ESME_RMSGQFUL,
     ESME_RSYSERR,
@@ -24,6 +23,8 @@ from omnirelay.connectors.smpp.pdu import (
     TLV_RECEIPTED_MESSAGE_ID,
     DeliverSm,
 )
+from omnirelay.domain.delivery import Receipt
+from omnirelay.domain.lifecycle import Outcome
 
 __all__ = [
     "MESSAGE_STATES",
@@ -39,14 +40,14 @@ __all__ = [
 ]
 
 #: ``stat:`` values -> the OMNI outcome they end a step with; None = intermediate (the step goes on).
-STATS: Final[dict[str, str | None]] = {
-    "DELIVRD": "DELIVERED",
-    "UNDELIV": "UNDELIVERABLE",
-    "EXPIRED": "EXPIRED",
-    "REJECTD": "REJECTED",
-    "DELETED": "UNDELIVERABLE",  # deleted at the SMSC (cancelled by an operator): it will not arrive
-    "UNKNOWN": "UNDELIVERABLE",  # the SMSC gave up tracking it: treat as not delivered, so failover goes on
-    "SKIPPED": "UNDELIVERABLE",  # SMPP 5
+STATS: Final[dict[str, Outcome | None]] = {
+    "DELIVRD": Outcome.DELIVERED,
+    "UNDELIV": Outcome.UNDELIVERABLE,
+    "EXPIRED": Outcome.EXPIRED,
+    "REJECTD": Outcome.REJECTED,
+    "DELETED": Outcome.UNDELIVERABLE,  # deleted at the SMSC (cancelled by an operator): it will not arrive
+    "UNKNOWN": Outcome.UNDELIVERABLE,  # the SMSC gave up tracking it: treat as not delivered, so failover goes on
+    "SKIPPED": Outcome.UNDELIVERABLE,  # SMPP 5
     "ACCEPTD": None,
     "ENROUTE": None,
 }
@@ -204,7 +205,7 @@ def receipt_for(parsed: ParsedReceipt, connector: str) -> Receipt | None:
     outcome = STATS[parsed.stat]
     if outcome is None:
         return None
-    error = None if outcome == "DELIVERED" else _error_name(parsed.err)
+    error = None if outcome == Outcome.DELIVERED else _error_name(parsed.err)
     detail = f"stat:{parsed.stat}" + (f" err:{parsed.err}" if parsed.err else "")
     return Receipt(
         channel="SMS", provider_id=f"{connector}:{parsed.message_id}", outcome=outcome, error=error, detail=detail

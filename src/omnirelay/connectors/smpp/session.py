@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from omnirelay.config import SmppConnectorConfig
-from omnirelay.connectors.base import Receipt, ReceiptSink
+from omnirelay.connectors.base import ReceiptSink
 from omnirelay.connectors.smpp import pdu as pdus
 from omnirelay.connectors.smpp.inbound import InboundSink, decode_mo
 from omnirelay.connectors.smpp.receipts import (
@@ -24,6 +24,7 @@ from omnirelay.connectors.smpp.receipts import (
     parse_receipt,
     receipt_for,
 )
+from omnirelay.domain.delivery import Receipt
 from omnirelay.domain.inbound import InboundPart
 
 if TYPE_CHECKING:

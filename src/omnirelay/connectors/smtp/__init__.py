@@ -8,10 +8,10 @@ from omnirelay.config import SmtpConfig
 from omnirelay.connectors.registry import ConnectorSpec, Wiring
 
 if TYPE_CHECKING:
-    from omnirelay.connectors.base import Channel
+    from omnirelay.connectors.base import Connector
 
 
-def _build(config: SmtpConfig, wiring: Wiring) -> Channel:
+def _build(config: SmtpConfig, wiring: Wiring) -> Connector:
     from omnirelay.connectors.smtp.connector import SmtpChannel
 
     return SmtpChannel(config, wiring.metrics)

@@ -38,7 +38,9 @@ import aiosmtplib
 from prometheus_client import Counter
 
 from omnirelay.config import SmtpConfig, SmtpServerConfig
-from omnirelay.connectors.base import Answered, Channel, LaterReport, Submission, SubmitResult, submit_each
+from omnirelay.connectors.base import Answered, Connector, LaterReport, SubmitResult, submit_each
+from omnirelay.domain.delivery import Submission
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.metrics import Metrics
 
 log = logging.getLogger("omnirelay.channels.smtp")  # the name operators filter on, kept from before the move
@@ -71,20 +73,20 @@ def classify(stage: str, code: int, text: str, *, tries: int, retry_seconds: flo
     ``RCPT`` or ``DATA``)."""
     detail = f"{code} {text}".strip()
     if 200 <= code < 300:
-        return LaterReport(0.0, "DELIVERED", detail=detail)
+        return LaterReport(0.0, Outcome.DELIVERED, detail=detail)
     if not 500 <= code < 600:  # 4xx, and anything a server should not have said: try again later
-        return LaterReport(retry_delay(retry_seconds, tries), "RETRY", detail=detail)
+        return LaterReport(retry_delay(retry_seconds, tries), Outcome.RETRY, detail=detail)
     if code in (530, 538):  # authentication / encryption required (RFC 4954): our settings, not this message
-        return LaterReport(0.0, "UNDELIVERABLE", ERR_CONFIG, detail=detail)
+        return LaterReport(0.0, Outcome.UNDELIVERABLE, ERR_CONFIG, detail=detail)
     if stage == "RCPT":
         if text.startswith("5.7."):
-            return LaterReport(0.0, "UNDELIVERABLE", ERR_POLICY, detail=detail)
-        return LaterReport(0.0, "REJECTED", ERR_RECIPIENT, detail=detail)
+            return LaterReport(0.0, Outcome.UNDELIVERABLE, ERR_POLICY, detail=detail)
+        return LaterReport(0.0, Outcome.REJECTED, ERR_RECIPIENT, detail=detail)
     if stage == "MAIL":
-        return LaterReport(0.0, "UNDELIVERABLE", ERR_SENDER, detail=detail)
+        return LaterReport(0.0, Outcome.UNDELIVERABLE, ERR_SENDER, detail=detail)
     if stage == "DATA":
-        return LaterReport(0.0, "UNDELIVERABLE", ERR_BOUNCE, detail=detail)
-    return LaterReport(0.0, "UNDELIVERABLE", ERR_CONFIG, detail=detail)
+        return LaterReport(0.0, Outcome.UNDELIVERABLE, ERR_BOUNCE, detail=detail)
+    return LaterReport(0.0, Outcome.UNDELIVERABLE, ERR_CONFIG, detail=detail)
 
 
 class _Invalid(ValueError):
@@ -110,7 +112,7 @@ class _Mail:
     """The recipient's local part is the non-ASCII one."""
 
 
-def _ascii_address(addr: str, what: str, error: str, outcome: str) -> tuple[str, bool]:
+def _ascii_address(addr: str, what: str, error: str, outcome: Outcome) -> tuple[str, bool]:
     """An address with its domain in IDNA form, and whether its local part still needs SMTPUTF8."""
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or any(c in addr for c in " \r\n<>"):
@@ -132,8 +134,8 @@ def message_id_for(sub: Submission, domain: str) -> str:
 def build_mail(sub: Submission) -> _Mail:
     """The e-mail of a submission (raises :class:`_Invalid` for a sender or recipient that is none)."""
     name, sender = parseaddr(sub.sender or "")
-    envelope_from, from_utf8 = _ascii_address(sender, "sender", ERR_SENDER, "UNDELIVERABLE")
-    envelope_to, to_utf8 = _ascii_address(sub.address.strip(), "recipient", ERR_RECIPIENT, "REJECTED")
+    envelope_from, from_utf8 = _ascii_address(sender, "sender", ERR_SENDER, Outcome.UNDELIVERABLE)
+    envelope_to, to_utf8 = _ascii_address(sub.address.strip(), "recipient", ERR_RECIPIENT, Outcome.REJECTED)
     domain = envelope_from.rpartition("@")[2]
     utf8 = from_utf8 or to_utf8
     data: dict[str, Any] = sub.content.get("email") or {}
@@ -155,7 +157,7 @@ class _Dropped(Exception):
     """A pooled connection turned out closed before the transaction began: open a new one and try again."""
 
 
-class _Pool:
+class _SmtpPool:
     """Open connections to one server, reused across messages."""
 
     def __init__(self, server: SmtpServerConfig, size: int, channel: SmtpChannel) -> None:
@@ -252,8 +254,8 @@ class _SmtpMetrics:
 _METRICS: weakref.WeakKeyDictionary[Metrics, _SmtpMetrics] = weakref.WeakKeyDictionary()
 
 
-class SmtpChannel(Channel):
-    """A :class:`~omnirelay.connectors.base.Channel` for EMAIL steps, sending through the configured servers."""
+class SmtpChannel(Connector):
+    """A :class:`~omnirelay.connectors.base.Connector` for EMAIL steps, sending through the configured servers."""
 
     def __init__(
         self,
@@ -265,7 +267,7 @@ class SmtpChannel(Channel):
         if not config.servers:
             raise ValueError("smtp: no servers configured")
         self.config = config
-        self.pools = [_Pool(server, connections_per_server, self) for server in config.servers]
+        self.pools = [_SmtpPool(server, connections_per_server, self) for server in config.servers]
         self._metrics: _SmtpMetrics | None = None
         if metrics is not None:
             self._metrics = _METRICS.get(metrics)
@@ -288,7 +290,7 @@ class SmtpChannel(Channel):
         if self._metrics is not None:
             self._metrics.connections.labels(label).inc()
 
-    def pool_for(self, sender_domain: str) -> _Pool:
+    def pool_for(self, sender_domain: str) -> _SmtpPool:
         """The first server taking the sender's domain, else the first server."""
         domain = sender_domain.lower()
         for pool in self.pools:
@@ -312,21 +314,21 @@ class SmtpChannel(Channel):
             return SubmitResult(None, [exc.report])
         except Exception:
             log.exception("smtp: cannot build the e-mail of %s (step %d)", sub.message_id, sub.step + 1)
-            failed = LaterReport(0.0, "UNDELIVERABLE", ERR_INTERNAL, detail="cannot build the e-mail")
+            failed = LaterReport(0.0, Outcome.UNDELIVERABLE, ERR_INTERNAL, detail="cannot build the e-mail")
             return SubmitResult(None, [failed])
         pool = self.pool_for(mail.sender_domain)
         try:
             report = await self._send(pool, mail, sub.tries)
         except Exception:
             log.exception("smtp: sending %s (step %d) to %s failed", sub.message_id, sub.step + 1, pool.label)
-            report = LaterReport(0.0, "UNDELIVERABLE", ERR_INTERNAL, detail="internal error while sending")
+            report = LaterReport(0.0, Outcome.UNDELIVERABLE, ERR_INTERNAL, detail="internal error while sending")
         if self._metrics is not None:
             self._metrics.sends.labels(pool.label, report.outcome.lower()).inc()
         log.debug("smtp: %s (step %d) via %s: %s %s", sub.message_id, sub.step + 1, pool.label, report.outcome,
                   report.detail)
         return SubmitResult(mail.message_id, [report])
 
-    async def _send(self, pool: _Pool, mail: _Mail, tries: int) -> LaterReport:
+    async def _send(self, pool: _SmtpPool, mail: _Mail, tries: int) -> LaterReport:
         retry_s = self.config.retry_seconds
         async with pool.slots():
             while True:
@@ -334,7 +336,7 @@ class SmtpChannel(Channel):
                     client, reused = await pool.take()
                 except aiosmtplib.SMTPResponseException as exc:  # the greeting, EHLO, STARTTLS or AUTH said no
                     report = classify("SESSION", exc.code, exc.message, tries=tries, retry_seconds=retry_s)
-                    if report.outcome != "RETRY":
+                    if report.outcome != Outcome.RETRY:
                         log.error("smtp: %s refused the session: %s", pool.label, report.detail)
                     return report
                 except (OSError, TimeoutError) as exc:  # refused, unreachable, timed out, TLS handshake failed
@@ -342,7 +344,7 @@ class SmtpChannel(Channel):
                 except aiosmtplib.SMTPException as exc:
                     # STARTTLS or AUTH not offered, no common AUTH mechanism: the config does not fit the server
                     log.error("smtp: cannot open a session with %s: %s", pool.label, exc)
-                    return LaterReport(0.0, "UNDELIVERABLE", ERR_CONFIG, detail=str(exc))
+                    return LaterReport(0.0, Outcome.UNDELIVERABLE, ERR_CONFIG, detail=str(exc))
                 try:
                     report = await self._transact(client, mail, tries, reused)
                 except _Dropped:
@@ -353,10 +355,11 @@ class SmtpChannel(Channel):
                 pool.give_back(client)
                 return report
 
-    def _unreachable(self, pool: _Pool, exc: BaseException, tries: int) -> LaterReport:
+    def _unreachable(self, pool: _SmtpPool, exc: BaseException, tries: int) -> LaterReport:
         log.warning("smtp: cannot reach %s: %s", pool.label, exc)
         delay = retry_delay(self.config.retry_seconds, tries)
-        return LaterReport(delay, "RETRY", detail=f"connection to {pool.label} failed: {exc or type(exc).__name__}")
+        detail = f"connection to {pool.label} failed: {exc or type(exc).__name__}"
+        return LaterReport(delay, Outcome.RETRY, detail=detail)
 
     async def _transact(self, client: aiosmtplib.SMTP, mail: _Mail, tries: int, reused: bool) -> LaterReport:
         """MAIL, RCPT, DATA on one connection; the reply that ends it decides the outcome."""
@@ -368,7 +371,7 @@ class SmtpChannel(Channel):
                 if not client.supports_extension("smtputf8"):
                     detail = "the server does not take non-ASCII addresses (no SMTPUTF8)"
                     error = ERR_RECIPIENT if mail.utf8_to else ERR_SENDER
-                    return LaterReport(0.0, "UNDELIVERABLE", error, detail=detail)
+                    return LaterReport(0.0, Outcome.UNDELIVERABLE, error, detail=detail)
                 options.append("SMTPUTF8")
             if client.supports_extension("size"):
                 options.append(f"SIZE={len(mail.body)}")
@@ -391,7 +394,7 @@ class SmtpChannel(Channel):
                 raise _Dropped from None
             # Lost during DATA the server may have taken the message; the retry carries the same Message-ID.
             delay = retry_delay(retry_s, tries)
-            return LaterReport(delay, "RETRY", detail=f"connection lost at {stage}: {exc or type(exc).__name__}")
+            return LaterReport(delay, Outcome.RETRY, detail=f"connection lost at {stage}: {exc or type(exc).__name__}")
         return classify("DATA", response.code, response.message, tries=tries, retry_seconds=retry_s)
 
 

@@ -8,10 +8,10 @@ from omnirelay.config import ViberConfig
 from omnirelay.connectors.registry import ConnectorSpec, Routes, Wiring
 
 if TYPE_CHECKING:
-    from omnirelay.connectors.base import Channel
+    from omnirelay.connectors.base import Connector
 
 
-def _build(config: ViberConfig, wiring: Wiring) -> Channel:
+def _build(config: ViberConfig, wiring: Wiring) -> Connector:
     from omnirelay.connectors.viber.connector import ViberBot
 
     return ViberBot(config, wiring.metrics)

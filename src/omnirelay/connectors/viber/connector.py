@@ -19,18 +19,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from omnirelay.config import ViberBotConfig, ViberConfig
-from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import LaterReport, SubmitResult
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.http import (
     ACCOUNT,
     BAD_REQUEST,
     THROTTLED,
     TRANSIENT,
+    ContentError,
     HttpConnector,
     Refused,
     Verdict,
     verdict_result,
 )
+from omnirelay.domain.delivery import Submission
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.domain.model import ViberData
 
 if TYPE_CHECKING:
@@ -48,10 +51,6 @@ RICH_TEXT_MAX = 250
 SENDER_NAME_MAX = 28
 RICH_MEDIA_API_VERSION = 2
 """Rich media messages need clients of bot API version 2 or later (``min_api_version``)."""
-
-
-class ContentError(ValueError):
-    """The OMNI ``viber`` object cannot become a bot API message; the text says why."""
 
 
 # --- OMNI viber object -> bot API message ---------------------------------------------------------------
@@ -141,8 +140,8 @@ def build_message(receiver: str, bot: ViberBotConfig, viber: dict[str, Any] | Vi
 # --- Viber status codes -> outcomes ---------------------------------------------------------------------
 
 
-_BILLING = Verdict("REJECTED", "EC_PROVIDER_BILLING_ERROR")
-_VERSION = Verdict("UNDELIVERABLE", "EC_UNSUPPORTED_MOBILE_APP_VERSION")
+_BILLING = Verdict(Outcome.REJECTED, "EC_PROVIDER_BILLING_ERROR")
+_VERSION = Verdict(Outcome.UNDELIVERABLE, "EC_UNSUPPORTED_MOBILE_APP_VERSION")
 
 #: The ``status`` codes of the REST bot API (its "Error codes" table), by number, with Viber's names.
 STATUS_NAMES: dict[int, str] = {
@@ -175,34 +174,34 @@ STATUS_NAMES: dict[int, str] = {
 
 VERDICTS: dict[int, Verdict] = {
     1: BAD_REQUEST,
-    2: Verdict("REJECTED", "EC_UNAUTHORIZED_ACCESS"),
+    2: Verdict(Outcome.REJECTED, "EC_UNAUTHORIZED_ACCESS"),
     3: BAD_REQUEST,
     4: BAD_REQUEST,
     # not a Viber user: fails over at once, and the number is remembered as not a user
-    5: Verdict("REJECTED", "EC_UNKNOWN_USER", not_a_user=True),
+    5: Verdict(Outcome.REJECTED, "EC_UNKNOWN_USER", not_a_user=True),
     # a Viber user who has not subscribed to the bot (or left it): fails over at once, but is not remembered,
     # since subscribing again makes them reachable
-    6: Verdict("REJECTED", "EC_UNKNOWN_USER"),
+    6: Verdict(Outcome.REJECTED, "EC_UNKNOWN_USER"),
     7: ACCOUNT,
     8: ACCOUNT,
     9: ACCOUNT,
-    10: Verdict("REJECTED", "EC_CONFIGURATION_ERROR"),  # Viber takes no sends before set_webhook
-    11: Verdict("UNDELIVERABLE", "EC_UNSUPPORTED_DEVICE"),
+    10: Verdict(Outcome.REJECTED, "EC_CONFIGURATION_ERROR"),  # Viber takes no sends before set_webhook
+    11: Verdict(Outcome.UNDELIVERABLE, "EC_UNSUPPORTED_DEVICE"),
     12: THROTTLED,
     13: _VERSION,
     14: _VERSION,
-    15: Verdict("REJECTED", "EC_FORBIDDEN_ACCESS"),
+    15: Verdict(Outcome.REJECTED, "EC_FORBIDDEN_ACCESS"),
     16: BAD_REQUEST,
     17: BAD_REQUEST,
     18: BAD_REQUEST,
     19: BAD_REQUEST,
     20: BAD_REQUEST,
-    21: Verdict("REJECTED", "EC_ILLEGAL_TRAFFIC_TYPE"),
+    21: Verdict(Outcome.REJECTED, "EC_ILLEGAL_TRAFFIC_TYPE"),
     22: _BILLING,
     23: _BILLING,
     24: _BILLING,
 }
-_GENERAL = Verdict("UNDELIVERABLE", "EC_PROVIDER_DR_ERROR")
+_GENERAL = Verdict(Outcome.UNDELIVERABLE, "EC_PROVIDER_DR_ERROR")
 """Any other code: Viber's "general error"."""
 
 
@@ -217,19 +216,19 @@ def describe_status(status: int, message: str | None) -> str:
     return f"{head}: {message}" if message and message != STATUS_NAMES.get(status) else head
 
 
-class _SendAnswer(msgspec.Struct):
+class _ViberSendAnswer(msgspec.Struct):
     status: int | None = None
     status_message: str | None = None
     message_token: int | str | None = None
 
 
-_answer_decoder = msgspec.json.Decoder(_SendAnswer)
+_answer_decoder = msgspec.json.Decoder(_ViberSendAnswer)
 
 
 def answer_to_result(http_status: int, body: bytes, tries: int = 1) -> SubmitResult:
     """What a ``send_message`` answer means: the ``message_token`` of status 0, else an outcome with the
     status code in its ``detail`` (throttling and server trouble ask to submit again after a backoff)."""
-    answer: _SendAnswer | None
+    answer: _ViberSendAnswer | None
     try:
         answer = _answer_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -243,7 +242,7 @@ def answer_to_result(http_status: int, body: bytes, tries: int = 1) -> SubmitRes
         if answer.message_token is not None and str(answer.message_token):
             return SubmitResult(str(answer.message_token))
         detail = f"Viber answered status 0 without a message_token: {body[:300].decode('utf-8', 'replace')}"
-        return SubmitResult(None, [LaterReport(0.0, "REJECTED", "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
+        return SubmitResult(None, [LaterReport(0.0, Outcome.REJECTED, "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
     return verdict_result(classify(answer.status), describe_status(answer.status, answer.status_message), tries)
 
 
@@ -272,7 +271,7 @@ SENDS = CounterSpec(
 
 
 class ViberBot(HttpConnector[ViberBotConfig]):
-    """A :class:`~omnirelay.connectors.base.Channel` for VIBER steps through Viber's REST bot API."""
+    """A :class:`~omnirelay.connectors.base.Connector` for VIBER steps through Viber's REST bot API."""
 
     provider = "Viber"
     sender_kind = "Viber bot"

@@ -20,9 +20,10 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.config import ViberBotConfig, ViberConfig
-from omnirelay.connectors.base import Receipt
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.webhooks import WebhookReceiver
+from omnirelay.domain.delivery import Receipt
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -72,12 +73,12 @@ def callback_receipt(callback: Callback) -> Receipt | None:
         return None
     token = str(callback.message_token)
     if callback.event == "delivered":
-        return Receipt(CHANNEL, token, "DELIVERED")
+        return Receipt(CHANNEL, token, Outcome.DELIVERED)
     if callback.event == "seen":
-        return Receipt(CHANNEL, token, "SEEN")
+        return Receipt(CHANNEL, token, Outcome.SEEN)
     if callback.event == "failed":
         detail = f"Viber failed callback: {callback.desc}" if callback.desc else "Viber failed callback"
-        return Receipt(CHANNEL, token, "UNDELIVERABLE", error="EC_PROVIDER_DR_ERROR", detail=detail)
+        return Receipt(CHANNEL, token, Outcome.UNDELIVERABLE, error="EC_PROVIDER_DR_ERROR", detail=detail)
     return None
 
 

@@ -8,10 +8,10 @@ from omnirelay.config import WhatsAppConfig
 from omnirelay.connectors.registry import ConnectorSpec, Routes, Wiring
 
 if TYPE_CHECKING:
-    from omnirelay.connectors.base import Channel
+    from omnirelay.connectors.base import Connector
 
 
-def _build(config: WhatsAppConfig, wiring: Wiring) -> Channel:
+def _build(config: WhatsAppConfig, wiring: Wiring) -> Connector:
     from omnirelay.connectors.whatsapp.connector import WhatsAppCloud
 
     return WhatsAppCloud(config, wiring.metrics)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from omnirelay.config import WhatsAppConfig, WhatsAppSenderConfig
-from omnirelay.connectors.base import LaterReport, Submission, SubmitResult
+from omnirelay.connectors.base import LaterReport, SubmitResult
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.http import (
     ACCOUNT,
@@ -24,12 +24,15 @@ from omnirelay.connectors.http import (
     NOT_A_USER,
     THROTTLED,
     TRANSIENT,
+    ContentError,
     HttpConnector,
     Refused,
     Verdict,
     verdict_result,
 )
 from omnirelay.connectors.meta import GraphError, GraphErrorBody
+from omnirelay.domain.delivery import Submission
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.domain.model import MediaTemplateData, WhatsAppContact, WhatsAppData
 
 if TYPE_CHECKING:
@@ -39,10 +42,6 @@ log = logging.getLogger("omnirelay.whatsapp")
 
 WEBHOOK_RETRY_S = 1.0
 """Wait before submitting again after a throttling ``failed`` status (a webhook does not say how often we tried)."""
-
-
-class ContentError(ValueError):
-    """The OMNI ``whatsApp`` object cannot become a Cloud API message; the text says why."""
 
 
 # --- OMNI whatsApp object -> Cloud API message ---------------------------------------------------------
@@ -209,17 +208,17 @@ def build_message(to: str, whatsapp: dict[str, Any] | WhatsAppData) -> dict[str,
 # --- Graph error codes -> outcomes ---------------------------------------------------------------------
 
 
-_TEMPLATE = Verdict("REJECTED", "EC_INVALID_TEMPLATE")
-_TEMPLATE_ARGS = Verdict("REJECTED", "EC_INVALID_TEMPLATE_ARGS")
-_AUTH = Verdict("REJECTED", "EC_UNAUTHORIZED_ACCESS")
+_TEMPLATE = Verdict(Outcome.REJECTED, "EC_INVALID_TEMPLATE")
+_TEMPLATE_ARGS = Verdict(Outcome.REJECTED, "EC_INVALID_TEMPLATE_ARGS")
+_AUTH = Verdict(Outcome.REJECTED, "EC_UNAUTHORIZED_ACCESS")
 
 #: Meta's error codes (developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
 VERDICTS: dict[int, Verdict] = {
     131026: NOT_A_USER,  # message undeliverable: not a WhatsApp user, old client, terms not accepted
-    131047: Verdict("REJECTED", "EC_NO_SESSION"),  # 24-hour window closed: only templates may be sent
-    131049: Verdict("UNDELIVERABLE", "EC_FREQUENCY_CAPPING"),  # per-user marketing limit ("healthy ecosystem")
-    131048: Verdict("UNDELIVERABLE", "EC_SPAM_RATE"),  # spam rate limit (the number's quality)
-    131050: Verdict("REJECTED", "EC_MARKETING_OPT_OUT"),  # the user stopped marketing messages
+    131047: Verdict(Outcome.REJECTED, "EC_NO_SESSION"),  # 24-hour window closed: only templates may be sent
+    131049: Verdict(Outcome.UNDELIVERABLE, "EC_FREQUENCY_CAPPING"),  # per-user marketing limit ("healthy ecosystem")
+    131048: Verdict(Outcome.UNDELIVERABLE, "EC_SPAM_RATE"),  # spam rate limit (the number's quality)
+    131050: Verdict(Outcome.REJECTED, "EC_MARKETING_OPT_OUT"),  # the user stopped marketing messages
     130429: THROTTLED,  # Cloud API throughput reached
     131056: THROTTLED,  # (business, consumer) pair rate limit
     4: THROTTLED,  # application request limit
@@ -240,9 +239,9 @@ VERDICTS: dict[int, Verdict] = {
     132016: _TEMPLATE,  # template disabled
     132068: _TEMPLATE,  # flow is blocked
     132069: _TEMPLATE,  # flow is throttled
-    131051: Verdict("REJECTED", "EC_MEDIA_UNSUPPORTED"),  # unsupported message type
-    131052: Verdict("REJECTED", "EC_MEDIA_HOSTING_ERROR"),  # media download error (the link)
-    131053: Verdict("REJECTED", "EC_MEDIA_UPLOAD_ERROR"),  # media upload error
+    131051: Verdict(Outcome.REJECTED, "EC_MEDIA_UNSUPPORTED"),  # unsupported message type
+    131052: Verdict(Outcome.REJECTED, "EC_MEDIA_HOSTING_ERROR"),  # media download error (the link)
+    131053: Verdict(Outcome.REJECTED, "EC_MEDIA_UPLOAD_ERROR"),  # media upload error
     131008: BAD_REQUEST,  # required parameter missing
     131009: BAD_REQUEST,  # parameter value not valid
     131021: BAD_REQUEST,  # recipient cannot be the sender
@@ -258,7 +257,7 @@ VERDICTS: dict[int, Verdict] = {
     10: _AUTH,  # permission denied
     190: _AUTH,  # access token expired
 }
-_UNKNOWN = Verdict("UNDELIVERABLE", "EC_PROVIDER_DR_ERROR")
+_UNKNOWN = Verdict(Outcome.UNDELIVERABLE, "EC_PROVIDER_DR_ERROR")
 
 
 def classify(code: int | None) -> Verdict:
@@ -287,12 +286,12 @@ class _SentMessage(msgspec.Struct):
     id: str | None = None
 
 
-class _SendAnswer(msgspec.Struct):
+class _WhatsAppSendAnswer(msgspec.Struct):
     messages: list[_SentMessage] = msgspec.field(default_factory=list)
 
 
 _error_decoder = msgspec.json.Decoder(GraphErrorBody)
-_answer_decoder = msgspec.json.Decoder(_SendAnswer)
+_answer_decoder = msgspec.json.Decoder(_WhatsAppSendAnswer)
 
 
 def answer_to_result(status: int, body: bytes, tries: int = 1) -> SubmitResult:
@@ -302,12 +301,12 @@ def answer_to_result(status: int, body: bytes, tries: int = 1) -> SubmitResult:
         try:
             answer = _answer_decoder.decode(body)
         except msgspec.DecodeError:
-            answer = _SendAnswer()
+            answer = _WhatsAppSendAnswer()
         wamid = answer.messages[0].id if answer.messages else None
         if wamid:
             return SubmitResult(wamid)
         detail = f"WhatsApp answered 200 without a message id: {body[:300].decode('utf-8', 'replace')}"
-        return SubmitResult(None, [LaterReport(0.0, "REJECTED", "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
+        return SubmitResult(None, [LaterReport(0.0, Outcome.REJECTED, "EC_PROVIDER_INTERNAL_ERROR", detail=detail)])
     try:
         graph: GraphError | None = _error_decoder.decode(body).error
     except msgspec.DecodeError:
@@ -338,7 +337,7 @@ SENDS = CounterSpec(
 
 
 class WhatsAppCloud(HttpConnector[WhatsAppSenderConfig]):
-    """A :class:`~omnirelay.connectors.base.Channel` for WHATSAPP steps through Meta's Cloud API (whose
+    """A :class:`~omnirelay.connectors.base.Connector` for WHATSAPP steps through Meta's Cloud API (whose
     throughput is about 80 messages a second per number)."""
 
     provider = "WhatsApp"

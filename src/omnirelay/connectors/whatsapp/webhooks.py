@@ -17,11 +17,12 @@ import msgspec
 from aiohttp import web
 
 from omnirelay.config import AccountConfig, WhatsAppConfig, WhatsAppSenderConfig
-from omnirelay.connectors.base import Receipt
 from omnirelay.connectors.counters import CounterSpec
 from omnirelay.connectors.meta import SIGNATURE_HEADER, GraphError, MetaWebhookReceiver, sign, signature_ok
 from omnirelay.connectors.webhooks import InboundItem, inbound_result, inbound_webhook
 from omnirelay.connectors.whatsapp.connector import WEBHOOK_RETRY_S, classify, describe_error
+from omnirelay.domain.delivery import Receipt
+from omnirelay.domain.lifecycle import Outcome
 from omnirelay.store.base import Store
 
 if TYPE_CHECKING:
@@ -71,17 +72,17 @@ class _Change(msgspec.Struct):
     value: msgspec.Raw = msgspec.Raw(b"{}")
 
 
-class _Entry(msgspec.Struct):
+class _WhatsAppEntry(msgspec.Struct):
     id: str | None = None
     changes: list[_Change] = msgspec.field(default_factory=list)
 
 
-class _Notification(msgspec.Struct):
+class _WhatsAppNotification(msgspec.Struct):
     object: str | None = None
-    entry: list[_Entry] = msgspec.field(default_factory=list)
+    entry: list[_WhatsAppEntry] = msgspec.field(default_factory=list)
 
 
-_notification_decoder = msgspec.json.Decoder(_Notification)
+_notification_decoder = msgspec.json.Decoder(_WhatsAppNotification)
 _value_decoder = msgspec.json.Decoder(_Value)
 _encoder = msgspec.json.Encoder()
 
@@ -100,9 +101,9 @@ def message_values(body: bytes) -> list[_Value]:
 def status_receipt(status: _Status) -> Receipt | None:
     """The receipt for one message status; None for ``sent`` and statuses that change nothing."""
     if status.status == "delivered":
-        return Receipt(CHANNEL, status.id, "DELIVERED")
+        return Receipt(CHANNEL, status.id, Outcome.DELIVERED)
     if status.status == "read":
-        return Receipt(CHANNEL, status.id, "SEEN")
+        return Receipt(CHANNEL, status.id, Outcome.SEEN)
     if status.status != "failed":
         return None
     error = status.errors[0] if status.errors else GraphError()
@@ -114,7 +115,7 @@ def status_receipt(status: _Status) -> Receipt | None:
         error=verdict.error,
         not_a_user=verdict.not_a_user,
         detail=describe_error(error.code, error.title, error.message, error.details),
-        after_s=WEBHOOK_RETRY_S if verdict.outcome == "RETRY" else 0.0,
+        after_s=WEBHOOK_RETRY_S if verdict.outcome == Outcome.RETRY else 0.0,
     )
 
 
