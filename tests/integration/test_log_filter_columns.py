@@ -20,6 +20,7 @@ from omnirelay.domain.reports import Tariffs
 from omnirelay.engine.log_columns import fill_log_columns
 from omnirelay.store import postgres, sqlite
 from omnirelay.store.base import LogQuery, Store
+from omnirelay.store.flows.reports import logs_statement
 from omnirelay.store.postgres import PostgresStore
 from omnirelay.store.sqlite import SqliteStore
 from tests.pg import ADMIN_URL, drop_database
@@ -167,7 +168,7 @@ async def test_a_message_the_engine_changed_meanwhile_keeps_its_columns(upgraded
 
 
 def _sqlite_plan(path: Path, query: LogQuery) -> str:
-    sql, args = sqlite.logs_statement(1, query)
+    sql, args = logs_statement(sqlite.SqliteDialect(), 1, query)
     conn = sqlite3.connect(path)
     try:
         return " | ".join(str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
@@ -201,7 +202,7 @@ def test_sqlite_reads_the_filters_index(tmp_path: Path, filters: dict[str, str],
 async def test_postgres_reads_the_filters_index(filters: dict[str, str], index: str,
                                                 pg_filled: Callable[[], Awaitable[str]]) -> None:
     url = await pg_filled()
-    sql, args = postgres.logs_statement(1, LogQuery(since=0.0, **filters))
+    sql, args = logs_statement(postgres.PostgresDialect(), 1, LogQuery(since=0.0, **filters))
     conn = await asyncpg.connect(url)
     try:
         plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))

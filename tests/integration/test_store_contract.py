@@ -232,6 +232,38 @@ async def test_engine_takes_each_due_job_once_and_reports_once(store: Store) -> 
     assert len(done) == 300
 
 
+async def test_reports_and_logs_by_their_filters(store: Store) -> None:
+    a = (await store.create_account("a", None, "s", "cli")).id
+    b = (await store.create_account("b", None, "s", "cli")).id
+    await accept(store, a, message("r1"), message("r2", phone="41790000002"), bulk="bulk-1")
+    await accept(store, a, message("r3"))
+    await accept(store, b, message("r4"), bulk="bulk-1")
+    seen: list[Work] = []
+    handle = _finisher(seen)
+    assert (await store.engine_step(time.time(), 100, [], handle))[1] == 4  # type: ignore[arg-type]
+
+    def ids(bodies: list[bytes]) -> list[str]:
+        return [msgspec.json.decode(body)["messageId"] for body in bodies]
+
+    assert ids(await store.take_reports(a, "bulk-1", "r2", None, 10)) == ["r2"]
+    assert await store.take_reports(a, None, None, "WHATSAPP", 10) == []
+    assert ids(await store.take_reports(a, "bulk-1", None, "SMS", 10)) == ["r1"]
+    assert ids(await store.take_reports(a, None, None, None, 10)) == ["r3"]
+    assert ids(await store.take_reports(b, None, "r4", None, 10)) == ["r4"]
+
+    async def logged(**filters: object) -> set[str]:
+        return {v.message_id for v in await store.logs(a, LogQuery(since=0, limit=100, **filters))}  # type: ignore[arg-type]
+
+    assert await logged(bulk_ids=("bulk-1", "bulk-2")) == {"r1", "r2"}
+    assert await logged(message_ids=("r1", "r3", "r4")) == {"r1", "r3"}
+    assert await logged(to="41790000002") == {"r2"}
+    assert await logged(until=0.0) == set()
+    assert await logged(message_ids=("r3",), bulk_ids=("bulk-1",)) == set()
+    view = await store.message(a, "r2")
+    assert view is not None and view.bulk_id == "bulk-1" and b"41790000002" in view.to_json
+    assert await store.message(b, "r2") is None
+
+
 async def test_future_jobs_wait_and_events_apply(store: Store) -> None:
     a = (await store.create_account("a", None, "s", "cli")).id
     now = time.time()

@@ -10,7 +10,10 @@ from omnirelay.message_detail import message_detail
 from omnirelay.store.base import MessageView
 
 T0 = 1_700_000_000.0
-PAYLOAD = b'{"steps":[{"channel":"SMS","sender":"InfoSMS","validity_s":60.0},{"channel":"EMAIL","sender":null,"validity_s":172800.0}],"content":{}}'
+PAYLOAD = (
+    b'{"steps":[{"channel":"SMS","sender":"InfoSMS","validity_s":60.0},'
+    b'{"channel":"EMAIL","sender":null,"validity_s":172800.0}],"content":{}}'
+)
 
 
 def _view(state: MessageState) -> MessageView:

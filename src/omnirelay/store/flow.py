@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Protocol, TypeAlias, TypeVar
 
+from omnirelay.domain import rollups
 from omnirelay.store.queries import Queries
 
 T = TypeVar("T")
@@ -97,6 +98,30 @@ class Dialect(Protocol):
     @property
     def q(self) -> Queries:
         """The database's named statements."""
+        ...
+
+    # The builders of SQL made from a request's filters (the logs, the console's search, the reports' pull).
+    # The flow chooses the conditions, once; these give the forms that differ: placeholders, a list argument,
+    # a substring test.
+
+    def placeholder(self, n: int) -> str:
+        """The placeholder of the statement's ``n``-th argument (from 1)."""
+        ...
+
+    def one_of(self, column: str, values: Sequence[str], arg: Callable[[Any], str]) -> str:
+        """The condition "``column`` is one of ``values``"; ``arg`` adds an argument and gives its placeholder."""
+        ...
+
+    def contains_text(self, column: str, needle: str) -> str:
+        """The condition "the JSON text of ``column`` contains the argument ``needle`` (a placeholder)"."""
+        ...
+
+    def contains_bytes(self, column: str, needle: str) -> str:
+        """The condition "the bytes of ``column`` contain the argument ``needle`` (a placeholder)"."""
+        ...
+
+    def add_rollups(self, conn: Any, rows: list[rollups.Row]) -> Any:
+        """A :class:`Call` step: add ``rows`` to the rollups (one statement for them all)."""
         ...
 
 

@@ -26,45 +26,22 @@ from importlib import resources
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
-import msgspec
 
 from omnirelay.domain import rollups
 from omnirelay.domain.catalogue import REJECTED_GROUP
 from omnirelay.domain.delivery import Receipt
-from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store import queries
 from omnirelay.store.base import (
-    Backlogged,
     Change,
-    Cursor,
-    Delivery,
-    Found,
-    LogQuery,
-    MessageSearch,
-    MessageView,
     NewMessage,
-    Overview,
     ScenarioRecord,
     Stored,
     Work,
 )
 from omnirelay.store.errors import UNAVAILABLE
 from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, columns, statements
-from omnirelay.store.inbound import (
-    PART_COLS,
-    RETENTION_S,
-    InboundCounts,
-    fresh_parts,
-    message_of,
-    message_rows,
-    part_row,
-    single,
-)
 from omnirelay.store.rows import (
-    OVERVIEW_SERIES,
-    OVERVIEW_TOTALS,
     ROLLUP_KEEP_S,
-    VIEW_COLS,
     WORK_COLS,
     AcceptItem,
     accept_rollup,
@@ -73,7 +50,6 @@ from omnirelay.store.rows import (
     receipt_job,
     supplied_ids,
 )
-from omnirelay.store.search import error_needle, keyset
 from omnirelay.store.sqlstore import SqlStore
 
 T = TypeVar("T")
@@ -160,6 +136,22 @@ class PostgresDialect:
     """PostgreSQL's statements and the builders of the SQL that depends on a request."""
 
     q = queries.load("postgres")
+
+    def placeholder(self, n: int) -> str:
+        return f"${n}"
+
+    def one_of(self, column: str, values: Sequence[str], arg: Callable[[Any], str]) -> str:
+        # one array argument: the statement's text is the same whatever the number of values (one prepared plan)
+        return f"{column} = ANY({arg(list(values))}::text[])"
+
+    def contains_text(self, column: str, needle: str) -> str:
+        return f"position({needle} in convert_from({column}, 'UTF8')) > 0"
+
+    def contains_bytes(self, column: str, needle: str) -> str:
+        return f"position({needle}::bytea in {column}) > 0"
+
+    async def add_rollups(self, conn: Conn, rows: list[rollups.Row]) -> None:
+        await conn.execute(upsert_rollups_sql(1), *_rollup_columns(rows))
 
 
 async def run_flow(conn: Conn | asyncpg.Pool, flow: Flow[T]) -> T:
@@ -295,6 +287,9 @@ class PostgresStore(SqlStore):
     async def _write(self, flow: Flow[T]) -> T:
         async with self.pool.acquire() as conn, conn.transaction():
             return await run_flow(conn, flow)
+
+    async def _write_statement(self, flow: Flow[T]) -> T:
+        return await run_flow(self.pool, flow)
 
     def _scenarios_written(self) -> None:
         self._scenarios_changed()
@@ -551,97 +546,6 @@ class PostgresStore(SqlStore):
             )
             return len(messages)
 
-    # --- reports, logs, webhooks ----------------------------------------------------------------
-
-    async def take_reports(
-        self, account_id: int, bulk_id: str | None, message_id: str | None, channel: str | None, limit: int
-    ) -> list[bytes]:
-        """The oldest reports not yet taken, deleted as they are taken; concurrent pollers skip each other's rows."""
-        # Only the filters given, so that the index on (account_id, id) serves the common case.
-        given = [(c, v) for c, v in (("bulk_id", bulk_id), ("message_id", message_id), ("channel", channel)) if v]
-        filters = "".join(f" AND {column} = ${i}" for i, (column, _) in enumerate(given, start=3))
-        rows = await self.pool.fetch(
-            f"DELETE FROM reports WHERE account_id = $1 AND id = ANY(ARRAY(SELECT id FROM reports WHERE account_id = $1"
-            f"{filters} ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING id, body",
-            account_id,
-            limit,
-            *(v for _, v in given),
-        )
-        return [bytes(r[1]) for r in sorted(rows, key=lambda r: r[0])]
-
-    async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]:
-        """Messages matching the filters, newest first."""
-        sql, args = logs_statement(account_id, query)
-        return [_view(r) for r in await self.pool.fetch(sql, *args)]
-
-    async def unindexed_messages(self, limit: int) -> list[tuple[int, bytes, bytes, bytes]]:
-        """Messages stored before the logs' filter columns existed: (id, to_json, state, payload)."""
-        rows = await self.pool.fetch(
-            "SELECT m.id, m.to_json, m.state, r.payload FROM messages m JOIN requests r ON r.id = m.request_id"
-            " WHERE m.mcc = '?' ORDER BY m.id LIMIT $1",
-            limit,
-        )
-        return [(r[0], bytes(r[1]), bytes(r[2]), bytes(r[3])) for r in rows]
-
-    async def set_log_columns(self, rows: list[tuple[int, str | None, str | None, str | None]]) -> None:
-        """Fill the filter columns of messages stored before they existed (unless the engine did meanwhile)."""
-        await self.pool.execute(
-            "UPDATE messages AS m SET sender = u.sender, mcc = u.mcc, mnc = u.mnc"
-            " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, sender, mcc, mnc)"
-            " WHERE m.id = u.id AND m.mcc = '?'",
-            *_columns(rows, 4),
-        )
-
-    async def message(self, account_id: int, message_id: str) -> MessageView | None:
-        """One message of the account, or None."""
-        row = await self.pool.fetchrow(
-            f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id"
-            " WHERE m.account_id = $1 AND m.message_id = $2",
-            account_id,
-            message_id,
-        )
-        return _view(row) if row else None
-
-    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]:
-        """Due webhook deliveries, leased so that no other notifier takes them meanwhile; one waits while an
-        earlier delivery of the same message is in the outbox (unsent, in flight or to be retried, not given
-        up), so a message's reports arrive in order."""
-        rows = await self.pool.fetch(
-            "UPDATE outbox SET lease_until = $2 WHERE id = ANY(ARRAY(SELECT id FROM outbox o WHERE due_at <= $1"
-            " AND lease_until <= $1 AND (message IS NULL OR NOT EXISTS (SELECT 1 FROM outbox e"
-            " WHERE e.message = o.message AND e.id < o.id AND e.due_at < 'Infinity'::float8))"
-            " ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED))"
-            " RETURNING id, account_id, report_id, url, content_type, body, attempts",
-            now,
-            now + lease_s,
-            limit,
-        )
-        return [Delivery(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
-
-    async def settle_deliveries(self, done: list[int], retries: list[tuple[int, float | None, str]]) -> None:
-        """Drop the deliveries the receivers acknowledged; reschedule the others (``None``: tries used up, the row
-        is kept and marked, never lost silently)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            if done:
-                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
-            if retries:
-                await conn.execute(
-                    "UPDATE outbox AS o SET attempts = o.attempts + 1, due_at = u.due, lease_until = 0,"
-                    " last_error = u.err FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS u(id, due, err)"
-                    " WHERE o.id = u.id",
-                    *_columns([(d, due if due is not None else float("inf"), err) for d, due, err in retries], 3),
-                )
-
-    async def push_webhooks(self, items: list[tuple[int, str, str, str, bytes]], now: float) -> None:
-        """Queue webhook deliveries that do not come from the engine (inbound messages)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at)"
-                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[])"
-                " ON CONFLICT (report_id) DO NOTHING",
-                *_columns([(*item, now) for item in items], 6),
-            )
-            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
 
     # --- connectors ----------------------------------------------------------------------------
 
@@ -679,211 +583,6 @@ class PostgresStore(SqlStore):
                     *_columns(held, 4),
                 )
 
-    # --- inbound SMS ---------------------------------------------------------------------------
-
-    async def record_inbound(
-        self, parts: list[InboundPart], now: float, window_s: float, build: Build
-    ) -> InboundCounts:
-        """Store received parts of inbound SMS, dropping those seen within ``window_s`` (see the protocol).
-
-        Two workers may get parts of one message (or the same resend) at once: the key's row lock makes the
-        second see the first's key, and a lock per message group makes one of them find the message complete.
-        """
-        unique = fresh_parts(parts)
-        async with self.pool.acquire() as conn, conn.transaction():
-            groups = sorted({p.group for p in unique if p.total > 1})
-            if groups:
-                await _lock_groups(conn, groups)
-            # keys in one order in every transaction: two batches holding the same resends never wait in a circle
-            taken = await conn.fetch(
-                "INSERT INTO inbound_seen(key, at) SELECT k, $2 FROM unnest($1::text[]) AS k ORDER BY k"
-                " ON CONFLICT (key) DO UPDATE SET at = excluded.at WHERE inbound_seen.at < $3 RETURNING key",
-                sorted(p.key for p in unique),
-                now,
-                now - window_s,
-            )
-            keys = {r[0] for r in taken}
-            fresh = [p for p in unique if p.key in keys]
-            done = [single(p, now) for p in fresh if p.total <= 1]
-            long = [part_row(p, now) for p in fresh if p.total > 1]
-            if long:
-                await conn.execute(
-                    f"INSERT INTO inbound_parts({PART_COLS}) SELECT * FROM unnest($1::text[], $2::int[], $3::int[],"
-                    " $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::float8[])"
-                    " ON CONFLICT (grp, seq) DO NOTHING",
-                    *_columns(long, 9),
-                )
-                totals = {p.group: p.total for p in fresh if p.total > 1}
-                rows = await conn.fetch(
-                    f"SELECT {PART_COLS} FROM inbound_parts WHERE grp = ANY($1::text[])", list(totals)
-                )
-                by_group: dict[str, list[Any]] = {}
-                for r in rows:
-                    by_group.setdefault(r[0], []).append(r)
-                complete = [g for g, found in by_group.items() if len(found) >= totals[g]]
-                if complete:
-                    await conn.execute("DELETE FROM inbound_parts WHERE grp = ANY($1::text[])", complete)
-                    done += [message_of(by_group[g]) for g in complete]
-            await _store_inbound(conn, done, now, build)
-        return InboundCounts(len(fresh), len(parts) - len(fresh), len(done))
-
-    async def sweep_inbound(self, now: float, part_timeout_s: float, window_s: float, build: Build) -> int:
-        """Deliver long messages whose parts stopped coming; forget old keys and unpulled messages."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            groups = [
-                r[0]
-                for r in await conn.fetch(
-                    "SELECT grp FROM inbound_parts GROUP BY grp HAVING MIN(at) < $1 ORDER BY grp", now - part_timeout_s
-                )
-            ]
-            done = []
-            if groups:
-                await _lock_groups(conn, groups)
-                rows = await conn.fetch(
-                    f"DELETE FROM inbound_parts WHERE grp = ANY($1::text[]) RETURNING {PART_COLS}", groups
-                )
-                by_group: dict[str, list[Any]] = {}
-                for r in rows:
-                    by_group.setdefault(r[0], []).append(r)
-                done = [message_of(found) for found in by_group.values()]
-                await _store_inbound(conn, done, now, build)
-            await conn.execute("DELETE FROM inbound_seen WHERE at < $1", now - window_s)
-            await conn.execute("DELETE FROM inbound_messages WHERE received_at < $1", now - RETENTION_S)
-        return len(done)
-
-    async def take_inbound(self, account_id: int, limit: int, since: float) -> tuple[list[bytes], int]:
-        """The account's oldest inbound messages, removed as taken; concurrent pollers skip each other's rows."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "DELETE FROM inbound_messages WHERE account_id = $1 AND id = ANY(ARRAY(SELECT id FROM inbound_messages"
-                " WHERE account_id = $1 AND received_at >= $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED))"
-                " RETURNING id, body",
-                account_id,
-                since,
-                limit,
-            )
-            left = await conn.fetchval(
-                "SELECT count(*) FROM inbound_messages WHERE account_id = $1 AND received_at >= $2", account_id, since
-            )
-        return [bytes(r[1]) for r in sorted(rows, key=lambda r: r[0])], int(left)
-
-    # --- console search ------------------------------------------------------------------------
-
-    async def search_messages(
-        self, account_id: int, search: MessageSearch, after: Cursor | None = None, before: Cursor | None = None
-    ) -> list[Found]:
-        """A page of matching messages, newest first, next to a cursor (keyset paging)."""
-        where, args = search_filters(account_id, search)
-        condition, bounds, oldest_first = keyset(after, before)
-        if condition:
-            where.append(_numbered(condition, len(args) + 1))
-            args.extend(bounds)
-        args.append(search.filters.limit)
-        order = "ASC" if oldest_first else "DESC"
-        rows = await self.pool.fetch(
-            f"SELECT m.id, {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id"
-            f" WHERE {' AND '.join(where)} ORDER BY m.created_at {order}, m.id {order} LIMIT ${len(args)}",
-            *args,
-        )
-        found = [Found(Cursor(r[4], r[0]), _view(tuple(r)[1:])) for r in rows]
-        return found[::-1] if oldest_first else found
-
-    async def count_messages(self, account_id: int, search: MessageSearch, cap: int) -> int:
-        """How many messages match, up to ``cap`` (``cap + 1``: more)."""
-        where, args = search_filters(account_id, search)
-        args.append(cap + 1)
-        found = await self.pool.fetchval(
-            f"SELECT count(*) FROM (SELECT 1 FROM messages m WHERE {' AND '.join(where)} LIMIT ${len(args)}) AS c",
-            *args,
-        )
-        return int(found)
-
-    # --- the console overview ------------------------------------------------------------------
-
-    async def overview(self, account_id: int, span: int, since: float, until: float) -> Overview:
-        """The account's rollup rows of width ``span`` for messages accepted in ``[since, until)``."""
-        args = (account_id, span, int(since), int(until))
-        async with self.pool.acquire() as conn:
-            totals = await conn.fetch(OVERVIEW_TOTALS.format(p="$"), *args)
-            series = await conn.fetch(OVERVIEW_SERIES.format(p="$"), *args)
-        return Overview(
-            [(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), float(r[7])) for r in totals],
-            [(r[0], r[1], r[2], int(r[3])) for r in series],
-        )
-
-    async def backfill_rollups(self, limit: int, tally: Callable[[list[Backlogged]], list[rollups.Row]]) -> int:
-        """Add up to ``limit`` backlogged messages to the rollups, dropping them from the backlog (workers starting
-        together take different ones)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "WITH b AS (DELETE FROM rollup_backlog WHERE message IN (SELECT message FROM rollup_backlog"
-                "  ORDER BY message LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING message, done)"
-                " SELECT b.message, m.account_id, m.created_at, m.state, m.status_group, b.done, m.to_json, r.payload"
-                " FROM b LEFT JOIN messages m ON m.id = b.message LEFT JOIN requests r ON r.id = m.request_id",
-                limit,
-            )
-            found = [
-                Backlogged(r[1], r[2], bytes(r[3]), r[4], r[5], bytes(r[6]), bytes(r[7]))
-                for r in rows
-                if r[1] is not None
-            ]
-            added = tally(found)
-            if added:
-                await conn.execute(upsert_rollups_sql(1), *_rollup_columns(added))
-            return len(rows)
-
-    async def rollup_backlog(self) -> int:
-        """How many messages are still to be added to the rollups."""
-        return int(await self.pool.fetchval("SELECT COUNT(*) FROM rollup_backlog"))
-
-    async def put_connector_health(self, process: str, rows: list[tuple[str, str, bytes]], now: float) -> None:
-        """Replace an engine process's snapshot of its connectors; drop snapshots older than a day."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM connector_health WHERE process = $1 OR at < $2", process, now - 86400)
-            await conn.execute(
-                "INSERT INTO connector_health(process, connector, channel, at, data)"
-                " SELECT $1, c, ch, $2, d FROM unnest($3::text[], $4::text[], $5::text[]) AS u(c, ch, d)",
-                process,
-                now,
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                [r[2].decode() for r in rows],
-            )
-
-    async def connector_health(self) -> list[tuple[str, str, str, float, bytes]]:
-        """Every stored snapshot of connectors: (process, connector, channel, at, JSON)."""
-        rows = await self.pool.fetch(
-            "SELECT process, connector, channel, at, data FROM connector_health ORDER BY connector, process"
-        )
-        return [(r[0], r[1], r[2], r[3], r[4].encode()) for r in rows]
-
-
-
-async def _lock_groups(conn: Conn, groups: list[str]) -> None:
-    """Take the transaction's locks of inbound message groups (sorted: two transactions never wait on each other
-    in a circle)."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(g, 7303)) FROM unnest($1::text[]) AS g ORDER BY g", groups
-    )
-
-
-async def _store_inbound(conn: Conn, messages: list[InboundMessage], now: float, build: Build) -> None:
-    """Keep complete inbound messages for the pull and queue their webhooks (waking the notifiers)."""
-    kept, pushed = message_rows(messages, now, build)
-    if kept:
-        await conn.execute(
-            "INSERT INTO inbound_messages(account_id, received_at, body)"
-            " SELECT * FROM unnest($1::bigint[], $2::float8[], $3::bytea[])",
-            *_columns(kept, 3),
-        )
-    if pushed:
-        await conn.execute(
-            "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at)"
-            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[])"
-            " ON CONFLICT (report_id) DO NOTHING",
-            *_columns(pushed, 6),
-        )
-        await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
 _ROLLUP_TYPES = (
@@ -907,67 +606,7 @@ def _rollup_columns(rows: list[rollups.Row]) -> list[list[Any]]:
     return _columns([(*key, n, cost) for key, n, cost in rollups.keyed(rows, os.getpid() % ROLLUP_SHARDS)], 12)
 
 
-def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
-    """The statement of :meth:`PostgresStore.logs` and its arguments. It names only the filters given: a generic
-    plan of "($n IS NULL OR column = $n)" could not choose the index of the filter given."""
-    where, args = log_filters(account_id, query)
-    args.append(query.limit)
-    sql = (
-        f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
-        f" ORDER BY m.created_at DESC, m.id DESC LIMIT ${len(args)}"
-    )
-    return sql, args
-
-
-def log_filters(account_id: int, query: LogQuery) -> tuple[list[str], list[Any]]:
-    """The conditions of the logs' filters (on ``messages m``, arguments from ``$1``) and their arguments."""
-    args: list[Any] = [account_id, query.since]
-    where = ["m.account_id = $1", "m.created_at >= $2"]
-
-    def add(condition: str, value: Any) -> None:
-        args.append(value)
-        where.append(condition.format(f"${len(args)}"))
-
-    if query.until is not None:
-        add("m.created_at <= {}", query.until)
-    if query.bulk_ids:
-        add("m.bulk_id = ANY({}::text[])", list(query.bulk_ids))
-    if query.message_ids:
-        add("m.message_id = ANY({}::text[])", list(query.message_ids))
-    if query.to is not None:
-        add("position({} in convert_from(m.to_json, 'UTF8')) > 0", msgspec.json.encode(query.to).decode())
-    for column, value in (
-        ("status_group", query.status_group),
-        ("channel", query.channel),
-        ("sender", query.sender),
-        ("mcc", query.mcc),
-        ("mnc", query.mnc),
-    ):
-        if value is not None:
-            add(f"m.{column} = {{}}", value)
-    return where, args
-
-
-def search_filters(account_id: int, search: MessageSearch) -> tuple[list[str], list[Any]]:
-    """The conditions of a console search: the logs' filters and the error name."""
-    where, args = log_filters(account_id, search.filters)
-    if search.error is not None:
-        args.append(error_needle(search.error))
-        where.append(f"position(${len(args)}::bytea in m.state) > 0")
-    return where, args
-
-
-def _numbered(condition: str, first: int) -> str:
-    """``condition`` with its ``?`` placeholders numbered from ``$first``."""
-    parts = condition.split("?")
-    return "".join(p + (f"${first + i}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
-
-
 _NO = (None, None, None)
-
-
-def _view(row: Sequence[Any]) -> MessageView:
-    return MessageView(row[0], row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]))
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

@@ -22,17 +22,6 @@ WORK_COLS = "m.id, m.account_id, m.message_id, m.bulk_id, m.to_json, m.created_a
 #: Both outlive the messages they count (the retention purge removes messages only): the overview of last week
 #: stays right after the week's messages are gone.
 ROLLUP_KEEP_S = {60: 3 * 86400, 3600: 400 * 86400}
-#: The overview's reads of the rollups ({p}: placeholder style, "?" or "$"): the range's sums, and its series.
-OVERVIEW_TOTALS = (
-    "SELECT kind, channel, step, grp, error, bucket, SUM(n), SUM(cost) FROM rollups"
-    " WHERE account_id = {p}1 AND span = {p}2 AND at >= {p}3 AND at < {p}4"
-    " GROUP BY kind, channel, step, grp, error, bucket"
-)
-OVERVIEW_SERIES = (
-    "SELECT at, kind, grp, SUM(n) FROM rollups WHERE account_id = {p}1 AND span = {p}2 AND at >= {p}3 AND at < {p}4"
-    " AND kind IN ('accepted', 'final') GROUP BY at, kind, grp ORDER BY at"
-)
-
 VIEW_COLS = "m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload"
 
 _flow_decoder = msgspec.json.Decoder(list[Step])

@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -21,39 +21,17 @@ import msgspec
 from omnirelay.domain import rollups
 from omnirelay.domain.catalogue import REJECTED_GROUP
 from omnirelay.domain.delivery import Receipt
-from omnirelay.domain.inbound import Build, InboundMessage, InboundPart
 from omnirelay.store import queries
 from omnirelay.store.base import (
-    Backlogged,
     Change,
-    Cursor,
-    Delivery,
-    Found,
-    LogQuery,
-    MessageSearch,
-    MessageView,
     NewMessage,
-    Overview,
     ScenarioRecord,
     Stored,
     Work,
 )
 from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, statements
-from omnirelay.store.inbound import (
-    PART_COLS,
-    RETENTION_S,
-    InboundCounts,
-    fresh_parts,
-    message_of,
-    message_rows,
-    part_row,
-    single,
-)
 from omnirelay.store.rows import (
-    OVERVIEW_SERIES,
-    OVERVIEW_TOTALS,
     ROLLUP_KEEP_S,
-    VIEW_COLS,
     WORK_COLS,
     AcceptItem,
     accept_rollup,
@@ -62,15 +40,12 @@ from omnirelay.store.rows import (
     receipt_job,
     supplied_ids,
 )
-from omnirelay.store.search import error_needle, keyset
 from omnirelay.store.sqlstore import SqlStore
 from omnirelay.store.writer import Writer
 
 T = TypeVar("T")
 _MISSING = object()
 WATCH_SECONDS = 0.005
-GIVEN_UP = float("inf")
-"""The due time of a webhook delivery whose tries are used up (kept, never tried again, blocks nothing)."""
 """How often a shared file is checked for other processes' commits (bounds their wake-up latency)."""
 
 
@@ -140,6 +115,22 @@ class SqliteDialect:
     """SQLite's statements and the builders of the SQL that depends on a request."""
 
     q = queries.load("sqlite")
+
+    def placeholder(self, n: int) -> str:
+        return f"?{n}"
+
+    def one_of(self, column: str, values: Sequence[str], arg: Callable[[Any], str]) -> str:
+        # one argument a value: the index on the column is read once per value
+        return f"{column} IN ({','.join(arg(v) for v in values)})"
+
+    def contains_text(self, column: str, needle: str) -> str:
+        return f"instr({column}, {needle}) > 0"
+
+    def contains_bytes(self, column: str, needle: str) -> str:
+        return f"instr({column}, {needle}) > 0"
+
+    def add_rollups(self, conn: sqlite3.Connection, rows: list[rollups.Row]) -> None:
+        upsert_rollups(conn, rows)
 
 
 def run_flow(conn: sqlite3.Connection, flow: Flow[T]) -> T:
@@ -257,6 +248,9 @@ class SqliteStore(SqlStore):
     async def _write(self, flow: Flow[T]) -> T:
         return await self.writer.run(lambda conn: run_flow(conn, flow))
 
+    async def _write_statement(self, flow: Flow[T]) -> T:
+        return await self._write(flow)
+
     def _scenarios_written(self) -> None:
         self._scenarios.clear()
 
@@ -267,6 +261,9 @@ class SqliteStore(SqlStore):
         if cached is _MISSING:
             cached = self._scenarios[key] = await self._read(read())
         return cached  # type: ignore[return-value]
+
+    def _webhooks_queued(self) -> None:
+        self._on_outbox()
 
     def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return self._read_conn.execute(sql, tuple(args)).fetchone()
@@ -353,103 +350,6 @@ class SqliteStore(SqlStore):
 
         return await self.writer.run(fn)
 
-    # --- reports, logs, webhooks ----------------------------------------------------------------
-
-    async def take_reports(
-        self, account_id: int, bulk_id: str | None, message_id: str | None, channel: str | None, limit: int
-    ) -> list[bytes]:
-        """The oldest final reports not yet taken, removed as they are taken (each is returned once)."""
-        where: list[str] = ["account_id = ?"]
-        args: list[Any] = [account_id]
-        for column, value in (("bulk_id", bulk_id), ("message_id", message_id), ("channel", channel)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-
-        def fn(conn: sqlite3.Connection) -> list[bytes]:
-            rows = conn.execute(
-                f"SELECT id, body FROM reports WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
-                [*args, limit],
-            ).fetchall()
-            conn.executemany("DELETE FROM reports WHERE id = ?", [(r[0],) for r in rows])
-            return [r[1] for r in rows]
-
-        return await self.writer.run(fn)
-
-    async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]:
-        """Messages matching the filters, newest first."""
-        return [MessageView(*r) for r in self._all(*logs_statement(account_id, query))]
-
-    async def message(self, account_id: int, message_id: str) -> MessageView | None:
-        """One message of the account, or None."""
-        row = self._one(
-            f"SELECT {VIEW_COLS} FROM messages m"
-            " JOIN requests r ON r.id = m.request_id WHERE m.account_id = ? AND m.message_id = ?",
-            (account_id, message_id),
-        )
-        return MessageView(*row) if row else None
-
-    async def unindexed_messages(self, limit: int) -> list[tuple[int, bytes, bytes, bytes]]:
-        """Messages stored before the logs' filter columns existed: (id, to_json, state, payload)."""
-        rows = self._all(
-            "SELECT m.id, m.to_json, m.state, r.payload FROM messages m JOIN requests r ON r.id = m.request_id"
-            " WHERE m.mcc = '?' ORDER BY m.id LIMIT ?",
-            (limit,),
-        )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
-
-    async def set_log_columns(self, rows: list[tuple[int, str | None, str | None, str | None]]) -> None:
-        """Fill the filter columns of messages stored before they existed (unless the engine did meanwhile)."""
-        await self.writer.run(
-            lambda c: c.executemany(
-                "UPDATE messages SET sender = ?, mcc = ?, mnc = ? WHERE id = ? AND mcc = '?'",
-                [(sender, mcc, mnc, mid) for mid, sender, mcc, mnc in rows],
-            )
-        )
-
-    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]:
-        """Webhook deliveries that are due, leased for ``lease_s`` so no other notifier takes them meanwhile; one
-        waits while an earlier delivery of the same message is in the outbox (unsent, in flight or to be retried,
-        not given up), so a message's reports arrive in order."""
-
-        def fn(conn: sqlite3.Connection) -> list[Delivery]:
-            rows = conn.execute(
-                "SELECT id, account_id, report_id, url, content_type, body, attempts FROM outbox o"
-                " WHERE due_at <= ? AND lease_until <= ? AND (message IS NULL OR NOT EXISTS"
-                " (SELECT 1 FROM outbox e WHERE e.message = o.message AND e.id < o.id AND e.due_at < ?))"
-                " ORDER BY due_at LIMIT ?",
-                (now, now, GIVEN_UP, limit),
-            ).fetchall()
-            conn.executemany("UPDATE outbox SET lease_until = ? WHERE id = ?", [(now + lease_s, r[0]) for r in rows])
-            return [Delivery(*r) for r in rows]
-
-        return await self.writer.run(fn)
-
-    async def settle_deliveries(self, done: list[int], retries: list[tuple[int, float | None, str]]) -> None:
-        """Drop the deliveries the receivers acknowledged; reschedule the others (``None``: tries used up, the row
-        is kept and marked, never lost silently)."""
-
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.executemany("DELETE FROM outbox WHERE id = ?", [(d,) for d in done])
-            conn.executemany(
-                "UPDATE outbox SET attempts = attempts + 1, due_at = ?, lease_until = 0, last_error = ? WHERE id = ?",
-                [(due if due is not None else GIVEN_UP, error, d) for d, due, error in retries],
-            )
-
-        await self.writer.run(fn)
-
-    async def push_webhooks(self, items: list[tuple[int, str, str, str, bytes]], now: float) -> None:
-        """Queue webhook deliveries that do not come from the engine (inbound messages)."""
-
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(report_id) DO NOTHING",
-                [(*item, now) for item in items],
-            )
-
-        await self.writer.run(fn)
-        self._on_outbox()
 
     # --- connectors ----------------------------------------------------------------------------
 
@@ -473,166 +373,6 @@ class SqliteStore(SqlStore):
         await self.writer.run(fn)
         self._on_jobs()
 
-    # --- inbound SMS ---------------------------------------------------------------------------
-
-    async def record_inbound(
-        self, parts: list[InboundPart], now: float, window_s: float, build: Build
-    ) -> InboundCounts:
-        """Store received parts of inbound SMS, dropping those seen within ``window_s`` (see the protocol)."""
-
-        def fn(conn: sqlite3.Connection) -> InboundCounts:
-            fresh: list[InboundPart] = []
-            for part in fresh_parts(parts):
-                taken = conn.execute(
-                    "INSERT INTO inbound_seen(key, at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET at = excluded.at"
-                    " WHERE inbound_seen.at < ? RETURNING key",
-                    (part.key, now, now - window_s),
-                ).fetchone()
-                if taken is not None:
-                    fresh.append(part)
-            done = [single(p, now) for p in fresh if p.total <= 1]
-            long = [p for p in fresh if p.total > 1]
-            conn.executemany(
-                f"INSERT INTO inbound_parts({PART_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(grp, seq) DO NOTHING",
-                [part_row(p, now) for p in long],
-            )
-            for group, total in {p.group: p.total for p in long}.items():
-                rows = conn.execute(f"SELECT {PART_COLS} FROM inbound_parts WHERE grp = ?", (group,)).fetchall()
-                if len(rows) >= total:
-                    conn.execute("DELETE FROM inbound_parts WHERE grp = ?", (group,))
-                    done.append(message_of(rows))
-            _store_inbound(conn, done, now, build)
-            return InboundCounts(len(fresh), len(parts) - len(fresh), len(done))
-
-        counts = await self.writer.run(fn)
-        if counts.completed:
-            self._on_outbox()
-        return counts
-
-    async def sweep_inbound(self, now: float, part_timeout_s: float, window_s: float, build: Build) -> int:
-        """Deliver long messages whose parts stopped coming; forget old keys and unpulled messages."""
-
-        def fn(conn: sqlite3.Connection) -> int:
-            groups = conn.execute(
-                "SELECT grp FROM inbound_parts GROUP BY grp HAVING MIN(at) < ?", (now - part_timeout_s,)
-            ).fetchall()
-            done = []
-            for (group,) in groups:
-                rows = conn.execute(f"SELECT {PART_COLS} FROM inbound_parts WHERE grp = ?", (group,)).fetchall()
-                conn.execute("DELETE FROM inbound_parts WHERE grp = ?", (group,))
-                done.append(message_of(rows))
-            _store_inbound(conn, done, now, build)
-            conn.execute("DELETE FROM inbound_seen WHERE at < ?", (now - window_s,))
-            conn.execute("DELETE FROM inbound_messages WHERE received_at < ?", (now - RETENTION_S,))
-            return len(done)
-
-        expired = await self.writer.run(fn)
-        if expired:
-            self._on_outbox()
-        return expired
-
-    async def take_inbound(self, account_id: int, limit: int, since: float) -> tuple[list[bytes], int]:
-        """The account's oldest inbound messages, removed as they are taken, and how many remain."""
-
-        def fn(conn: sqlite3.Connection) -> tuple[list[bytes], int]:
-            rows = conn.execute(
-                "SELECT id, body FROM inbound_messages WHERE account_id = ? AND received_at >= ? ORDER BY id LIMIT ?",
-                (account_id, since, limit),
-            ).fetchall()
-            conn.executemany("DELETE FROM inbound_messages WHERE id = ?", [(r[0],) for r in rows])
-            (left,) = conn.execute(
-                "SELECT COUNT(*) FROM inbound_messages WHERE account_id = ? AND received_at >= ?", (account_id, since)
-            ).fetchone()
-            return [r[1] for r in rows], int(left)
-
-        return await self.writer.run(fn)
-
-    # --- console search ------------------------------------------------------------------------
-
-    async def search_messages(
-        self, account_id: int, search: MessageSearch, after: Cursor | None = None, before: Cursor | None = None
-    ) -> list[Found]:
-        """A page of matching messages, newest first, next to a cursor (keyset paging)."""
-        where, args = search_filters(account_id, search)
-        condition, bounds, oldest_first = keyset(after, before)
-        if condition:
-            where.append(condition)
-            args.extend(bounds)
-        order = "ASC" if oldest_first else "DESC"
-        rows = self._all(
-            f"SELECT m.id, {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id"
-            f" WHERE {' AND '.join(where)} ORDER BY m.created_at {order}, m.id {order} LIMIT ?",
-            [*args, search.filters.limit],
-        )
-        found = [Found(Cursor(r[4], r[0]), MessageView(*r[1:])) for r in rows]
-        return found[::-1] if oldest_first else found
-
-    async def count_messages(self, account_id: int, search: MessageSearch, cap: int) -> int:
-        """How many messages match, up to ``cap`` (``cap + 1``: more)."""
-        where, args = search_filters(account_id, search)
-        row = self._one(
-            f"SELECT count(*) FROM (SELECT 1 FROM messages m WHERE {' AND '.join(where)} LIMIT ?)", [*args, cap + 1]
-        )
-        return int(row[0])
-
-    # --- the console overview ------------------------------------------------------------------
-
-    async def overview(self, account_id: int, span: int, since: float, until: float) -> Overview:
-        """The account's rollup rows of width ``span`` for messages accepted in ``[since, until)``."""
-        args = (account_id, span, since, until)
-        return Overview(self._all(OVERVIEW_TOTALS.format(p="?"), args), self._all(OVERVIEW_SERIES.format(p="?"), args))
-
-    async def backfill_rollups(self, limit: int, tally: Callable[[list[Backlogged]], list[rollups.Row]]) -> int:
-        """Add up to ``limit`` backlogged messages to the rollups, dropping them from the backlog."""
-
-        def fn(conn: sqlite3.Connection) -> int:
-            rows = conn.execute(
-                "SELECT b.message, m.account_id, m.created_at, m.state, m.status_group, b.done, m.to_json, r.payload"
-                " FROM rollup_backlog b LEFT JOIN messages m ON m.id = b.message"
-                " LEFT JOIN requests r ON r.id = m.request_id ORDER BY b.message LIMIT ?",
-                (limit,),
-            ).fetchall()
-            found = [Backlogged(r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows if r[1] is not None]
-            upsert_rollups(conn, tally(found))
-            conn.executemany("DELETE FROM rollup_backlog WHERE message = ?", [(r[0],) for r in rows])
-            return len(rows)
-
-        return await self.writer.run(fn)
-
-    async def rollup_backlog(self) -> int:
-        """How many messages are still to be added to the rollups."""
-        return int(self._one("SELECT COUNT(*) FROM rollup_backlog")[0])
-
-    async def put_connector_health(self, process: str, rows: list[tuple[str, str, bytes]], now: float) -> None:
-        """Replace an engine process's snapshot of its connectors; drop snapshots older than a day."""
-
-        def fn(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM connector_health WHERE process = ? OR at < ?", (process, now - 86400))
-            conn.executemany(
-                "INSERT INTO connector_health(process, connector, channel, at, data) VALUES (?, ?, ?, ?, ?)",
-                [(process, name, channel, now, data.decode()) for name, channel, data in rows],
-            )
-
-        await self.writer.run(fn)
-
-    async def connector_health(self) -> list[tuple[str, str, str, float, bytes]]:
-        """Every stored snapshot of connectors: (process, connector, channel, at, JSON)."""
-        rows = self._all(
-            "SELECT process, connector, channel, at, data FROM connector_health ORDER BY connector, process"
-        )
-        return [(r[0], r[1], r[2], r[3], r[4].encode()) for r in rows]
-
-
-def _store_inbound(conn: sqlite3.Connection, messages: list[InboundMessage], now: float, build: Build) -> None:
-    """Keep complete inbound messages for the pull and queue their webhooks."""
-    kept, pushed = message_rows(messages, now, build)
-    conn.executemany("INSERT INTO inbound_messages(account_id, received_at, body) VALUES (?, ?, ?)", kept)
-    conn.executemany(
-        "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT(report_id) DO NOTHING",
-        pushed,
-    )
 
 
 def upsert_rollups(conn: sqlite3.Connection, rows: list[rollups.Row]) -> None:
@@ -644,43 +384,6 @@ def upsert_rollups(conn: sqlite3.Connection, rows: list[rollups.Row]) -> None:
             " cost = cost + excluded.cost",
             [(*key, n, cost) for key, n, cost in rollups.keyed(rows)],
         )
-
-
-def logs_statement(account_id: int, query: LogQuery) -> tuple[str, list[Any]]:
-    """The statement of :meth:`SqliteStore.logs` and its arguments (each filter given has an index to read)."""
-    where, args = log_filters(account_id, query)
-    sql = (
-        f"SELECT {VIEW_COLS} FROM messages m JOIN requests r ON r.id = m.request_id WHERE {' AND '.join(where)}"
-        " ORDER BY m.created_at DESC, m.id DESC LIMIT ?"
-    )
-    return sql, [*args, query.limit]
-
-
-def log_filters(account_id: int, query: LogQuery) -> tuple[list[str], list[Any]]:
-    """The conditions of the logs' filters (on ``messages m``) and their arguments."""
-    where: list[str] = ["m.account_id = ?", "m.created_at >= ?"]
-    args: list[Any] = [account_id, query.since]
-    if query.until is not None:
-        where.append("m.created_at <= ?")
-        args.append(query.until)
-    for column, values in (("m.bulk_id", query.bulk_ids), ("m.message_id", query.message_ids)):
-        if values:
-            where.append(f"{column} IN ({','.join('?' * len(values))})")
-            args.extend(values)
-    if query.to is not None:
-        where.append("instr(m.to_json, ?) > 0")
-        args.append(msgspec.json.encode(query.to).decode())
-    for column, value in (
-        ("m.status_group", query.status_group),
-        ("m.channel", query.channel),
-        ("m.sender", query.sender),
-        ("m.mcc", query.mcc),
-        ("m.mnc", query.mnc),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
-    return where, args
 
 
 def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[list[Stored]]:
@@ -820,12 +523,3 @@ def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
             [receipt_job(m, step, data, now) for _h, m, step, data in matched],
         )
         conn.executemany("DELETE FROM held_receipts WHERE id = ?", [(h,) for h, *_ in matched])
-
-
-def search_filters(account_id: int, search: MessageSearch) -> tuple[list[str], list[Any]]:
-    """The conditions of a console search: the logs' filters and the error name."""
-    where, args = log_filters(account_id, search.filters)
-    if search.error is not None:
-        where.append("instr(m.state, ?) > 0")
-        args.append(error_needle(search.error))
-    return where, args

@@ -13,9 +13,25 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from omnirelay.store.base import Account, ApiKey, AuthToken, ScenarioRecord
+from omnirelay.domain import rollups
+from omnirelay.domain.inbound import Build, InboundPart
+from omnirelay.store.base import (
+    Account,
+    ApiKey,
+    AuthToken,
+    Backlogged,
+    Cursor,
+    Delivery,
+    Found,
+    LogQuery,
+    MessageSearch,
+    MessageView,
+    Overview,
+    ScenarioRecord,
+)
 from omnirelay.store.flow import Dialect, Flow
-from omnirelay.store.flows import accounts, capabilities, queue, scenarios
+from omnirelay.store.flows import accounts, capabilities, console, inbound, queue, reports, scenarios, webhooks
+from omnirelay.store.inbound import InboundCounts
 
 T = TypeVar("T")
 
@@ -33,6 +49,11 @@ class SqlStore:
         """Run a flow in one transaction; answered once it committed."""
         raise NotImplementedError
 
+    async def _write_statement(self, flow: Flow[T]) -> T:
+        """Run a flow that writes with a single statement on PostgreSQL (the statement is its own transaction:
+        no round trips for BEGIN and COMMIT around it); on SQLite, as :meth:`_write`."""
+        raise NotImplementedError
+
     def _scenarios_written(self) -> None:
         """Called after a commit that changed scenarios (or removed an account): forget cached scenarios."""
 
@@ -42,6 +63,10 @@ class SqlStore:
         """The scenario ``key`` (account, scenario key; None: the account's default) as sends read it: a subclass
         answers from its cache when it can trust it, else runs ``read()``. Here: read every time."""
         return await self._read(read())
+
+    def _webhooks_queued(self) -> None:
+        """Called after a commit that queued webhook deliveries outside the engine: wake this process's notifier
+        (on PostgreSQL the transaction's NOTIFY wakes every process's)."""
 
     # --- accounts and keys ---------------------------------------------------------------------
 
@@ -195,15 +220,100 @@ class SqlStore:
 
     # --- reports, logs, webhooks ---------------------------------------------------------------
 
-    # (take_reports, logs, message, unindexed_messages, set_log_columns, deliveries, push_webhooks: here)
+    async def take_reports(
+        self, account_id: int, bulk_id: str | None, message_id: str | None, channel: str | None, limit: int
+    ) -> list[bytes]:
+        """The oldest final reports not yet taken, removed as they are taken (each is returned once; concurrent
+        pollers skip each other's rows)."""
+        return await self._write_statement(
+            reports.take_reports(self.dialect, account_id, bulk_id, message_id, channel, limit)
+        )
+
+    async def logs(self, account_id: int, query: LogQuery) -> list[MessageView]:
+        """Messages matching the filters, newest first."""
+        return await self._read(reports.logs(self.dialect, account_id, query))
+
+    async def message(self, account_id: int, message_id: str) -> MessageView | None:
+        """One message of the account, or None."""
+        return await self._read(reports.message(self.dialect, account_id, message_id))
+
+    async def unindexed_messages(self, limit: int) -> list[tuple[int, bytes, bytes, bytes]]:
+        """Messages stored before the logs' filter columns existed: (id, to_json, state, payload)."""
+        return await self._read(reports.unindexed_messages(self.dialect, limit))
+
+    async def set_log_columns(self, rows: list[tuple[int, str | None, str | None, str | None]]) -> None:
+        """Fill the filter columns of messages stored before they existed (unless the engine did meanwhile)."""
+        await self._write_statement(reports.set_log_columns(self.dialect, rows))
+
+    async def claim_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]:
+        """Webhook deliveries that are due, leased for ``lease_s`` so no other notifier takes them meanwhile; one
+        waits while an earlier delivery of the same message is in the outbox, so a message's reports arrive in
+        order."""
+        return await self._write_statement(webhooks.claim_deliveries(self.dialect, now, limit, lease_s))
+
+    async def settle_deliveries(self, done: list[int], retries: list[tuple[int, float | None, str]]) -> None:
+        """Drop the deliveries the receivers acknowledged; reschedule the others (``None``: tries used up, the row
+        is kept and marked, never lost silently)."""
+        await self._write(webhooks.settle_deliveries(self.dialect, done, retries))
+
+    async def push_webhooks(self, items: list[tuple[int, str, str, str, bytes]], now: float) -> None:
+        """Queue webhook deliveries that do not come from the engine (inbound messages)."""
+        await self._write(webhooks.push_webhooks(self.dialect, items, now))
+        self._webhooks_queued()
 
     # --- inbound messages ----------------------------------------------------------------------
 
-    # (record_inbound, sweep_inbound, take_inbound: here)
+    async def record_inbound(
+        self, parts: list[InboundPart], now: float, window_s: float, build: Build
+    ) -> InboundCounts:
+        """Store received parts of inbound SMS, dropping those seen within ``window_s`` (see the protocol)."""
+        counts = await self._write(inbound.record_inbound(self.dialect, parts, now, window_s, build))
+        if counts.completed:
+            self._webhooks_queued()
+        return counts
+
+    async def sweep_inbound(self, now: float, part_timeout_s: float, window_s: float, build: Build) -> int:
+        """Deliver long messages whose parts stopped coming; forget old keys and unpulled messages."""
+        expired = await self._write(inbound.sweep_inbound(self.dialect, now, part_timeout_s, window_s, build))
+        if expired:
+            self._webhooks_queued()
+        return expired
+
+    async def take_inbound(self, account_id: int, limit: int, since: float) -> tuple[list[bytes], int]:
+        """The account's oldest inbound messages, removed as they are taken, and how many remain."""
+        return await self._write(inbound.take_inbound(self.dialect, account_id, limit, since))
 
     # --- console: search, overview, rollups, connector health ----------------------------------
 
-    # (search_messages, count_messages, overview, backfill_rollups, rollup_backlog, connector health: here)
+    async def search_messages(
+        self, account_id: int, search: MessageSearch, after: Cursor | None = None, before: Cursor | None = None
+    ) -> list[Found]:
+        """A page of matching messages, newest first, next to a cursor (keyset paging)."""
+        return await self._read(console.search_messages(self.dialect, account_id, search, after, before))
+
+    async def count_messages(self, account_id: int, search: MessageSearch, cap: int) -> int:
+        """How many messages match, up to ``cap`` (``cap + 1``: more)."""
+        return await self._read(console.count_messages(self.dialect, account_id, search, cap))
+
+    async def overview(self, account_id: int, span: int, since: float, until: float) -> Overview:
+        """The account's rollup rows of width ``span`` for messages accepted in ``[since, until)``."""
+        return await self._read(console.overview(self.dialect, account_id, span, since, until))
+
+    async def backfill_rollups(self, limit: int, tally: Callable[[list[Backlogged]], list[rollups.Row]]) -> int:
+        """Add up to ``limit`` backlogged messages to the rollups, dropping them from the backlog."""
+        return await self._write(console.backfill_rollups(self.dialect, limit, tally))
+
+    async def rollup_backlog(self) -> int:
+        """How many messages are still to be added to the rollups."""
+        return await self._read(console.rollup_backlog(self.dialect))
+
+    async def put_connector_health(self, process: str, rows: list[tuple[str, str, bytes]], now: float) -> None:
+        """Replace an engine process's snapshot of its connectors; drop snapshots older than a day."""
+        await self._write(console.put_connector_health(self.dialect, process, rows, now))
+
+    async def connector_health(self) -> list[tuple[str, str, str, float, bytes]]:
+        """Every stored snapshot of connectors: (process, connector, channel, at, JSON)."""
+        return await self._read(console.connector_health(self.dialect))
 
     # --- health of the queue -------------------------------------------------------------------
 

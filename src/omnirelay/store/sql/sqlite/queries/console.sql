@@ -1,0 +1,42 @@
+-- name: search_messages
+-- {where}: the conditions of the filters given and of the page's cursor; {order}: ASC or DESC; {limit}: the
+-- placeholder of the page size.
+SELECT m.id, m.message_id, m.bulk_id, m.to_json, m.created_at, m.state, r.payload
+FROM messages m JOIN requests r ON r.id = m.request_id
+WHERE {where} ORDER BY m.created_at {order}, m.id {order} LIMIT {limit};
+
+-- name: count_messages
+-- {where}: the conditions of the filters given; {limit}: the placeholder of the cap.
+SELECT count(*) FROM (SELECT 1 FROM messages m WHERE {where} LIMIT {limit});
+
+-- name: overview_totals
+-- The range's sums.
+SELECT kind, channel, step, grp, error, bucket, SUM(n), SUM(cost) FROM rollups
+WHERE account_id = ?1 AND span = ?2 AND at >= ?3 AND at < ?4
+GROUP BY kind, channel, step, grp, error, bucket;
+
+-- name: overview_series
+-- The range's accepted and final counts per bucket.
+SELECT at, kind, grp, SUM(n) FROM rollups WHERE account_id = ?1 AND span = ?2 AND at >= ?3 AND at < ?4
+AND kind IN ('accepted', 'final') GROUP BY at, kind, grp ORDER BY at;
+
+-- name: take_rollup_backlog
+SELECT b.message, m.account_id, m.created_at, m.state, m.status_group, b.done, m.to_json, r.payload
+FROM rollup_backlog b LEFT JOIN messages m ON m.id = b.message
+LEFT JOIN requests r ON r.id = m.request_id ORDER BY b.message LIMIT ?1;
+
+-- name: drop_taken_rollup_backlog
+DELETE FROM rollup_backlog WHERE message = ?;
+
+-- name: rollup_backlog
+SELECT COUNT(*) FROM rollup_backlog;
+
+-- name: drop_connector_health
+-- The process's last snapshot, and snapshots older than a day (?2).
+DELETE FROM connector_health WHERE process = ?1 OR at < ?2;
+
+-- name: put_connector_health
+INSERT INTO connector_health(process, connector, channel, at, data) VALUES (?, ?, ?, ?, ?);
+
+-- name: connector_health
+SELECT process, connector, channel, at, data FROM connector_health ORDER BY connector, process;
