@@ -10,11 +10,15 @@ the accept path's batching, and the scenario cache.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
-from omnirelay.store.base import Account
+from omnirelay.connectors.base import Receipt
+from omnirelay.store.base import Account, Change, NewMessage, Stored, Work
 from omnirelay.store.flow import Dialect, Flow
-from omnirelay.store.flows import accounts
+from omnirelay.store.flows import accounts, engine, sending
+from omnirelay.store.flows import receipts as receipts_flow
+from omnirelay.store.rows import AcceptItem
 
 T = TypeVar("T")
 
@@ -28,12 +32,17 @@ class SqlStore:
         """Run a flow that only reads."""
         raise NotImplementedError
 
-    async def _write(self, flow: Flow[T]) -> T:
-        """Run a flow in one transaction; answered once it committed."""
+    async def _write(self, flow: Flow[T] | Callable[[], Flow[T]]) -> T:
+        """Run a flow in one transaction; answered once it committed. Given as a function making the flow, it
+        can run again (SQLite's writer runs a write again when its group transaction failed as a whole)."""
         raise NotImplementedError
 
     def _scenarios_written(self) -> None:
         """Called after a commit that changed scenarios (or removed an account): forget cached scenarios."""
+
+    def _jobs_written(self) -> None:
+        """Called after a commit that stored jobs from outside the engine (receipts): wake this process's engine
+        (PostgreSQL's NOTIFY wakes every worker)."""
 
     # --- accounts and keys ---------------------------------------------------------------------
 
@@ -66,9 +75,49 @@ class SqlStore:
 
     # --- sending and the engine ----------------------------------------------------------------
 
-    # (accept, engine_step, purge, queue_stats, check_writable, next_due: here)
+    async def accept(
+        self,
+        account_id: int,
+        payload: bytes,
+        bulk_id: str | None,
+        messages: list[NewMessage],
+        start_at: float,
+        now: float,
+    ) -> list[Stored]:
+        """Store one request's messages; answered once the group transaction holding them committed."""
+        return await self._accept(AcceptItem(account_id, payload, bulk_id, messages, start_at, now))
+
+    async def _accept(self, item: AcceptItem) -> list[Stored]:
+        """The request in a transaction of its own (SQLite: the writer commits every write queued together;
+        collecting requests into one flow per turn of the event loop was measured slower, since requests rarely
+        share a turn, and merging the requests of one group transaction made no measurable difference)."""
+        (outcome,) = await self._write(lambda: sending.accept(self.dialect, [item]))
+        return outcome
+
+    async def engine_step(
+        self,
+        now: float,
+        limit: int,
+        events: list[tuple[int, bytes]],
+        handle: Callable[[list[Work]], tuple[list[Change], T]],
+        later: list[tuple[int, str, int, float, bytes]] | None = None,
+    ) -> tuple[T, T]:
+        """One engine transaction (see the protocol): ``handle`` runs inside it, on SQLite on the writer thread;
+        safe with many workers at once on PostgreSQL (claims skip locked jobs, messages are locked)."""
+        return await self._write(lambda: engine.engine_step(self.dialect, now, limit, events, handle, later))
+
+    async def purge(self, before: float, limit: int) -> int:
+        """Remove up to ``limit`` messages finished before ``before``, with what belongs to them only."""
+        return await self._write(lambda: engine.purge(self.dialect, before, limit, time.time()))
+
+    # (queue_stats, check_writable, next_due: here)
 
     # --- receipts, capabilities, rate caps -----------------------------------------------------
+
+    async def record_receipts(self, receipts: list[Receipt], now: float) -> None:
+        """Queue receipts for the engine by their submission's (channel, provider_id), holding the early ones."""
+        await self._write(lambda: receipts_flow.record_receipts(self.dialect, receipts, now))
+        self._jobs_written()
 
     # (record_receipts, provider_ids_like, set_capabilities, capabilities_of, take_tokens: here)
 
