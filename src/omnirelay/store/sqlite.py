@@ -218,17 +218,17 @@ class SqliteDialect:
 
 def run_flow(conn: sqlite3.Connection, flow: Flow[T]) -> T:
     """Run ``flow`` on ``conn``, synchronously (the writer thread's connection, or the read connection)."""
-    send: Callable[[Any], Step] = flow.send
-    value: Any = None
-    while True:
-        try:
-            step = send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        try:
-            value, send = _execute(conn, step), flow.send
-        except Exception as exc:
-            value, send = exc, flow.throw
+    try:
+        step = flow.send(None)
+        while True:
+            try:
+                value = _execute(conn, step)
+            except Exception as exc:  # the flow's to handle (StopIteration of a statement included)
+                step = flow.throw(exc)
+            else:
+                step = flow.send(value)
+    except StopIteration as done:  # only the flow's own end reaches here
+        return done.value  # type: ignore[no-any-return]
 
 
 def _execute(conn: sqlite3.Connection, step: Step) -> Any:

@@ -27,8 +27,11 @@ def accept(d: Dialect, items: list[AcceptItem]) -> Flow[list[list[Stored]]]:
         existing = {(r[0], r[1]): (bytes(r[2]), bytes(r[3]), r[4]) for r in rows}
     plan = plan_accepts(items, existing)
     if plan.fresh:
-        tally = rollup_rows(d, [row for i, messages in plan.fresh for row in accept_rollup(items[i], messages)])
-        stored = yield Call(d.insert_accepted, items, plan.fresh, tally)
-        if stored != sum(len(messages) for _, messages in plan.fresh):
+        expected, tally = 0, []
+        for i, messages in plan.fresh:
+            expected += len(messages)
+            tally += accept_rollup(items[i], messages)
+        stored = yield Call(d.insert_accepted, items, plan.fresh, rollup_rows(d, tally))
+        if stored != expected:
             raise Retry
     return plan.answers(items)
