@@ -16,10 +16,14 @@ PostgreSQL's arrays) is a :class:`Call` of a function of the dialect, so the flo
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from omnirelay.domain import rollups
 from omnirelay.store.queries import Queries
+
+if TYPE_CHECKING:
+    from omnirelay.store.base import Change, NewMessage
+    from omnirelay.store.rows import AcceptItem
 
 T = TypeVar("T")
 
@@ -122,6 +126,22 @@ class Dialect(Protocol):
 
     def add_rollups(self, conn: Any, rows: list[rollups.Row]) -> Any:
         """A :class:`Call` step: add ``rows`` to the rollups (one statement for them all)."""
+
+    @property
+    def rollup_shard(self) -> int:
+        """The shard of the rollup rows this process adds to (see ``rollups.keyed``)."""
+        ...
+
+    def message_updates(self, changes: list[Change]) -> list[Rows]:
+        """The statements that write the engine's changes of messages (state, status group, channel, done time
+        and, where given, the logs' filter columns)."""
+        ...
+
+    def insert_accepted(
+        self, conn: Any, items: list[AcceptItem], fresh: list[tuple[int, list[NewMessage]]], tally: list[Any]
+    ) -> Any:
+        """A :class:`Call`: insert the accepted requests ``fresh`` (request index, its messages to store), a start
+        job for each message not refused, and the rollup rows ``tally``; how many messages were stored."""
         ...
 
 

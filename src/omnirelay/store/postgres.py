@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
+import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, TypeAlias, TypeVar
@@ -29,26 +29,15 @@ import asyncpg
 
 from omnirelay.domain import rollups
 from omnirelay.domain.catalogue import REJECTED_GROUP
-from omnirelay.domain.delivery import Receipt
 from omnirelay.store import queries
-from omnirelay.store.base import (
-    Change,
-    NewMessage,
-    ScenarioRecord,
-    Stored,
-    Work,
-)
+from omnirelay.store.base import Change, NewMessage, ScenarioRecord, Stored
 from omnirelay.store.errors import UNAVAILABLE
 from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, columns, statements
+from omnirelay.store.flows import sending
+from omnirelay.store.flows.engine import rollup_rows
+from omnirelay.store.flows.sending import Retry
 from omnirelay.store.rows import (
-    ROLLUP_KEEP_S,
-    WORK_COLS,
     AcceptItem,
-    accept_rollup,
-    plan_accepts,
-    receipt_data,
-    receipt_job,
-    supplied_ids,
 )
 from omnirelay.store.sqlstore import SqlStore
 
@@ -113,10 +102,6 @@ def _newer(found: int, latest: int) -> str:
     return f"the database has schema version {found}, but this omnirelay knows only up to {latest}: upgrade omnirelay"
 
 
-class _Retry(Exception):
-    """Another process inserted one of our client-supplied message ids meanwhile: run the batch again."""
-
-
 class _Pool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type information
     """A pool whose giving back of a connection never fails the work done on it.
 
@@ -152,6 +137,66 @@ class PostgresDialect:
 
     async def add_rollups(self, conn: Conn, rows: list[rollups.Row]) -> None:
         await conn.execute(upsert_rollups_sql(1), *_rollup_columns(rows))
+
+    @property
+    def rollup_shard(self) -> int:
+        """By process id (of this process, after any fork)."""
+        return os.getpid() % ROLLUP_SHARDS
+
+    def message_updates(self, changes: list[Change]) -> list[Rows]:
+        """One statement for every change (a round trip each cost more than SQLite's index rewrites it saves)."""
+        return [
+            Rows(
+                self.q.update_messages,
+                [
+                    (c.message, c.state, c.status_group, c.channel, c.done_at, c.columns is not None)
+                    + (c.columns or _NO)
+                    for c in changes
+                ],
+            )
+        ]
+
+    async def insert_accepted(
+        self, conn: Conn, items: list[AcceptItem], fresh: list[tuple[int, list[NewMessage]]], tally: list[Any]
+    ) -> int:
+        """Every row of the batch in one statement of arrays (SQLite inserts per request, in multi-row
+        ``VALUES``): the requests, their messages, a start job for each message stored but not refused (those
+        are stored finished: a done time and status group 5), the rollups, the workers' wake-up (sent on
+        commit). How many messages were stored: fewer when another process took a client message id
+        meanwhile (``ON CONFLICT DO NOTHING``)."""
+        requests = [i for i, _ in fresh]
+        rows = [(i, m) for i, messages in fresh for m in messages]
+        request_ids, message_ids = await conn.fetchrow(
+            "SELECT array(SELECT nextval('requests_id_seq') FROM generate_series(1, $1)),"
+            " array(SELECT nextval('messages_id_seq') FROM generate_series(1, $2))",
+            len(requests),
+            len(rows),
+        )
+        rid = dict(zip(requests, request_ids, strict=True))
+        stored = await conn.fetchval(
+            _ACCEPT,
+            request_ids,
+            [items[i].account_id for i in requests],
+            [items[i].payload for i in requests],
+            message_ids,
+            [items[i].account_id for i, _ in rows],
+            [m.message_id for _, m in rows],
+            [rid[i] for i, _ in rows],
+            [items[i].bulk_id for i, _ in rows],
+            [m.to_json for _, m in rows],
+            [m.content_hash for _, m in rows],
+            [items[i].now for i, _ in rows],
+            [m.state for _, m in rows],
+            [m.address for _, m in rows],
+            [items[i].start_at for i, _ in rows],
+            REJECTED_GROUP,
+            [items[i].now if m.rejected else None for i, m in rows],
+            [m.sender for _, m in rows],
+            [m.mcc for _, m in rows],
+            [m.mnc for _, m in rows],
+            *(columns(tally) if tally else [[]] * 12),
+        )
+        return int(stored)
 
 
 async def run_flow(conn: Conn | asyncpg.Pool, flow: Flow[T]) -> T:
@@ -281,15 +326,15 @@ class PostgresStore(SqlStore):
                 with contextlib.suppress(Exception):
                     await conn.close()
 
-    async def _read(self, flow: Flow[T]) -> T:
-        return await run_flow(self.pool, flow)
+    async def _read(self, make: Callable[[], Flow[T]]) -> T:
+        return await run_flow(self.pool, make())
 
-    async def _write(self, flow: Flow[T]) -> T:
+    async def _write(self, make: Callable[[], Flow[T]]) -> T:
         async with self.pool.acquire() as conn, conn.transaction():
-            return await run_flow(conn, flow)
+            return await run_flow(conn, make())
 
-    async def _write_statement(self, flow: Flow[T]) -> T:
-        return await run_flow(self.pool, flow)
+    async def _write_statement(self, make: Callable[[], Flow[T]]) -> T:
+        return await run_flow(self.pool, make())
 
     def _scenarios_written(self) -> None:
         self._scenarios_changed()
@@ -315,25 +360,18 @@ class PostgresStore(SqlStore):
         if self._scenarios_live and key in self._scenarios:
             return self._scenarios[key]
         generation = self._generation
-        found = await self._read(read())
+        found = await self._read(read)
         if self._scenarios_live and generation == self._generation:
             self._scenarios[key] = found
         return found
 
     # --- sending (group commit) ------------------------------------------------------------------
 
-    async def accept(
-        self,
-        account_id: int,
-        payload: bytes,
-        bulk_id: str | None,
-        messages: list[NewMessage],
-        start_at: float,
-        now: float,
-    ) -> list[Stored]:
-        """Store one request's messages; answered once the group transaction holding them committed."""
+    async def _accept(self, item: AcceptItem) -> list[Stored]:
+        """Queued for the next group transaction: requests that arrive while one is under way wait for the
+        next, which stores them all with a handful of array statements."""
         future: asyncio.Future[list[Stored]] = asyncio.get_running_loop().create_future()
-        self._queue.append((AcceptItem(account_id, payload, bulk_id, messages, start_at, now), future))
+        self._queue.append((item, future))
         if self._flushers < 2:
             self._flushers += 1
             asyncio.get_running_loop().create_task(self._flush())
@@ -363,247 +401,52 @@ class PostgresStore(SqlStore):
         for _attempt in range(3):
             try:
                 return list(await self._accept_batch(items))
-            except _Retry as exc:  # another process took a client message id meanwhile: decide again
+            except Retry as exc:  # another process took a client message id meanwhile: decide again
                 error = exc
             except Exception as exc:
                 error = exc
                 break
-        if len(items) == 1 or isinstance(error, (*UNAVAILABLE, _Retry)):
+        if len(items) == 1 or isinstance(error, (*UNAVAILABLE, Retry)):
             return [error] * len(items)
         half = len(items) // 2
         return await self._settle_batch(items[:half]) + await self._settle_batch(items[half:])
 
     async def _accept_batch(self, items: list[AcceptItem]) -> list[list[Stored]]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            wanted = supplied_ids(items)
-            existing: dict[tuple[int, str], tuple[bytes, bytes, str | None]] = {}
-            if wanted:
-                rows = await conn.fetch(
-                    "SELECT account_id, message_id, content_hash, to_json, bulk_id FROM messages"
-                    " WHERE (account_id, message_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))",
-                    [a for a, _ in wanted],
-                    [m for _, m in wanted],
-                )
-                existing = {(r[0], r[1]): (bytes(r[2]), bytes(r[3]), r[4]) for r in rows}
-            plan = plan_accepts(items, existing)
-            if plan.fresh:
-                requests = [i for i, _ in plan.fresh]
-                fresh = [(i, m) for i, messages in plan.fresh for m in messages]
-                request_ids, message_ids = await conn.fetchrow(
-                    "SELECT array(SELECT nextval('requests_id_seq') FROM generate_series(1, $1)),"
-                    " array(SELECT nextval('messages_id_seq') FROM generate_series(1, $2))",
-                    len(requests),
-                    len(fresh),
-                )
-                rid = dict(zip(requests, request_ids, strict=True))
-                # One statement (a round trip each cost more than the inserts): the requests, their messages, a
-                # start job for each message stored but not refused (those are stored finished: a done time and
-                # status group 5), the workers' wake-up (sent on commit); it answers how many messages were
-                # stored, fewer when another process took a client message id meanwhile.
-                stored = await conn.fetchval(
-                    "WITH r AS (INSERT INTO requests(id, account_id, payload)"
-                    "  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])),"
-                    " m AS (INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json,"
-                    "  content_hash, created_at, state, address, status_group, done_at, sender, mcc, mnc)"
-                    "  SELECT u.id, u.a, u.mid, u.r, u.b, u.t, u.h, u.c, u.s, u.ad,"
-                    "  CASE WHEN u.done IS NULL THEN 1 ELSE $15::smallint END, u.done, u.se, u.mcc, u.mnc"
-                    "  FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::bytea[],"
-                    "  $10::bytea[], $11::float8[], $12::bytea[], $13::text[], $16::float8[], $17::text[], $18::text[],"
-                    "  $19::text[]) AS u(id, a, mid, r, b, t, h, c, s, ad, done, se, mcc, mnc)"
-                    "  ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id, done_at),"
-                    " j AS (INSERT INTO jobs(message, kind, due_at) SELECT u.m, 'start', u.d"
-                    "  FROM unnest($4::bigint[], $14::float8[]) AS u(m, d) JOIN m ON m.id = u.m"
-                    "  WHERE m.done_at IS NULL),"
-                    f" ru AS ({upsert_rollups_sql(20)})"
-                    f" SELECT (SELECT count(*) FROM m) FROM pg_notify('{JOBS_CHANNEL}', '')",
-                    request_ids,
-                    [items[i].account_id for i in requests],
-                    [items[i].payload for i in requests],
-                    message_ids,
-                    [items[i].account_id for i, _ in fresh],
-                    [m.message_id for _, m in fresh],
-                    [rid[i] for i, _ in fresh],
-                    [items[i].bulk_id for i, _ in fresh],
-                    [m.to_json for _, m in fresh],
-                    [m.content_hash for _, m in fresh],
-                    [items[i].now for i, _ in fresh],
-                    [m.state for _, m in fresh],
-                    [m.address for _, m in fresh],
-                    [items[i].start_at for i, _ in fresh],
-                    REJECTED_GROUP,
-                    [items[i].now if m.rejected else None for i, m in fresh],
-                    [m.sender for _, m in fresh],
-                    [m.mcc for _, m in fresh],
-                    [m.mnc for _, m in fresh],
-                    *_rollup_columns([row for i, messages in plan.fresh for row in accept_rollup(items[i], messages)]),
-                )
-                if stored != len(fresh):
-                    raise _Retry
-        return plan.answers(items)
+        return await self._write(lambda: sending.accept(self.dialect, items))
 
     # --- engine --------------------------------------------------------------------------------
 
-    async def engine_step(
-        self,
-        now: float,
-        limit: int,
-        events: list[tuple[int, bytes]],
-        handle: Callable[[list[Work]], tuple[list[Change], T]],
-        later: list[tuple[int, str, int, float, bytes]] | None = None,
-    ) -> tuple[T, T]:
-        """As :meth:`omnirelay.store.sqlite.SqliteStore.engine_step`, safe with many workers at once."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            if later:
-                await conn.execute(
-                    "INSERT INTO jobs(message, kind, step, due_at, data)"
-                    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::bytea[])",
-                    *_columns(later, 5),
-                )
-            recorded = await self._decide_and_apply(conn, [(None, m, e) for m, e in events], handle, now)
-            jobs: list[tuple[int | None, int, bytes | None]] = []
-            if limit > 0:
-                # Messages already under way go before new ones: a failover is not queued behind a burst.
-                for kinds in ("kind <> 'start'", "kind = 'start'"):
-                    rows = await conn.fetch(
-                        f"DELETE FROM jobs WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE {kinds} AND due_at <= $1"
-                        " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING id, message, data, due_at",
-                        now,
-                        limit - len(jobs),
-                    )
-                    jobs += [(r[0], r[1], r[2]) for r in sorted(rows, key=lambda r: (r[3], r[0]))]
-            claimed = await self._decide_and_apply(conn, jobs, handle, now)
-        return recorded, claimed
-
-    async def _decide_and_apply(
-        self,
-        conn: Conn,
-        jobs: Sequence[tuple[int | None, int, bytes | None]],
-        handle: Callable[[list[Work]], tuple[list[Change], T]],
-        now: float,
-    ) -> T:
-        ids = sorted({m for _j, m, _e in jobs})
-        records: dict[int, Any] = {}
-        if ids:
-            rows = await conn.fetch(
-                f"SELECT {WORK_COLS}, (SELECT json_object_agg(c.channel, c.until)::text FROM capabilities c"
-                "  WHERE c.account_id = m.account_id AND c.address = m.address AND c.until > $2)"
-                " FROM messages m JOIN requests r ON r.id = m.request_id WHERE m.id = ANY($1::bigint[])"
-                " ORDER BY m.id FOR UPDATE OF m",
-                ids,
-                now,
-            )
-            records = {r[0]: r for r in rows}
-        work = []
-        for job_id, m, event in jobs:
-            r = records.get(m)
-            if r is not None:
-                blocked = r[9].encode() if r[9] else None
-                work.append(
-                    Work(
-                        job_id=job_id,
-                        event=event or b'{"type":"start"}',
-                        message=r[0],
-                        account_id=r[1],
-                        message_id=r[2],
-                        bulk_id=r[3],
-                        to_json=bytes(r[4]),
-                        created_at=r[5],
-                        state=bytes(r[6]),
-                        request_id=r[7],
-                        payload=bytes(r[8]),
-                        blocked=blocked,
-                    )
-                )
-        changes, result = handle(work)
-        if changes:
-            await _apply(conn, changes, now)
-        return result
-
-    async def purge(self, before: float, limit: int) -> int:
-        """Remove up to ``limit`` messages finished before ``before``, with what belongs to them only."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, request_id FROM messages WHERE done_at IS NOT NULL AND done_at < $1 LIMIT $2"
-                " FOR UPDATE SKIP LOCKED",
-                before,
-                limit,
-            )
-            # receipts of ids never submitted here (another system on the same number) are not kept forever
-            await conn.execute("DELETE FROM held_receipts WHERE at < $1", before)
-            now = time.time()
-            for span, keep_s in ROLLUP_KEEP_S.items():  # rollups outlive their messages, see ROLLUP_KEEP_S
-                await conn.execute("DELETE FROM rollups WHERE span = $1 AND at < $2", span, now - keep_s)
-            messages = [r[0] for r in rows]
-            if not messages:
-                return 0
-            for table in ("submissions", "jobs", "reports"):
-                await conn.execute(f"DELETE FROM {table} WHERE message = ANY($1::bigint[])", messages)
-            await conn.execute("DELETE FROM messages WHERE id = ANY($1::bigint[])", messages)
-            await conn.execute(
-                "DELETE FROM requests r WHERE r.id = ANY($1::bigint[])"
-                " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.request_id = r.id)",
-                list({r[1] for r in rows}),
-            )
-            return len(messages)
-
-
-    # --- connectors ----------------------------------------------------------------------------
-
-    async def record_receipts(self, receipts: list[Receipt], now: float) -> None:
-        """Queue receipts for the engine by their submission's (channel, provider_id), holding the early ones."""
-        keys = [(r.channel, r.provider_id) for r in receipts]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", RECEIPTS_LOCK)
-            rows = await conn.fetch(
-                "SELECT DISTINCT ON (s.channel, s.provider_id) s.channel, s.provider_id, s.message, s.step"
-                " FROM submissions s JOIN unnest($1::text[], $2::text[]) AS k(channel, provider_id)"
-                " ON s.channel = k.channel AND s.provider_id = k.provider_id"
-                " ORDER BY s.channel, s.provider_id, s.at DESC",
-                *_columns(keys, 2),
-            )
-            found = {(r[0], r[1]): (r[2], r[3]) for r in rows}
-            jobs, held = [], []
-            for r, key in zip(receipts, keys, strict=True):
-                step = found.get(key)
-                if step is None:
-                    held.append((*key, receipt_data(r), now))
-                else:
-                    jobs.append(receipt_job(*step, receipt_data(r), now))
-            if jobs:
-                await conn.execute(
-                    "INSERT INTO jobs(message, kind, step, due_at, data)"
-                    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::bytea[])",
-                    *_columns(jobs, 5),
-                )
-                await conn.execute(f"NOTIFY {JOBS_CHANNEL}")
-            if held:
-                await conn.execute(
-                    "INSERT INTO held_receipts(channel, provider_id, data, at)"
-                    " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::float8[])",
-                    *_columns(held, 4),
-                )
-
-
-
-_ROLLUP_TYPES = (
-    "bigint", "int", "bigint", "smallint", "text", "text", "int", "smallint", "text", "int", "bigint", "float8"
-)
 
 
 def upsert_rollups_sql(first: int) -> str:
-    """The statement that adds rollup rows given as 12 arrays, parameters ``$first`` on (each key once, sorted:
-    the order its row locks are taken in)."""
-    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(_ROLLUP_TYPES))
-    return (
-        "INSERT INTO rollups(account_id, span, at, shard, kind, channel, step, grp, error, bucket, n, cost)"
-        f" SELECT * FROM unnest({arrays}) ON CONFLICT (account_id, span, at, shard, kind, channel, step, grp, error,"
-        " bucket) DO UPDATE SET n = rollups.n + excluded.n, cost = rollups.cost + excluded.cost"
-    )
+    """The statement ``upsert_rollups`` with its 12 arrays as parameters ``$first`` on (to be part of a bigger
+    statement)."""
+    return re.sub(r"\$(\d+)", lambda p: f"${int(p[1]) + first - 1}", PostgresDialect.q.upsert_rollups)
 
 
 def _rollup_columns(rows: list[rollups.Row]) -> list[list[Any]]:
     """Rollup rows as the 12 arrays of :func:`upsert_rollups_sql`."""
-    return _columns([(*key, n, cost) for key, n, cost in rollups.keyed(rows, os.getpid() % ROLLUP_SHARDS)], 12)
+    return _columns(rollup_rows(PostgresStore.dialect, rows), 12)
+
+
+#: The accept's one statement (see PostgresDialect.insert_accepted): it answers how many messages were stored.
+_ACCEPT = (
+    "WITH r AS (INSERT INTO requests(id, account_id, payload)"
+    "  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])),"
+    " m AS (INSERT INTO messages(id, account_id, message_id, request_id, bulk_id, to_json,"
+    "  content_hash, created_at, state, address, status_group, done_at, sender, mcc, mnc)"
+    "  SELECT u.id, u.a, u.mid, u.r, u.b, u.t, u.h, u.c, u.s, u.ad,"
+    "  CASE WHEN u.done IS NULL THEN 1 ELSE $15::smallint END, u.done, u.se, u.mcc, u.mnc"
+    "  FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::bytea[],"
+    "  $10::bytea[], $11::float8[], $12::bytea[], $13::text[], $16::float8[], $17::text[], $18::text[],"
+    "  $19::text[]) AS u(id, a, mid, r, b, t, h, c, s, ad, done, se, mcc, mnc)"
+    "  ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id, done_at),"
+    " j AS (INSERT INTO jobs(message, kind, due_at) SELECT u.m, 'start', u.d"
+    "  FROM unnest($4::bigint[], $14::float8[]) AS u(m, d) JOIN m ON m.id = u.m"
+    "  WHERE m.done_at IS NULL),"
+    f" ru AS ({upsert_rollups_sql(20)})"
+    f" SELECT (SELECT count(*) FROM m) FROM pg_notify('{JOBS_CHANNEL}', '')"
+)
 
 
 _NO = (None, None, None)
@@ -612,87 +455,3 @@ _NO = (None, None, None)
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """Rows as column lists, for ``unnest``."""
     return [[r[i] for r in rows] for i in range(width)]
-
-
-async def _apply(conn: Conn, changes: list[Change], now: float) -> None:
-    """Write the engine's changes with one statement per kind of row."""
-    await conn.execute(
-        "UPDATE messages AS m SET state = u.state, status_group = u.sg, channel = u.ch, done_at = u.done,"
-        " sender = CASE WHEN u.cols THEN u.sender ELSE m.sender END, mcc = CASE WHEN u.cols THEN u.mcc ELSE m.mcc END,"
-        " mnc = CASE WHEN u.cols THEN u.mnc ELSE m.mnc END"
-        " FROM unnest($1::bigint[], $2::bytea[], $3::smallint[], $4::text[], $5::float8[], $6::bool[], $7::text[],"
-        " $8::text[], $9::text[]) AS u(id, state, sg, ch, done, cols, sender, mcc, mnc)"
-        " WHERE m.id = u.id",
-        *_columns(
-            [
-                (c.message, c.state, c.status_group, c.channel, c.done_at, c.columns is not None, *(c.columns or _NO))
-                for c in changes
-            ],
-            9,
-        ),
-    )
-    cancel = [c.message for c in changes if c.cancel_expiry]
-    if cancel:
-        # SKIP LOCKED: a timer another worker has claimed is left to it (its decision will ignore it).
-        await conn.execute(
-            "DELETE FROM jobs WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE message = ANY($1::bigint[])"
-            " AND kind = 'expire' FOR UPDATE SKIP LOCKED))",
-            cancel,
-        )
-    jobs = [(c.message, kind, step, due, data) for c in changes for kind, step, due, data in c.jobs]
-    if jobs:
-        await conn.execute(
-            "INSERT INTO jobs(message, kind, step, due_at, data)"
-            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::bytea[])",
-            *_columns(jobs, 5),
-        )
-    reports = [(c.account_id, c.message, *c.report) for c in changes if c.report is not None]
-    if reports:
-        await conn.execute(
-            "INSERT INTO reports(account_id, message, message_id, bulk_id, channel, body)"
-            " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[])",
-            *_columns(reports, 6),
-        )
-    hooks = [(c.account_id, *w, now, c.message) for c in changes for w in c.webhooks]
-    if hooks:
-        await conn.execute(  # in the order of c.webhooks (ids ascending): the order a message's reports are posted in
-            "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at, message)"
-            " SELECT a, r, u, t, b, d, m FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
-            " $5::bytea[], $6::float8[], $7::bigint[]) WITH ORDINALITY AS x(a, r, u, t, b, d, m, n) ORDER BY n"
-            " ON CONFLICT (report_id) DO NOTHING",
-            *_columns(hooks, 7),
-        )
-        await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
-    remembered = {(c.account_id, address, channel): until for c in changes for channel, address, until in c.remember}
-    if remembered:
-        await conn.execute(
-            "INSERT INTO capabilities(account_id, address, channel, until)"
-            " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[])"
-            " ON CONFLICT (account_id, address, channel) DO UPDATE SET until = excluded.until",
-            *_columns([(*k, v) for k, v in remembered.items()], 4),
-        )
-    tally = [row for c in changes for row in c.rollup]
-    if tally:
-        await conn.execute(upsert_rollups_sql(1), *_rollup_columns(tally))
-    submitted = [(c.message, *s, now) for c in changes for s in c.submitted]
-    if submitted:
-        await conn.execute(
-            "INSERT INTO submissions(message, step, channel, provider_id, at)"
-            " SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::float8[])",
-            *_columns(submitted, 5),
-        )
-        if any(s[3] for s in submitted):
-            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", RECEIPTS_LOCK)
-            # receipts that came before their provider id was stored (a fast SMSC, a webhook racing the answer)
-            matched = []
-            if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM held_receipts)"):
-                matched = await conn.fetch(
-                    "DELETE FROM held_receipts h USING submissions s WHERE s.channel = h.channel"
-                    " AND s.provider_id = h.provider_id RETURNING s.message, s.step, h.data"
-                )
-            if matched:
-                await conn.execute(
-                    "INSERT INTO jobs(message, kind, step, due_at, data)"
-                    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::float8[], $5::bytea[])",
-                    *_columns([receipt_job(r[0], r[1], bytes(r[2]), now) for r in matched], 5),
-                )

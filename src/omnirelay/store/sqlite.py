@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import fcntl
 import sqlite3
-import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -20,25 +19,12 @@ import msgspec
 
 from omnirelay.domain import rollups
 from omnirelay.domain.catalogue import REJECTED_GROUP
-from omnirelay.domain.delivery import Receipt
 from omnirelay.store import queries
-from omnirelay.store.base import (
-    Change,
-    NewMessage,
-    ScenarioRecord,
-    Stored,
-    Work,
-)
+from omnirelay.store.base import Change, NewMessage, ScenarioRecord
 from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, statements
+from omnirelay.store.flows.engine import rollup_rows
 from omnirelay.store.rows import (
-    ROLLUP_KEEP_S,
-    WORK_COLS,
     AcceptItem,
-    accept_rollup,
-    plan_accepts,
-    receipt_data,
-    receipt_job,
-    supplied_ids,
 )
 from omnirelay.store.sqlstore import SqlStore
 from omnirelay.store.writer import Writer
@@ -115,6 +101,81 @@ class SqliteDialect:
     """SQLite's statements and the builders of the SQL that depends on a request."""
 
     q = queries.load("sqlite")
+    rollup_shard = 0  # one writer: no row locks to spread
+
+    def message_updates(self, changes: list[Change]) -> list[Rows]:
+        """Two statements: the logs' filter columns are set only where they change (setting an indexed column
+        rewrites its index entries, whatever the value)."""
+        return [
+            Rows(
+                self.q.update_messages,
+                [(c.state, c.status_group, c.channel, c.done_at, c.message) for c in changes if c.columns is None],
+            ),
+            Rows(
+                self.q.update_messages_columns,
+                [(c.state, c.status_group, c.channel, c.done_at, *c.columns, c.message) for c in changes if c.columns],
+            ),
+        ]
+
+    def insert_accepted(
+        self,
+        conn: sqlite3.Connection,
+        items: list[AcceptItem],
+        fresh: list[tuple[int, list[NewMessage]]],
+        tally: list[Any],
+    ) -> int:
+        """Per request: its row, its messages in statements of 100, 10 and 1 rows (a statement step per message
+        cost as much again as the insert itself; PostgreSQL takes every row of the batch as arrays, in one
+        statement), its start jobs by a select of the ids SQLite gave them, then its refused messages."""
+        stored = 0
+        for index, messages_in in fresh:
+            item = items[index]
+            messages = [m for m in messages_in if not m.rejected]
+            refused = [m for m in messages_in if m.rejected] if len(messages) < len(messages_in) else []
+            request_id = conn.execute(
+                "INSERT INTO requests(account_id, payload) VALUES (?, ?)", (item.account_id, item.payload)
+            ).lastrowid
+            # The request's own values are parameters 1-5 of every row, bound once per statement (a request's
+            # messages start from the same step, so from the same sender); each message adds 7.
+            sender = (messages or messages_in)[0].sender
+            shared: list[Any] = [item.account_id, request_id, item.bulk_id, item.now, sender]
+            values = [
+                v for m in messages for v in (m.message_id, m.to_json, m.content_hash, m.state, m.address, m.mcc, m.mnc)
+            ]
+            # Statements of 100, then 10, then 1 row (measured: 3.8 -> 2.1 µs a message against one row each).
+            # Each size's statement is compiled once and cached by sqlite3.
+            done = 0
+            for size in (100, 10, 1):
+                end = done + (len(messages) - done) // size * size
+                if end > done:
+                    conn.executemany(
+                        "INSERT INTO messages(account_id, request_id, bulk_id, created_at, sender, message_id, to_json,"
+                        " content_hash, state, address, mcc, mnc) VALUES "
+                        + ",".join(["(?1, ?2, ?3, ?4, ?5, ?, ?, ?, ?, ?, ?, ?)"] * size),
+                        [shared + values[7 * k : 7 * (k + size)] for k in range(done, end, size)],
+                    )
+                done = end
+            # SQLite numbered the rows (max + 1 onwards): one start job per message of the request, in that order
+            conn.execute(
+                "INSERT INTO jobs(message, kind, due_at)"
+                " SELECT id, 'start', ? FROM messages WHERE request_id = ? ORDER BY id",
+                (item.start_at, request_id),
+            )
+            if refused:  # after the start jobs, which are for every message of the request stored so far
+                finished = (REJECTED_GROUP, item.now)
+                conn.executemany(
+                    "INSERT INTO messages(account_id, request_id, bulk_id, created_at, sender, message_id, to_json,"
+                    " content_hash, state, address, mcc, mnc, status_group, done_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (*shared, m.message_id, m.to_json, m.content_hash, m.state, m.address, m.mcc, m.mnc, *finished)
+                        for m in refused
+                    ],
+                )
+            stored += len(messages_in)
+        if tally:
+            conn.executemany(self.q.upsert_rollups, tally)
+        return stored
 
     def placeholder(self, n: int) -> str:
         return f"?{n}"
@@ -135,17 +196,17 @@ class SqliteDialect:
 
 def run_flow(conn: sqlite3.Connection, flow: Flow[T]) -> T:
     """Run ``flow`` on ``conn``, synchronously (the writer thread's connection, or the read connection)."""
-    send: Callable[[Any], Step] = flow.send
-    value: Any = None
-    while True:
-        try:
-            step = send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        try:
-            value, send = _execute(conn, step), flow.send
-        except Exception as exc:
-            value, send = exc, flow.throw
+    try:
+        step = flow.send(None)
+        while True:
+            try:
+                value = _execute(conn, step)
+            except Exception as exc:  # the flow's to handle (StopIteration of a statement included)
+                step = flow.throw(exc)
+            else:
+                step = flow.send(value)
+    except StopIteration as done:  # only the flow's own end reaches here
+        return done.value  # type: ignore[no-any-return]
 
 
 def _execute(conn: sqlite3.Connection, step: Step) -> Any:
@@ -242,14 +303,17 @@ class SqliteStore(SqlStore):
                 self._on_jobs()
                 self._on_outbox()
 
-    async def _read(self, flow: Flow[T]) -> T:
-        return run_flow(self._read_conn, flow)
+    async def _read(self, make: Callable[[], Flow[T]]) -> T:
+        return run_flow(self._read_conn, make())
 
-    async def _write(self, flow: Flow[T]) -> T:
-        return await self.writer.run(lambda conn: run_flow(conn, flow))
+    async def _write(self, make: Callable[[], Flow[T]]) -> T:
+        return await self.writer.run(lambda conn: run_flow(conn, make()))
 
-    async def _write_statement(self, flow: Flow[T]) -> T:
-        return await self._write(flow)
+    async def _write_statement(self, make: Callable[[], Flow[T]]) -> T:
+        return await self._write(make)
+
+    def _jobs_written(self) -> None:
+        self._on_jobs()
 
     def _scenarios_written(self) -> None:
         self._scenarios.clear()
@@ -259,7 +323,7 @@ class SqliteStore(SqlStore):
     ) -> ScenarioRecord | None:
         cached = self._scenarios.get(key, _MISSING)
         if cached is _MISSING:
-            cached = self._scenarios[key] = await self._read(read())
+            cached = self._scenarios[key] = await self._read(read)
         return cached  # type: ignore[return-value]
 
     def _webhooks_queued(self) -> None:
@@ -271,255 +335,11 @@ class SqliteStore(SqlStore):
     def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         return self._read_conn.execute(sql, tuple(args)).fetchall()
 
-    # --- sending -------------------------------------------------------------------------------
-
-    async def accept(
-        self,
-        account_id: int,
-        payload: bytes,
-        bulk_id: str | None,
-        messages: list[NewMessage],
-        start_at: float,
-        now: float,
-    ) -> list[Stored]:
-        """Store one request's messages; answered once the group transaction holding them committed.
-
-        (Collecting requests into one writer function per turn of the event loop was measured: slower, since
-        requests rarely share a turn and the writer already commits all that is queued together. Merging the
-        requests queued for one transaction into one call, in the writer, made no measurable difference.)
-        """
-        item = AcceptItem(account_id, payload, bulk_id, messages, start_at, now)
-        (outcome,) = await self.writer.run(lambda conn: _accept_batch(conn, [item]))
-        return outcome
-
-    # --- engine --------------------------------------------------------------------------------
-
-    async def engine_step(
-        self,
-        now: float,
-        limit: int,
-        events: list[tuple[int, bytes]],
-        handle: Callable[[list[Work]], tuple[list[Change], T]],
-        later: list[tuple[int, str, int, float, bytes]] | None = None,
-    ) -> tuple[T, T]:
-        """One engine transaction: record ``events`` (channel answers) and store the ``later`` jobs, then take up
-        to ``limit`` due jobs (those the events just made due included); ``handle`` decides each part.
-
-        Claimed jobs are deleted in the same transaction that stores their consequences, so a crash
-        either keeps a job (and nothing happened) or has its whole effect.
-        """
-
-        def fn(conn: sqlite3.Connection) -> tuple[T, T]:
-            if later:
-                conn.executemany("INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)", later)
-            recorded = _decide_and_apply(conn, [(None, m, e) for m, e in events], handle, now)
-            jobs: list[tuple[int | None, int, bytes | None]] = []
-            if limit > 0:
-                # Messages already under way go before new ones: a failover is not queued behind a burst.
-                for kinds in ("kind <> 'start'", "kind = 'start'"):
-                    jobs += conn.execute(
-                        f"SELECT id, message, data FROM jobs WHERE {kinds} AND due_at <= ? ORDER BY due_at, id LIMIT ?",
-                        (now, limit - len(jobs)),
-                    ).fetchall()
-                conn.executemany("DELETE FROM jobs WHERE id = ?", [(j[0],) for j in jobs])
-            claimed = _decide_and_apply(conn, jobs, handle, now)
-            return recorded, claimed
-
-        return await self.writer.run(fn)
-
-    async def purge(self, before: float, limit: int) -> int:
-        """Remove up to ``limit`` messages finished before ``before``, with what belongs to them only."""
-
-        def fn(conn: sqlite3.Connection) -> int:
-            rows = conn.execute(
-                "SELECT id, request_id FROM messages WHERE done_at IS NOT NULL AND done_at < ? LIMIT ?", (before, limit)
-            ).fetchall()
-            messages = [(r[0],) for r in rows]
-            for table in ("submissions", "jobs", "reports"):
-                conn.executemany(f"DELETE FROM {table} WHERE message = ?", messages)
-            conn.execute("DELETE FROM held_receipts WHERE at < ?", (before,))
-            now = time.time()
-            for span, keep_s in ROLLUP_KEEP_S.items():  # rollups outlive their messages, see ROLLUP_KEEP_S
-                conn.execute("DELETE FROM rollups WHERE span = ? AND at < ?", (span, now - keep_s))
-            conn.executemany("DELETE FROM messages WHERE id = ?", messages)
-            conn.executemany(
-                "DELETE FROM requests WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE request_id = ?)",
-                [(r, r) for r in {r[1] for r in rows}],
-            )
-            return len(rows)
-
-        return await self.writer.run(fn)
-
-
-    # --- connectors ----------------------------------------------------------------------------
-
-    async def record_receipts(self, receipts: list[Receipt], now: float) -> None:
-        """Queue receipts for the engine by their submission's (channel, provider_id), holding the early ones."""
-
-        def fn(conn: sqlite3.Connection) -> None:
-            jobs, held = [], []
-            for r in receipts:
-                found = conn.execute(
-                    "SELECT message, step FROM submissions WHERE channel = ? AND provider_id = ? ORDER BY at DESC",
-                    (r.channel, r.provider_id),
-                ).fetchone()
-                if found is None:
-                    held.append((r.channel, r.provider_id, receipt_data(r), now))
-                else:
-                    jobs.append(receipt_job(found[0], found[1], receipt_data(r), now))
-            conn.executemany("INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)", jobs)
-            conn.executemany("INSERT INTO held_receipts(channel, provider_id, data, at) VALUES (?, ?, ?, ?)", held)
-
-        await self.writer.run(fn)
-        self._on_jobs()
-
 
 
 def upsert_rollups(conn: sqlite3.Connection, rows: list[rollups.Row]) -> None:
     """Add ``rows`` to the rollups: one statement for the whole transaction, a row per key."""
     if rows:
-        conn.executemany(
-            "INSERT INTO rollups(account_id, span, at, shard, kind, channel, step, grp, error, bucket, n, cost)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n,"
-            " cost = cost + excluded.cost",
-            [(*key, n, cost) for key, n, cost in rollups.keyed(rows)],
-        )
+        conn.executemany(SqliteDialect.q.upsert_rollups, rollup_rows(SqliteStore.dialect, rows))
 
 
-def _accept_batch(conn: sqlite3.Connection, items: list[AcceptItem]) -> list[list[Stored]]:
-    """Insert a batch of accepted requests; the answer of each."""
-    existing: dict[tuple[int, str], tuple[bytes, bytes, str | None]] = {}
-    wanted = supplied_ids(items)
-    for start in range(0, len(wanted), 400):
-        chunk = wanted[start : start + 400]
-        for account, message_id, *found in conn.execute(
-            "SELECT account_id, message_id, content_hash, to_json, bulk_id FROM messages WHERE"
-            f" (account_id, message_id) IN (VALUES {','.join(['(?, ?)'] * len(chunk))})",
-            [v for pair in chunk for v in pair],
-        ):
-            existing[(account, message_id)] = (found[0], found[1], found[2])
-    plan = plan_accepts(items, existing)
-    tally: list[rollups.Row] = []
-    for index, fresh in plan.fresh:
-        item = items[index]
-        tally += accept_rollup(item, fresh)
-        messages = [m for m in fresh if not m.rejected]
-        refused = [m for m in fresh if m.rejected] if len(messages) < len(fresh) else []
-        request_id = conn.execute(
-            "INSERT INTO requests(account_id, payload) VALUES (?, ?)", (item.account_id, item.payload)
-        ).lastrowid
-        # The request's own values are parameters 1-5 of every row, bound once per statement (a request's messages
-        # start from the same step, so from the same sender); each message adds 7.
-        shared: list[Any] = [item.account_id, request_id, item.bulk_id, item.now, (messages or fresh)[0].sender]
-        values = [
-            v for m in messages for v in (m.message_id, m.to_json, m.content_hash, m.state, m.address, m.mcc, m.mnc)
-        ]
-        # Statements of 100, then 10, then 1 row: a statement step per row cost as much again as the insert itself
-        # (measured: 3.8 -> 2.1 µs a message). Each size's statement is compiled once and cached by sqlite3.
-        done = 0
-        for size in (100, 10, 1):
-            end = done + (len(messages) - done) // size * size
-            if end > done:
-                conn.executemany(
-                    "INSERT INTO messages(account_id, request_id, bulk_id, created_at, sender, message_id, to_json,"
-                    " content_hash, state, address, mcc, mnc) VALUES "
-                    + ",".join(["(?1, ?2, ?3, ?4, ?5, ?, ?, ?, ?, ?, ?, ?)"] * size),
-                    [shared + values[7 * k : 7 * (k + size)] for k in range(done, end, size)],
-                )
-            done = end
-        # SQLite numbered the rows (max + 1 onwards): one start job per message of the request, in that order
-        conn.execute(
-            "INSERT INTO jobs(message, kind, due_at)"
-            " SELECT id, 'start', ? FROM messages WHERE request_id = ? ORDER BY id",
-            (item.start_at, request_id),
-        )
-        if refused:  # after the start jobs, which are for every message of the request stored so far
-            finished = (REJECTED_GROUP, item.now)
-            conn.executemany(
-                "INSERT INTO messages(account_id, request_id, bulk_id, created_at, sender, message_id, to_json,"
-                " content_hash, state, address, mcc, mnc, status_group, done_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (*shared, m.message_id, m.to_json, m.content_hash, m.state, m.address, m.mcc, m.mnc, *finished)
-                    for m in refused
-                ],
-            )
-    upsert_rollups(conn, tally)
-    return plan.answers(items)
-
-
-def _decide_and_apply(
-    conn: sqlite3.Connection,
-    jobs: list[tuple[int | None, int, bytes | None]],
-    handle: Callable[[list[Work]], tuple[list[Change], T]],
-    now: float,
-) -> T:
-    """Load the messages of ``jobs``, let ``handle`` decide, write the changes."""
-    ids = sorted({m for _j, m, _e in jobs})
-    records: dict[int, Any] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        for row in conn.execute(
-            f"SELECT {WORK_COLS}, (SELECT json_group_object(c.channel, c.until) FROM capabilities c"
-            "  WHERE c.account_id = m.account_id AND c.address = m.address AND c.until > ?)"
-            " FROM messages m JOIN requests r ON r.id = m.request_id"
-            f" WHERE m.id IN ({','.join('?' * len(chunk))})",
-            [now, *chunk],
-        ):
-            records[row[0]] = row
-    work = [Work(job_id, event or b'{"type":"start"}', *records[m]) for job_id, m, event in jobs if m in records]
-    changes, result = handle(work)
-    _apply(conn, changes, now)
-    return result
-
-
-def _apply(conn: sqlite3.Connection, changes: list[Change], now: float) -> None:
-    """Write the engine's changes with one statement per kind of row."""
-    # The logs' filter columns only where they change: setting an indexed column rewrites its index entries.
-    conn.executemany(
-        "UPDATE messages SET state = ?, status_group = ?, channel = ?, done_at = ? WHERE id = ?",
-        [(c.state, c.status_group, c.channel, c.done_at, c.message) for c in changes if c.columns is None],
-    )
-    conn.executemany(
-        "UPDATE messages SET state = ?, status_group = ?, channel = ?, done_at = ?, sender = ?, mcc = ?, mnc = ?"
-        " WHERE id = ?",
-        [(c.state, c.status_group, c.channel, c.done_at, *c.columns, c.message) for c in changes if c.columns],
-    )
-    conn.executemany(
-        "DELETE FROM jobs WHERE message = ? AND kind = 'expire'",
-        [(c.message,) for c in changes if c.cancel_expiry],
-    )
-    conn.executemany(
-        "INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)",
-        [(c.message, kind, step, due, data) for c in changes for kind, step, due, data in c.jobs],
-    )
-    conn.executemany(
-        "INSERT INTO reports(account_id, message, message_id, bulk_id, channel, body) VALUES (?, ?, ?, ?, ?, ?)",
-        [(c.account_id, c.message, *c.report) for c in changes if c.report is not None],
-    )
-    conn.executemany(  # in the order of c.webhooks: the order a message's reports are posted in
-        "INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at, message)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(report_id) DO NOTHING",
-        [(c.account_id, *w, now, c.message) for c in changes for w in c.webhooks],
-    )
-    conn.executemany(
-        "INSERT INTO capabilities(account_id, channel, address, until) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(account_id, address, channel) DO UPDATE SET until = excluded.until",
-        [(c.account_id, *r) for c in changes for r in c.remember],
-    )
-    submitted = [(c.message, *sub, now) for c in changes for sub in c.submitted]
-    conn.executemany(
-        "INSERT INTO submissions(message, step, channel, provider_id, at) VALUES (?, ?, ?, ?, ?)", submitted
-    )
-    upsert_rollups(conn, [row for c in changes for row in c.rollup])
-    if any(sub[3] for sub in submitted) and conn.execute("SELECT 1 FROM held_receipts LIMIT 1").fetchone():
-        # receipts that came before their provider id was stored (a fast SMSC, a webhook racing the answer)
-        matched = conn.execute(
-            "SELECT h.id, s.message, s.step, h.data FROM held_receipts h"
-            " JOIN submissions s ON s.channel = h.channel AND s.provider_id = h.provider_id"
-        ).fetchall()
-        conn.executemany(
-            "INSERT INTO jobs(message, kind, step, due_at, data) VALUES (?, ?, ?, ?, ?)",
-            [receipt_job(m, step, data, now) for _h, m, step, data in matched],
-        )
-        conn.executemany("DELETE FROM held_receipts WHERE id = ?", [(h,) for h, *_ in matched])
