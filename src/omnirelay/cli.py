@@ -35,9 +35,9 @@ from omnirelay.app import (
 from omnirelay.app import runner as http_runner
 from omnirelay.domain.credentials import hash_password
 from omnirelay.store import postgres
-from omnirelay.store.base import Store
+from omnirelay.store.base import SchemaError, Store
 from omnirelay.store.errors import OutageLines
-from omnirelay.store.sqlite import RoleTaken, SchemaError, SqliteStore, hold_role
+from omnirelay.store.sqlite import RoleTaken, SqliteStore, hold_role
 from omnirelay.supervisor import ChildPlan, Supervisor, die_with_parent, report
 
 log = logging.getLogger("omnirelay")
@@ -354,7 +354,7 @@ def run_child(plan: ChildPlan) -> int:
         if plan.role == "api":
             return _run_http(plan.settings, worker=False, child=plan)
         return _worker(plan.settings, None, child=plan)
-    except (config.ConfigError, AccountError, SchemaError, postgres.SchemaError, RoleTaken, StartupError) as exc:
+    except (config.ConfigError, AccountError, SchemaError, RoleTaken, StartupError) as exc:
         line = f"omnirelay: {exc}"
         if plan.report_fd >= 0:
             report(plan, f"fail {line}")
@@ -547,6 +547,6 @@ def _main(argv: list[str] | None) -> int:
         return client.run(args)
     try:
         return commands[args.command](args)
-    except (config.ConfigError, AccountError, SchemaError, postgres.SchemaError, RoleTaken, StartupError) as exc:
+    except (config.ConfigError, AccountError, SchemaError, RoleTaken, StartupError) as exc:
         print(f"omnirelay: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from omnirelay.domain import catalogue
+from omnirelay.domain.lifecycle import Phase
 from omnirelay.domain.message import MessageState, state_decoder
 from omnirelay.domain.request import request_decoder
 from omnirelay.store.base import MessageView
@@ -23,7 +24,7 @@ OUTCOMES = (
 
 def outcome(state: MessageState) -> str:
     """A message's status group: PENDING until it is done, then DELIVERED, UNDELIVERABLE, EXPIRED or REJECTED."""
-    if state.phase != "DONE":
+    if state.phase != Phase.DONE:
         return "PENDING"
     group = state.status.split("_", 1)[0]
     return group if group in OUTCOMES else "PENDING"
@@ -54,7 +55,7 @@ def message_detail(view: MessageView, stamp: Callable[[float], Any] = _seconds) 
         "phase": state.phase,
         "outcome": outcome(state),
         "status": state.status,
-        "error": state.error if state.phase == "DONE" else None,
+        "error": state.error if state.phase == Phase.DONE else None,
         "channel": state.channel,
         "sentAt": maybe(state.sent_at),
         "doneAt": maybe(state.done_at),

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from omnirelay.domain.model import Step
-from omnirelay.store.base import NewMessage, ScenarioRecord
-from omnirelay.store.sqlite import SchemaError, SqliteStore
+from omnirelay.store.base import NewMessage, ScenarioRecord, SchemaError
+from omnirelay.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.timeout(120)
 

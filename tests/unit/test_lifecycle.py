@@ -108,6 +108,4 @@ def test_no_two_classes_of_the_package_share_a_name() -> None:
             if isinstance(node, ast.ClassDef):
                 where[node.name].append(str(path.relative_to(SRC)))
     shared = {name: paths for name, paths in where.items() if len(paths) > 1}
-    # The two dialect stores are being rewritten into one algorithm (issue #17): their shared SchemaError goes with it.
-    left_to_the_store_rewrite = {"SchemaError"}
-    assert {n: p for n, p in shared.items() if n not in left_to_the_store_rewrite} == {}
+    assert shared == {}

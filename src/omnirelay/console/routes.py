@@ -38,6 +38,7 @@ from omnirelay.domain.catalogue import STATUS_GROUPS
 from omnirelay.domain.channels import Channel
 from omnirelay.domain.credentials import verify_password
 from omnirelay.domain.ids import scenario_key
+from omnirelay.domain.lifecycle import Phase
 from omnirelay.domain.message import MessageState, state_decoder
 from omnirelay.domain.model import ScenarioIn, SimpleRequest, To
 from omnirelay.domain.request import request_decoder
@@ -149,7 +150,7 @@ def export_row(view: MessageView) -> list[str]:
     """One message as a row of ``EXPORT_COLUMNS``."""
     state = state_decoder.decode(view.state)
     payload = request_decoder.decode(view.payload)
-    final = state.error if state.phase == "DONE" and state.error != "NO_ERROR" else ""
+    final = state.error if state.phase == Phase.DONE and state.error != "NO_ERROR" else ""
     steps = "; ".join(
         f"{a.step + 1} {a.channel} {a.error}" for a in state.attempts if a.error and a.error != "NO_ERROR"
     )
@@ -653,7 +654,7 @@ class ConsoleRoutes:
     @staticmethod
     def _error_cell(state: MessageState) -> str:
         """The message's final error, then the errors of its steps (each a link to the messages with it)."""
-        final = state.error if state.phase == "DONE" and state.error != "NO_ERROR" else None
+        final = state.error if state.phase == Phase.DONE and state.error != "NO_ERROR" else None
         parts = []
         if final is not None:
             parts.append(f'<a class="err" href="{PREFIX}/messages?error={quote(final)}">{h(final)}</a>')
@@ -768,7 +769,7 @@ class ConsoleRoutes:
             [f"attempt {a['state'].lower()}" for a in d["attempts"]],
         )
         history = "".join(f"<li><time>{h(when(line['at']))}</time> {h(line['text'])}</li>" for line in d["history"])
-        refresh = "" if d["phase"] == "DONE" else '<meta http-equiv="refresh" content="1">'
+        refresh = "" if d["phase"] == Phase.DONE else '<meta http-equiv="refresh" content="1">'
         body = (
             f'<section class="card"><dl class="facts">{dl}</dl><p>Scenario flow: {steps}</p></section>'
             f'<section class="card"><h2>Attempts</h2>{attempts}</section><section class="card"><h2>History</h2>'

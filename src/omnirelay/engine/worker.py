@@ -188,7 +188,7 @@ class Engine:
         self._requests: dict[int, _Request] = {}
         self._connectors: dict[str, str] = {}
         self._events: list[tuple[int, bytes]] = []
-        self._later: list[tuple[int, str, int, float, bytes]] = []
+        self._later: list[tuple[int, JobKind, int, float, bytes]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self._in_flight_count = 0
         """Submissions handed to connectors and not answered yet."""

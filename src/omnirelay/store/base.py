@@ -139,6 +139,11 @@ class Found(NamedTuple):
     view: MessageView
 
 
+class SchemaError(RuntimeError):
+    """The database's schema is not the one this program knows: newer (a newer omnirelay migrated it), or older
+    (run ``omnirelay migrate``)."""
+
+
 class AccountExists(Exception):
     """An account with that username exists already (perhaps just made by another process)."""
 
@@ -233,7 +238,7 @@ class Store(Protocol):
         limit: int,
         events: list[tuple[int, bytes]],
         handle: Callable[[list[Work]], tuple[list[Change], T]],
-        later: list[tuple[int, str, int, float, bytes]] | None = None,
+        later: list[tuple[int, JobKind, int, float, bytes]] | None = None,
     ) -> tuple[T, T]:
         """One engine transaction: store the ``later`` jobs, record ``events`` (channel answers: message row id and
         the encoded answer), then claim up to ``limit`` due jobs (steps under way before new messages), and let

@@ -30,7 +30,7 @@ import asyncpg
 from omnirelay.domain import rollups
 from omnirelay.domain.catalogue import REJECTED_GROUP
 from omnirelay.store import queries
-from omnirelay.store.base import Change, NewMessage, ScenarioRecord, Stored
+from omnirelay.store.base import Change, NewMessage, ScenarioRecord, SchemaError, Stored
 from omnirelay.store.errors import UNAVAILABLE
 from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, columns, statements
 from omnirelay.store.flows import sending
@@ -56,10 +56,6 @@ RECEIPTS_LOCK = 7302
 ROLLUP_SHARDS = 4
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
-
-
-class SchemaError(RuntimeError):
-    """The database's schema is not the one this program knows."""
 
 
 def migrations() -> list[tuple[int, str]]:

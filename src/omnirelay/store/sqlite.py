@@ -20,7 +20,7 @@ import msgspec
 from omnirelay.domain import rollups
 from omnirelay.domain.catalogue import REJECTED_GROUP
 from omnirelay.store import queries
-from omnirelay.store.base import Change, NewMessage, ScenarioRecord
+from omnirelay.store.base import Change, NewMessage, ScenarioRecord, SchemaError
 from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, statements
 from omnirelay.store.flows.engine import rollup_rows
 from omnirelay.store.rows import (
@@ -33,10 +33,6 @@ T = TypeVar("T")
 _MISSING = object()
 WATCH_SECONDS = 0.005
 """How often a shared file is checked for other processes' commits (bounds their wake-up latency)."""
-
-
-class SchemaError(RuntimeError):
-    """The database's schema is newer than this program knows."""
 
 
 class RoleTaken(RuntimeError):

@@ -16,6 +16,7 @@ from typing import TypeVar
 from omnirelay.domain import rollups
 from omnirelay.domain.delivery import Receipt
 from omnirelay.domain.inbound import Build, InboundPart
+from omnirelay.domain.lifecycle import JobKind
 from omnirelay.store.base import (
     Account,
     ApiKey,
@@ -247,7 +248,7 @@ class SqlStore:
         limit: int,
         events: list[tuple[int, bytes]],
         handle: Callable[[list[Work]], tuple[list[Change], T]],
-        later: list[tuple[int, str, int, float, bytes]] | None = None,
+        later: list[tuple[int, JobKind, int, float, bytes]] | None = None,
     ) -> tuple[T, T]:
         """One engine transaction (see the protocol): ``handle`` runs inside it, on SQLite on the writer thread;
         safe with many workers at once on PostgreSQL (claims skip locked jobs, messages are locked)."""

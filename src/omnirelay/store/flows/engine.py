@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from omnirelay.domain import rollups
+from omnirelay.domain.lifecycle import JobKind
 from omnirelay.store.base import Change, Work
 from omnirelay.store.flow import All, Dialect, Exec, Flow, Rows, Value
 from omnirelay.store.rows import ROLLUP_KEEP_S, receipt_job
@@ -30,7 +31,7 @@ def engine_step(
     limit: int,
     events: list[tuple[int, bytes]],
     handle: Handle[T],
-    later: list[tuple[int, str, int, float, bytes]] | None,
+    later: list[tuple[int, JobKind, int, float, bytes]] | None,
 ) -> Flow[tuple[T, T]]:
     """Store the ``later`` jobs, decide the ``events``, then claim up to ``limit`` due jobs (those of messages
     under way first) and decide them; ``handle``'s answer for each part.
