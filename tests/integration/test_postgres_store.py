@@ -7,11 +7,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from omnirelay.domain.model import Step
 from omnirelay.store.base import ScenarioRecord
-from omnirelay.store.postgres import PostgresStore
+from omnirelay.store.flows import sending
+from omnirelay.store.postgres import PostgresStore, run_flow
+from omnirelay.store.rows import AcceptItem
+from tests.integration.test_store_contract import message
 from tests.pg import create_database, drop_database
 
 pytestmark = pytest.mark.timeout(60)
@@ -77,3 +81,31 @@ async def test_own_changes_are_seen_at_once(two: tuple[PostgresStore, PostgresSt
     assert (await store.scenario(account, "K")).name == "two"  # type: ignore[union-attr]
     await store.delete_scenario(account, "K")
     assert await store.scenario(account, "K") is None
+
+
+async def test_a_batch_chosen_as_a_deadlocks_victim_runs_again_instead_of_failing(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Two API processes storing the same client message ids in another order wait for each other; the database
+    breaks the circle by rolling one transaction back. That batch runs again: its request is answered, not 503."""
+    store, _ = two
+    account = (await store.create_account("a", None, "secret", "cli")).id
+    now = time.time()
+
+    def batch(*ids: str) -> list[AcceptItem]:
+        return [AcceptItem(account, b"{}", None, [message(i) for i in ids], now, now)]
+
+    other = await asyncpg.connect(store.dsn)
+    try:
+        async with other.transaction():
+            # the other process's check comes later: this store's transaction is the one rolled back
+            await other.execute("SET LOCAL deadlock_timeout = '10s'")
+            await run_flow(other, sending.accept(store.dialect, batch("b")))
+            mine = asyncio.create_task(store.accept(account, b"{}", None, [message("a"), message("b")], now, now))
+            await asyncio.sleep(0.5)  # it stored "a" and waits for "b"
+            await run_flow(other, sending.accept(store.dialect, batch("a")))  # waits for "a": a deadlock
+    finally:
+        await other.close()
+    stored = await asyncio.wait_for(mine, 30)
+    # the other process stored the same messages first: this request is answered as their replay
+    assert [(s.message_id, s.duplicate) for s in stored] == [("a", False), ("b", False)]

@@ -399,6 +399,10 @@ class PostgresStore(SqlStore):
                 return list(await self._accept_batch(items))
             except Retry as exc:  # another process took a client message id meanwhile: decide again
                 error = exc
+            except asyncpg.TransactionRollbackError as exc:
+                # a deadlock (two batches with the same client message ids, or rollup rows, in another order) or
+                # a serialization failure: the database rolled the batch back as a whole, so it runs again
+                error = exc
             except Exception as exc:
                 error = exc
                 break
@@ -409,8 +413,6 @@ class PostgresStore(SqlStore):
 
     async def _accept_batch(self, items: list[AcceptItem]) -> list[list[Stored]]:
         return await self._write(lambda: sending.accept(self.dialect, items))
-
-    # --- engine --------------------------------------------------------------------------------
 
 
 
