@@ -64,10 +64,11 @@ from omnirelay.domain.pricing import PriceList
 from omnirelay.domain.reports import Tariffs
 from omnirelay.engine.rollup_backfill import backfill
 from omnirelay.engine.worker import Engine, EngineSettings
-from omnirelay.store import postgres as postgres_store
 from omnirelay.store import rows
-from omnirelay.store import sqlite as sqlite_store
 from omnirelay.store.base import NewMessage, Store
+from omnirelay.store.flow import Dialect, Flow, Rows
+from omnirelay.store.flows import sending as sending_flow
+from omnirelay.store.flows.engine import rollup_rows
 from omnirelay.store.postgres import PostgresStore
 from omnirelay.store.sqlite import SqliteStore
 
@@ -167,8 +168,7 @@ async def engine_round(
     run one after the other), the engine's messages per second, and the CPU time of this process (the SQLite
     writer's thread included, not the PostgreSQL server's) per message, in µs. Without rollups, the accept
     path's are left out too (``accept_rollup``, replaced for the round)."""
-    for module in (sqlite_store, postgres_store):
-        module.accept_rollup = rows.accept_rollup if keep_rollups else _no_accept_rollups  # type: ignore[assignment]
+    sending_flow.accept_rollup = rows.accept_rollup if keep_rollups else _no_accept_rollups  # type: ignore[assignment]
     now = time.time()
     accept_s = 0.0
     for start in range(0, messages, 1000):
@@ -221,6 +221,11 @@ def varied_rows(account: int, now: float, hours: int) -> list[rollups.Row]:
     return out
 
 
+def _add_rollups(d: Dialect, made: list[rollups.Row]) -> Flow[None]:
+    """Rollup rows stored directly, as the engine's writes store them."""
+    yield Rows(d.q.upsert_rollups, rollup_rows(d, made))
+
+
 async def measure_varied(url: str | None, folder: Path, repeat: int) -> dict[str, Any]:
     """The 7-day overview read in this process (store + summary, no HTTP) when every hour holds every key."""
     (folder / "varied").mkdir()
@@ -229,11 +234,7 @@ async def measure_varied(url: str | None, folder: Path, repeat: int) -> dict[str
         account = (await store.create_account("varied", None, "s", "bench")).id
         now = time.time()
         made = varied_rows(account, now, 7 * 24 + 1)
-        if isinstance(store, SqliteStore):
-            await store.writer.run(lambda conn: sqlite_store.upsert_rollups(conn, made))
-        else:
-            async with store.pool.acquire() as conn:
-                await conn.execute(postgres_store.upsert_rollups_sql(1), *postgres_store._rollup_columns(made))
+        await store._write(lambda: _add_rollups(store.dialect, made))
         rng = stats.choose_range({"range": "7d"}, now)
         assert isinstance(rng, stats.Range)
         times = []

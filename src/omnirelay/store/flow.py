@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
-from omnirelay.domain import rollups
 from omnirelay.store.queries import Queries
 
 if TYPE_CHECKING:
@@ -123,9 +122,6 @@ class Dialect(Protocol):
     def contains_bytes(self, column: str, needle: str) -> str:
         """The condition "the bytes of ``column`` contain the argument ``needle`` (a placeholder)"."""
         ...
-
-    def add_rollups(self, conn: Any, rows: list[rollups.Row]) -> Any:
-        """A :class:`Call` step: add ``rows`` to the rollups (one statement for them all)."""
 
     @property
     def rollup_shard(self) -> int:

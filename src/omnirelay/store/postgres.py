@@ -27,14 +27,12 @@ from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from omnirelay.domain import rollups
 from omnirelay.domain.catalogue import REJECTED_GROUP
 from omnirelay.store import queries
 from omnirelay.store.base import Change, NewMessage, ScenarioRecord, SchemaError, Stored
 from omnirelay.store.errors import UNAVAILABLE
 from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, columns, statements
 from omnirelay.store.flows import sending
-from omnirelay.store.flows.engine import rollup_rows
 from omnirelay.store.flows.sending import Retry
 from omnirelay.store.rows import (
     AcceptItem,
@@ -131,8 +129,6 @@ class PostgresDialect:
     def contains_bytes(self, column: str, needle: str) -> str:
         return f"position({needle}::bytea in {column}) > 0"
 
-    async def add_rollups(self, conn: Conn, rows: list[rollups.Row]) -> None:
-        await conn.execute(upsert_rollups_sql(1), *_rollup_columns(rows))
 
     @property
     def rollup_shard(self) -> int:
@@ -421,10 +417,6 @@ def upsert_rollups_sql(first: int) -> str:
     statement)."""
     return re.sub(r"\$(\d+)", lambda p: f"${int(p[1]) + first - 1}", PostgresDialect.q.upsert_rollups)
 
-
-def _rollup_columns(rows: list[rollups.Row]) -> list[list[Any]]:
-    """Rollup rows as the 12 arrays of :func:`upsert_rollups_sql`."""
-    return _columns(rollup_rows(PostgresStore.dialect, rows), 12)
 
 
 #: The accept's one statement (see PostgresDialect.insert_accepted): it answers how many messages were stored.

@@ -17,12 +17,10 @@ from typing import IO, Any, TypeVar
 
 import msgspec
 
-from omnirelay.domain import rollups
 from omnirelay.domain.catalogue import REJECTED_GROUP
 from omnirelay.store import queries
 from omnirelay.store.base import Change, NewMessage, ScenarioRecord, SchemaError
 from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, statements
-from omnirelay.store.flows.engine import rollup_rows
 from omnirelay.store.rows import (
     AcceptItem,
 )
@@ -186,8 +184,6 @@ class SqliteDialect:
     def contains_bytes(self, column: str, needle: str) -> str:
         return f"instr({column}, {needle}) > 0"
 
-    def add_rollups(self, conn: sqlite3.Connection, rows: list[rollups.Row]) -> None:
-        upsert_rollups(conn, rows)
 
 
 def run_flow(conn: sqlite3.Connection, flow: Flow[T]) -> T:
@@ -332,10 +328,5 @@ class SqliteStore(SqlStore):
         return self._read_conn.execute(sql, tuple(args)).fetchall()
 
 
-
-def upsert_rollups(conn: sqlite3.Connection, rows: list[rollups.Row]) -> None:
-    """Add ``rows`` to the rollups: one statement for the whole transaction, a row per key."""
-    if rows:
-        conn.executemany(SqliteDialect.q.upsert_rollups, rollup_rows(SqliteStore.dialect, rows))
 
 

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from omnirelay.domain import rollups
 from omnirelay.store.base import Backlogged, Cursor, Found, MessageSearch, Overview
-from omnirelay.store.flow import All, Call, Dialect, Exec, Flow, Rows, Value
+from omnirelay.store.flow import All, Dialect, Exec, Flow, Rows, Value
+from omnirelay.store.flows.engine import rollup_rows
 from omnirelay.store.flows.reports import view_from_row
 from omnirelay.store.search import keyset, search_filters
 
@@ -51,9 +52,7 @@ def backfill_rollups(d: Dialect, limit: int, tally: Callable[[list[Backlogged]],
         for r in rows
         if r[1] is not None
     ]
-    added = tally(found)
-    if added:
-        yield Call(d.add_rollups, added)
+    yield Rows(d.q.upsert_rollups, rollup_rows(d, tally(found)))
     yield Rows(d.q.drop_taken_rollup_backlog, [(r[0],) for r in rows])
     return len(rows)
 
