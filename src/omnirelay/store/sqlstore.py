@@ -258,16 +258,12 @@ class SqlStore:
         """Remove up to ``limit`` messages finished before ``before``, with what belongs to them only."""
         return await self._write(lambda: engine.purge(self.dialect, before, limit, time.time()))
 
-    # (queue_stats, check_writable, next_due: here)
-
     # --- receipts, capabilities, rate caps -----------------------------------------------------
 
     async def record_receipts(self, receipts: list[Receipt], now: float) -> None:
         """Queue receipts for the engine by their submission's (channel, provider_id), holding the early ones."""
         await self._write(lambda: receipts_flow.record_receipts(self.dialect, receipts, now))
         self._jobs_written()
-
-    # (record_receipts, provider_ids_like, set_capabilities, capabilities_of, take_tokens: here)
 
     async def provider_ids_like(self, channel: str, prefix: str, since: float, until: float, limit: int) -> list[str]:
         """Provider ids of ``channel`` starting with ``prefix``, stored from ``since`` to ``until``, newest first."""
