@@ -70,6 +70,23 @@ async def test_accounts_listed_and_passwords_set(store: Store) -> None:
     assert [(k.id, k.username) for k in await store.keys()] == [("k1", "a")]
 
 
+async def test_config_keys_are_made_exactly_the_declared_ones(store: Store) -> None:
+    a = await store.create_account("a", None, "s", "config")
+    b = await store.create_account("b", None, "s", "config")
+    await store.add_key(a.id, "cli-key", "hc", "cli")  # a key made with the CLI is not the config file's to drop
+    await store.set_config_keys(a.id, {"h1": "k1", "h2": "k2"})
+    assert sorted((k.id, k.username, k.source) for k in await store.keys()) == [
+        ("cli-key", "a", "cli"),
+        ("k1", "a", "config"),
+        ("k2", "a", "config"),
+    ]
+    await store.set_config_keys(a.id, {"h2": "k2"})  # k1 no longer declared
+    assert await store.account_by_key_hash("h1") is None
+    await store.set_config_keys(b.id, {"h2": "k2"})  # declared for b now: taken from a
+    assert (await store.account_by_key_hash("h2")) == b
+    assert (await store.account_by_key_hash("hc")) == a
+
+
 async def test_auth_tokens_live_until_they_expire_or_end(store: Store) -> None:
     a = await store.create_account("a", None, "s", "cli")
     b = await store.create_account("b", None, "s", "cli")
