@@ -129,7 +129,6 @@ class PostgresDialect:
     def contains_bytes(self, column: str, needle: str) -> str:
         return f"position({needle}::bytea in {column}) > 0"
 
-
     @property
     def rollup_shard(self) -> int:
         """By process id (of this process, after any fork)."""
@@ -193,17 +192,17 @@ class PostgresDialect:
 
 async def run_flow(conn: Conn | asyncpg.Pool, flow: Flow[T]) -> T:
     """Run ``flow`` on ``conn`` (a connection in a transaction, or the pool for a flow that only reads)."""
-    send: Callable[[Any], Step] = flow.send
-    value: Any = None
-    while True:
-        try:
-            step = send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        try:
-            value, send = await _execute(conn, step), flow.send
-        except Exception as exc:
-            value, send = exc, flow.throw
+    try:
+        step = flow.send(None)
+        while True:
+            try:
+                value = await _execute(conn, step)
+            except Exception as exc:  # the flow's to handle (StopIteration of a statement included)
+                step = flow.throw(exc)
+            else:
+                step = flow.send(value)
+    except StopIteration as done:  # only the flow's own end reaches here
+        return done.value  # type: ignore[no-any-return]
 
 
 async def _execute(conn: Conn | asyncpg.Pool, step: Step) -> Any:
@@ -441,7 +440,3 @@ _ACCEPT = (
 
 _NO = (None, None, None)
 
-
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows as column lists, for ``unnest``."""
-    return [[r[i] for r in rows] for i in range(width)]

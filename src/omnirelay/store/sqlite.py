@@ -185,7 +185,6 @@ class SqliteDialect:
         return f"instr({column}, {needle}) > 0"
 
 
-
 def run_flow(conn: sqlite3.Connection, flow: Flow[T]) -> T:
     """Run ``flow`` on ``conn``, synchronously (the writer thread's connection, or the read connection)."""
     try:
@@ -326,7 +325,3 @@ class SqliteStore(SqlStore):
 
     def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         return self._read_conn.execute(sql, tuple(args)).fetchall()
-
-
-
-

@@ -95,7 +95,7 @@ def apply(d: Dialect, changes: list[Change], now: float) -> Flow[None]:
     hooks = [(c.account_id, *w, now, c.message) for c in changes for w in c.webhooks]
     if hooks:  # in the order of c.webhooks: the order a message's reports are posted in
         yield Rows(d.q.queue_report_webhooks, hooks)
-        yield Exec(d.q.notify_report_webhooks)
+        yield Exec(d.q.notify_outbox)
     # one row per key: a statement's upsert may not meet the same row twice
     remembered = {(c.account_id, address, channel): until for c in changes for channel, address, until in c.remember}
     yield Rows(d.q.remember_capabilities, [(*k, v) for k, v in remembered.items()])

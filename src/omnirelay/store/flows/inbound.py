@@ -85,4 +85,4 @@ def _store(d: Dialect, messages: list[InboundMessage], now: float, build: Build)
     yield Rows(d.q.keep_inbound, kept)
     yield Rows(d.q.push_webhooks, pushed)
     if pushed:
-        yield Exec(d.q.push_webhooks_notify)
+        yield Exec(d.q.notify_outbox)

@@ -28,4 +28,4 @@ def settle_deliveries(d: Dialect, done: list[int], retries: list[tuple[int, floa
 def push_webhooks(d: Dialect, items: list[tuple[int, str, str, str, bytes]], now: float) -> Flow[None]:
     """Queue webhook deliveries that do not come from the engine (inbound messages)."""
     yield Rows(d.q.push_webhooks, [(*item, now) for item in items])
-    yield Exec(d.q.push_webhooks_notify)
+    yield Exec(d.q.notify_outbox)

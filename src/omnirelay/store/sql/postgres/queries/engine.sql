@@ -58,10 +58,6 @@ SELECT a, r, u, t, b, d, m FROM unnest($1::bigint[], $2::text[], $3::text[], $4:
  $5::bytea[], $6::float8[], $7::bigint[]) WITH ORDINALITY AS x(a, r, u, t, b, d, m, n) ORDER BY n
 ON CONFLICT (report_id) DO NOTHING;
 
--- name: notify_report_webhooks
--- Wakes the notifiers (sent on commit).
-NOTIFY omnirelay_outbox;
-
 -- name: remember_capabilities
 -- Rows (account_id, address, channel, until), one per key.
 INSERT INTO capabilities(account_id, address, channel, until)

@@ -22,5 +22,6 @@ INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[])
 ON CONFLICT (report_id) DO NOTHING;
 
--- name: push_webhooks_notify
+-- name: notify_outbox
+-- Wakes the notifiers of every process (sent on commit).
 NOTIFY omnirelay_outbox;

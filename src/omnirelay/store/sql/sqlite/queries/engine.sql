@@ -45,9 +45,6 @@ INSERT INTO reports(account_id, message, message_id, bulk_id, channel, body) VAL
 INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at, message) VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(report_id) DO NOTHING;
 
--- name: notify_report_webhooks
--- (nothing: the engine wakes the notifier of its own process; another process watches data_version)
-
 -- name: remember_capabilities
 -- Rows (account_id, address, channel, until).
 INSERT INTO capabilities(account_id, address, channel, until) VALUES (?, ?, ?, ?)

@@ -19,5 +19,5 @@ UPDATE outbox SET attempts = attempts + 1, due_at = ?2, lease_until = 0, last_er
 INSERT INTO outbox(account_id, report_id, url, content_type, body, due_at) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT(report_id) DO NOTHING;
 
--- name: push_webhooks_notify
--- (nothing: the store wakes this process's notifier after the commit; a shared file is watched)
+-- name: notify_outbox
+-- (nothing: the engine or the store wakes this process's notifier after the commit; a shared file is watched)
