@@ -7,7 +7,7 @@ accepts/s and end-to-end messages/s and their ratio to the first chunk, the size
 indexes, dead rows, and the RSS of every gateway process. Goal (issue "Speed and scale, round 2"): every chunk
 within 10 % of the first, sizes bounded, RSS flat.
 
-    python3 -m bench.soak_pg --messages 10000000                # the issue's 10M (about 45 min here)
+    python3 -m bench.soak_pg --messages 10000000                # the issue's 10M (about 30 min here)
     python3 -m bench.soak_pg --messages 2000000 --chunk 250000 --retention-minutes 2 --json /tmp/soak.json
 """
 
@@ -50,7 +50,11 @@ async def _tables(url: str) -> dict[str, dict[str, int]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres", help="the server")
+    p.add_argument(
+        "--database",
+        default=None,
+        help="the server (default: a cluster of its own with PostgreSQL's default settings, autovacuum on)",
+    )
     p.add_argument("--messages", type=int, default=10_000_000)
     p.add_argument("--chunk", type=int, default=1_000_000, help="messages per measurement")
     p.add_argument("--retention-minutes", type=float, default=5.0, help="what retention keeps (48 h by default)")
@@ -60,7 +64,9 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="omnirelay-soak-"))
     config = root / "omnirelay.toml"
     config.write_text(config_toml(log_level=None) + f"\n[engine]\nretention_hours = {args.retention_minutes / 60}\n")
-    url = asyncio.run(pg.fresh_database(args.database))
+    cluster = None if args.database else pg.Cluster().create()
+    admin = args.database if cluster is None else cluster.admin
+    url = asyncio.run(pg.fresh_database(admin))
     env = clean_env()
     where = ["--config", str(config), "--database", url]
     port = free_port()
@@ -104,12 +110,15 @@ def main() -> int:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.wait(30)
-        asyncio.run(pg.drop_database(args.database, url))
+        asyncio.run(pg.drop_database(admin, url))
+        if cluster is not None:
+            cluster.drop()
         shutil.rmtree(root, ignore_errors=True)
     worst = min((min(c["accepts_vs_first"], c["messages_vs_first"]) for c in chunks), default=None)
     result = {
         "machine": machine(),
         "setup": "PostgreSQL, omnirelay api + omnirelay worker, delivered path, requests of 100, reports pulled",
+        "server": args.database or "a cluster of its own (pg_createcluster), PostgreSQL's default settings",
         "retention_minutes": args.retention_minutes,
         "messages": len(chunks) * args.chunk,
         "chunks": chunks,

@@ -24,8 +24,8 @@ def _url(name: str) -> str:
     return f"{base}/{name}"
 
 
-async def create_database(prefix: str = "omnirelay_test") -> str:
-    """A new empty database with the schema migrated in; returns its URL."""
+async def create_database(prefix: str = "omnirelay_test", schema: bool = True) -> str:
+    """A new database with the schema migrated in (none unless ``schema``); returns its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(ADMIN_URL)
     try:
@@ -33,7 +33,8 @@ async def create_database(prefix: str = "omnirelay_test") -> str:
     finally:
         await conn.close()
     url = _url(name)
-    await migrate(url)
+    if schema:
+        await migrate(url)
     return url
 
 

@@ -133,8 +133,6 @@ async def fill_postgres(url: str, messages: int, made: Iterable[tuple[Any, ...]]
         await conn.copy_records_to_table(
             "messages", records=made, columns=[c.strip() for c in COLUMNS.split(",")]
         )
-        await conn.execute("SELECT setval('messages_id_seq', $1)", messages)
-        await conn.execute("SELECT setval('requests_id_seq', $1)", requests)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()

@@ -57,6 +57,35 @@ async def _fetchval(port: int, sql: str, database: str = "postgres") -> object:
         await conn.close()
 
 
+class Cluster:
+    """A cluster of its own on a free port, with PostgreSQL's default settings (the machine's main cluster may be
+    set up for tests: this one's has autovacuum off) but ``settings``. :meth:`drop` removes it."""
+
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        if shutil.which("pg_createcluster") is None:
+            raise RuntimeError("pg_createcluster is missing: install Debian's postgresql package")
+        self.version = _version()
+        self.name = f"omnirelay_bench_{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.settings = settings or {}
+
+    @property
+    def admin(self) -> str:
+        """The URL of its ``postgres`` database."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def create(self) -> Cluster:
+        _run("pg_createcluster", self.version, self.name, "--port", str(self.port), "--", "--auth=trust")
+        for key, value in self.settings.items():
+            _run("pg_conftool", self.version, self.name, "set", key, value)
+        _run("pg_ctlcluster", self.version, self.name, "start")
+        return self
+
+    def drop(self) -> None:
+        subprocess.run(["pg_dropcluster", self.version, self.name, "--stop"], capture_output=True, timeout=60,
+                       check=False)
+
+
 class Pair:
     """Two clusters: ``primary`` (its commits wait for the standby: ``synchronous_standby_names = '*'``) and
     ``standby`` (a ``pg_basebackup`` of it, streaming). :meth:`drop` removes both whatever state they are in."""

@@ -569,7 +569,7 @@ async def purge_forever(store: Store, retention_s: float, every_s: float = 60.0,
     """Remove finished messages older than ``retention_s`` (their logs, reports and requests) every ``every_s``."""
     while True:
         try:
-            while await store.purge(time.time() - retention_s, batch) == batch:
+            while await store.purge(time.time() - retention_s, batch) >= batch:
                 await asyncio.sleep(0)  # let the engine's transactions in between
         except asyncio.CancelledError:
             raise

@@ -266,8 +266,9 @@ class Store(Protocol):
 
     async def next_due(self) -> float | None: ...
     async def purge(self, before: float, limit: int) -> int:
-        """Remove up to ``limit`` messages finished before ``before``, with their reports and (once unused) their
-        requests; returns how many messages were removed."""
+        """Remove messages finished before ``before``, with their reports and (once unused) their requests: up to
+        ``limit`` row by row, and on PostgreSQL whole generations of them at once (``store/partitions.py``);
+        returns how many messages were removed."""
         ...
 
     async def queue_stats(self, now: float) -> tuple[int, float | None]:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, TypeAlias, TypeVar
@@ -28,11 +29,11 @@ from typing import Any, TypeAlias, TypeVar
 import asyncpg
 
 from omnirelay.domain.catalogue import REJECTED_GROUP
-from omnirelay.store import queries
+from omnirelay.store import partitions, queries
 from omnirelay.store.base import Change, NewMessage, ScenarioRecord, SchemaError, Stored
 from omnirelay.store.errors import UNAVAILABLE
 from omnirelay.store.flow import All, Call, Each, Exec, Flow, One, Rows, Step, Value, columns, statements
-from omnirelay.store.flows import sending
+from omnirelay.store.flows import engine, sending
 from omnirelay.store.flows.sending import Retry
 from omnirelay.store.rows import (
     AcceptItem,
@@ -147,6 +148,16 @@ class PostgresDialect:
             )
         ]
 
+    async def take_ids(self, conn: Conn, requests: int, messages: int) -> tuple[list[int], list[int]]:
+        """Ids for ``requests`` new requests and ``messages`` new messages, in the accept's transaction."""
+        request_ids, message_ids = await conn.fetchrow(
+            "SELECT array(SELECT nextval('requests_id_seq') FROM generate_series(1, $1)),"
+            " array(SELECT nextval('messages_id_seq') FROM generate_series(1, $2))",
+            requests,
+            messages,
+        )
+        return list(request_ids), list(message_ids)
+
     async def insert_accepted(
         self, conn: Conn, items: list[AcceptItem], fresh: list[tuple[int, list[NewMessage]]], tally: list[Any]
     ) -> int:
@@ -157,12 +168,7 @@ class PostgresDialect:
         meanwhile (``ON CONFLICT DO NOTHING``)."""
         requests = [i for i, _ in fresh]
         rows = [(i, m) for i, messages in fresh for m in messages]
-        request_ids, message_ids = await conn.fetchrow(
-            "SELECT array(SELECT nextval('requests_id_seq') FROM generate_series(1, $1)),"
-            " array(SELECT nextval('messages_id_seq') FROM generate_series(1, $2))",
-            len(requests),
-            len(rows),
-        )
+        request_ids, message_ids = await self.take_ids(conn, len(requests), len(rows))
         rid = dict(zip(requests, request_ids, strict=True))
         stored = await conn.fetchval(
             _ACCEPT,
@@ -264,6 +270,11 @@ class PostgresStore(SqlStore):
         )
         async with pool.acquire() as conn:
             version = await schema_version(conn)
+            if await conn.fetchval("SHOW autovacuum") == "off":
+                log.warning(
+                    "PostgreSQL runs with autovacuum = off: the queues (jobs, reports, webhooks) keep their dead rows"
+                    " and every claim and pull slows down as they pile up; turn it on for a gateway that runs long"
+                )
         latest = migrations()[-1][0]
         if version != latest:
             await pool.close()
@@ -407,7 +418,20 @@ class PostgresStore(SqlStore):
         return await self._settle_batch(items[:half]) + await self._settle_batch(items[half:])
 
     async def _accept_batch(self, items: list[AcceptItem]) -> list[list[Stored]]:
-        return await self._write(lambda: sending.accept(self.dialect, items))
+        async with self.pool.acquire() as conn, conn.transaction():
+            # held to the commit, from before the client message ids are looked up: retention starts a new
+            # generation only between batches (store/partitions.py)
+            await conn.execute("LOCK TABLE ONLY messages, ONLY requests IN ACCESS SHARE MODE")
+            return await run_flow(conn, sending.accept(self.dialect, items))
+
+    # --- retention ---------------------------------------------------------------------------------
+
+    async def purge(self, before: float, limit: int) -> int:
+        """Drop the generations of messages that retention no longer keeps (:mod:`~omnirelay.store.partitions`);
+        then up to ``limit`` finished messages, row by row, of the generations kept for a message under way. How
+        many messages were removed."""
+        dropped, below = await partitions.upkeep(self.pool, before, time.time())
+        return dropped + await self._write(lambda: engine.purge(self.dialect, before, limit, time.time(), below))
 
 
 
@@ -429,7 +453,7 @@ _ACCEPT = (
     "  FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::bytea[],"
     "  $10::bytea[], $11::float8[], $12::bytea[], $13::text[], $16::float8[], $17::text[], $18::text[],"
     "  $19::text[]) AS u(id, a, mid, r, b, t, h, c, s, ad, done, se, mcc, mnc)"
-    "  ON CONFLICT (account_id, message_id) DO NOTHING RETURNING id, done_at),"
+    "  ON CONFLICT DO NOTHING RETURNING id, done_at),"  # the generation's unique index of client message ids
     " j AS (INSERT INTO jobs(message, kind, due_at) SELECT u.m, 'start', u.d"
     "  FROM unnest($4::bigint[], $14::float8[]) AS u(m, d) JOIN m ON m.id = u.m"
     "  WHERE m.done_at IS NULL),"

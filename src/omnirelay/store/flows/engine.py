@@ -16,6 +16,8 @@ from omnirelay.store.flow import All, Dialect, Exec, Flow, Rows, Value
 from omnirelay.store.rows import ROLLUP_KEEP_S, receipt_job
 
 T = TypeVar("T")
+LAST_ID = (1 << 63) - 1
+"""No message id is this high: ``purge`` anywhere."""
 Handle = Callable[[list[Work]], tuple[list[Change], T]]
 _START = b'{"type":"start"}'
 
@@ -111,10 +113,11 @@ def apply(d: Dialect, changes: list[Change], now: float) -> Flow[None]:
             yield Rows(d.q.drop_held_receipts, [(h,) for h, *_ in matched])
 
 
-def purge(d: Dialect, before: float, limit: int, now: float) -> Flow[int]:
-    """Remove up to ``limit`` messages finished before ``before``, with what belongs to them only; old held
-    receipts; rollup rows past their keep (they outlive their messages, see ``ROLLUP_KEEP_S``)."""
-    rows = yield All(d.q.purge_candidates, before, limit)
+def purge(d: Dialect, before: float, limit: int, now: float, below: int = LAST_ID) -> Flow[int]:
+    """Remove up to ``limit`` messages finished before ``before`` (with an id below ``below``), with what belongs
+    to them only; old held receipts; rollup rows past their keep (they outlive their messages, see
+    ``ROLLUP_KEEP_S``)."""
+    rows = yield All(d.q.purge_candidates, before, limit, below)
     yield Exec(d.q.purge_held_receipts, before)
     for span, keep_s in ROLLUP_KEEP_S.items():
         yield Exec(d.q.purge_rollups, span, now - keep_s)

@@ -95,8 +95,10 @@ RETURNING h.id, s.message, s.step, h.data;
 -- (nothing: take_held_receipts deleted them)
 
 -- name: purge_candidates
--- Up to $2 messages finished before $1: (id, request_id); another process purging takes others.
-SELECT id, request_id FROM messages WHERE done_at IS NOT NULL AND done_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED;
+-- Up to $2 messages finished before $1 with an id below $3: (id, request_id); another process purging takes
+-- others. (Only generations kept for a message under way are purged row by row: see store/partitions.py.)
+SELECT id, request_id FROM messages WHERE done_at IS NOT NULL AND done_at < $1 AND id < $3 LIMIT $2
+FOR UPDATE SKIP LOCKED;
 
 -- name: purge_held_receipts
 -- Receipts of ids never submitted here (another system on the same number) are not kept forever.

@@ -75,8 +75,8 @@ JOIN submissions s ON s.channel = h.channel AND s.provider_id = h.provider_id;
 DELETE FROM held_receipts WHERE id = ?;
 
 -- name: purge_candidates
--- Up to ?2 messages finished before ?1: (id, request_id).
-SELECT id, request_id FROM messages WHERE done_at IS NOT NULL AND done_at < ?1 LIMIT ?2;
+-- Up to ?2 messages finished before ?1 with an id below ?3: (id, request_id).
+SELECT id, request_id FROM messages WHERE done_at IS NOT NULL AND done_at < ?1 AND id < ?3 LIMIT ?2;
 
 -- name: purge_held_receipts
 -- Receipts of ids never submitted here (another system on the same number) are not kept forever.
