@@ -1,7 +1,8 @@
 """Retention on PostgreSQL by dropping whole partitions (migration 010).
 
 Row-by-row retention (``DELETE`` of every finished message, its steps, its report and its request, then the
-autovacuum behind it) slowed the whole gateway down by a fifth once it ran (``bench/soak_pg.py``). So the
+autovacuum behind it) fell behind in a long run: dead rows piled up in ``messages`` and the gateway slowed
+down with them (``bench/soak_pg.py``, BENCHMARKS.md). So the
 tables that hold a message's rows are partitioned by id in *generations* of 2^32 ids (generation ``g`` holds
 ``[g * 2^32, (g + 1) * 2^32)``, in the tables ``<table>_g<g>``): ``messages``, ``submissions`` and ``reports``
 by the message id, ``requests`` by its own. The engine's purge (:meth:`PostgresStore.purge`) calls
