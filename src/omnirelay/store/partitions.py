@@ -64,11 +64,18 @@ async def upkeep(pool: asyncpg.Pool, before: float, now: float) -> tuple[int, in
             await conn.execute("SELECT pg_advisory_unlock($1)", UPKEEP_LOCK)
 
 
+async def prepare(conn: Conn) -> bool:
+    """Make the partitions of the generation the next ids fall in and of the one after (``migrate`` and every
+    upkeep); whether they are all there (False: a table stayed busy past ``LOCK_TIMEOUT``)."""
+    generation, request_generation = await _generations(conn)
+    return await _ensure(conn, MESSAGE_TABLES, generation + 1) and await _ensure(
+        conn, ("requests",), request_generation + 1
+    )
+
+
 async def _upkeep(conn: Conn, before: float, now: float) -> tuple[int, int]:
-    generation = await _next_id(conn, "messages_id_seq") // SPAN
-    request_generation = await _next_id(conn, "requests_id_seq") // SPAN
-    await _ensure(conn, MESSAGE_TABLES, generation + 1)
-    await _ensure(conn, ("requests",), request_generation + 1)
+    await prepare(conn)
+    generation, request_generation = await _generations(conn)
     period = min(max((now - before) / 4, 30.0), 86_400.0)
     if (
         await _due(conn, generation, before, now - period)
@@ -101,8 +108,13 @@ async def _upkeep(conn: Conn, before: float, now: float) -> tuple[int, int]:
     return dropped, below
 
 
-async def _next_id(conn: Conn, sequence: str) -> int:
-    return int(await conn.fetchval(f"SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM {sequence}"))
+async def _generations(conn: Conn) -> tuple[int, int]:
+    """The generations the next message id and the next request id fall in."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT last_value + is_called::int FROM messages_id_seq),"
+        " (SELECT last_value + is_called::int FROM requests_id_seq)"
+    )
+    return row[0] // SPAN, row[1] // SPAN
 
 
 async def _partitions(conn: Conn, table: str) -> list[tuple[str, int, int]]:

@@ -88,6 +88,8 @@ async def migrate(dsn: str) -> int:
                     await conn.execute(script)
                     await conn.execute("INSERT INTO omnirelay_schema VALUES ($1, now())", number)
                 version = number
+        if not await partitions.prepare(conn):
+            raise RuntimeError("the tables stayed busy while their next partitions were made: run migrate again")
         return version
     finally:
         await conn.close()

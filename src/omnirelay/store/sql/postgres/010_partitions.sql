@@ -5,7 +5,7 @@
 -- they were become generation 0 (attached, not copied); the id sequences move on to the next generation.
 --
 -- A unique index of a partitioned table must include the partition key, so each generation of messages has
--- its own unique index of the client's message ids (the upkeep makes it with the partition), and the id a
+-- its own unique index of the client's message ids (made with the partition), and the id a
 -- client sent is looked up in every generation before it is stored (omnirelay/store/partitions.py says why
 -- that is enough, also between two API processes).
 
@@ -61,22 +61,11 @@ DECLARE
                 * span;
     t text;
 BEGIN
+    -- the partitions the next ids fall in are made by omnirelay.store.partitions.prepare, which `migrate` calls
     FOREACH t IN ARRAY ARRAY['messages', 'submissions', 'reports'] LOOP
         EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (MINVALUE) TO (%s)', t, t || '_g0', m);
-        -- the generation the next ids fall in, and a spare one: the engine's upkeep keeps one ahead from then on
-        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (%s)',
-                       t || '_g' || m / span, t, m, m + span);
-        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (%s)',
-                       t || '_g' || m / span + 1, t, m + span, m + 2 * span);
-    END LOOP;
-    FOREACH t IN ARRAY ARRAY['messages_g' || m / span, 'messages_g' || m / span + 1] LOOP
-        EXECUTE format('CREATE UNIQUE INDEX %I ON %I (account_id, message_id)', t || '_client_id', t);
     END LOOP;
     EXECUTE format('ALTER TABLE requests ATTACH PARTITION requests_g0 FOR VALUES FROM (MINVALUE) TO (%s)', r);
-    EXECUTE format('CREATE TABLE %I PARTITION OF requests FOR VALUES FROM (%s) TO (%s)',
-                   'requests_g' || r / span, r, r + span);
-    EXECUTE format('CREATE TABLE %I PARTITION OF requests FOR VALUES FROM (%s) TO (%s)',
-                   'requests_g' || r / span + 1, r + span, r + 2 * span);
     PERFORM setval('messages_id_seq', m, false);
     PERFORM setval('requests_id_seq', r, false);
 END $$;
